@@ -1,0 +1,60 @@
+"""Settings of the judging engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FAST_MAX_NEW_TOKENS = 16
+FULL_MAX_NEW_TOKENS = 512
+
+
+@dataclass
+class EngineConfig:
+    """How judgements are generated."""
+
+    backend: str = "hf"
+    """``hf`` (transformers, any device) or ``vllm`` (GPU nodes with the ``vllm`` extra installed)."""
+    mode: str = "fast"
+    """``fast`` stops each row at the end of the score line (JudgeLM's ``--if-fast-eval 1``, used for all its
+    metrics); ``full`` also generates the explanation."""
+    max_new_tokens: int = 0
+    """Generation limit per unit; 0 picks 16 in fast mode and 512 in full mode (JudgeLM's default is 2048)."""
+    temperature: float = 0.0
+    """0 is greedy. JudgeLM's scripts sample at 0.2 with top-k 50; sampling here is seeded per unit, so a
+    verdict does not depend on which batch or shard it ran in."""
+    top_k: int = 50
+    """Top-k filter when sampling (transformers' default, which JudgeLM's runs used)."""
+    top_p: float = 1.0
+    """Nucleus filter when sampling."""
+    seed: int = 0
+    """Seed of the per-unit sampling noise."""
+    batch_tokens: int = 65536
+    """Token budget of one batch: rows × (longest prompt + max_new_tokens). Bounds the memory a batch needs."""
+    max_batch: int = 64
+    """At most this many rows per batch."""
+    max_prompt_tokens: int = 0
+    """Longest prompt accepted; 0 means the model's context length minus max_new_tokens."""
+    too_long: str = "truncate"
+    """What to do with a longer prompt: ``truncate`` cuts the answers and reference from their ends, longest
+    first, until it fits (the question and template are never cut), or ``reject`` skips the unit. Both are
+    counted in the merge."""
+    threads: int = 0
+    """CPU threads for torch; 0 takes SLURM_CPUS_PER_TASK or this machine's cores divided among local shards."""
+    logprobs_topk: int = 0
+    """If > 0, store the top-k log-probabilities at each of the first generated positions (fast mode), from
+    which the merge derives an expected score and a confidence per verdict."""
+
+    def new_tokens(self) -> int:
+        if self.max_new_tokens > 0:
+            return self.max_new_tokens
+        return FAST_MAX_NEW_TOKENS if self.mode == "fast" else FULL_MAX_NEW_TOKENS
+
+    def validate(self) -> None:
+        if self.backend not in ("hf", "vllm"):
+            raise ValueError(f"engine.backend must be hf or vllm, got {self.backend!r}")
+        if self.mode not in ("fast", "full"):
+            raise ValueError(f"engine.mode must be fast or full, got {self.mode!r}")
+        if self.too_long not in ("truncate", "reject"):
+            raise ValueError(f"engine.too_long must be truncate or reject, got {self.too_long!r}")
+        if self.temperature < 0:
+            raise ValueError("engine.temperature must be >= 0")

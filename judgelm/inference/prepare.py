@@ -1,0 +1,85 @@
+"""From a chunk of units to token ids: render each unit's prompt, tokenize once, and apply the length rule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from judgelm.prompts import Mode, build_prompt
+
+
+@dataclass
+class Prepared:
+    """Token ids per unit of a chunk, in unit order. A rejected unit has no ids."""
+
+    unit: np.ndarray
+    ids: list[list[int]]
+    truncated: np.ndarray  # bool: answers/reference were cut to fit
+    rejected: np.ndarray  # bool: could not fit even after cutting, or the rule is ``reject``
+
+
+def unit_texts(inputs: dict, i: int, mode: Mode) -> tuple[str, list[str], str | None]:
+    """Question, answers in the slot order the judge sees, and reference (or None) for unit ``i`` of a chunk."""
+    r = int(inputs["record"][i]) - inputs["record_offset"]
+    answers = list(inputs["answers"][r][: inputs["n_answers"][r]])
+    if inputs["order"][i] == 1:
+        answers[0], answers[1] = answers[1], answers[0]
+    reference = inputs["reference"][r] if inputs["with_reference"][i] else None
+    return inputs["question"][r], answers, reference
+
+
+def encode(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Token ids with BOS first, as JudgeLM forces ``input_ids[0][0] = bos`` whatever the tokenizer does."""
+    ids = tokenizer(texts, add_special_tokens=True)["input_ids"]
+    bos = tokenizer.bos_token_id
+    if bos is not None:
+        ids = [x if x and x[0] == bos else [bos] + x for x in ids]
+    return ids
+
+
+def _cut(tokenizer, text: str, n_tokens: int) -> str:
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return tokenizer.decode(ids[: max(0, len(ids) - n_tokens)])
+
+
+def fit_prompt(tokenizer, question: str, answers: list[str], reference: str | None, mode: Mode,
+               limit: int, max_rounds: int = 12) -> list[int] | None:
+    """Cut the longest of the answers/reference from its end until the prompt has at most ``limit`` tokens.
+
+    Tokens do not add up exactly across a cut (merges at the new boundary), so this re-encodes the whole prompt
+    after each cut and cuts a little extra. Returns ``None`` when even empty answers would not fit.
+    """
+    answers = list(answers)
+    for _ in range(max_rounds):
+        ids = encode(tokenizer, [build_prompt(question, answers, reference, mode)])[0]
+        excess = len(ids) - limit
+        if excess <= 0:
+            return ids
+        fields = answers + ([reference] if reference is not None else [])
+        longest = max(range(len(fields)), key=lambda k: len(fields[k]))
+        if not fields[longest]:
+            return None
+        cut = _cut(tokenizer, fields[longest], excess + 4)
+        if longest < len(answers):
+            answers[longest] = cut
+        else:
+            reference = cut
+    return None
+
+
+def prepare_chunk(inputs: dict, tokenizer, mode: Mode, limit: int, too_long: str) -> Prepared:
+    n = len(inputs["unit"])
+    texts = [unit_texts(inputs, i, mode) for i in range(n)]
+    ids = encode(tokenizer, [build_prompt(q, a, ref, mode) for q, a, ref in texts])
+    truncated = np.zeros(n, dtype=bool)
+    rejected = np.zeros(n, dtype=bool)
+    for i in range(n):
+        if len(ids[i]) <= limit:
+            continue
+        fitted = fit_prompt(tokenizer, *texts[i], mode, limit) if too_long == "truncate" else None
+        if fitted is None:
+            ids[i], rejected[i] = [], True
+        else:
+            ids[i], truncated[i] = fitted, True
+    return Prepared(np.asarray(inputs["unit"]), ids, truncated, rejected)

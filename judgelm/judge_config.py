@@ -1,0 +1,76 @@
+"""The typed config of a judging run (``configs/judge.yaml``), as the library sees it.
+
+The launcher adds the cluster profile on top; everything here is fixed when the run is created and saved in
+``runs/<run>/config.yaml``, which every shard and the merge read back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from judgelm.inference.config import EngineConfig
+from judgelm.models import ModelConfig
+
+
+@dataclass
+class DataConfig:
+    """What to judge."""
+
+    source: str = "pandalm"
+    """A shipped benchmark name (``pandalm``, ...) or a JudgeLM-format JSON/JSONL file."""
+    skip_invalid: bool = False
+    """Skip records that fail validation (written to ``rejects.jsonl`` and counted) instead of stopping."""
+    limit: int = 0
+    """Judge only the first N records (0: all), for quick tries."""
+
+
+@dataclass
+class PromptConfig:
+    """How units are laid out and rendered."""
+
+    mode: str = "pair"
+    """``pair`` (two answers, two scores), ``single`` (gold answer in slot 1 pre-scored 10, one score) or
+    ``multi`` (N answers, N scores)."""
+    reference: str = "both"
+    """``both``: judge without the reference and, where a record has one, with it too (JudgeLM's protocol,
+    reported separately); ``without``; ``with`` (where available)."""
+    orders: str = "both"
+    """``both`` judges every pair in both answer orders (needed for consistency); ``original`` only as given."""
+
+
+@dataclass
+class StoreConfig:
+    """The Zarr verdict store."""
+
+    chunk_units: int = 128
+    """Units per chunk: the unit of ownership, commit and resume. Lowered automatically so every shard gets at
+    least one chunk."""
+
+
+@dataclass
+class JudgeConfig:
+    """A judging run."""
+
+    run: str = ""
+    """Run name; the run lives in ``<runs_dir>/<run>/``. Empty: ``judge-<date>-<time>``."""
+    runs_dir: str = "runs"
+    """Where run directories are created."""
+    shards: int = 4
+    """Number of shards (array tasks); each owns a contiguous run of chunks."""
+    allow_partial: bool = False
+    """Let the merge compute metrics from an incomplete store, saying what is missing."""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+
+
+def load_run_config(run_dir: str | Path) -> JudgeConfig:
+    """The library's part of a run's saved ``config.yaml`` (the launcher's keys, like ``cluster``, are ignored)."""
+    saved = OmegaConf.load(Path(run_dir) / "config.yaml")
+    mine = OmegaConf.masked_copy(saved, [f.name for f in fields(JudgeConfig) if f.name in saved])
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(JudgeConfig), mine))  # type: ignore

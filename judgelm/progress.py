@@ -1,0 +1,64 @@
+"""Per-shard progress files: what each attempt of a shard did, readable while it runs.
+
+A shard rewrites its own file after every chunk (atomically, so a reader never sees half a file). Operators'
+status view and the launcher's progress line read them; the store stays the truth about what is done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Attempt:
+    attempt: int
+    job_id: str
+    host: str
+    started: float
+    updated: float
+    units_judged: int = 0
+    chunks_judged: int = 0
+    state: str = "running"  # running | finished | interrupted | failed
+
+
+@dataclass
+class ShardProgress:
+    shard: int
+    units_total: int
+    units_done: int = 0
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        """Units per second of the latest attempt."""
+        if not self.attempts:
+            return 0.0
+        a = self.attempts[-1]
+        return a.units_judged / max(a.updated - a.started, 1e-9)
+
+    def start_attempt(self, job_id: str) -> Attempt:
+        now = time.time()
+        a = Attempt(attempt=len(self.attempts), job_id=job_id, host=socket.gethostname(), started=now, updated=now)
+        self.attempts.append(a)
+        return a
+
+
+def write_progress(path: Path, p: ShardProgress) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(asdict(p)))
+    os.replace(tmp, path)
+
+
+def read_progress(path: Path) -> ShardProgress | None:
+    try:
+        d = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return ShardProgress(shard=d["shard"], units_total=d["units_total"], units_done=d["units_done"],
+                         attempts=[Attempt(**a) for a in d["attempts"]])

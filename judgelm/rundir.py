@@ -1,0 +1,51 @@
+"""Where things live inside a run directory, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RunDir:
+    root: Path
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def store(self) -> Path:
+        return self.root / "verdicts.zarr"
+
+    @property
+    def progress(self) -> Path:
+        return self.root / "progress"
+
+    def shard_progress(self, shard: int) -> Path:
+        return self.progress / f"shard-{shard:04d}.json"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def rejects(self) -> Path:
+        return self.root / "rejects.jsonl"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def table(self) -> Path:
+        return self.root / "metrics.md"
+
+    @property
+    def jobs(self) -> Path:
+        """Slurm/submitit job ids of the run's submissions, appended by the launcher."""
+        return self.root / "jobs.jsonl"

@@ -1,0 +1,137 @@
+"""One shard of a judging run: judge the chunks it owns that are not done yet, committing each chunk whole.
+
+Running a shard again is always safe: finished chunks are skipped, so a killed, cancelled or requeued shard
+resumes where it stopped and never judges a committed unit twice. A stop request (the requeue signal) is
+honoured between chunks, so the work in flight is not thrown away.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from judgelm.inference import make_engine
+from judgelm.inference.prepare import prepare_chunk
+from judgelm.judge_config import JudgeConfig, load_run_config
+from judgelm.progress import ShardProgress, read_progress, write_progress
+from judgelm.prompts import Mode
+from judgelm.rundir import RunDir
+from judgelm.store import ChunkVerdicts, VerdictStore
+from judgelm.verdicts import Status, parse_prediction
+
+log = logging.getLogger("judgelm.shard")
+
+
+class StopRequest:
+    """Set by the requeue signal (USR2) or SIGTERM; checked between chunks."""
+
+    def __init__(self, signals: tuple[int, ...] = (signal.SIGUSR2, signal.SIGTERM)):
+        self.signum: int | None = None
+        for s in signals:
+            signal.signal(s, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        log.warning("received %s: stopping after the current chunk", signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+
+@dataclass
+class ShardResult:
+    shard: int
+    units_total: int
+    units_done: int
+    units_judged: int  # by this attempt
+    interrupted: bool
+    signum: int | None = None
+
+
+def set_threads(cfg_threads: int) -> None:
+    n = cfg_threads or int(os.environ.get("SLURM_CPUS_PER_TASK", 0)) or os.cpu_count() or 1
+    torch.set_num_threads(max(1, n))
+
+
+def judge_chunk(store: VerdictStore, chunk: int, engine, cfg: JudgeConfig) -> ChunkVerdicts:
+    mode = Mode(cfg.prompt.mode)
+    max_new = cfg.engine.new_tokens()
+    limit = cfg.engine.max_prompt_tokens or engine.context_length - max_new
+    prep = prepare_chunk(store.chunk_inputs(chunk), engine.tokenizer, mode, limit, cfg.engine.too_long)
+    n = len(prep.unit)
+    scores = np.full((n, store.n_scores), np.nan, dtype=np.float32)
+    status = np.full(n, Status.PROMPT_TOO_LONG, dtype=np.int8)
+    texts = [""] * n
+    new_tokens = np.zeros(n, dtype=np.int32)
+    extras = None
+    k = cfg.engine.logprobs_topk
+    if k:
+        extras = {"top_ids": np.zeros((n, max_new, k), dtype=np.int32),
+                  "top_logprobs": np.full((n, max_new, k), np.nan, dtype=np.float16)}
+    todo = np.flatnonzero(~prep.rejected)
+    gens = engine.generate([int(prep.unit[i]) for i in todo], [prep.ids[i] for i in todo]) if len(todo) else []
+    for i, g in zip(todo, gens):
+        texts[i] = g.text
+        new_tokens[i] = len(g.token_ids)
+        parsed = parse_prediction(g.text, store.n_scores)
+        if parsed is None:
+            status[i] = Status.PARSE_FAILED
+        else:
+            status[i], scores[i] = Status.OK, parsed
+        if extras is not None and g.top_ids is not None:
+            extras["top_ids"][i], extras["top_logprobs"][i] = g.top_ids, g.top_logprobs
+    return ChunkVerdicts(scores=scores, status=status, text=texts,
+                         prompt_tokens=np.array([len(x) for x in prep.ids], dtype=np.int32),
+                         new_tokens=new_tokens, truncated=prep.truncated, extras=extras)
+
+
+def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest | None = None,
+              job_id: str = "", threads: int = 0) -> ShardResult:
+    """Judge shard ``shard`` of ``n_shards`` of the run in ``run_dir``; ``threads`` overrides the config's."""
+    rd = RunDir(Path(run_dir))
+    cfg = load_run_config(rd.root)
+    store = VerdictStore(rd.store, mode="r+")
+    chunks = store.shard_chunks(shard, n_shards)
+    todo = [c for c in chunks if not store.chunk_done(c)]
+
+    def size(c: int) -> int:
+        sl = store.chunk_slice(c)
+        return sl.stop - sl.start
+
+    progress = read_progress(rd.shard_progress(shard)) or ShardProgress(shard, store.shard_units(shard, n_shards))
+    progress.units_done = progress.units_total - sum(size(c) for c in todo)
+    attempt = progress.start_attempt(job_id or os.environ.get("SLURM_JOB_ID", str(os.getpid())))
+    write_progress(rd.shard_progress(shard), progress)
+    log.info("shard %d/%d: %d chunks, %d to do (%d of %d units done), attempt %d", shard, n_shards, len(chunks),
+             len(todo), progress.units_done, progress.units_total, attempt.attempt)
+    stop = stop or StopRequest()
+    if todo:
+        set_threads(threads or cfg.engine.threads)
+        engine = make_engine(cfg.model, cfg.engine)
+    for c in todo:
+        if stop.requested:
+            break
+        verdicts = judge_chunk(store, c, engine, cfg)
+        store.write_chunk(c, verdicts, attempt.attempt)
+        attempt.units_judged += size(c)
+        attempt.chunks_judged += 1
+        attempt.updated = time.time()
+        progress.units_done += size(c)
+        write_progress(rd.shard_progress(shard), progress)
+        left = progress.units_total - progress.units_done
+        rate = progress.rate
+        log.info("shard %d: chunk %d done, %d/%d units, %.1f units/s, ETA %.0f s", shard, c, progress.units_done,
+                 progress.units_total, rate, left / rate if rate > 0 else float("nan"))
+    interrupted = progress.units_done < progress.units_total
+    attempt.state = "interrupted" if interrupted else "finished"
+    attempt.updated = time.time()
+    write_progress(rd.shard_progress(shard), progress)
+    return ShardResult(shard, progress.units_total, progress.units_done, attempt.units_judged, interrupted, stop.signum)

@@ -1,0 +1,201 @@
+"""The verdict store: one Zarr group per run holding the inputs, the unit plan and every verdict.
+
+Layout (``verdicts.zarr``):
+
+- ``records/*`` (one row per record): question, answers, reference, ground truth, subset and category, so a
+  shard needs nothing but the store and a queued run cannot be changed by editing the data file afterwards.
+- ``units/*`` (one row per unit): record index, answer order, with-reference flag.
+- ``verdicts/*`` (one row per unit): scores as the judge wrote them (in the order it saw the answers; NaN when
+  they did not parse), status, generated text, token counts, the attempt that judged it, and ``done``.
+
+Concurrency rule: a shard owns whole chunks of the unit axis and writes a chunk in one go, ``done`` last.
+Writers that share a chunk silently lose rows in Zarr (read-modify-write), and a chunk file is replaced
+atomically, so "done is True" means every verdict array of that chunk was written. A killed shard leaves at
+most its current chunk unfinished, and re-running it skips every chunk whose ``done`` is all True.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from judgelm.records import Record
+from judgelm.units import UnitPlan
+
+FORMAT_VERSION = 1
+NO_LABEL = 2  # int8 sentinel in records/label*: the record has no ground truth for that reference mode
+_RECORD_CHUNK = 4096
+
+
+def _text_array(values: list[str]) -> np.ndarray:
+    return np.array(values, dtype=object)
+
+
+@dataclass(frozen=True)
+class ChunkVerdicts:
+    """What a shard writes for one chunk: one entry per unit of the chunk, in unit order."""
+
+    scores: np.ndarray  # float32 (n, n_scores), NaN when unparsed
+    status: np.ndarray  # int8, judgelm.verdicts.Status
+    text: list[str]  # the generated text (the score line in fast mode)
+    prompt_tokens: np.ndarray  # int32
+    new_tokens: np.ndarray  # int32
+    truncated: np.ndarray  # bool: the prompt's answers/reference were cut to fit the context
+    extras: dict[str, np.ndarray] | None = None  # optional per-unit arrays declared at creation
+
+
+class VerdictStore:
+    """Open an existing store. ``create`` makes a new one."""
+
+    def __init__(self, path: str | Path, mode: str = "r"):
+        self.path = Path(path)
+        if not (self.path / "zarr.json").exists():
+            raise FileNotFoundError(f"no verdict store at {self.path}")
+        self.group = zarr.open_group(str(self.path), mode=mode)
+        self.attrs: dict[str, Any] = dict(self.group.attrs)
+        if self.attrs.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{self.path}: store format {self.attrs.get('format_version')} is not {FORMAT_VERSION}")
+        self.n_units: int = self.attrs["n_units"]
+        self.n_records: int = self.attrs["n_records"]
+        self.chunk_units: int = self.attrs["chunk_units"]
+        self.n_chunks: int = self.attrs["n_chunks"]
+        self.n_scores: int = self.attrs["n_scores"]
+
+    # --- creation -------------------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: str | Path, records: list[Record], plan: UnitPlan, n_scores: int, chunk_units: int,
+               attrs: dict[str, Any] | None = None,
+               extra_arrays: dict[str, tuple[tuple[int, ...], str, Any]] | None = None) -> "VerdictStore":
+        """Write a new store for ``records`` and ``plan``; refuses to overwrite an existing one.
+
+        ``extra_arrays`` declares additional per-unit verdict arrays as ``name: (trailing shape, dtype, fill)``,
+        for engines that record more than the scores (e.g. score-token log-probabilities).
+        """
+        path = Path(path)
+        if path.exists():
+            raise FileExistsError(f"{path} already exists; a run's store is created once")
+        if chunk_units < 1:
+            raise ValueError("chunk_units must be at least 1")
+        n_units, n_records = len(plan), len(records)
+        n_answers = max((len(r.answers) for r in records), default=2)
+        g = zarr.open_group(str(path), mode="w-")
+        rc = (min(_RECORD_CHUNK, max(n_records, 1)),)
+
+        def put(name: str, data: np.ndarray, chunks: tuple[int, ...], dtype: Any, fill: Any) -> None:
+            arr = g.create_array(name, shape=data.shape, chunks=chunks + data.shape[1:], dtype=dtype, fill_value=fill)
+            if data.size:
+                arr[...] = data
+
+        def label(r: Record, w: bool) -> int:
+            v = r.gt_label(w)
+            return NO_LABEL if v is None else v
+
+        gt = np.full((n_records, n_scores), np.nan, dtype=np.float32)
+        for i, r in enumerate(records):
+            if r.gt_scores is not None and len(r.gt_scores) == n_scores:
+                gt[i] = r.gt_scores
+        put("records/question_id", _text_array([str(r.question_id) for r in records]), rc, str, "")
+        put("records/question", _text_array([r.question for r in records]), rc, str, "")
+        answers = _text_array([list(r.answers) + [""] * (n_answers - len(r.answers)) for r in records])
+        put("records/answers", answers.reshape(n_records, n_answers), rc, str, "")
+        put("records/reference", _text_array([r.reference or "" for r in records]), rc, str, "")
+        put("records/n_answers", np.array([len(r.answers) for r in records], dtype=np.int8), rc, "int8", 2)
+        put("records/has_reference", np.array([r.reference is not None for r in records], dtype=bool), rc, bool, False)
+        put("records/label", np.array([label(r, False) for r in records], dtype=np.int8), rc, "int8", NO_LABEL)
+        put("records/label_w_reference", np.array([label(r, True) for r in records], dtype=np.int8), rc, "int8",
+            NO_LABEL)
+        put("records/gt_scores", gt, rc, "float32", np.nan)
+        put("records/subset", _text_array([r.subset for r in records]), rc, str, "")
+        put("records/category", _text_array([r.category for r in records]), rc, str, "")
+
+        uc = (chunk_units,)
+        put("units/record", plan.record, uc, "int32", -1)
+        put("units/order", plan.order, uc, "int8", 0)
+        put("units/with_reference", plan.with_reference, uc, bool, False)
+        for name, shape, dtype, fill in (("scores", (n_scores,), "float32", np.nan), ("status", (), "int8", -1),
+                                         ("text", (), str, ""), ("prompt_tokens", (), "int32", 0),
+                                         ("new_tokens", (), "int32", 0), ("attempt", (), "int16", -1),
+                                         ("truncated", (), bool, False), ("done", (), bool, False)):
+            g.create_array(f"verdicts/{name}", shape=(n_units,) + shape, chunks=uc + shape, dtype=dtype, fill_value=fill)
+        for name, (shape, dtype, fill) in (extra_arrays or {}).items():
+            g.create_array(f"verdicts/{name}", shape=(n_units,) + tuple(shape), chunks=uc + tuple(shape),
+                           dtype=dtype, fill_value=fill)
+        g.attrs.update({
+            **(attrs or {}), "format_version": FORMAT_VERSION, "n_units": n_units, "n_records": n_records,
+            "chunk_units": chunk_units, "n_chunks": max(1, -(-n_units // chunk_units)), "n_scores": n_scores,
+            "n_answers": n_answers, "extra_arrays": sorted(extra_arrays or {}),
+        })
+        return cls(path, mode="r+")
+
+    # --- layout -----------------------------------------------------------------------------------------------
+
+    def chunk_slice(self, chunk: int) -> slice:
+        return slice(chunk * self.chunk_units, min((chunk + 1) * self.chunk_units, self.n_units))
+
+    def shard_chunks(self, shard: int, n_shards: int) -> range:
+        """The contiguous run of chunks shard ``shard`` of ``n_shards`` owns; every chunk has exactly one owner."""
+        if not 0 <= shard < n_shards:
+            raise ValueError(f"shard {shard} is outside 0..{n_shards - 1}")
+        return range(shard * self.n_chunks // n_shards, (shard + 1) * self.n_chunks // n_shards)
+
+    def shard_units(self, shard: int, n_shards: int) -> int:
+        chunks = self.shard_chunks(shard, n_shards)
+        if not chunks:
+            return 0
+        return self.chunk_slice(chunks[-1]).stop - self.chunk_slice(chunks[0]).start
+
+    # --- reading ------------------------------------------------------------------------------------------------
+
+    def __getitem__(self, name: str) -> zarr.Array:
+        return self.group[name]
+
+    def done(self) -> np.ndarray:
+        return self.group["verdicts/done"][:]
+
+    def chunk_done(self, chunk: int) -> bool:
+        return bool(self.group["verdicts/done"][self.chunk_slice(chunk)].all())
+
+    def chunk_inputs(self, chunk: int) -> dict[str, Any]:
+        """Everything needed to build the prompts of one chunk's units."""
+        sl = self.chunk_slice(chunk)
+        rec = self.group["units/record"][sl]
+        lo, hi = int(rec.min()), int(rec.max()) + 1
+        rsl = slice(lo, hi)
+        n_answers = self.attrs["n_answers"]
+
+        def rows(name: str) -> np.ndarray:
+            return self.group[f"records/{name}"][rsl]
+
+        return {
+            "unit": np.arange(sl.start, sl.stop), "record": rec, "order": self.group["units/order"][sl],
+            "with_reference": self.group["units/with_reference"][sl], "record_offset": lo,
+            "question": rows("question").tolist(),
+            "answers": rows("answers").reshape(hi - lo, n_answers).tolist(),
+            "reference": rows("reference").tolist(), "n_answers": rows("n_answers"),
+        }
+
+    # --- writing ------------------------------------------------------------------------------------------------
+
+    def write_chunk(self, chunk: int, v: ChunkVerdicts, attempt: int) -> None:
+        """Write one whole chunk, ``done`` last: it is the commit marker."""
+        sl = self.chunk_slice(chunk)
+        n = sl.stop - sl.start
+        if len(v.status) != n or v.scores.shape != (n, self.n_scores) or len(v.text) != n:
+            raise ValueError(f"chunk {chunk} holds {n} units; got {len(v.status)} verdicts "
+                             f"with scores of shape {v.scores.shape}")
+        g = self.group
+        g["verdicts/scores"][sl] = v.scores.astype(np.float32)
+        g["verdicts/status"][sl] = v.status.astype(np.int8)
+        g["verdicts/text"][sl] = _text_array(v.text)
+        g["verdicts/prompt_tokens"][sl] = v.prompt_tokens.astype(np.int32)
+        g["verdicts/new_tokens"][sl] = v.new_tokens.astype(np.int32)
+        g["verdicts/truncated"][sl] = v.truncated.astype(bool)
+        g["verdicts/attempt"][sl] = np.full(n, attempt, dtype=np.int16)
+        for name, arr in (v.extras or {}).items():
+            g[f"verdicts/{name}"][sl] = arr
+        g["verdicts/done"][sl] = np.ones(n, dtype=bool)

@@ -1,0 +1,56 @@
+"""Which judgements a run makes: one unit per (record, answer order, reference mode).
+
+JudgeLM's protocol judges every pair in both orders (for swap consistency) and, where a reference exists, both
+without and with it (reported separately). Units of one record are adjacent, so both orders of a pair land in
+the same chunk and the same batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from judgelm.prompts import Mode
+from judgelm.records import Record
+
+REFERENCE_POLICIES = ("both", "without", "with")
+ORDER_POLICIES = ("both", "original")
+
+
+@dataclass(frozen=True)
+class UnitPlan:
+    """Parallel arrays, one entry per unit."""
+
+    record: np.ndarray  # int32 index into the run's records
+    order: np.ndarray  # int8: 0 = answers as given, 1 = answers 1 and 2 swapped
+    with_reference: np.ndarray  # bool: the prompt includes the record's reference answer
+
+    def __len__(self) -> int:
+        return len(self.record)
+
+
+def plan_units(records: list[Record], mode: Mode | str = Mode.PAIR, reference: str = "both",
+               orders: str = "both") -> UnitPlan:
+    """Lay out the units for ``records``.
+
+    ``reference``: ``both`` judges without the reference and, where a record has one, with it too; ``without``
+    never shows it; ``with`` shows it where there is one. ``orders``: ``both`` adds the swapped order, which only
+    pairwise judging has (single-answer grading always puts the gold answer in slot 1).
+    """
+    mode = Mode(mode)
+    if reference not in REFERENCE_POLICIES:
+        raise ValueError(f"reference must be one of {REFERENCE_POLICIES}, got {reference!r}")
+    if orders not in ORDER_POLICIES:
+        raise ValueError(f"orders must be one of {ORDER_POLICIES}, got {orders!r}")
+    order_values = (0, 1) if orders == "both" and mode is Mode.PAIR else (0,)
+    rec, order, ref = [], [], []
+    for i, r in enumerate(records):
+        has_ref = r.reference is not None
+        ref_modes = {"both": (False, True) if has_ref else (False,), "without": (False,), "with": (has_ref,)}[reference]
+        for w in ref_modes:
+            for o in order_values:
+                rec.append(i)
+                order.append(o)
+                ref.append(w)
+    return UnitPlan(np.asarray(rec, dtype=np.int32), np.asarray(order, dtype=np.int8), np.asarray(ref, dtype=bool))

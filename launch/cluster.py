@@ -1,0 +1,80 @@
+"""Cluster profiles (``configs/cluster/*.yaml``) and the submitit executor they describe.
+
+One code path for every place a job can run: ``executor: local`` runs tasks as subprocesses of this machine
+(no Slurm needed), ``slurm`` submits with sbatch, ``debug`` runs in-process (tests). The profile holds what an
+operator tunes per cluster; the entry point adds what belongs to the run (job name, comment, array size).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import submitit
+
+
+@dataclass
+class ClusterConfig:
+    """Where and how jobs run. Every field can be overridden on the command line (``cluster.partition=x``)."""
+
+    name: str = "local"
+    """Profile name, shown in logs."""
+    executor: str = "local"
+    """``local`` (subprocesses here), ``slurm`` (sbatch) or ``debug`` (in-process, for tests)."""
+    partition: str | None = None
+    """Slurm partition."""
+    account: str | None = None
+    """Slurm account to charge."""
+    qos: str | None = None
+    """Slurm quality of service."""
+    constraint: str | None = None
+    """Slurm node feature constraint, e.g. ``a100-80gb``."""
+    nodes: int = 1
+    """Nodes per job (training); judging tasks always use one."""
+    gpus_per_node: int = 0
+    """GPUs per node. Judging uses one GPU per array task; training one task per GPU."""
+    cpus_per_task: int = 2
+    """CPU cores per task (tokenisation, data loading)."""
+    mem_gb: int | None = None
+    """Memory per node in GB; ``None`` takes the partition's default."""
+    timeout_min: int = 60
+    """Time limit per job in minutes. Jobs checkpoint and requeue when it runs out."""
+    array_parallelism: int = 64
+    """At most this many array tasks run at once (``--array=...%N``)."""
+    signal_delay_s: int = 120
+    """Seconds before the time limit at which Slurm sends USR2 so the job can checkpoint and requeue."""
+    max_num_timeout: int = 5
+    """How many times a job may be requeued after reaching its time limit before it is failed."""
+    setup: list[str] = field(default_factory=list)
+    """Shell lines run in the sbatch script before the task (``module load ...``, ``source venv``)."""
+    additional_parameters: dict[str, Any] = field(default_factory=dict)
+    """Extra ``#SBATCH`` options submitit has no name for, e.g. ``{exclusive: true}``."""
+
+
+def make_executor(cfg: ClusterConfig, folder: str | Path, job_name: str, comment: str = "",
+                  tasks_per_node: int = 1, gpus_per_node: int | None = None) -> submitit.Executor:
+    """A submitit executor for ``cfg``, logging under ``folder`` (one subfolder per job id)."""
+    if cfg.executor not in ("local", "slurm", "debug"):
+        raise ValueError(f"cluster.executor must be local, slurm or debug, got {cfg.executor!r}")
+    ex = submitit.AutoExecutor(folder=Path(folder) / "%j", cluster=cfg.executor)
+    gpus = cfg.gpus_per_node if gpus_per_node is None else gpus_per_node
+    params: dict[str, Any] = dict(name=job_name, timeout_min=cfg.timeout_min, tasks_per_node=tasks_per_node,
+                                  cpus_per_task=cfg.cpus_per_task, nodes=cfg.nodes)
+    if gpus:
+        params["gpus_per_node"] = gpus
+    if cfg.mem_gb:
+        params["mem_gb"] = cfg.mem_gb
+    if cfg.executor == "slurm":
+        params.update(
+            slurm_partition=cfg.partition, slurm_array_parallelism=cfg.array_parallelism,
+            slurm_signal_delay_s=cfg.signal_delay_s, slurm_max_num_timeout=cfg.max_num_timeout,
+            slurm_setup=list(cfg.setup), slurm_additional_parameters=dict(cfg.additional_parameters),
+        )
+        for key in ("account", "qos", "constraint"):
+            if getattr(cfg, key):
+                params[f"slurm_{key}"] = getattr(cfg, key)
+        if comment:
+            params["slurm_comment"] = comment
+    ex.update_parameters(**{k: v for k, v in params.items() if v is not None})
+    return ex
