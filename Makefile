@@ -1,0 +1,81 @@
+# JudgeLM on Slurm. `make judge` and `make test` set up what they need on a fresh machine.
+#
+# Environment: by default a virtual environment in .venv, created on first use. On a machine without CUDA the
+# CPU build of torch is installed first (a bare `pip install torch` would pull a multi-GB CUDA build). On a GPU
+# cluster, point PYTHON at your own environment instead: `make judge PYTHON=/path/to/env/bin/python`.
+# flash-attn and vLLM are never installed here (see README: GPU nodes).
+
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON ?= $(VENV)/bin/python
+TORCH_CPU_VERSION ?= 2.13.0
+
+SHARDS ?= 4
+CLUSTER ?= local
+MODEL ?= artifacts/tiny-judge
+DATA ?= pandalm
+RUN ?=
+WAIT ?=
+SIZE ?= tiny
+DRY_RUN ?=
+ARGS ?=
+
+# Only the default venv is managed here; a user-supplied PYTHON is taken as ready.
+ifeq ($(PYTHON),$(VENV)/bin/python)
+ENV_STAMP := $(VENV)/.installed
+else
+ENV_STAMP :=
+endif
+
+run_arg = $(if $(RUN),run=$(RUN))
+wait_arg = $(if $(WAIT),wait=$(if $(filter 1 true yes,$(WAIT)),true,false))
+
+.PHONY: help env judge test train tiny-judge bench benchmark report status resubmit cluster-up cluster-down prompts clean
+
+help:
+	@sed -n '1,200p' README.md | sed -n '/^## Commands/,/^## /p' | head -60
+
+env: $(ENV_STAMP)
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(VENV)/bin/python || python3 -m venv $(VENV)
+	@if ! command -v nvidia-smi >/dev/null 2>&1; then \
+	  echo "no CUDA here: installing the CPU build torch==$(TORCH_CPU_VERSION) first"; \
+	  $(VENV)/bin/pip install -q "torch==$(TORCH_CPU_VERSION)"; fi
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	@touch $@
+
+TINY_JUDGE := artifacts/tiny-judge
+
+# The tiny judge every default run uses, built once by the same trainer as the 7B-33B judges.
+tiny-judge: $(ENV_STAMP)
+	@test -f $(TINY_JUDGE)/config.json || $(MAKE) --no-print-directory train SIZE=tiny
+
+judge: $(ENV_STAMP) $(if $(filter $(TINY_JUDGE),$(MODEL)),tiny-judge)
+	$(PYTHON) -m launch.judge shards=$(SHARDS) cluster=$(CLUSTER) model.path=$(MODEL) data.source=$(DATA) \
+	  $(run_arg) $(wait_arg) $(ARGS)
+
+train: $(ENV_STAMP)
+	$(PYTHON) -m launch.train size=$(SIZE) cluster=$(if $(filter local,$(CLUSTER)),local,$(CLUSTER)) $(run_arg) \
+	  $(if $(DRY_RUN),dry_run=true) $(ARGS)
+
+test: $(ENV_STAMP)
+	$(PYTHON) -m pytest $(ARGS)
+
+prompts: $(ENV_STAMP)
+	$(PYTHON) -m judgelm.cli prompts $(DATA) $(ARGS)
+
+status: $(ENV_STAMP)
+	$(PYTHON) -m launch.status $(RUN) $(ARGS)
+
+resubmit: $(ENV_STAMP)
+	$(PYTHON) -m launch.resubmit $(RUN) $(ARGS)
+
+cluster-up:
+	bash slurm/start-cluster.sh
+
+cluster-down:
+	bash slurm/stop-cluster.sh
+
+clean:
+	rm -rf runs

@@ -1,0 +1,85 @@
+"""``judgelm``: small tools around runs and data files.
+
+    judgelm prompts DATA [--mode pair|single|multi] [--reference without|with] [--order original|swapped] [-o OUT]
+    judgelm judgelm-metrics --gt GT.jsonl --seq PRED.jsonl [--rev PRED_REVERSED.jsonl]
+    judgelm merge RUN_DIR [--allow-partial]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+
+from judgelm.benchmarks import load_dataset
+from judgelm.prompts import Mode, build_prompt
+
+
+def cmd_prompts(args) -> int:
+    """Write the exact prompt the judge sees for every record, one JSON object per line."""
+    loaded = load_dataset(args.data, args.skip_invalid)
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    mode = Mode(args.mode)
+    try:
+        for r in loaded.records:
+            answers = list(r.answers)
+            if args.order == "swapped":
+                answers[0], answers[1] = answers[1], answers[0]
+            reference = r.reference if args.reference == "with" else None
+            out.write(json.dumps({"question_id": r.question_id, "prompt": build_prompt(r.question, answers, reference,
+                                                                                       mode)}, ensure_ascii=False) + "\n")
+    finally:
+        if args.output:
+            out.close()
+    for rej in loaded.rejects:
+        print(f"skipped {rej.source}: {rej.field or ''} {rej.reason}", file=sys.stderr)
+    return 0
+
+
+def cmd_judgelm_metrics(args) -> int:
+    from judgelm.judgelm_files import metrics_from_judgelm_files
+
+    print(json.dumps(metrics_from_judgelm_files(args.gt, args.seq, args.rev), indent=2))
+    return 0
+
+
+def cmd_merge(args) -> int:
+    from judgelm.merge import IncompleteStore, format_table, merge_run
+
+    try:
+        print(format_table(merge_run(args.run_dir, args.allow_partial)))
+    except IncompleteStore as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="judgelm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("prompts", help="write each record's judge prompt as JSON lines")
+    p.add_argument("data", help="benchmark name or JudgeLM-format JSON/JSONL file")
+    p.add_argument("--mode", choices=[m.value for m in Mode], default="pair")
+    p.add_argument("--reference", choices=["without", "with"], default="without",
+                   help="'with' uses the record's reference answer where it has one")
+    p.add_argument("--order", choices=["original", "swapped"], default="original")
+    p.add_argument("--skip-invalid", action="store_true")
+    p.add_argument("-o", "--output")
+    p.set_defaults(fn=cmd_prompts)
+    p = sub.add_parser("judgelm-metrics", help="JudgeLM's metrics from JudgeLM's answer files")
+    p.add_argument("--gt", required=True, help="ground truth JSONL with 'text' (e.g. judgelm_val_5k_gpt4.jsonl)")
+    p.add_argument("--seq", required=True, help="predictions JSONL with 'pred_text', original order")
+    p.add_argument("--rev", help="predictions JSONL with 'pred_text', answers reversed")
+    p.set_defaults(fn=cmd_judgelm_metrics)
+    p = sub.add_parser("merge", help="(re)compute a run's metrics from its store")
+    p.add_argument("run_dir")
+    p.add_argument("--allow-partial", action="store_true")
+    p.set_defaults(fn=cmd_merge)
+    args = ap.parse_args(argv)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `judgelm prompts ... | head` should just stop
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,114 @@
+"""The batched HF engine: same tokens as one-at-a-time generation, per-row stopping, bounded batches."""
+
+import numpy as np
+import pytest
+import torch
+
+from judgelm.inference.config import EngineConfig
+from judgelm.inference.hf import HFEngine, newline_token_ids, plan_batches
+from judgelm.inference.prepare import encode, fit_prompt, prepare_chunk
+from judgelm.inference.sampling import uniform_noise
+from judgelm.models import ModelConfig, load_judge
+from judgelm.prompts import Mode, build_prompt
+
+
+@pytest.fixture(scope="module")
+def judge(random_judge):
+    return load_judge(ModelConfig(path=str(random_judge)))
+
+
+def prompts(tok, n=13):
+    return encode(tok, [build_prompt("Q" * (1 + 3 * i), ["a" * (i % 7), "b" * (i % 5)]) for i in range(n)])
+
+
+def reference_generate(model, ids, stop_ids, max_new):
+    """JudgeLM's way: one prompt per generate call, no padding."""
+    out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                         max_new_tokens=max_new, do_sample=False, eos_token_id=stop_ids, pad_token_id=0)
+    return out[0, len(ids):].tolist()
+
+
+@pytest.mark.parametrize("mode", ["fast", "full"])
+def test_batched_generation_equals_one_prompt_at_a_time(judge, mode):
+    model, tok, device = judge
+    eng = HFEngine(model, tok, device, EngineConfig(mode=mode, max_new_tokens=12, max_batch=4))
+    ids = prompts(tok)
+    gens = eng.generate(list(range(len(ids))), ids)
+    for g, p in zip(gens, ids):
+        assert g.token_ids == reference_generate(model, p, eng.stop_ids.tolist(), 12)
+
+
+def test_rows_stop_at_their_own_stop_token_and_leave_the_batch(judge):
+    model, tok, device = judge
+    nl = newline_token_ids(tok)
+    assert tok.convert_tokens_to_ids("Ċ") in nl  # byte-level BPE's "\n"
+    assert all("\n" in tok.decode([t]) for t in nl)
+    ids = prompts(tok)
+    full = HFEngine(model, tok, device, EngineConfig(mode="full", max_new_tokens=16, max_batch=16))
+    free = [g.token_ids for g in full.generate(list(range(len(ids))), ids)]
+    # A random model never writes a newline; make a token it does write the stop token instead, choosing one
+    # that rows reach at different steps, so rows leave the batch at different times.
+    first = {}
+    for row in free:
+        for t in set(row):
+            first.setdefault(t, set()).add(row.index(t))
+    stop = max(first, key=lambda t: len(first[t]))
+    assert len(first[stop]) > 1
+    eng = HFEngine(model, tok, device, EngineConfig(mode="fast", max_new_tokens=16, max_batch=16))
+    eng.stop_ids = torch.tensor([stop])
+    gens = eng.generate(list(range(len(ids))), ids)
+    for g, row in zip(gens, free):
+        if stop in row:
+            assert g.stopped and g.token_ids == row[: row.index(stop) + 1]
+        else:
+            assert not g.stopped and g.token_ids == row
+    assert len({len(g.token_ids) for g in gens}) > 1
+
+
+def test_sampling_does_not_depend_on_batch_composition(judge):
+    model, tok, device = judge
+    ids = prompts(tok)
+    runs = [HFEngine(model, tok, device, EngineConfig(mode="full", max_new_tokens=8, temperature=0.7, max_batch=b))
+            .generate(list(range(100, 100 + len(ids))), ids) for b in (1, 5, 13)]
+    assert [g.token_ids for g in runs[0]] == [g.token_ids for g in runs[1]] == [g.token_ids for g in runs[2]]
+    greedy = HFEngine(model, tok, device, EngineConfig(mode="full", max_new_tokens=8)).generate(
+        list(range(len(ids))), ids)
+    assert [g.token_ids for g in runs[0]] != [g.token_ids for g in greedy]
+    u = uniform_noise(0, torch.tensor([1, 2]), 3, 1000)
+    assert 0 < u.min() and u.max() < 1 and abs(u.mean().item() - 0.5) < 0.05
+
+
+def test_batches_respect_the_token_budget_and_sort_by_length():
+    lengths = [5, 50, 20, 49, 3, 21]
+    batches = plan_batches(lengths, max_new=10, batch_tokens=130, max_batch=3)
+    assert sorted(i for b in batches for i in b) == list(range(6))
+    for b in batches:
+        assert len(b) <= 3 and len(b) * (max(lengths[i] for i in b) + 10) <= 130
+    assert batches[0][0] == 1  # longest first: a batch too big for memory fails at once
+
+
+def test_top_logprobs_are_recorded_in_fast_mode(judge):
+    model, tok, device = judge
+    eng = HFEngine(model, tok, device, EngineConfig(mode="fast", max_new_tokens=6, logprobs_topk=3))
+    g = eng.generate([0], prompts(tok, 1))[0]
+    assert g.top_ids.shape == (6, 3) and g.top_ids[0, 0] == g.token_ids[0]  # greedy picks the top token
+    steps = len(g.token_ids)
+    assert np.all(np.diff(g.top_logprobs[:steps], axis=1) <= 0) and np.isnan(g.top_logprobs[steps:]).all()
+
+
+def test_over_long_prompts_are_truncated_from_the_answers_or_rejected(judge):
+    model, tok, device = judge
+    long_answer = "first answer " * 400
+    ids = fit_prompt(tok, "What?", [long_answer, "short"], None, Mode.PAIR, limit=300)
+    assert ids is not None and len(ids) <= 300
+    text = tok.decode(ids)
+    assert "[Question]\nWhat?" in text and "short\n\n[The End of Assistant 2's Answer]" in text
+    assert text.endswith("### Response:")
+    assert fit_prompt(tok, "Why? " * 500, ["a", "b"], None, Mode.PAIR, limit=300) is None  # question never cut
+    inputs = {"unit": np.arange(2), "record": np.array([0, 0]), "order": np.array([0, 1]),
+              "with_reference": np.array([False, False]), "record_offset": 0, "question": ["What?"],
+              "answers": [[long_answer, "short"]], "reference": [""], "n_answers": np.array([2])}
+    prep = prepare_chunk(inputs, tok, Mode.PAIR, 300, "truncate")
+    assert prep.truncated.all() and not prep.rejected.any() and all(len(x) <= 300 for x in prep.ids)
+    prep = prepare_chunk(inputs, tok, Mode.PAIR, 300, "reject")
+    assert prep.rejected.all() and prep.ids == [[], []]

@@ -1,0 +1,120 @@
+"""A judging run end to end on the local executor, resume after SIGKILL, and the merge's refusals."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from judgelm.merge import IncompleteStore, merge_run
+from judgelm.progress import read_progress
+from judgelm.rundir import RunDir
+from judgelm.store import VerdictStore
+from launch import judge as launch_judge
+from tests.conftest import write_pairs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def new_run(tmp_path, judge_dir, data, name, *overrides):
+    cfg = launch_judge.load_config(launch_judge.JudgeLaunchConfig, launch_judge.CONFIG_DIR / "judge.yaml", [
+        f"model.path={judge_dir}", f"data.source={data}", f"run={name}", f"runs_dir={tmp_path}", *overrides])
+    return launch_judge.create_run(cfg)
+
+
+def test_local_executor_run_end_to_end(tmp_path, random_judge, capsys):
+    data = write_pairs(tmp_path / "pairs.jsonl", 30, with_reference_every=3)
+    rc = launch_judge.main([f"model.path={random_judge}", f"data.source={data}", "run=e2e", f"runs_dir={tmp_path}",
+                            "shards=3", "store.chunk_units=8"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "| Agreement |" in out and "units (100.0 %)" in out
+    rd = RunDir(tmp_path / "e2e")
+    m = json.loads(rd.metrics.read_text())
+    assert m["complete"] and m["units"] == 30 * 2 + 10 * 2
+    assert m["groups"]["without_reference"]["total_num"] == 30
+    assert m["groups"]["with_reference"]["total_num"] == 10
+    assert m["note"].startswith("These are the metrics of a tiny judge")
+    store = VerdictStore(rd.store)
+    assert store.done().all() and set(store["verdicts/status"][:].tolist()) <= {0, 1}
+    assert (store["verdicts/prompt_tokens"][:] > 100).all()
+    for k in range(3):
+        p = read_progress(rd.shard_progress(k))
+        assert p.units_done == p.units_total == store.shard_units(k, 3) and p.attempts[-1].state == "finished"
+    assert (rd.root / "config.yaml").read_text().count("chunk_units: 8") == 1
+    # running the same run again finds nothing to do and merges to the same metrics
+    assert launch_judge.main([f"model.path={random_judge}", f"data.source={data}", "run=e2e",
+                              f"runs_dir={tmp_path}", "shards=3"]) == 0
+    assert json.loads(rd.metrics.read_text()) == m
+
+
+def shard_process(run_dir):
+    return subprocess.Popen([sys.executable, "-c", f"from judgelm.shard import run_shard; "
+                             f"run_shard({str(run_dir)!r}, 0, 1, threads=1)"], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_shard_killed_with_sigkill_resumes_to_the_same_store(tmp_path, random_judge):
+    data = write_pairs(tmp_path / "pairs.jsonl", 120)
+    args = ("shards=1", "store.chunk_units=6", "engine.mode=full", "engine.max_new_tokens=24")
+    killed = new_run(tmp_path, random_judge, data, "killed", *args)
+    clean = new_run(tmp_path, random_judge, data, "clean", *args)
+    total = VerdictStore(killed.store).n_units
+
+    proc = shard_process(killed.root)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        p = read_progress(killed.shard_progress(0))
+        if p and 3 * 6 <= p.units_done:
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_at_kill = read_progress(killed.shard_progress(0)).units_done
+    assert 0 < done_at_kill < total, "the shard must be killed in the middle"
+    assert VerdictStore(killed.store).done().sum() == done_at_kill
+
+    assert shard_process(killed.root).wait(timeout=300) == 0
+    assert shard_process(clean.root).wait(timeout=300) == 0
+    a, b = VerdictStore(killed.store), VerdictStore(clean.store)
+    for name in ("scores", "status", "text", "prompt_tokens", "new_tokens", "truncated", "done"):
+        np.testing.assert_array_equal(a[f"verdicts/{name}"][:], b[f"verdicts/{name}"][:], err_msg=name)
+    p = read_progress(killed.shard_progress(0))
+    assert [x.state for x in p.attempts] == ["running", "finished"]  # the killed attempt never got to say more
+    assert p.attempts[1].units_judged == total - done_at_kill  # the second attempt redid nothing committed
+    attempts = a["verdicts/attempt"][:]
+    assert (attempts == 0).sum() == done_at_kill and (attempts == 1).sum() == total - done_at_kill
+    assert merge_run(killed.root) == {**merge_run(clean.root), "run": "killed"}
+
+
+def test_merge_refuses_an_incomplete_store_and_names_the_shards(tmp_path, random_judge):
+    data = write_pairs(tmp_path / "pairs.jsonl", 16)
+    rd = new_run(tmp_path, random_judge, data, "partial", "shards=4", "store.chunk_units=4")
+    from judgelm.shard import run_shard
+    run_shard(rd.root, 1, 4, threads=1)
+    run_shard(rd.root, 3, 4, threads=1)
+    with pytest.raises(IncompleteStore, match=r"16 of 32 units are not judged; missing in shard 0 \(8 units\), "
+                                              r"shard 2 \(8 units\)"):
+        merge_run(rd.root)
+    m = merge_run(rd.root, allow_partial=True)
+    assert not m["complete"] and m["missing_units"] == 16 and m["missing_by_shard"] == {"0": 8, "2": 8}
+    assert m["groups"]["without_reference"]["total_num"] == 8
+    assert "PARTIAL: 16 units missing" in rd.table.read_text()
+
+
+def test_invalid_records_are_skipped_into_rejects_when_asked(tmp_path, random_judge):
+    data = write_pairs(tmp_path / "pairs.jsonl", 6)
+    lines = data.read_text().splitlines()
+    lines[2] = lines[2].replace('"answer2_body": "second second second "', '"answer2_body": ""')
+    data.write_text("\n".join(lines) + "\n")
+    from judgelm.records import RecordError
+    with pytest.raises(RecordError, match=r"pairs.jsonl:3: field 'answer2_body': empty"):
+        new_run(tmp_path, random_judge, data, "strict")
+    rd = new_run(tmp_path, random_judge, data, "lenient", "data.skip_invalid=true")
+    assert VerdictStore(rd.store).n_records == 5 and VerdictStore(rd.store).attrs["rejected_records"] == 1
+    assert json.loads(rd.rejects.read_text())["line"] == 3

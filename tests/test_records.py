@@ -1,0 +1,93 @@
+"""Record loading: every bad record is named by file, line and field, or skipped into rejects when asked."""
+
+import json
+
+import pytest
+
+from judgelm.benchmarks import load_dataset
+from judgelm.records import RecordError, load_records, write_rejects
+
+
+def good(qid, **extra):
+    return {"question_id": qid, "question_body": "\nWhat is 2+2?", "answer1_body": "4", "answer2_body": "5", **extra}
+
+
+def write_lines(path, lines):
+    path.write_bytes(b"\n".join(line if isinstance(line, bytes) else json.dumps(line).encode() for line in lines))
+    return path
+
+
+def test_judgelm_fields_reference_and_ground_truth(tmp_path):
+    f = write_lines(tmp_path / "d.jsonl", [
+        good(1, text="8 3\nAssistant 1 is right.", score=[8.0, 3.0],
+             reference={"decoding_method": "None", "model": "gpt4", "text": "4"}, text_w_reference="9 1\n..."),
+        good("q2", label=0, subset="s", category="math"),
+        good(3, text="no scores here", score=[{"logprob": -1.2}, {"logprob": -0.3}]),  # val-5k reuses `score`
+        good(4, score=[2, 7]),
+    ])
+    recs = load_records(f).records
+    assert [r.question_id for r in recs] == [1, "q2", 3, 4]
+    assert recs[0].question == "\nWhat is 2+2?"  # text is kept raw
+    assert recs[0].reference == "4" and recs[0].gt_scores == (8.0, 3.0)
+    assert recs[0].gt_label() == 1 and recs[0].gt_label(with_reference=True) == 1
+    assert recs[1].gt_label() == 0 and recs[1].subset == "s" and recs[1].category == "math"
+    assert recs[2].gt_scores is None and recs[2].gt_label() is None  # unparseable GT is dropped from metrics
+    assert recs[3].gt_label() == -1
+
+
+@pytest.mark.parametrize("line, field, reason", [
+    (b'{"question_id": 2, "question_body": "q", ', None, "bad JSON"),
+    (json.dumps({"question_id": 2, "question_body": "q", "answer1_body": "a"}).encode(), "answer2_body", "missing"),
+    (json.dumps(good(2, answer1_body="   ")).encode(), "answer1_body", "empty"),
+    (json.dumps(good(2, answer2_body=5)).encode(), "answer2_body", "expected a string, got int"),
+    (json.dumps(good(2.5)).encode(), "question_id", "expected an integer or a string, got float"),
+    (json.dumps(good(1)).encode(), "question_id", "duplicate id 1 (first seen at"),
+    (json.dumps(good(2, label=2)).encode(), "label", "expected one of"),
+    (json.dumps(good(2, reference={"model": "x"})).encode(), "reference.text", "expected a string"),
+    ('{"question_id": 2, "question_body": "caf\xe9"}'.encode("latin-1"), None, "not valid UTF-8"),
+    (b"[1, 2]", None, "expected a JSON object, got list"),
+])
+def test_bad_record_error_names_file_line_and_field(tmp_path, line, field, reason):
+    f = write_lines(tmp_path / "bad.jsonl", [good(1), b"", line])
+    with pytest.raises(RecordError) as e:
+        load_records(f)
+    assert e.value.source.path == str(f) and e.value.source.line == 3
+    assert e.value.field == field
+    assert reason in e.value.reason
+    assert str(e.value).startswith(f"{f}:3")
+
+
+def test_skip_invalid_collects_rejects_and_keeps_going(tmp_path):
+    f = write_lines(tmp_path / "mixed.jsonl", [good(1), b"{oops", good(2, answer1_body=""), good(3), good(1)])
+    loaded = load_records(f, skip_invalid=True)
+    assert [r.question_id for r in loaded.records] == [1, 3]
+    assert [(r.source.line, r.field) for r in loaded.rejects] == [(2, None), (3, "answer1_body"), (5, "question_id")]
+    write_rejects(loaded.rejects, tmp_path / "rejects.jsonl")
+    rows = [json.loads(x) for x in (tmp_path / "rejects.jsonl").read_text().splitlines()]
+    assert rows[1] == {**rows[1], "line": 3, "field": "answer1_body", "reason": "empty"}
+    assert '"answer1_body": ""' in rows[1]["raw"]
+
+
+def test_json_list_files_name_the_item(tmp_path):
+    f = tmp_path / "d.json"
+    f.write_text(json.dumps([good(1), good(2, question_body=None)]))
+    with pytest.raises(RecordError, match=r"d.json\[item 1\]: field 'question_body': missing"):
+        load_records(f)
+
+
+def test_missing_file_and_unknown_benchmark(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_records(tmp_path / "nope.jsonl")
+    with pytest.raises(FileNotFoundError, match="neither a benchmark"):
+        load_dataset("no-such-benchmark")
+
+
+def test_pandalm_default_benchmark_uses_the_human_majority():
+    recs = load_dataset("pandalm").records
+    assert len(recs) == 999
+    assert [sum(r.label == v for r in recs) for v in (1, 0, -1)] == [422, 105, 472]
+    by_id = {r.question_id: r for r in recs}
+    assert by_id[0].question.startswith("The sentence you are given might be too wordy")
+    assert by_id[0].question.endswith("\nIf you have any questions about my rate or if you find it necessary to "
+                                      "increase or decrease the scope for this project, please let me know.")
+    assert by_id[157].answers[0] == "True"  # the file's JSON `true` is a model that answered "True"

@@ -1,0 +1,76 @@
+"""The verdict store under concurrent writers: shards own whole chunks, so no unit is ever lost."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from judgelm.records import Record
+from judgelm.store import NO_LABEL, ChunkVerdicts, VerdictStore
+from judgelm.units import plan_units
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_store(path, n_records=1000, chunk_units=64, n_shards=4):
+    records = [Record(question_id=i, question=f"q{i} é✓中文", answers=(f"a{i}", f"b{i}"), label=(1, 0, -1, None)[i % 4],
+                      reference="ref" if i % 3 == 0 else None) for i in range(n_records)]
+    plan = plan_units(records, reference="both")
+    return VerdictStore.create(path, records, plan, n_scores=2, chunk_units=chunk_units, attrs={"n_shards": n_shards})
+
+
+def expected_scores(units):
+    return np.stack([units % 10, (units * 7) % 10], axis=1).astype(np.float32)
+
+
+def write_shard(path, shard, n_shards):
+    """Body of one writer process: write every owned chunk with values derived from the unit ids."""
+    store = VerdictStore(path, mode="r+")
+    for c in store.shard_chunks(shard, n_shards):
+        sl = store.chunk_slice(c)
+        units = np.arange(sl.start, sl.stop)
+        n = len(units)
+        store.write_chunk(c, ChunkVerdicts(scores=expected_scores(units), status=np.zeros(n, np.int8),
+                                           text=[f"unit {u} ✓" for u in units], prompt_tokens=units.astype(np.int32),
+                                           new_tokens=np.ones(n, np.int32), truncated=np.zeros(n, bool)), attempt=shard)
+
+
+def test_layout_every_chunk_has_one_owner(tmp_path):
+    store = make_store(tmp_path / "s.zarr")
+    assert store.n_units == 1000 * 2 + 334 * 2  # both orders, plus with-reference units where a reference exists
+    owned = [c for k in range(7) for c in store.shard_chunks(k, 7)]
+    assert sorted(owned) == list(range(store.n_chunks))
+    assert sum(store.shard_units(k, 7) for k in range(7)) == store.n_units
+    inputs = store.chunk_inputs(0)
+    assert inputs["question"][0] == "q0 é✓中文" and inputs["reference"][0] == "ref"
+    assert store["records/label"][3] == NO_LABEL
+    with pytest.raises(FileExistsError):
+        make_store(tmp_path / "s.zarr")
+
+
+def test_four_processes_write_one_store_without_losing_a_unit(tmp_path):
+    path = tmp_path / "s.zarr"
+    store = make_store(path)
+    procs = [subprocess.Popen([sys.executable, "-c", f"from tests.test_store import write_shard; "
+                               f"write_shard({str(path)!r}, {k}, 4)"], cwd=REPO) for k in range(4)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
+    store = VerdictStore(path)
+    units = np.arange(store.n_units)
+    assert store.done().all()
+    np.testing.assert_array_equal(store["verdicts/scores"][:], expected_scores(units))
+    assert store["verdicts/text"][:].tolist() == [f"unit {u} ✓" for u in units]
+    np.testing.assert_array_equal(store["verdicts/prompt_tokens"][:], units)
+    # each unit was written by the process owning its chunk
+    owners = np.concatenate([np.full(store.shard_units(k, 4), k) for k in range(4)])
+    np.testing.assert_array_equal(store["verdicts/attempt"][:], owners)
+
+
+def test_write_chunk_rejects_a_wrong_shape(tmp_path):
+    store = make_store(tmp_path / "s.zarr", n_records=10, chunk_units=8)
+    with pytest.raises(ValueError, match="chunk 0 holds 8 units"):
+        store.write_chunk(0, ChunkVerdicts(scores=np.zeros((3, 2)), status=np.zeros(3), text=[""] * 3,
+                                           prompt_tokens=np.zeros(3), new_tokens=np.zeros(3),
+                                           truncated=np.zeros(3, bool)), attempt=0)
+    assert not store.done().any()
