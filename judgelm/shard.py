@@ -30,16 +30,25 @@ log = logging.getLogger("judgelm.shard")
 
 
 class StopRequest:
-    """Set by the requeue signal (USR2) or SIGTERM; checked between chunks."""
+    """Set by the requeue signal (USR2) or SIGTERM; checked between chunks.
+
+    The handlers it replaces (submitit's, under a job) are kept, so the caller can hand the signal on once the
+    current chunk is safely in the store.
+    """
 
     def __init__(self, signals: tuple[int, ...] = (signal.SIGUSR2, signal.SIGTERM)):
         self.signum: int | None = None
-        for s in signals:
-            signal.signal(s, self._handle)
+        self.previous = {s: signal.signal(s, self._handle) for s in signals}
 
     def _handle(self, signum, frame) -> None:
         log.warning("received %s: stopping after the current chunk", signal.Signals(signum).name)
         self.signum = signum
+
+    def forward(self) -> None:
+        """Call the handler that was installed before ours for the signal received."""
+        handler = self.previous.get(self.signum) if self.signum is not None else None
+        if callable(handler):
+            handler(self.signum, None)
 
     @property
     def requested(self) -> bool:
@@ -110,8 +119,9 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
     progress.units_done = progress.units_total - sum(size(c) for c in todo)
     attempt = progress.start_attempt(job_id or os.environ.get("SLURM_JOB_ID", str(os.getpid())))
     write_progress(rd.shard_progress(shard), progress)
-    log.info("shard %d/%d: %d chunks, %d to do (%d of %d units done), attempt %d", shard, n_shards, len(chunks),
-             len(todo), progress.units_done, progress.units_total, attempt.attempt)
+    log.info("shard %d/%d: %d chunks, %d to do (%d of %d units done), attempt %d, code %s", shard, n_shards,
+             len(chunks), len(todo), progress.units_done, progress.units_total, attempt.attempt,
+             Path(__file__).resolve().parent)
     stop = stop or StopRequest()
     if todo:
         set_threads(threads or cfg.engine.threads)

@@ -53,11 +53,16 @@ class ClusterConfig:
 
 
 def make_executor(cfg: ClusterConfig, folder: str | Path, job_name: str, comment: str = "",
-                  tasks_per_node: int = 1, gpus_per_node: int | None = None) -> submitit.Executor:
-    """A submitit executor for ``cfg``, logging under ``folder`` (one subfolder per job id)."""
+                  tasks_per_node: int = 1, gpus_per_node: int | None = None, dependency: str | None = None,
+                  chdir: str | Path | None = None) -> submitit.Executor:
+    """A submitit executor for ``cfg``, logging under ``folder`` (one subfolder per job id).
+
+    ``dependency`` (e.g. ``afterany:123``) and ``chdir`` (where the job starts) only apply to Slurm.
+    """
     if cfg.executor not in ("local", "slurm", "debug"):
         raise ValueError(f"cluster.executor must be local, slurm or debug, got {cfg.executor!r}")
-    ex = submitit.AutoExecutor(folder=Path(folder) / "%j", cluster=cfg.executor)
+    ex = submitit.AutoExecutor(folder=Path(folder) / "%j", cluster=cfg.executor,
+                               slurm_max_num_timeout=cfg.max_num_timeout)
     gpus = cfg.gpus_per_node if gpus_per_node is None else gpus_per_node
     params: dict[str, Any] = dict(name=job_name, timeout_min=cfg.timeout_min, tasks_per_node=tasks_per_node,
                                   cpus_per_task=cfg.cpus_per_task, nodes=cfg.nodes)
@@ -68,7 +73,7 @@ def make_executor(cfg: ClusterConfig, folder: str | Path, job_name: str, comment
     if cfg.executor == "slurm":
         params.update(
             slurm_partition=cfg.partition, slurm_array_parallelism=cfg.array_parallelism,
-            slurm_signal_delay_s=cfg.signal_delay_s, slurm_max_num_timeout=cfg.max_num_timeout,
+            slurm_signal_delay_s=cfg.signal_delay_s,
             slurm_setup=list(cfg.setup), slurm_additional_parameters=dict(cfg.additional_parameters),
         )
         for key in ("account", "qos", "constraint"):
@@ -76,5 +81,9 @@ def make_executor(cfg: ClusterConfig, folder: str | Path, job_name: str, comment
                 params[f"slurm_{key}"] = getattr(cfg, key)
         if comment:
             params["slurm_comment"] = comment
+        if dependency:
+            params["slurm_dependency"] = dependency
+        if chdir:
+            params["slurm_additional_parameters"]["chdir"] = str(chdir)
     ex.update_parameters(**{k: v for k, v in params.items() if v is not None})
     return ex

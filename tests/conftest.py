@@ -12,7 +12,7 @@ pytest_plugins = ["tests.slurm_cluster"]
 SAMPLE_QUESTIONS = ["What is 2+2?", "Name a prime number.", "Translate 'chat' to English.", "Write a haiku."]
 
 
-def build_random_judge(path: Path, seed: int = 0, context: int = 4096) -> Path:
+def build_random_judge(path: Path, seed: int = 0, context: int = 4096, hidden: int = 32, layers: int = 2) -> Path:
     """A Llama-architecture judge with random weights and a BPE tokenizer that adds BOS like LLaMA's."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -31,7 +31,7 @@ def build_random_judge(path: Path, seed: int = 0, context: int = 4096) -> Path:
     hf = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
                                  unk_token="<unk>", padding_side="left")
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(hf), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    cfg = LlamaConfig(vocab_size=len(hf), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=context,
                       initializer_range=0.5,  # large random weights give varied, non-repeating output
                       pad_token_id=hf.pad_token_id, bos_token_id=hf.bos_token_id, eos_token_id=hf.eos_token_id)

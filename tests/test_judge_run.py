@@ -16,6 +16,8 @@ from judgelm.progress import read_progress
 from judgelm.rundir import RunDir
 from judgelm.store import VerdictStore
 from launch import judge as launch_judge
+from launch import resubmit as launch_resubmit
+from launch import status as launch_status
 from tests.conftest import write_pairs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,10 +49,16 @@ def test_local_executor_run_end_to_end(tmp_path, random_judge, capsys):
         p = read_progress(rd.shard_progress(k))
         assert p.units_done == p.units_total == store.shard_units(k, 3) and p.attempts[-1].state == "finished"
     assert (rd.root / "config.yaml").read_text().count("chunk_units: 8") == 1
-    # running the same run again finds nothing to do and merges to the same metrics
-    assert launch_judge.main([f"model.path={random_judge}", f"data.source={data}", "run=e2e",
-                              f"runs_dir={tmp_path}", "shards=3"]) == 0
+    # the run name is taken; resubmitting finds nothing left to do and merges to the same metrics
+    with pytest.raises(SystemExit, match="already exists"):
+        launch_judge.main([f"model.path={random_judge}", f"data.source={data}", "run=e2e", f"runs_dir={tmp_path}"])
+    assert launch_resubmit.main(["e2e", "--runs-dir", str(tmp_path)]) == 0
     assert json.loads(rd.metrics.read_text()) == m
+    assert [s["shards"] for s in launch_status.read_submissions(rd)] == [[0, 1, 2], []]
+    table = launch_status.status_table(rd)
+    assert table.splitlines()[0].split() == ["shard", "job", "state", "exit", "node", "units", "done", "rate/s",
+                                             "ETA", "attempts"]
+    assert "30/30" not in table and "run e2e" in table and "80/80 units (100.0 %)" in table
 
 
 def shard_process(run_dir):

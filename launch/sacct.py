@@ -1,0 +1,42 @@
+"""One batched ``sacct`` call for every job of a run (slurmdbd load is what operators complain about first)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+FIELDS = ("JobID", "JobName", "State", "ExitCode", "NodeList", "Elapsed", "Comment")
+_ARRAY_RANGE = re.compile(r"^(\d+)_\[([^\]]+)\]$")
+
+
+def expand_array_id(job_id: str) -> list[str]:
+    """``123_[0-3,7%2]`` (how sacct shows array tasks that have not started) into ``123_0`` ... ``123_7``."""
+    m = _ARRAY_RANGE.match(job_id)
+    if not m:
+        return [job_id]
+    out = []
+    for part in m.group(2).split("%")[0].split(","):
+        lo, _, hi = part.partition("-")
+        out += [f"{m.group(1)}_{i}" for i in range(int(lo), int(hi or lo) + 1)]
+    return out
+
+
+def sacct(job_ids: list[str]) -> dict[str, dict[str, str]]:
+    """Allocation-level rows (``-X``) keyed by job id (``123_4`` for array tasks); empty without sacct."""
+    ids = sorted({j.split("_")[0] for j in job_ids if j})
+    if not ids or shutil.which("sacct") is None:
+        return {}
+    proc = subprocess.run(["sacct", "-X", "-P", "-n", "-j", ",".join(ids), "-o", ",".join(FIELDS)],
+                          capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        raise RuntimeError(f"sacct failed: {proc.stderr.strip()}")
+    rows: dict[str, dict[str, str]] = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split("|", len(FIELDS) - 1)
+        if len(parts) != len(FIELDS):
+            continue
+        row = dict(zip(FIELDS, parts))
+        for jid in expand_array_id(row["JobID"]):
+            rows[jid] = {**row, "JobID": jid}
+    return rows

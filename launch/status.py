@@ -1,0 +1,118 @@
+"""``make status RUN=…``: one table per run from one ``sacct`` call plus the store.
+
+    python -m launch.status RUN [--runs-dir runs] [--watch SECONDS]
+
+Per shard: the Slurm state and exit code of its latest job, the node, units done/total (from the store, the
+only truth about what is done), rate and ETA (from the shard's progress file), and attempts. Works while the
+run is going and after; local runs show the same table without Slurm columns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from judgelm.progress import read_progress
+from judgelm.rundir import RunDir
+from judgelm.store import VerdictStore
+from launch.sacct import sacct
+
+
+def read_submissions(rd: RunDir) -> list[dict]:
+    if not rd.jobs.exists():
+        return []
+    return [json.loads(x) for x in rd.jobs.read_text().splitlines() if x.strip()]
+
+
+def latest_jobs(subs: list[dict]) -> tuple[dict[int, str], str | None]:
+    """Each shard's most recent job id, and the most recent merge job id."""
+    by_shard: dict[int, str] = {}
+    merge = None
+    for s in subs:
+        for shard, jid in zip(s["shards"], s["job_ids"]):
+            by_shard[shard] = jid
+        merge = s.get("merge_job_id") or merge
+    return by_shard, merge
+
+
+def shard_done_counts(store: VerdictStore, n_shards: int) -> list[tuple[int, int]]:
+    done = store.done()
+    out = []
+    for k in range(n_shards):
+        chunks = store.shard_chunks(k, n_shards)
+        if not chunks:
+            out.append((0, 0))
+            continue
+        sl = slice(store.chunk_slice(chunks[0]).start, store.chunk_slice(chunks[-1]).stop)
+        out.append((int(np.count_nonzero(done[sl])), sl.stop - sl.start))
+    return out
+
+
+def status_table(rd: RunDir) -> str:
+    store = VerdictStore(rd.store)
+    n_shards = int(store.attrs["n_shards"])
+    subs = read_submissions(rd)
+    jobs, merge = latest_jobs(subs)
+    slurm = any(s.get("executor") == "slurm" for s in subs)
+    rows = sacct(list(jobs.values()) + ([merge] if merge else [])) if slurm else {}
+    counts = shard_done_counts(store, n_shards)
+    header = ["shard", "job", "state", "exit", "node", "units", "done", "rate/s", "ETA", "attempts"]
+    table = [header]
+    states: dict[str, int] = {}
+    for k in range(n_shards):
+        done, total = counts[k]
+        p = read_progress(rd.shard_progress(k))
+        jid = jobs.get(k, "")
+        row = rows.get(jid, {})
+        if row:
+            state = row["State"].split(" ")[0]
+        elif p is not None and p.attempts:
+            state = p.attempts[-1].state.upper()
+        else:
+            state = "PENDING" if jid else "NOT SUBMITTED"
+        if done == total and total:
+            state = state if state == "COMPLETED" else f"{state} (done)"
+        states[state] = states.get(state, 0) + 1
+        rate = p.rate if p and p.attempts and p.attempts[-1].state == "running" else 0.0
+        eta = f"{(total - done) / rate:.0f} s" if rate > 0 and done < total else "—"
+        table.append([str(k), jid or "—", state, row.get("ExitCode", "—"), row.get("NodeList", "—") or "—",
+                      f"{done}/{total}", f"{100 * done / max(total, 1):.1f} %", f"{rate:.1f}" if rate else "—",
+                      eta, str(len(p.attempts)) if p else "0"])
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
+    done_all = sum(d for d, _ in counts)
+    summary = (f"run {rd.name} (cfg {store.attrs.get('config_hash')}): {done_all}/{store.n_units} units "
+               f"({100 * done_all / max(store.n_units, 1):.1f} %); shards: "
+               + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
+    if merge:
+        m = rows.get(merge, {})
+        summary += f"; merge job {merge}: {m.get('State', 'unknown')}"
+    if rd.metrics.exists():
+        summary += f"; metrics: {rd.table}"
+    return "\n".join(lines + [summary])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="launch.status", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run")
+    ap.add_argument("--runs-dir", default="runs")
+    ap.add_argument("--watch", type=float, default=0, help="refresh every N seconds (one sacct call each)")
+    args = ap.parse_args(argv)
+    rd = RunDir(Path(args.runs_dir).resolve() / args.run)
+    if not rd.config.exists():
+        raise SystemExit(f"no run {args.run} in {rd.root.parent}")
+    while True:
+        print(status_table(rd), flush=True)
+        if not args.watch:
+            return 0
+        time.sleep(args.watch)
+        print()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
