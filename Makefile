@@ -20,6 +20,14 @@ SIZE ?= tiny
 DRY_RUN ?=
 ARGS ?=
 
+# The local test cluster (slurm/start-cluster.sh) keeps its config outside /etc/slurm; find it when it exists.
+LOCAL_SLURM_CONF := /var/lib/judgelm-slurm/etc/slurm.conf
+ifeq ($(origin SLURM_CONF),undefined)
+ifneq ($(wildcard $(LOCAL_SLURM_CONF)),)
+export SLURM_CONF := $(LOCAL_SLURM_CONF)
+endif
+endif
+
 # Only the default venv is managed here; a user-supplied PYTHON is taken as ready.
 ifeq ($(PYTHON),$(VENV)/bin/python)
 ENV_STAMP := $(VENV)/.installed
@@ -69,7 +77,10 @@ status: $(ENV_STAMP)
 	$(PYTHON) -m launch.status $(RUN) $(ARGS)
 
 resubmit: $(ENV_STAMP)
-	$(PYTHON) -m launch.resubmit $(RUN) $(ARGS)
+	$(PYTHON) -m launch.resubmit $(RUN) $(if $(filter-out local,$(CLUSTER)),cluster=$(CLUSTER)) $(wait_arg) $(ARGS)
+
+bench: $(ENV_STAMP) tiny-judge
+	$(PYTHON) -m launch.bench $(ARGS)
 
 cluster-up:
 	bash slurm/start-cluster.sh

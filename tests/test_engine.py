@@ -80,11 +80,14 @@ def test_sampling_does_not_depend_on_batch_composition(judge):
 
 def test_batches_respect_the_token_budget_and_sort_by_length():
     lengths = [5, 50, 20, 49, 3, 21]
-    batches = plan_batches(lengths, max_new=10, batch_tokens=130, max_batch=3)
+    batches = plan_batches(lengths, max_new=10, batch_tokens=130, max_batch=3, max_padding=1.0)
     assert sorted(i for b in batches for i in b) == list(range(6))
     for b in batches:
         assert len(b) <= 3 and len(b) * (max(lengths[i] for i in b) + 10) <= 130
     assert batches[0][0] == 1  # longest first: a batch too big for memory fails at once
+    # padding is bounded: a 20-token prompt does not ride along in a batch 50 tokens wide
+    batches = plan_batches(lengths, max_new=10, batch_tokens=10_000, max_batch=8, max_padding=0.15)
+    assert batches == [[1, 3], [5, 2], [0], [4]]
 
 
 def test_top_logprobs_are_recorded_in_fast_mode(judge):

@@ -2,11 +2,11 @@
 
 Why not ``model.generate``: JudgeLM's fast mode needs each row to stop at the end of its score line, and
 ``generate`` keeps finished rows in the batch (computing them until the last row ends) and checks stop strings
-by decoding text every step. Here a row leaves the batch the step it emits EOS or, in fast mode, a token that
-contains a newline; its KV cache rows are dropped with it. Text is decoded once per row, at the end.
+by decoding text every step. Here a row is done the step it emits EOS or, in fast mode, a token that contains a
+newline, and done rows leave the batch with their KV cache rows. Text is decoded once per row, at the end.
 
 Batches are built from units sorted by prompt length (longest first, so a batch that does not fit in memory
-fails at once, not an hour in) and filled up to a token budget, so padding is small and memory is bounded.
+fails at once, not an hour in), filled up to a token budget with little padding, so memory is bounded.
 """
 
 from __future__ import annotations
@@ -38,17 +38,26 @@ def newline_token_ids(tokenizer) -> list[int]:
     return [i for i in range(len(tokenizer)) if "\n" in tokenizer.decode([i])]
 
 
-def plan_batches(lengths: list[int], max_new: int, batch_tokens: int, max_batch: int) -> list[list[int]]:
-    """Indices grouped into batches, longest prompt first, each within the token budget."""
+def plan_batches(lengths: list[int], max_new: int, batch_tokens: int, max_batch: int,
+                 max_padding: float = 0.15) -> list[list[int]]:
+    """Indices grouped into batches, longest prompt first.
+
+    A batch stays within the token budget (rows × (longest prompt + max_new)), at most ``max_batch`` rows, and at
+    most ``max_padding`` of its prompt positions are padding: padded positions cost a full forward pass each.
+    """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
     cur: list[int] = []
+    real = 0
     for i in order:
-        width = (lengths[cur[0]] if cur else lengths[i]) + max_new
-        if cur and (len(cur) + 1 > max_batch or (len(cur) + 1) * width > batch_tokens):
-            batches.append(cur)
-            cur = []
+        if cur:
+            n, width = len(cur) + 1, lengths[cur[0]]
+            if (n > max_batch or n * (width + max_new) > batch_tokens
+                    or n * width > (1 + max_padding) * (real + lengths[i])):
+                batches.append(cur)
+                cur, real = [], 0
         cur.append(i)
+        real += lengths[i]
     if cur:
         batches.append(cur)
     return batches
@@ -80,48 +89,63 @@ class HFEngine:
         return out  # type: ignore[return-value]
 
     @torch.inference_mode()
-    def _run_batch(self, units: list[int], prompts: list[list[int]]) -> list[Generation]:
+    def _prefill(self, prompts: list[list[int]]):
+        """Right-padded prefill with no attention mask, so SDPA takes its fast causal kernel.
+
+        With right padding a causal model never lets a real token see a pad (pads come after it), so no mask is
+        needed and the result is exact; a left-padded batch would need an explicit mask, which sends SDPA to its
+        slow path and materialises a rows × length² tensor. Returns the cache, each row's length and the logits
+        at each row's last real token.
+        """
         b, width = len(prompts), max(len(p) for p in prompts)
         input_ids = torch.full((b, width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((b, width), dtype=torch.long)
         for r, p in enumerate(prompts):
-            input_ids[r, width - len(p):] = torch.tensor(p)
-            mask[r, width - len(p):] = 1
-        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            input_ids[r, : len(p)] = torch.tensor(p)
+        lengths = torch.tensor([len(p) for p in prompts], device=self.device)
+        out = self.model.get_decoder()(input_ids=input_ids.to(self.device), use_cache=True)
+        last = out.last_hidden_state[torch.arange(b, device=self.device), lengths - 1]
+        return out.past_key_values, lengths, self.model.get_output_embeddings()(last)
+
+    @torch.inference_mode()
+    def _run_batch(self, units: list[int], prompts: list[list[int]]) -> list[Generation]:
+        b, width = len(prompts), max(len(p) for p in prompts)
+        cache, lengths, logits = self._prefill(prompts)
+        # Cache slots [len_i, width) of row i hold pads and stay masked; generated tokens go after `width`.
+        mask = (torch.arange(width, device=self.device)[None, :] < lengths[:, None]).long()
         unit_t = torch.tensor(units, device=self.device)
-        alive = torch.arange(b, device=self.device)  # batch row -> original row
+        rows = torch.arange(b, device=self.device)  # batch position -> original row
+        finished = torch.zeros(b, dtype=torch.bool, device=self.device)  # rows done but not yet dropped
         generated: list[list[int]] = [[] for _ in range(b)]
         stopped = [False] * b
         k = self.cfg.logprobs_topk
         top_ids = np.zeros((b, self.logprob_steps, k), dtype=np.int32) if k else None
         top_lp = np.full((b, self.logprob_steps, k), np.nan, dtype=np.float32) if k else None
-
-        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                         logits_to_keep=1)
-        cache, last_pos = out.past_key_values, positions[:, -1]
-        logits = out.logits[:, -1]
         for step in range(self.max_new):
+            live = ~finished
             if k and step < self.logprob_steps:
-                lp = torch.log_softmax(logits.float(), dim=-1).topk(k, dim=-1)
-                rows = alive.cpu().numpy()
-                top_ids[rows, step] = lp.indices.cpu().numpy()
-                top_lp[rows, step] = lp.values.cpu().numpy()
-            tok = next_tokens(logits, unit_t[alive], step, self.cfg.temperature, self.cfg.top_k, self.cfg.top_p,
+                lp = torch.log_softmax(logits[live].float(), dim=-1).topk(k, dim=-1)
+                idx = rows[live].cpu().numpy()
+                top_ids[idx, step] = lp.indices.cpu().numpy()
+                top_lp[idx, step] = lp.values.cpu().numpy()
+            tok = next_tokens(logits, unit_t[rows], step, self.cfg.temperature, self.cfg.top_k, self.cfg.top_p,
                               self.cfg.seed)
-            done = torch.isin(tok, self.stop_ids)
-            for r, t, d in zip(alive.tolist(), tok.tolist(), done.tolist()):
+            ends = torch.isin(tok, self.stop_ids) & live
+            for r, t in zip(rows[live].tolist(), tok[live].tolist()):
                 generated[r].append(t)
-                stopped[r] = d
-            keep = (~done).nonzero().squeeze(-1)
-            if keep.numel() == 0 or step == self.max_new - 1:
+            for r in rows[ends].tolist():
+                stopped[r] = True
+            finished |= ends
+            if bool(finished.all()) or step == self.max_new - 1:
                 break
-            if keep.numel() < alive.numel():  # finished rows leave the batch, with their cache
+            # Finished rows leave the batch with their cache rows. Compacting copies the whole cache, so it
+            # waits until a quarter of the batch is finished; until then those rows' outputs are ignored.
+            if int(finished.sum()) * 4 >= len(rows):
+                keep = (~finished).nonzero().squeeze(-1)
                 cache.batch_select_indices(keep)
-                alive, tok, mask, last_pos = alive[keep], tok[keep], mask[keep], last_pos[keep]
+                rows, tok, mask, lengths = rows[keep], tok[keep], mask[keep], lengths[keep]
+                finished = finished[keep]
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-            last_pos = last_pos + 1
-            out = self.model(input_ids=tok[:, None], attention_mask=mask, position_ids=last_pos[:, None],
+            out = self.model(input_ids=tok[:, None], attention_mask=mask, position_ids=(lengths + step)[:, None],
                              past_key_values=cache, use_cache=True)
             cache, logits = out.past_key_values, out.logits[:, -1]
 

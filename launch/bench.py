@@ -1,0 +1,222 @@
+"""``make bench``: judging throughput against JudgeLM's method and against the hardware's ceiling, and the merge at scale.
+
+    python -m launch.bench [--models tiny,llama-50m] [--pairs 32] [--reference-pairs 8] [--repeats 3]
+                           [--full-new-tokens 128] [--merge-units 1000000] [--judge DIR] [--runs-dir runs]
+
+For each model and mode (fast: score line only; full: explanation up to N new tokens) over the same real prompts
+(PandaLM pairs in both orders), in one process:
+
+- ours: the batched engine (``judgelm.inference.hf``);
+- reference: JudgeLM's method, one record per ``generate`` call with a keyword stopping criterion
+  (``judgelm.inference.reference_method``), on the first ``--reference-pairs`` pairs; compared per unit;
+- ceiling: a plain forward pass (last-position logits only) over as many tokens as ours processed, at the best of
+  a few batch shapes, with no generation at all.
+
+Then the merge of a synthetic store of ``--merge-units`` units against computing the same metrics from JudgeLM's
+JSONL files. Timings are medians of ``--repeats`` runs; the figures and the hardware go to
+``<runs-dir>/bench-<time>/bench.json``. Nothing here is asserted: timings are reported, not tested.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from judgelm.benchmarks import load_dataset
+from judgelm.inference.config import EngineConfig
+from judgelm.inference.hf import HFEngine
+from judgelm.inference.prepare import encode
+from judgelm.inference.reference_method import judge_one_at_a_time
+from judgelm.models import ModelConfig, load_judge, load_tokenizer
+from judgelm.prompts import build_prompt
+
+def hardware() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "gpu": gpu,
+            "torch": torch.__version__, "python": platform.python_version()}
+
+
+def median_time(fn, repeats: int) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), out
+
+
+def load_model(name: str, judge: str):
+    """``tiny``: the judge at ``judge``. ``llama-50m``: random weights, that judge's tokenizer, ~50M parameters."""
+    if name == "tiny":
+        return load_judge(ModelConfig(path=judge))
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = load_tokenizer(judge)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=576, intermediate_size=1536, num_hidden_layers=12,
+                      num_attention_heads=9, num_key_value_heads=9, max_position_embeddings=2048,
+                      pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    model = LlamaForCausalLM._from_config(cfg, attn_implementation="sdpa").eval()
+    return model, tok, torch.device("cpu")
+
+
+def pandalm_prompts(tok, pairs: int) -> list[list[int]]:
+    recs = load_dataset("pandalm").records[:pairs]
+    texts = []
+    for r in recs:  # both orders of a pair, adjacent, as the pipeline schedules them
+        texts += [build_prompt(r.question, list(r.answers)), build_prompt(r.question, list(r.answers)[::-1])]
+    return encode(tok, texts)
+
+
+@torch.inference_mode()
+def forward_ceiling(model, n_tokens: int, mean_len: int, repeats: int) -> dict:
+    """Best tokens/s of a plain forward (last-position logits only) over a few batch shapes of unpadded rows."""
+    best = {"tokens_per_s": 0.0}
+    vocab = model.config.vocab_size
+    for rows in (1, 4, 16, 64):
+        if rows * mean_len > max(n_tokens, mean_len):
+            break
+        x = torch.randint(5, vocab, (rows, mean_len))
+        model(input_ids=x, logits_to_keep=1)  # warm-up
+        t, _ = median_time(lambda: model(input_ids=x, logits_to_keep=1), repeats)
+        rate = rows * mean_len / t
+        if rate > best["tokens_per_s"]:
+            best = {"tokens_per_s": rate, "rows": rows, "length": mean_len}
+    return best
+
+
+def bench_model(name: str, args) -> list[dict]:
+    model, tok, device = load_model(name, args.judge)
+    n_params = sum(p.numel() for p in model.parameters())
+    prompts = pandalm_prompts(tok, args.pairs)
+    units = list(range(len(prompts)))
+    ref_prompts = prompts[: 2 * args.reference_pairs]
+    prompt_tokens = sum(len(p) for p in prompts)
+    rows = []
+    for mode, max_new in (("fast", 16), ("full", args.full_new_tokens)):
+        eng = HFEngine(model, tok, device, EngineConfig(mode=mode, max_new_tokens=max_new))
+        eng.generate(units[:2], prompts[:2])  # warm-up
+        t_ours, gens = median_time(lambda: eng.generate(units, prompts), args.repeats)
+        new_tokens = sum(len(g.token_ids) for g in gens)
+        t_ref, ref_out = median_time(lambda: judge_one_at_a_time(model, tok, ref_prompts, max_new, mode == "fast"),
+                                     max(1, args.repeats - 1) if name != "tiny" else args.repeats)
+        ceiling = forward_ceiling(model, prompt_tokens + new_tokens, int(prompt_tokens / len(prompts)), args.repeats)
+        t_ceiling = (prompt_tokens + new_tokens) / ceiling["tokens_per_s"]
+        ours_ups, ref_ups = len(prompts) / t_ours, len(ref_prompts) / t_ref
+        rows.append({
+            "model": name, "params_m": round(n_params / 1e6, 1), "mode": mode, "max_new_tokens": max_new,
+            "units": len(prompts), "prompt_tokens": prompt_tokens, "new_tokens": new_tokens,
+            "ours_s": t_ours, "ours_units_per_s": ours_ups, "ours_tokens_per_s": (prompt_tokens + new_tokens) / t_ours,
+            "ours_new_tokens_per_s": new_tokens / t_ours,
+            "reference_units": len(ref_prompts), "reference_s": t_ref, "reference_units_per_s": ref_ups,
+            "reference_new_tokens": sum(len(x) for x in ref_out),
+            "ceiling": ceiling, "ceiling_s": t_ceiling,
+            "speedup_vs_reference": ours_ups / ref_ups, "fraction_of_ceiling": t_ceiling / t_ours,
+        })
+        print(f"  {name:10s} {mode:4s}: ours {ours_ups:8.2f} units/s, reference {ref_ups:7.2f} units/s "
+              f"(x{ours_ups / ref_ups:5.1f}), {100 * t_ceiling / t_ours:5.1f} % of the forward ceiling", flush=True)
+    return rows
+
+
+def bench_merge(n_units: int, repeats: int) -> dict:
+    """Merge of a synthetic store vs the same metrics from JudgeLM's three JSONL files."""
+    from judgelm.judgelm_files import metrics_from_judgelm_files
+    from judgelm.merge import compute_metrics
+    from judgelm.records import Record
+    from judgelm.store import VerdictStore
+    from judgelm.units import plan_units
+
+    rng = np.random.default_rng(0)
+    n_records = n_units // 2
+    gt = rng.integers(1, 11, (n_records, 2))
+    records = [Record(question_id=i, question="q", answers=("a", "b"), gt_scores=(float(a), float(b)))
+               for i, (a, b) in enumerate(gt.tolist())]
+    plan = plan_units(records)
+    scores = rng.integers(1, 11, (len(plan), 2)).astype(np.float32)
+    scores[rng.random(len(plan)) < 0.02] = np.nan  # some parse failures
+    with tempfile.TemporaryDirectory() as tmp:
+        store = VerdictStore.create(Path(tmp) / "s.zarr", records, plan, 2, chunk_units=16384, attrs={"n_shards": 64})
+        g = store.group
+        g["verdicts/scores"][:] = scores
+        g["verdicts/status"][:] = np.isnan(scores[:, 0]).astype(np.int8)
+        g["verdicts/done"][:] = True
+        t_merge, m = median_time(lambda: compute_metrics(VerdictStore(Path(tmp) / "s.zarr")), repeats)
+
+        def text(s):
+            return "garbled" if np.isnan(s[0]) else f"{int(s[0])} {int(s[1])}"
+        paths = {k: Path(tmp) / f"{k}.jsonl" for k in ("gt", "seq", "rev")}
+        with open(paths["gt"], "w") as f:
+            for i, (a, b) in enumerate(gt.tolist()):
+                f.write(json.dumps({"question_id": i, "text": f"{a} {b}\nexplanation"}) + "\n")
+        for key, order in (("seq", 0), ("rev", 1)):
+            idx = np.flatnonzero(plan.order == order)
+            with open(paths[key], "w") as f:
+                for i, u in enumerate(idx):
+                    f.write(json.dumps({"question_id": i, "pred_text": text(scores[u])}) + "\n")
+        t_jsonl, j = median_time(lambda: metrics_from_judgelm_files(paths["gt"], paths["seq"], paths["rev"]),
+                                 max(1, repeats - 1))
+    ours = m["groups"]["without_reference"]
+    same = all(abs(ours[k] - j[k]) < 1e-12 for k in ("agreement", "precision", "recall", "f1", "consistency"))
+    print(f"  merge of {n_units} units: {t_merge:.2f} s; JudgeLM JSONL route {t_jsonl:.2f} s "
+          f"(x{t_jsonl / t_merge:.1f}); same metrics: {same}", flush=True)
+    return {"units": n_units, "merge_s": t_merge, "jsonl_s": t_jsonl, "speedup": t_jsonl / t_merge,
+            "same_metrics": same}
+
+
+def table(rows: list[dict], merge: dict | None) -> str:
+    head = ("| model | mode | units | ours units/s | ours tok/s | reference units/s | × reference | "
+            "ceiling tok/s (rows×len) | % of ceiling |\n|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in rows:
+        c = r["ceiling"]
+        lines.append(f"| {r['model']} ({r['params_m']}M) | {r['mode']} ({r['max_new_tokens']} new) | {r['units']} | "
+                     f"{r['ours_units_per_s']:.2f} | {r['ours_tokens_per_s']:.0f} | {r['reference_units_per_s']:.2f} | "
+                     f"{r['speedup_vs_reference']:.1f} | {c['tokens_per_s']:.0f} ({c['rows']}×{c['length']}) | "
+                     f"{100 * r['fraction_of_ceiling']:.1f} |")
+    if merge:
+        lines.append(f"\nMerge of {merge['units']:,} units: {merge['merge_s']:.2f} s; the same metrics from JudgeLM's "
+                     f"JSONL files: {merge['jsonl_s']:.2f} s; × {merge['speedup']:.1f}; identical: {merge['same_metrics']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="launch.bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="tiny,llama-50m")
+    ap.add_argument("--judge", default="artifacts/tiny-judge", help="the 'tiny' model (and the 50M model's tokenizer)")
+    ap.add_argument("--pairs", type=int, default=32, help="PandaLM pairs judged by the engine (x2 orders)")
+    ap.add_argument("--reference-pairs", type=int, default=8, help="pairs judged by the one-at-a-time baseline")
+    ap.add_argument("--full-new-tokens", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--merge-units", type=int, default=1_000_000, help="0 skips the merge benchmark")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--runs-dir", default="runs")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    hw = hardware()
+    print(f"hardware: {hw}", flush=True)
+    rows = [r for name in args.models.split(",") if name for r in bench_model(name, args)]
+    merge = bench_merge(args.merge_units, args.repeats) if args.merge_units else None
+    out_dir = Path(args.runs_dir) / time.strftime("bench-%Y%m%d-%H%M%S")
+    out_dir.mkdir(parents=True)
+    (out_dir / "bench.json").write_text(json.dumps({"hardware": hw, "args": vars(args), "engine": rows,
+                                                    "merge": merge}, indent=2) + "\n")
+    print(table(rows, merge))
+    print(f"\nwritten: {out_dir / 'bench.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
