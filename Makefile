@@ -38,7 +38,7 @@ endif
 run_arg = $(if $(RUN),run=$(RUN))
 wait_arg = $(if $(WAIT),wait=$(if $(filter 1 true yes,$(WAIT)),true,false))
 
-.PHONY: help env judge test train tiny-judge bench benchmark report status resubmit cluster-up cluster-down prompts clean
+.PHONY: help env judge test train tiny-judge bench benchmark report import status resubmit cluster-up cluster-down prompts clean
 
 help:
 	@sed -n '1,200p' README.md | sed -n '/^## Commands/,/^## /p' | head -60
@@ -81,6 +81,18 @@ resubmit: $(ENV_STAMP)
 
 bench: $(ENV_STAMP) tiny-judge
 	$(PYTHON) -m launch.bench $(ARGS)
+
+SUITE ?= default
+benchmark: $(ENV_STAMP) $(if $(filter $(TINY_JUDGE),$(MODEL)),tiny-judge)
+	$(PYTHON) -m launch.benchmark model.path=$(MODEL) suite=$(SUITE) cluster=$(CLUSTER) $(run_arg) $(wait_arg) $(ARGS)
+
+report: $(ENV_STAMP)
+	$(PYTHON) -m launch.report $(RUN) $(ARGS)
+
+# make import FORMAT=pandalm|judgelm|generic DATA=... VERDICTS=file [SWAPPED=file] RUN=name [JUDGE=name]
+import: $(ENV_STAMP)
+	$(PYTHON) -m launch.import_verdicts format=$(FORMAT) data=$(DATA) verdicts=$(VERDICTS) \
+	  $(if $(SWAPPED),swapped=$(SWAPPED)) $(run_arg) $(if $(JUDGE),judge=$(JUDGE)) $(ARGS)
 
 cluster-up:
 	bash slurm/start-cluster.sh

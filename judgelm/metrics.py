@@ -72,3 +72,187 @@ def swap_metrics(seq: np.ndarray, rev: np.ndarray) -> dict[str, float | int]:
         "prefer_before_rate": before / n, "prefer_after_rate": after / n,
         "delta_bias": abs(before - after) / n, "total_bias": (before + after) / n,
     }
+
+
+# --- beyond JudgeLM ---------------------------------------------------------------------------------------------------
+# Each function documents its formula; all take the filtered arrays described at the top of this module.
+
+def cohen_kappa(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Cohen's kappa between judge and ground truth: ``(p_o - p_e) / (1 - p_e)``.
+
+    ``p_o`` is the agreement and ``p_e = Σ_c P_true(c) P_pred(c)`` the agreement two independent raters with the same
+    label frequencies would reach by chance. 1 is perfect, 0 chance level. When both raters use a single class,
+    ``p_e = 1`` and kappa is undefined; we return 1.0 if they agree everywhere, else 0.0 (sklearn returns NaN).
+    """
+    cm = confusion(y_true, y_pred).astype(float)
+    n = cm.sum()
+    if n == 0:
+        return float("nan")
+    p_o = np.trace(cm) / n
+    p_e = float((cm.sum(axis=1) * cm.sum(axis=0)).sum() / n ** 2)
+    if p_e >= 1.0:
+        return 1.0 if p_o == 1.0 else 0.0
+    return float((p_o - p_e) / (1 - p_e))
+
+
+def agreement_without_ties(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, int]:
+    """Agreement over the pairs where neither the truth nor the judge says tie (MT-Bench's "w/o tie"), and their count.
+
+    Benchmarks without tie labels make every judge tie an error; this separates "picks the wrong answer" from
+    "declines to pick".
+    """
+    keep = (np.asarray(y_true) != 0) & (np.asarray(y_pred) != 0)
+    n = int(keep.sum())
+    return (float((np.asarray(y_true)[keep] == np.asarray(y_pred)[keep]).mean()) if n else float("nan")), n
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson's r over the finite pairs; NaN when fewer than 3 or either side is constant."""
+    x, y = _finite_pairs(x, y)
+    if len(x) < 3 or x.std() == 0 or y.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's rho: Pearson's r of the ranks (ties get their average rank)."""
+    from scipy.stats import rankdata
+
+    x, y = _finite_pairs(x, y)
+    if len(x) < 3:
+        return float("nan")
+    return pearson(rankdata(x), rankdata(y))
+
+
+def kendall(x: np.ndarray, y: np.ndarray) -> float:
+    """Kendall's tau-b (the variant that corrects for ties, as Prometheus reports it)."""
+    from scipy.stats import kendalltau
+
+    x, y = _finite_pairs(x, y)
+    if len(x) < 3 or x.std() == 0 or y.std() == 0:
+        return float("nan")
+    return float(kendalltau(x, y).statistic)
+
+
+def _finite_pairs(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    return x[keep], y[keep]
+
+
+def position_bias(seq: np.ndarray, rev: np.ndarray) -> dict[str, float | int]:
+    """Which slot wins when the judge changes its mind with the order.
+
+    With ``seq`` in the original frame and ``rev`` as written for the swapped pair, a consistent judge has
+    ``rev = -seq``. Among the pairs where it does not (``flips``): ``first_slot_both`` counts pairs where the answer
+    in slot 1 won in both orders, ``second_slot_both`` where slot 2 won both times (the rest involve a tie), and
+    ``flip_to_first_share`` = prefer_before / (prefer_before + prefer_after) (see ``swap_metrics``): 0.5 is an
+    unbiased flipper, 1.0 always moves towards the first slot. NaN when there are no flips.
+    """
+    seq, rev = np.asarray(seq, dtype=np.int64), np.asarray(rev, dtype=np.int64)
+    s, t = -seq, rev
+    before, after = int((s < t).sum()), int((s > t).sum())
+    return {"flips": before + after, "first_slot_both": int(((seq == 1) & (rev == 1)).sum()),
+            "second_slot_both": int(((seq == -1) & (rev == -1)).sum()),
+            "flip_to_first_share": before / (before + after) if before + after else float("nan")}
+
+
+def length_bias(y_true: np.ndarray, y_pred: np.ndarray, len1: np.ndarray, len2: np.ndarray) -> dict[str, float | int]:
+    """How often the longer answer wins, for the judge and for the ground truth.
+
+    Over pairs whose answers differ in length (characters): ``longer_wins_judge`` is the share of the judge's
+    decisive verdicts (not ties) that pick the longer answer, ``longer_wins_truth`` the same share among decisive
+    ground-truth labels. ``length_bias`` = judge − truth: above 0 the judge favours length more than the labels
+    justify. NaN where a side has no decisive verdict.
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    longer = np.sign(np.asarray(len1, dtype=np.int64) - np.asarray(len2, dtype=np.int64))  # 1: answer 1 is longer
+    differ = longer != 0
+
+    def share(y: np.ndarray) -> tuple[float, int]:
+        sel = differ & (y != 0)
+        n = int(sel.sum())
+        return (float((y[sel] == longer[sel]).mean()) if n else float("nan")), n
+
+    judge, n_judge = share(y_pred)
+    truth, n_truth = share(y_true)
+    return {"longer_wins_judge": judge, "longer_wins_truth": truth, "length_bias": judge - truth,
+            "length_pairs_judge": n_judge, "length_pairs_truth": n_truth}
+
+
+def grouped_mean(values: np.ndarray, groups: np.ndarray, weights: np.ndarray) -> float:
+    """Σ_g w_g · mean(values in g) / Σ_g w_g over the groups present: how benchmarks average their subsets.
+
+    ``groups`` holds small integer codes into ``weights``. One group with weight 1 is the plain mean; equal weights
+    give LLMBar's average over subsets; RewardBench weights subsets by its official example counts.
+    """
+    values, groups = np.asarray(values, dtype=float), np.asarray(groups, dtype=np.int64)
+    if not len(values):
+        return float("nan")
+    counts = np.bincount(groups, minlength=len(weights))
+    sums = np.bincount(groups, weights=values, minlength=len(weights))
+    present = counts > 0
+    w = np.asarray(weights, dtype=float)[present]
+    return float((w * sums[present] / counts[present]).sum() / w.sum())
+
+
+def bootstrap_ci(stat, keys: np.ndarray, n_boot: int = 1000, seed: int = 0,
+                 alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile bootstrap interval over ``n`` items resampled with replacement.
+
+    Each item is described by a row of ``keys`` (what the statistic depends on: a 0/1 correctness, a (subset,
+    value) pair, an (x, y) score pair). Resampling n items with replacement is the same, in distribution, as
+    drawing multinomial counts over the distinct rows, so ``stat(rows, weights)`` gets the K distinct rows and a
+    ``(n_boot, K)`` matrix of counts and returns one value per resample. This keeps a bootstrap over a million
+    pairs to a few milliseconds. The seed is fixed so an interval is reproducible from the store alone;
+    undefined resamples (NaN) are dropped; fewer than two items give ``(nan, nan)``.
+    """
+    keys = np.asarray(keys, dtype=float)
+    if keys.ndim == 1:
+        keys = keys[:, None]
+    n = len(keys)
+    if n < 2:
+        return float("nan"), float("nan")
+    # Distinct rows via one integer code per row (np.unique along an axis is slow on large arrays).
+    code = np.zeros(n, dtype=np.int64)
+    for col in keys.T:
+        values, inv = np.unique(col, return_inverse=True)
+        code = code * len(values) + inv.ravel()
+    _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+    rows = keys[first]
+    counts = np.bincount(inverse.ravel(), minlength=len(rows))
+    weights = np.random.default_rng(seed).multinomial(n, counts / n, size=n_boot).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        draws = np.asarray(stat(rows, weights), dtype=float)
+    draws = draws[np.isfinite(draws)]
+    if not len(draws):
+        return float("nan"), float("nan")
+    lo, hi = np.quantile(draws, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+def weighted_mean(rows: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``bootstrap_ci`` statistic: the mean of the items' single key."""
+    return w @ rows[:, 0] / w.sum(axis=1)
+
+
+def weighted_grouped_mean(weights_by_group: np.ndarray):
+    """``bootstrap_ci`` statistic for keys ``(group code, value)``: ``grouped_mean`` of each resample."""
+    def stat(rows: np.ndarray, w: np.ndarray) -> np.ndarray:
+        member = rows[:, 0][None, :] == np.arange(len(weights_by_group))[:, None]  # (G, K)
+        counts, sums = w @ member.T, w @ (member * rows[:, 1]).T  # (B, G)
+        gw = np.where(counts > 0, weights_by_group[None, :], 0.0)
+        return (gw * np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)).sum(axis=1) / gw.sum(axis=1)
+    return stat
+
+
+def weighted_pearson(rows: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``bootstrap_ci`` statistic for keys ``(x, y)``: Pearson's r over the finite pairs of each resample."""
+    finite = np.isfinite(rows).all(axis=1)
+    x, y, w = rows[finite, 0], rows[finite, 1], w[:, finite]
+    total = w.sum(axis=1)
+    mx, my = w @ x / total, w @ y / total
+    vx, vy = w @ (x * x) / total - mx ** 2, w @ (y * y) / total - my ** 2
+    cov = w @ (x * y) / total - mx * my
+    ok = (total >= 3) & (vx > 1e-12) & (vy > 1e-12)
+    return np.where(ok, cov / np.sqrt(np.abs(vx * vy)), np.nan)

@@ -44,11 +44,11 @@ class Record:
         With the reference, JudgeLM compares against GPT-4's with-reference judgement; where a record has none,
         the without-reference ground truth stands in.
         """
-        if with_reference and self.gt_scores_w_reference is not None:
+        if with_reference and self.gt_scores_w_reference is not None and len(self.gt_scores_w_reference) == 2:
             return win(self.gt_scores_w_reference)
         if self.label is not None:
             return self.label
-        if self.gt_scores is not None:
+        if self.gt_scores is not None and len(self.gt_scores) == 2:  # a winner needs exactly two scores
             return win(self.gt_scores)
         return None
 

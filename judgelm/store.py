@@ -105,6 +105,10 @@ class VerdictStore:
         put("records/answers", answers.reshape(n_records, n_answers), rc, str, "")
         put("records/reference", _text_array([r.reference or "" for r in records]), rc, str, "")
         put("records/n_answers", np.array([len(r.answers) for r in records], dtype=np.int8), rc, "int8", 2)
+        # Answer lengths in characters, so the merge's length-bias figures need not read the answer texts.
+        chars = np.array([[len(a) for a in r.answers] + [0] * (n_answers - len(r.answers)) for r in records],
+                         dtype=np.int32).reshape(n_records, n_answers)
+        put("records/answer_chars", chars, rc, "int32", 0)
         put("records/has_reference", np.array([r.reference is not None for r in records], dtype=bool), rc, bool, False)
         put("records/label", np.array([label(r, False) for r in records], dtype=np.int8), rc, "int8", NO_LABEL)
         put("records/label_w_reference", np.array([label(r, True) for r in records], dtype=np.int8), rc, "int8",

@@ -1,0 +1,115 @@
+"""Suites: several benchmarks judged as one run, and the named suites in ``configs/suites/``.
+
+A combined data spec joins parts with ``+``; each part is anything ``load_dataset`` accepts on its own (a benchmark,
+``name:ARG``, a file) with an optional ``@N`` that keeps the first N records of each of its subsets, so a small
+suite still covers every subset. Record ids become ``<part>/<id>`` (two benchmarks may both have an item ``0``), and
+a record without a subset gets the part's name, so the merge can tell the benchmarks of a mixed store apart.
+
+Benchmarks need different prompt modes (Prometheus is single-answer grading), and a run has one mode; so a suite
+maps to one data spec per mode (``sources_by_mode``), which ``launch.benchmark`` judges as sibling runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from judgelm.benchmarks import BENCHMARKS, load_dataset
+from judgelm.config import CONFIG_DIR, ConfigError
+from judgelm.records import Loaded, Record
+
+SUITES_DIR = CONFIG_DIR / "suites"
+_LIMIT = re.compile(r"^(?P<part>.+)@(?P<n>\d+)$")
+
+
+@dataclass(frozen=True)
+class Part:
+    spec: str  # what load_dataset gets for this part
+    limit: int  # records per subset, 0 for all
+
+    @property
+    def name(self) -> str:
+        """The benchmark name, or a file's stem."""
+        head = self.spec.partition(":")[0]
+        return head if head in BENCHMARKS else Path(self.spec).stem
+
+
+def parse_spec(spec: str) -> list[Part]:
+    parts = []
+    for item in spec.split("+"):
+        m = _LIMIT.match(item.strip())
+        parts.append(Part(m["part"], int(m["n"])) if m else Part(item.strip(), 0))
+    if any(not p.spec for p in parts):
+        raise ValueError(f"empty part in data spec '{spec}'")
+    return parts
+
+
+def is_combined(spec: str) -> bool:
+    return "+" in spec or _LIMIT.match(spec) is not None
+
+
+def load_combined(spec: str, skip_invalid: bool = False) -> Loaded:
+    out = Loaded()
+    parts = parse_spec(spec)
+    names = [p.name for p in parts]
+    if len(set(names)) != len(names):
+        raise ValueError(f"data spec '{spec}' names a benchmark twice")
+    for part in parts:
+        loaded = load_dataset(part.spec, skip_invalid)
+        records = first_per_subset(loaded.records, part.limit) if part.limit else loaded.records
+        out.records += [dataclasses.replace(r, question_id=f"{part.name}/{r.question_id}", subset=r.subset or part.name)
+                        for r in records]
+        out.rejects += loaded.rejects
+    return out
+
+
+def first_per_subset(records: list[Record], n: int) -> list[Record]:
+    counts: Counter[str] = Counter()
+    out = []
+    for r in records:
+        if counts[r.subset] < n:
+            counts[r.subset] += 1
+            out.append(r)
+    return out
+
+
+def mode_of(part: Part) -> str:
+    head = part.spec.partition(":")[0]
+    return BENCHMARKS[head].mode if head in BENCHMARKS else "pair"
+
+
+def sources_by_mode(parts: list[str], limit: int = 0) -> dict[str, str]:
+    """One combined data spec per prompt mode, e.g. ``{"pair": "pandalm@5+llmbar@5", "single": "prometheus@5"}``."""
+    out: dict[str, list[str]] = {}
+    for item in parts:
+        part = parse_spec(item)[0]
+        n = part.limit or limit
+        out.setdefault(mode_of(part), []).append(f"{part.spec}@{n}" if n else part.spec)
+    return {mode: "+".join(items) for mode, items in out.items()}
+
+
+@dataclass
+class SuiteConfig:
+    """A named suite (``configs/suites/<name>.yaml``)."""
+
+    benchmarks: list[str] = field(default_factory=list)
+    """Benchmark names, ``name:ARG`` or data files; ``@N`` keeps N records per subset of that one."""
+    limit: int = 0
+    """Records per subset of every benchmark (0: all), for quick suites."""
+    description: str = ""
+
+
+def load_suite(name: str) -> SuiteConfig:
+    path = SUITES_DIR / f"{name}.yaml"
+    if not path.is_file():
+        choices = sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+        raise ConfigError(f"no suite '{name}' (choices: {', '.join(choices)})")
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SuiteConfig), OmegaConf.load(path)))  # type: ignore
+    except Exception as e:
+        raise ConfigError(f"{path}: {str(e).splitlines()[0]}") from None
