@@ -75,16 +75,8 @@ class StoreArrays:
 def missing_by_shard(store: VerdictStore, done: np.ndarray) -> dict[int, int]:
     """Units not done, per owning shard (only shards with missing units)."""
     n_shards = int(store.attrs.get("n_shards", 1))
-    out = {}
-    for k in range(n_shards):
-        chunks = store.shard_chunks(k, n_shards)
-        if not chunks:
-            continue
-        sl = slice(store.chunk_slice(chunks[0]).start, store.chunk_slice(chunks[-1]).stop)
-        missing = int((~done[sl]).sum())
-        if missing:
-            out[k] = missing
-    return out
+    missing = {k: int((~done[store.shard_slice(k, n_shards)]).sum()) for k in range(n_shards)}
+    return {k: m for k, m in missing.items() if m}
 
 
 def align_orders(a: StoreArrays, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

@@ -147,11 +147,16 @@ class VerdictStore:
             raise ValueError(f"shard {shard} is outside 0..{n_shards - 1}")
         return range(shard * self.n_chunks // n_shards, (shard + 1) * self.n_chunks // n_shards)
 
-    def shard_units(self, shard: int, n_shards: int) -> int:
+    def shard_slice(self, shard: int, n_shards: int) -> slice:
+        """The units shard ``shard`` owns: its chunks are contiguous, so they are one slice (empty if none)."""
         chunks = self.shard_chunks(shard, n_shards)
         if not chunks:
-            return 0
-        return self.chunk_slice(chunks[-1]).stop - self.chunk_slice(chunks[0]).start
+            return slice(0, 0)
+        return slice(self.chunk_slice(chunks[0]).start, self.chunk_slice(chunks[-1]).stop)
+
+    def shard_units(self, shard: int, n_shards: int) -> int:
+        sl = self.shard_slice(shard, n_shards)
+        return sl.stop - sl.start
 
     # --- reading ------------------------------------------------------------------------------------------------
 

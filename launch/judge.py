@@ -106,8 +106,7 @@ def incomplete_shards(rd: RunDir, n_shards: int) -> list[int]:
     """Shards owning at least one chunk that is not done, decided from the store alone."""
     store = VerdictStore(rd.store)
     done = store.done()
-    return [k for k in range(n_shards)
-            if any(not done[store.chunk_slice(c)].all() for c in store.shard_chunks(k, n_shards))]
+    return [k for k in range(n_shards) if not done[store.shard_slice(k, n_shards)].all()]
 
 
 # --- submitting -----------------------------------------------------------------------------------------------------
