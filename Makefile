@@ -63,9 +63,11 @@ judge: $(ENV_STAMP) $(if $(filter $(TINY_JUDGE),$(MODEL)),tiny-judge)
 	$(PYTHON) -m launch.judge shards=$(SHARDS) cluster=$(CLUSTER) model.path=$(MODEL) data.source=$(DATA) \
 	  $(run_arg) $(wait_arg) $(ARGS)
 
+# Each size picks its own default cluster (tiny: local, 7b-33b: a100); CLUSTER= on the command line overrides it.
+cluster_given = $(if $(filter command line environment,$(origin CLUSTER)),cluster=$(CLUSTER))
+
 train: $(ENV_STAMP)
-	$(PYTHON) -m launch.train size=$(SIZE) cluster=$(if $(filter local,$(CLUSTER)),local,$(CLUSTER)) $(run_arg) \
-	  $(if $(DRY_RUN),dry_run=true) $(ARGS)
+	$(PYTHON) -m launch.train size=$(SIZE) $(cluster_given) $(run_arg) $(if $(DRY_RUN),dry_run=true) $(ARGS)
 
 test: $(ENV_STAMP)
 	$(PYTHON) -m pytest $(ARGS)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from judgelm.inference import make_engine
 from judgelm.inference.prepare import prepare_chunk
 from judgelm.judge_config import JudgeConfig, load_run_config
+from judgelm.preemption import StopRequest
 from judgelm.progress import ShardProgress, read_progress, write_progress
 from judgelm.prompts import Mode
 from judgelm.rundir import RunDir
@@ -27,32 +27,6 @@ from judgelm.store import ChunkVerdicts, VerdictStore
 from judgelm.verdicts import Status, parse_prediction
 
 log = logging.getLogger("judgelm.shard")
-
-
-class StopRequest:
-    """Set by the requeue signal (USR2) or SIGTERM; checked between chunks.
-
-    The handlers it replaces (submitit's, under a job) are kept, so the caller can hand the signal on once the
-    current chunk is safely in the store.
-    """
-
-    def __init__(self, signals: tuple[int, ...] = (signal.SIGUSR2, signal.SIGTERM)):
-        self.signum: int | None = None
-        self.previous = {s: signal.signal(s, self._handle) for s in signals}
-
-    def _handle(self, signum, frame) -> None:
-        log.warning("received %s: stopping after the current chunk", signal.Signals(signum).name)
-        self.signum = signum
-
-    def forward(self) -> None:
-        """Call the handler that was installed before ours for the signal received."""
-        handler = self.previous.get(self.signum) if self.signum is not None else None
-        if callable(handler):
-            handler(self.signum, None)
-
-    @property
-    def requested(self) -> bool:
-        return self.signum is not None
 
 
 @dataclass
@@ -127,7 +101,7 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
         set_threads(threads or cfg.engine.threads)
         engine = make_engine(cfg.model, cfg.engine)
     for c in todo:
-        if stop.requested:
+        if stop():
             break
         verdicts = judge_chunk(store, c, engine, cfg)
         store.write_chunk(c, verdicts, attempt.attempt)

@@ -127,8 +127,11 @@ def submit(rd: RunDir, cfg: JudgeLaunchConfig, shards: list[int]) -> Submission:
     comment = f"run={cfg.run} cfg={config_hash(library_part(cfg))} shards={cfg.shards}"
     slurm = cfg.cluster.executor == "slurm"
     chdir = snapshot_code(rd.root / "code") if slurm else None
-    # Locally, share this machine's cores between the shards that run at once; Slurm gives each its own.
+    # Locally, share this machine's cores between the shards that run at once; Slurm gives each its own. Idle
+    # OpenMP threads must sleep rather than spin, or shards sharing cores slow each other down several-fold.
     threads = 0 if slurm else max(1, (os.cpu_count() or 1) // max(1, len(shards)))
+    if not slurm:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     jobs, merge = [], None
     if shards:
         ex = make_executor(cfg.cluster, rd.logs, f"judgelm-judge:{cfg.run}", comment=comment, chdir=chdir)

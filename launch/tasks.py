@@ -9,7 +9,8 @@ import sys
 import submitit
 
 from judgelm.merge import format_table, merge_run
-from judgelm.shard import ShardResult, StopRequest, run_shard
+from judgelm.preemption import StopRequest
+from judgelm.shard import ShardResult, run_shard
 
 log = logging.getLogger("judgelm.tasks")
 
@@ -35,7 +36,7 @@ class JudgeShardTask(submitit.helpers.Checkpointable):
         if result.interrupted and stop.signum == signal.SIGUSR2:
             log.warning("shard %d stopped after its chunk with %d/%d units done: requeueing", shard,
                         result.units_done, result.units_total)
-            stop.forward()  # submitit's handler: checkpoint, `scontrol requeue`, exit
+            stop.hand_over()  # submitit's handler: checkpoint, `scontrol requeue`, exit
         return result
 
 

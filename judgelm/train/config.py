@@ -1,0 +1,222 @@
+"""The typed config of a training run: ``configs/train/<size>.yaml`` plus ``key=value`` overrides.
+
+``size=NAME`` picks the base file, ``cluster=NAME`` a profile from ``configs/cluster/``; every other field is
+documented below and can be overridden on the command line (``optim.lr=1e-5``). The resolved config is saved
+as ``runs/<run>/config.yaml``; a resumed run must resolve to the same training config.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from judgelm.config import CONFIG_DIR, REPO_ROOT, ConfigError, config_hash, load_config
+from launch.cluster import ClusterConfig
+
+
+@dataclass
+class DataConfig:
+    """Training records and how samples are drawn from them."""
+
+    train_files: list[str] = field(default_factory=lambda: ["data/tiny_train/judgelm_tiny_train.jsonl"])
+    """JudgeLM-format JSONL/JSON files (reference §1.2), read in order. Relative paths are from the repo root."""
+    max_length: int = 2048
+    """Longest sequence (prompt + judgement + EOS) in tokens. Longer samples are dropped and counted, not
+    truncated: a truncated target would teach the judge to stop without EOS."""
+    ref_prob: float = 0.5
+    """Probability of training a sample on the with-reference prompt and judgement (JudgeLM's
+    ``ref_drop_ratio``; records without a reference always train without)."""
+    swap_prob: float = 0.5
+    """Probability of swap augmentation: answers swapped, first-line scores swapped, Assistant 1/2 exchanged."""
+    skip_invalid: bool = True
+    """Skip invalid records (written to ``rejects.jsonl`` in the run dir, counted) instead of stopping. Records
+    whose judgement text is ``"error"`` or whose first line does not hold two scores are invalid."""
+
+
+@dataclass
+class ScratchConfig:
+    """A new Llama built here (the tiny judge), used when ``model.path`` is empty."""
+
+    hidden_size: int = 128
+    """Width of the residual stream."""
+    num_layers: int = 4
+    """Decoder layers."""
+    num_heads: int = 4
+    """Attention heads (key/value heads are the same: no grouped-query attention)."""
+    intermediate_size: int = 352
+    """Width of the SwiGLU MLP."""
+    max_position_embeddings: int = 2048
+    """Context length; must cover the longest evaluation prompt plus the judgement."""
+    vocab_size: int = 4096
+    """Size of the byte-level BPE trained on the training records and the JudgeLM prompt strings."""
+
+
+@dataclass
+class ModelConfig:
+    """The model to fine-tune (or build) and how it runs."""
+
+    path: str | None = None
+    """A Hugging Face model directory or hub id to fine-tune (e.g. ``lmsys/vicuna-7b-v1.3``, JudgeLM's base).
+    Empty or null: build a new Llama from ``model.scratch`` with a tokenizer trained on the data (the tiny judge)."""
+    scratch: ScratchConfig = field(default_factory=ScratchConfig)
+    """Architecture of the model built when ``path`` is empty."""
+    dtype: str = "auto"
+    """Parameter dtype: ``auto`` (bf16 on CUDA with DeepSpeed's fp32 master weights, fp32 on CPU), or
+    ``float32``/``bfloat16``."""
+    attn_implementation: str = "auto"
+    """``auto`` (flash_attention_2 on CUDA when flash-attn is installed, else sdpa), ``sdpa``, ``eager`` or
+    ``flash_attention_2``."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: about a third more compute for much less memory."""
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warmup and a cosine decay to zero (JudgeLM: HF Trainer's ``cosine`` schedule)."""
+
+    lr: float = 2e-5
+    """Peak learning rate."""
+    weight_decay: float = 0.0
+    """Decoupled weight decay."""
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    """AdamW betas."""
+    eps: float = 1e-8
+    """AdamW epsilon."""
+    warmup_ratio: float = 0.03
+    """Fraction of all optimizer steps spent warming up linearly from 0 (rounded up to whole steps)."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value (0: no clipping)."""
+
+
+@dataclass
+class ResourcesConfig:
+    """What one training job of this size needs; the cluster profile says where it runs."""
+
+    nodes: int = 1
+    """Nodes per job."""
+    gpus_per_node: int = 0
+    """GPUs per node, one task (process) each. 0: a CPU run with ``cpu_tasks`` processes."""
+    cpu_tasks: int = 1
+    """Processes of a CPU run (``gpus_per_node: 0``)."""
+    mem_gb: int = 0
+    """Memory per node in GB (0: the cluster profile's value)."""
+    timeout_min: int = 0
+    """Time limit per job in minutes (0: the cluster profile's value); a job that reaches it checkpoints and
+    requeues itself."""
+    signal_delay_s: int = 0
+    """Seconds before the time limit at which the job is told to checkpoint (0: the cluster profile's value).
+    Must cover finishing a step plus writing a checkpoint, which grows with the model."""
+
+
+@dataclass
+class TrainConfig:
+    """A training run."""
+
+    size: str = "tiny"
+    """Name of the size config this run was built from (``configs/train/<size>.yaml``)."""
+    run: str = ""
+    """Run name; the run lives in ``<runs_dir>/<run>/``. Empty: ``<size>-<date>-<time>``. Naming an existing
+    run resumes it from its latest complete checkpoint."""
+    runs_dir: str = "runs"
+    """Where run directories are created (relative to the repo root unless absolute)."""
+    export_dir: str | None = None
+    """Where the exported Hugging Face model is also published (e.g. ``artifacts/tiny-judge``); empty or null:
+    only ``<run dir>/model``."""
+    seed: int = 42
+    """Seeds model initialisation, data order and augmentation. Same seed, same config: same run."""
+    backend: str = "single"
+    """``single`` (plain PyTorch, one process) or ``deepspeed`` (ZeRO, any number of processes)."""
+    deepspeed_config: str = "configs/deepspeed/zero3.json"
+    """DeepSpeed JSON for ``backend: deepspeed``; its ``"auto"`` values are filled from this config."""
+    epochs: int = 3
+    """Passes over the training records."""
+    global_batch: int = 128
+    """Samples per optimizer step, whatever the number of processes: gradient accumulation makes up the rest."""
+    micro_batch: int = 1
+    """Samples per forward pass per process."""
+    log_every: int = 1
+    """Log every N optimizer steps."""
+    save_every: int = 0
+    """Also checkpoint every N optimizer steps (0: only on preemption and at the end)."""
+    keep_checkpoints: int = 2
+    """Complete checkpoints kept; older ones are deleted once a newer one is complete."""
+    threads: int = 0
+    """CPU threads per process (0: the cores this process may use, divided by the processes on the node)."""
+    peak_tflops: float = 0.0
+    """Peak dense TFLOP/s of one device for MFU (0: looked up for known GPUs, estimated for a CPU)."""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    default_cluster: str = "local"
+    """Cluster profile used when the command line names none: the sizes that need GPUs name their production
+    profile, so ``make train SIZE=33b DRY_RUN=1`` shows the real plan."""
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    """The cluster profile (``cluster=NAME`` loads ``configs/cluster/NAME.yaml``)."""
+    dry_run: bool = False
+    """Print the resolved config and the job script, submit nothing."""
+    wait: bool = False
+    """With Slurm, wait for the job and follow its log (a local run is always followed to the end)."""
+
+    # --- derived ------------------------------------------------------------------------------------------------
+
+    @property
+    def world_size(self) -> int:
+        r = self.resources
+        return r.nodes * (r.gpus_per_node or r.cpu_tasks)
+
+    @property
+    def grad_accum(self) -> int:
+        return self.global_batch // (self.micro_batch * self.world_size)
+
+    def validate(self) -> None:
+        if self.backend not in ("single", "deepspeed"):
+            raise ConfigError(f"backend must be single or deepspeed, got {self.backend!r}")
+        if self.backend == "single" and self.world_size != 1:
+            raise ConfigError(f"backend=single runs one process, but resources give {self.world_size}; "
+                              "use backend=deepspeed")
+        per_step = self.micro_batch * self.world_size
+        if self.global_batch % per_step:
+            raise ConfigError(f"global_batch={self.global_batch} is not a multiple of micro_batch × world size "
+                              f"= {self.micro_batch} × {self.world_size}")
+        if not 0 <= self.data.ref_prob <= 1 or not 0 <= self.data.swap_prob <= 1:
+            raise ConfigError("data.ref_prob and data.swap_prob must be probabilities")
+
+    def training_hash(self) -> str:
+        """Fingerprint of what determines the trained weights; a resumed run must match it. Where the run
+        executes (cluster profile, time limits, dry-run) may change between attempts."""
+        d = OmegaConf.to_container(OmegaConf.structured(self))
+        for key in ("cluster", "default_cluster", "dry_run", "wait", "run", "runs_dir", "export_dir", "log_every", "save_every",
+                    "keep_checkpoints", "threads", "peak_tflops"):
+            d.pop(key)
+        d["resources"] = {"world_size": self.world_size}
+        return config_hash(d)
+
+
+def repo_path(path: str) -> Path:
+    """Relative config paths are from the repo root, so a job runs the same from any working directory."""
+    p = Path(path)
+    return p if p.is_absolute() else REPO_ROOT / p
+
+
+def load_train_config(argv: list[str]) -> TrainConfig:
+    """``size=NAME`` (default ``tiny``) picks the base file, ``cluster=NAME`` a profile (default: the size's
+    ``default_cluster``); everything else overrides fields."""
+    sizes = [a for a in argv if a.startswith("size=")]
+    size = sizes[-1].split("=", 1)[1] if sizes else "tiny"
+    base = CONFIG_DIR / "train" / f"{size}.yaml"
+    if not base.is_file():
+        choices = sorted(p.stem for p in (CONFIG_DIR / "train").glob("*.yaml"))
+        raise ConfigError(f"no training size '{size}' (choices: {', '.join(choices)})")
+    overrides = [a for a in argv if not a.startswith("size=")]
+    if not any(a.startswith("cluster=") for a in overrides):
+        overrides.insert(0, f"cluster={OmegaConf.load(base).get('default_cluster', 'local')}")
+    cfg = load_config(TrainConfig, base, overrides, groups=("cluster",))
+    cfg.size = size
+    cfg.run = cfg.run or f"{size}-{time.strftime('%Y%m%d-%H%M%S')}"
+    cfg.validate()
+    return cfg
+

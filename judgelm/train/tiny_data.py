@@ -1,0 +1,121 @@
+"""Build the tiny judge's JudgeLM-format training set from LLMBar's labelled pairs.
+
+The labels (which output is better) are LLMBar's human gold labels; the judgements are **synthetic**: the
+better answer gets a seeded score of 6-9 and the worse one 2-5 (8-10 and 1-4 when the reference is shown,
+since the reference is the better answer itself), followed by a templated explanation naming "Assistant 1"
+and "Assistant 2". They exist to exercise the training pipeline (format, reference support, swap
+augmentation), not to teach judging.
+
+Only subsets that no benchmark of this project evaluates on are used: LLMBar ``CaseStudy/*`` and the
+``Processed/FairEval`` and ``Processed/LLMEval^2`` pairs. LLMBar Natural/Adversarial and
+``Processed/MT-Bench`` are benchmarks and are left out, as is PandaLM (the default evaluation set).
+
+    python -m judgelm.train.tiny_data            # regenerate data/tiny_train/judgelm_tiny_train.jsonl
+    python -m judgelm.train.tiny_data --check    # fail if the shipped file differs from a regeneration
+
+The output is byte-identical across runs: fixed file order, an RNG seeded per record, fixed JSON layout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+
+from judgelm.config import REPO_ROOT
+
+LLMBAR_ROOT = Path("/work/shared/data/llmbar/raw")
+SUBSETS = (
+    "CaseStudy/Base_9", "CaseStudy/Base_10", "CaseStudy/Constraint", "CaseStudy/Negation", "CaseStudy/Normal",
+    "Processed/FairEval", "Processed/LLMEval^2",
+)
+DEFAULT_OUT = REPO_ROOT / "data" / "tiny_train" / "judgelm_tiny_train.jsonl"
+SEED = 20231027  # JudgeLM's first commit date; any fixed value works
+
+_EXPLAIN = (
+    "Assistant {w} follows the instruction more closely and its answer is more accurate and relevant. "
+    "Assistant {l} misses part of the request, so its answer is less helpful.",
+    "Assistant {w} gives a correct and complete response to the question. "
+    "Assistant {l}'s response is less precise and leaves out important details.",
+    "Both assistants respond to the question, but Assistant {w} is more helpful and accurate. "
+    "Assistant {l} does not fully address what the user asked.",
+)
+_EXPLAIN_REF = (
+    "Assistant {w}'s answer agrees with the reference answer and satisfies the instruction. "
+    "Assistant {l}'s answer departs from the reference and is less accurate.",
+    "Compared with the reference answer, Assistant {w} is accurate and complete, "
+    "while Assistant {l} gets important parts wrong.",
+)
+
+
+def judgement(rng: random.Random, better: int, with_reference: bool) -> tuple[str, list[float]]:
+    """A synthetic ``"s1 s2\\n<explanation>"`` judgement in which answer ``better`` (1 or 2) wins."""
+    hi, lo = (rng.randint(8, 10), rng.randint(1, 4)) if with_reference else (rng.randint(6, 9), rng.randint(2, 5))
+    scores = [hi, lo] if better == 1 else [lo, hi]
+    template = rng.choice(_EXPLAIN_REF if with_reference else _EXPLAIN)
+    text = f"{scores[0]} {scores[1]}\n" + template.format(w=better, l=3 - better)
+    return text, [float(s) for s in scores]
+
+
+def convert(root: Path = LLMBAR_ROOT) -> tuple[list[dict], int]:
+    """All usable pairs as JudgeLM training records, and the number of pairs skipped for an empty field."""
+    records, skipped = [], 0
+    for subset in SUBSETS:
+        for item in json.loads((root / subset / "dataset.json").read_text(encoding="utf-8")):
+            fields = (item.get("input"), item.get("output_1"), item.get("output_2"))
+            if not all(isinstance(f, str) and f.strip() for f in fields) or item.get("label") not in (1, 2):
+                skipped += 1
+                continue
+            qid = len(records)
+            better = item["label"]
+            rng = random.Random(SEED * 100_003 + qid)
+            text, score = judgement(rng, better, with_reference=False)
+            text_ref, score_ref = judgement(rng, better, with_reference=True)
+            records.append({
+                "question_id": qid,
+                "question_body": item["input"],
+                "answer1_body": item["output_1"],
+                "answer2_body": item["output_2"],
+                "answer1_id": f"{qid}-1",
+                "answer2_id": f"{qid}-2",
+                "answer1_model_id": "llmbar-output_1",
+                "answer2_model_id": "llmbar-output_2",
+                "answer1_metadata": {"decoding_method": "unknown"},
+                "answer2_metadata": {"decoding_method": "unknown"},
+                "text": text,
+                "score": score,
+                "reference": {"decoding_method": "None", "model": f"llmbar-output_{better}",
+                              "text": item[f"output_{better}"]},
+                "text_w_reference": text_ref,
+                "score_w_reference": score_ref,
+                "subset": f"llmbar/{subset}",
+            })
+    return records, skipped
+
+
+def render(records: list[dict]) -> bytes:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--llmbar", type=Path, default=LLMBAR_ROOT, help="LLMBar's Dataset/ folder (raw copy)")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--check", action="store_true", help="compare with --out instead of writing it")
+    args = ap.parse_args(argv)
+    records, skipped = convert(args.llmbar)
+    data = render(records)
+    if args.check:
+        same = args.out.is_file() and args.out.read_bytes() == data
+        print(f"{args.out}: {'identical' if same else 'DIFFERS from a regeneration'} ({len(records)} records)")
+        return 0 if same else 1
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(data)
+    print(f"wrote {len(records)} records to {args.out} ({skipped} pairs skipped for an empty field)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
