@@ -9,8 +9,8 @@ For each model and mode (fast: score line only; full: explanation up to N new to
 - ours: the batched engine (``judgelm.inference.hf``);
 - reference: JudgeLM's method, one record per ``generate`` call with a keyword stopping criterion
   (``judgelm.inference.reference_method``), on the first ``--reference-pairs`` pairs; compared per unit;
-- ceiling: a plain forward pass (last-position logits only) over as many tokens as ours processed, at the best of
-  a few batch shapes, with no generation at all.
+- ceiling: a plain forward pass (last-position logits only) over the same sequences (each unit's prompt and the
+  tokens ours generated), length-sorted, at the best of a few batch sizes, with no generation at all.
 
 Then the merge of a synthetic store of ``--merge-units`` units against computing the same metrics from JudgeLM's
 JSONL files. Timings are medians of ``--repeats`` runs; the figures and the hardware go to
@@ -80,52 +80,72 @@ def pandalm_prompts(tok, pairs: int) -> list[list[int]]:
 
 
 @torch.inference_mode()
-def forward_ceiling(model, n_tokens: int, mean_len: int, repeats: int) -> dict:
-    """Best tokens/s of a plain forward (last-position logits only) over a few batch shapes of unpadded rows."""
-    best = {"tokens_per_s": 0.0}
-    vocab = model.config.vocab_size
-    for rows in (1, 4, 16, 64):
-        if rows * mean_len > max(n_tokens, mean_len):
-            break
-        x = torch.randint(5, vocab, (rows, mean_len))
-        model(input_ids=x, logits_to_keep=1)  # warm-up
-        t, _ = median_time(lambda: model(input_ids=x, logits_to_keep=1), repeats)
-        rate = rows * mean_len / t
-        if rate > best["tokens_per_s"]:
-            best = {"tokens_per_s": rate, "rows": rows, "length": mean_len}
-    return best
+def forward_ceiling(model, sequences: list[list[int]], repeats: int) -> dict:
+    """The fastest plain forward pass over exactly these sequences (each unit's prompt plus what it generated).
+
+    Sequences are length-sorted and grouped ``rows`` at a time, right-padded and mask-free (the cheapest way to run
+    them), with logits only at the last position; no generation loop at all. The best of a few group sizes is
+    timed again ``repeats`` times.
+    """
+    order = sorted(sequences, key=len, reverse=True)
+
+    def run(rows: int) -> None:
+        for i in range(0, len(order), rows):
+            group = order[i: i + rows]
+            x = torch.full((len(group), len(group[0])), 0, dtype=torch.long)
+            for r, seq in enumerate(group):
+                x[r, : len(seq)] = torch.tensor(seq)
+            model(input_ids=x, logits_to_keep=1)
+
+    run(4)  # warm-up
+    trials = {rows: median_time(lambda: run(rows), 1)[0] for rows in (1, 4, 16)}
+    rows = min(trials, key=trials.get)
+    t, _ = median_time(lambda: run(rows), repeats)
+    tokens = sum(len(x) for x in sequences)
+    return {"tokens_per_s": tokens / t, "rows": rows, "seconds": t}
 
 
-def bench_model(name: str, args) -> list[dict]:
+def bench_model(name: str, args, score_line_tokens: float | None) -> list[dict]:
+    """Ours vs reference vs ceiling for one model, fast then full mode.
+
+    A model with random weights never writes the newline that ends a score line, so in fast mode it would always
+    run to the limit; it is capped at ``score_line_tokens``, the trained tiny judge's mean score-line length
+    measured in the same run.
+    """
     model, tok, device = load_model(name, args.judge)
     n_params = sum(p.numel() for p in model.parameters())
-    prompts = pandalm_prompts(tok, args.pairs)
+    pairs = args.pairs if name == "tiny" else args.pairs_big
+    prompts = pandalm_prompts(tok, pairs)
     units = list(range(len(prompts)))
-    ref_prompts = prompts[: 2 * args.reference_pairs]
+    ref_prompts = prompts[: 2 * (args.reference_pairs if name == "tiny" else args.reference_pairs_big)]
     prompt_tokens = sum(len(p) for p in prompts)
     rows = []
-    for mode, max_new in (("fast", 16), ("full", args.full_new_tokens)):
+    for mode in ("fast", "full"):
+        max_new = args.full_new_tokens if mode == "full" else 16
+        if mode == "fast" and name != "tiny" and score_line_tokens:
+            max_new = max(1, round(score_line_tokens))
         eng = HFEngine(model, tok, device, EngineConfig(mode=mode, max_new_tokens=max_new))
         eng.generate(units[:2], prompts[:2])  # warm-up
         t_ours, gens = median_time(lambda: eng.generate(units, prompts), args.repeats)
         new_tokens = sum(len(g.token_ids) for g in gens)
         t_ref, ref_out = median_time(lambda: judge_one_at_a_time(model, tok, ref_prompts, max_new, mode == "fast"),
-                                     max(1, args.repeats - 1) if name != "tiny" else args.repeats)
-        ceiling = forward_ceiling(model, prompt_tokens + new_tokens, int(prompt_tokens / len(prompts)), args.repeats)
-        t_ceiling = (prompt_tokens + new_tokens) / ceiling["tokens_per_s"]
+                                     args.repeats if name == "tiny" else max(1, args.repeats - 1))
+        ceiling = forward_ceiling(model, [p + g.token_ids for p, g in zip(prompts, gens)], args.repeats)
         ours_ups, ref_ups = len(prompts) / t_ours, len(ref_prompts) / t_ref
         rows.append({
             "model": name, "params_m": round(n_params / 1e6, 1), "mode": mode, "max_new_tokens": max_new,
             "units": len(prompts), "prompt_tokens": prompt_tokens, "new_tokens": new_tokens,
+            "mean_new_tokens": new_tokens / len(prompts),
             "ours_s": t_ours, "ours_units_per_s": ours_ups, "ours_tokens_per_s": (prompt_tokens + new_tokens) / t_ours,
             "ours_new_tokens_per_s": new_tokens / t_ours,
             "reference_units": len(ref_prompts), "reference_s": t_ref, "reference_units_per_s": ref_ups,
             "reference_new_tokens": sum(len(x) for x in ref_out),
-            "ceiling": ceiling, "ceiling_s": t_ceiling,
-            "speedup_vs_reference": ours_ups / ref_ups, "fraction_of_ceiling": t_ceiling / t_ours,
+            "ceiling": ceiling, "ceiling_s": ceiling["seconds"],
+            "speedup_vs_reference": ours_ups / ref_ups, "fraction_of_ceiling": ceiling["seconds"] / t_ours,
         })
         print(f"  {name:10s} {mode:4s}: ours {ours_ups:8.2f} units/s, reference {ref_ups:7.2f} units/s "
-              f"(x{ours_ups / ref_ups:5.1f}), {100 * t_ceiling / t_ours:5.1f} % of the forward ceiling", flush=True)
+              f"(x{ours_ups / ref_ups:5.1f}), {100 * ceiling['seconds'] / t_ours:5.1f} % of the forward ceiling "
+              f"({new_tokens / len(prompts):.1f} new tokens per unit)", flush=True)
     return rows
 
 
@@ -192,13 +212,14 @@ def judgelm_metrics_from_store(path: Path) -> dict:
 
 def table(rows: list[dict], merge: dict | None) -> str:
     head = ("| model | mode | units | ours units/s | ours tok/s | reference units/s | × reference | "
-            "ceiling tok/s (rows×len) | % of ceiling |\n|---|---|---|---|---|---|---|---|---|")
+            "ceiling tok/s (best rows) | % of ceiling |\n|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         c = r["ceiling"]
-        lines.append(f"| {r['model']} ({r['params_m']}M) | {r['mode']} ({r['max_new_tokens']} new) | {r['units']} | "
+        lines.append(f"| {r['model']} ({r['params_m']}M) | {r['mode']} (≤{r['max_new_tokens']}, mean "
+                     f"{r['mean_new_tokens']:.1f} new) | {r['units']} | "
                      f"{r['ours_units_per_s']:.2f} | {r['ours_tokens_per_s']:.0f} | {r['reference_units_per_s']:.2f} | "
-                     f"{r['speedup_vs_reference']:.1f} | {c['tokens_per_s']:.0f} ({c['rows']}×{c['length']}) | "
+                     f"{r['speedup_vs_reference']:.1f} | {c['tokens_per_s']:.0f} ({c['rows']} rows) | "
                      f"{100 * r['fraction_of_ceiling']:.1f} |")
     if merge:
         lines.append(f"\nStore of {merge['units']:,} units: full merge (every metric, bootstrap intervals, benchmark "
@@ -214,8 +235,10 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="tiny,llama-50m")
     ap.add_argument("--judge", default="artifacts/tiny-judge", help="the 'tiny' model (and the 50M model's tokenizer)")
-    ap.add_argument("--pairs", type=int, default=32, help="PandaLM pairs judged by the engine (x2 orders)")
+    ap.add_argument("--pairs", type=int, default=32, help="PandaLM pairs judged by the engine (x2 orders), tiny model")
     ap.add_argument("--reference-pairs", type=int, default=8, help="pairs judged by the one-at-a-time baseline")
+    ap.add_argument("--pairs-big", type=int, default=12, help="--pairs for the 50M model")
+    ap.add_argument("--reference-pairs-big", type=int, default=4, help="--reference-pairs for the 50M model")
     ap.add_argument("--full-new-tokens", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--merge-units", type=int, default=1_000_000, help="0 skips the merge benchmark")
@@ -226,7 +249,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     hw = hardware()
     print(f"hardware: {hw}", flush=True)
-    rows = [r for name in args.models.split(",") if name for r in bench_model(name, args)]
+    rows: list[dict] = []
+    for name in [m for m in args.models.split(",") if m]:
+        score_line = next((r["mean_new_tokens"] for r in rows if r["model"] == "tiny" and r["mode"] == "fast"), None)
+        rows += bench_model(name, args, score_line)
     merge = bench_merge(args.merge_units, args.repeats) if args.merge_units else None
     out_dir = Path(args.runs_dir) / time.strftime("bench-%Y%m%d-%H%M%S")
     out_dir.mkdir(parents=True)

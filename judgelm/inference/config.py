@@ -32,6 +32,9 @@ class EngineConfig:
     """Token budget of one batch: rows × (longest prompt + max_new_tokens). Bounds the memory a batch needs."""
     max_batch: int = 64
     """At most this many rows per batch."""
+    max_padding: float = 0.05
+    """At most this share of a batch's prompt positions may be padding (each costs a full forward position);
+    lower means more, narrower batches."""
     max_prompt_tokens: int = 0
     """Longest prompt accepted; 0 means the model's context length minus max_new_tokens."""
     too_long: str = "truncate"

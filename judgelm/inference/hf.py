@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from judgelm.inference.config import EngineConfig
+from judgelm.inference.kv_cache import append_cache
 from judgelm.inference.sampling import next_tokens
 
 
@@ -83,7 +84,8 @@ class HFEngine:
     def generate(self, units: list[int], ids: list[list[int]]) -> list[Generation]:
         """One ``Generation`` per prompt, in the order given."""
         out: list[Generation | None] = [None] * len(ids)
-        for batch in plan_batches([len(x) for x in ids], self.max_new, self.cfg.batch_tokens, self.cfg.max_batch):
+        for batch in plan_batches([len(x) for x in ids], self.max_new, self.cfg.batch_tokens, self.cfg.max_batch,
+                                  self.cfg.max_padding):
             for i, g in zip(batch, self._run_batch([units[i] for i in batch], [ids[i] for i in batch])):
                 out[i] = g
         return out  # type: ignore[return-value]
@@ -102,7 +104,8 @@ class HFEngine:
         for r, p in enumerate(prompts):
             input_ids[r, : len(p)] = torch.tensor(p)
         lengths = torch.tensor([len(p) for p in prompts], device=self.device)
-        out = self.model.get_decoder()(input_ids=input_ids.to(self.device), use_cache=True)
+        cache = append_cache(self.model.config.get_text_config().num_hidden_layers, self.max_new)
+        out = self.model.get_decoder()(input_ids=input_ids.to(self.device), past_key_values=cache, use_cache=True)
         last = out.last_hidden_state[torch.arange(b, device=self.device), lengths - 1]
         return out.past_key_values, lengths, self.model.get_output_embeddings()(last)
 
