@@ -35,17 +35,20 @@ class Record:
     label: int | None = None  # explicit winner, e.g. a human majority vote
     gt_scores: tuple[float, ...] | None = None  # ground-truth judge scores without reference (e.g. GPT-4)
     gt_scores_w_reference: tuple[float, ...] | None = None  # the same, judged with the reference shown
+    judged_w_reference: bool = False  # the source has a with-reference judgement (even one that did not parse)
     subset: str = ""
     category: str = ""
 
     def gt_label(self, with_reference: bool = False) -> int | None:
         """The ground-truth winner for a unit judged with or without the reference, or ``None`` if unknown.
 
-        With the reference, JudgeLM compares against GPT-4's with-reference judgement; where a record has none,
-        the without-reference ground truth stands in.
+        With the reference, JudgeLM compares against GPT-4's with-reference judgement, and drops the pair when that
+        judgement does not parse; only a record with no with-reference judgement at all falls back to the
+        without-reference ground truth.
         """
-        if with_reference and self.gt_scores_w_reference is not None and len(self.gt_scores_w_reference) == 2:
-            return win(self.gt_scores_w_reference)
+        if with_reference and self.judged_w_reference:
+            s = self.gt_scores_w_reference
+            return win(s) if s is not None and len(s) == 2 else None
         if self.label is not None:
             return self.label
         if self.gt_scores is not None and len(self.gt_scores) == 2:  # a winner needs exactly two scores
@@ -139,6 +142,17 @@ def iter_json_objects(path: str | Path) -> Iterator[tuple[Source, Any, str]]:
             yield src, RecordError(src, None, f"bad JSON: {e.msg} (column {e.colno})"), text
 
 
+def iter_dicts(path: str | Path) -> Iterator[tuple[Source, dict]]:
+    """Every item of a JSONL/JSON file as an object, stopping at the first one that is not (files of verdicts
+    and ground truth, where skipping a row would misalign the rest)."""
+    for src, obj, _ in iter_json_objects(path):
+        if isinstance(obj, RecordError):
+            raise obj
+        if not isinstance(obj, dict):
+            raise RecordError(src, None, f"expected a JSON object, got {type(obj).__name__}")
+        yield src, obj
+
+
 # --- field validation -------------------------------------------------------------------------------------------
 
 def require_text(obj: dict, key: str, src: Source, allow_empty: bool = False) -> str:
@@ -226,6 +240,7 @@ def record_from_judgelm(obj: Any, src: Source) -> Record:
         question_id=qid, question=question, answers=tuple(answers), reference=_reference(obj, src), label=label,
         gt_scores=_judgement_scores(obj, "text", "score", src, n),
         gt_scores_w_reference=_judgement_scores(obj, "text_w_reference", "score_w_reference", src, n),
+        judged_w_reference=obj.get("text_w_reference") is not None or obj.get("score_w_reference") is not None,
         subset=optional_text(obj, "subset", src) or "", category=optional_text(obj, "category", src) or "",
     )
 

@@ -35,6 +35,15 @@ def test_judgelm_fields_reference_and_ground_truth(tmp_path):
     assert recs[3].gt_label() == -1
 
 
+def test_an_unparseable_with_reference_judgement_drops_the_pair_like_judgelm(tmp_path):
+    f = write_lines(tmp_path / "d.jsonl", [good(1, text="8 2\n...", text_w_reference="error"), good(2, text="8 2\n..."),
+                                           good(3, text_w_reference="2 9\n...", label=1)])
+    a, b, c = load_records(f).records
+    assert a.gt_label() == 1 and a.gt_label(with_reference=True) is None  # not the no-reference verdict
+    assert b.gt_label(with_reference=True) == 1  # no with-reference judgement at all: the other one stands in
+    assert c.gt_label() == 1 and c.gt_label(with_reference=True) == -1
+
+
 @pytest.mark.parametrize("line, field, reason", [
     (b'{"question_id": 2, "question_body": "q", ', None, "bad JSON"),
     (json.dumps({"question_id": 2, "question_body": "q", "answer1_body": "a"}).encode(), "answer2_body", "missing"),
