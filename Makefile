@@ -36,6 +36,8 @@ ENV_STAMP :=
 endif
 
 run_arg = $(if $(RUN),run=$(RUN))
+# Training sizes and existing runs have their own cluster; only a CLUSTER= given by the user overrides it.
+cluster_given = $(if $(filter command line environment,$(origin CLUSTER)),cluster=$(CLUSTER))
 wait_arg = $(if $(WAIT),wait=$(if $(filter 1 true yes,$(WAIT)),true,false))
 
 .PHONY: help env judge test train tiny-judge bench benchmark report import status resubmit cluster-up cluster-down prompts clean
@@ -63,9 +65,6 @@ judge: $(ENV_STAMP) $(if $(filter $(TINY_JUDGE),$(MODEL)),tiny-judge)
 	$(PYTHON) -m launch.judge shards=$(SHARDS) cluster=$(CLUSTER) model.path=$(MODEL) data.source=$(DATA) \
 	  $(run_arg) $(wait_arg) $(ARGS)
 
-# Each size picks its own default cluster (tiny: local, 7b-33b: a100); CLUSTER= on the command line overrides it.
-cluster_given = $(if $(filter command line environment,$(origin CLUSTER)),cluster=$(CLUSTER))
-
 train: $(ENV_STAMP)
 	$(PYTHON) -m launch.train size=$(SIZE) $(cluster_given) $(run_arg) $(if $(DRY_RUN),dry_run=true) $(ARGS)
 
@@ -79,7 +78,7 @@ status: $(ENV_STAMP)
 	$(PYTHON) -m launch.status $(RUN) $(ARGS)
 
 resubmit: $(ENV_STAMP)
-	$(PYTHON) -m launch.resubmit $(RUN) $(if $(filter-out local,$(CLUSTER)),cluster=$(CLUSTER)) $(wait_arg) $(ARGS)
+	$(PYTHON) -m launch.resubmit $(RUN) $(cluster_given) $(wait_arg) $(ARGS)
 
 bench: $(ENV_STAMP) tiny-judge
 	$(PYTHON) -m launch.bench $(ARGS)

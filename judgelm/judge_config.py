@@ -46,8 +46,8 @@ class StoreConfig:
     """The Zarr verdict store."""
 
     chunk_units: int = 128
-    """Units per chunk: the unit of ownership, commit and resume. Lowered automatically so every shard gets at
-    least one chunk."""
+    """Largest chunk, in units: the unit of ownership, commit and resume (a requeued shard redoes at most one).
+    The actual size is chosen so that every shard owns the same number of chunks, give or take one."""
 
 
 @dataclass

@@ -28,7 +28,7 @@ from judgelm.benchmarks.protocols import PAIR_PROTOCOLS, Graded, Pairs, correlat
 from judgelm.calibration import UnitConfidence, reliability, unit_confidence
 from judgelm.metrics import (agreement_without_ties, bootstrap_ci, cohen_kappa, confusion, judgelm_metrics, kendall,
                              length_bias, pearson, position_bias, spearman, swap_metrics, weighted_mean)
-from judgelm.rundir import RunDir
+from judgelm.rundir import RunDir, write_text_atomic
 from judgelm.store import NO_LABEL, VerdictStore
 from judgelm.verdicts import Status, win_array
 
@@ -396,9 +396,9 @@ def merge_run(run_dir: str | Path, allow_partial: bool = False) -> dict[str, Any
     m, conf = _compute(store, allow_partial)
     if conf is not None:
         write_confidence(rd.root / CONFIDENCE_FILE, store, conf)
-    rd.metrics.write_text(json.dumps(m, indent=2) + "\n")
+    write_text_atomic(rd.metrics, json.dumps(m, indent=2) + "\n")
     rows = leaderboard_rows(m)
-    rd.table.write_text(format_table(m) + ("\n" + format_leaderboard(rows) if rows else ""))
+    write_text_atomic(rd.table, format_table(m) + ("\n" + format_leaderboard(rows) if rows else ""))
     return m
 
 

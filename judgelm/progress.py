@@ -7,11 +7,12 @@ status view and the launcher's progress line read them; the store stays the trut
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from judgelm.rundir import write_text_atomic
 
 
 @dataclass
@@ -23,7 +24,7 @@ class Attempt:
     updated: float
     units_judged: int = 0
     chunks_judged: int = 0
-    state: str = "running"  # running | finished | interrupted | failed
+    state: str = "running"  # running | finished | interrupted | failed | lost (killed without a word)
 
 
 @dataclass
@@ -42,6 +43,10 @@ class ShardProgress:
         return a.units_judged / max(a.updated - a.started, 1e-9)
 
     def start_attempt(self, job_id: str) -> Attempt:
+        # An attempt still "running" when the next one starts was killed (SIGKILL, node loss) before it could say so.
+        for a in self.attempts:
+            if a.state == "running":
+                a.state = "lost"
         now = time.time()
         a = Attempt(attempt=len(self.attempts), job_id=job_id, host=socket.gethostname(), started=now, updated=now)
         self.attempts.append(a)
@@ -49,10 +54,7 @@ class ShardProgress:
 
 
 def write_progress(path: Path, p: ShardProgress) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(asdict(p)))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(asdict(p)))
 
 
 def read_progress(path: Path) -> ShardProgress | None:

@@ -97,23 +97,28 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
              len(chunks), len(todo), progress.units_done, progress.units_total, attempt.attempt,
              Path(__file__).resolve().parent)
     stop = stop or StopRequest()
-    if todo:
-        set_threads(threads or cfg.engine.threads)
-        engine = make_engine(cfg.model, cfg.engine)
-    for c in todo:
-        if stop():
-            break
-        verdicts = judge_chunk(store, c, engine, cfg)
-        store.write_chunk(c, verdicts, attempt.attempt)
-        attempt.units_judged += size(c)
-        attempt.chunks_judged += 1
-        attempt.updated = time.time()
-        progress.units_done += size(c)
+    try:
+        if todo:
+            set_threads(threads or cfg.engine.threads)
+            engine = make_engine(cfg.model, cfg.engine)
+        for c in todo:
+            if stop():
+                break
+            verdicts = judge_chunk(store, c, engine, cfg)
+            store.write_chunk(c, verdicts, attempt.attempt)
+            attempt.units_judged += size(c)
+            attempt.chunks_judged += 1
+            attempt.updated = time.time()
+            progress.units_done += size(c)
+            write_progress(rd.shard_progress(shard), progress)
+            left = progress.units_total - progress.units_done
+            rate = progress.rate
+            log.info("shard %d: chunk %d done, %d/%d units, %.1f units/s, ETA %.0f s", shard, c,
+                     progress.units_done, progress.units_total, rate, left / rate if rate > 0 else float("nan"))
+    except BaseException:
+        attempt.state, attempt.updated = "failed", time.time()
         write_progress(rd.shard_progress(shard), progress)
-        left = progress.units_total - progress.units_done
-        rate = progress.rate
-        log.info("shard %d: chunk %d done, %d/%d units, %.1f units/s, ETA %.0f s", shard, c, progress.units_done,
-                 progress.units_total, rate, left / rate if rate > 0 else float("nan"))
+        raise
     interrupted = progress.units_done < progress.units_total
     attempt.state = "interrupted" if interrupted else "finished"
     attempt.updated = time.time()

@@ -31,6 +31,19 @@ NO_LABEL = 2  # int8 sentinel in records/label*: the record has no ground truth 
 _RECORD_CHUNK = 4096
 
 
+def plan_chunks(n_units: int, shards: int, chunk_units: int) -> tuple[int, int]:
+    """``(chunk size, shards)`` so that every shard owns chunks and shards differ by at most one chunk.
+
+    Chunks are at most ``chunk_units`` and every shard gets ``k`` or ``k - 1`` of them, ``k`` as small as the size
+    limit allows; with fewer units than shards, the number of shards shrinks instead of leaving tasks idle.
+    """
+    if shards < 1 or chunk_units < 1:
+        raise ValueError(f"shards and chunk_units must be at least 1, got {shards} and {chunk_units}")
+    per_shard = -(-n_units // (shards * chunk_units))  # chunks per shard
+    chunk = max(1, -(-n_units // (shards * per_shard)))
+    return chunk, min(shards, max(1, -(-n_units // chunk)))
+
+
 def _text_array(values: list[str]) -> np.ndarray:
     return np.array(values, dtype=object)
 

@@ -1,8 +1,8 @@
 """Which judgements a run makes: one unit per (record, answer order, reference mode).
 
 JudgeLM's protocol judges every pair in both orders (for swap consistency) and, where a reference exists, both
-without and with it (reported separately). Units of one record are adjacent, so both orders of a pair land in
-the same chunk and the same batch.
+without and with it (reported separately). Units of one record are adjacent, so they usually share a chunk, and
+both orders of a pair, having the same prompt length, usually share a batch.
 """
 
 from __future__ import annotations
@@ -30,6 +30,19 @@ class UnitPlan:
         return len(self.record)
 
 
+def check_answer_counts(records: list[Record], mode: Mode) -> None:
+    """Refuse, before anything is submitted, records the mode cannot judge.
+
+    Pairwise and single-answer prompts hold exactly two answers; an N-answer run asks every prompt for the same N
+    scores, so its records must all have the same number of answers.
+    """
+    want = 2 if mode is not Mode.MULTI else (len(records[0].answers) if records else 2)
+    for r in records:
+        if len(r.answers) != want:
+            rule = "exactly 2 answers" if mode is not Mode.MULTI else f"the same number of answers ({want})"
+            raise ValueError(f"record {r.question_id!r} has {len(r.answers)} answers; {mode.value} grading needs {rule}")
+
+
 def plan_units(records: list[Record], mode: Mode | str = Mode.PAIR, reference: str = "both",
                orders: str = "both") -> UnitPlan:
     """Lay out the units for ``records``.
@@ -39,6 +52,7 @@ def plan_units(records: list[Record], mode: Mode | str = Mode.PAIR, reference: s
     pairwise judging has (single-answer grading always puts the gold answer in slot 1).
     """
     mode = Mode(mode)
+    check_answer_counts(records, mode)
     if reference not in REFERENCE_POLICIES:
         raise ValueError(f"reference must be one of {REFERENCE_POLICIES}, got {reference!r}")
     if orders not in ORDER_POLICIES:

@@ -31,7 +31,7 @@ class ClusterConfig:
     constraint: str | None = None
     """Slurm node feature constraint, e.g. ``a100-80gb``."""
     nodes: int = 1
-    """Nodes per job (training); judging tasks always use one."""
+    """Nodes per job. Judging tasks are single-node (leave 1); training sizes set their own."""
     gpus_per_node: int = 0
     """GPUs per node. Judging uses one GPU per array task; training one task per GPU."""
     cpus_per_task: int = 2
@@ -46,6 +46,12 @@ class ClusterConfig:
     """Seconds before the time limit at which Slurm sends USR2 so the job can checkpoint and requeue."""
     max_num_timeout: int = 5
     """How many times a job may be requeued after reaching its time limit before it is failed."""
+    merge_partition: str | None = None
+    """Partition of the merge job (CPU only); ``None`` uses ``partition``."""
+    merge_mem_gb: int | None = 32
+    """Memory of the merge job; a million units with texts need a few GB."""
+    merge_timeout_min: int = 60
+    """Time limit of the merge job."""
     setup: list[str] = field(default_factory=list)
     """Shell lines run in the sbatch script before the task (``module load ...``, ``source venv``)."""
     additional_parameters: dict[str, Any] = field(default_factory=dict)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from judgelm.benchmarks import load_dataset
+from judgelm.benchmarks.suites import check_mode
 from judgelm.config import CONFIG_DIR, config_hash, load_config, to_yaml
 from judgelm.judge_config import JudgeConfig
 from judgelm.merge import IncompleteStore, format_table, merge_run
@@ -27,7 +28,7 @@ from judgelm.progress import read_progress
 from judgelm.prompts import Mode
 from judgelm.records import write_rejects
 from judgelm.rundir import RunDir
-from judgelm.store import VerdictStore
+from judgelm.store import VerdictStore, plan_chunks
 from judgelm.units import plan_units
 from launch.cluster import ClusterConfig, make_executor
 from launch.snapshot import snapshot_code
@@ -74,15 +75,18 @@ def create_run(cfg: JudgeLaunchConfig) -> RunDir:
         cfg.data.source = str(Path(source).resolve())
     if Path(cfg.model.path).exists():
         cfg.model.path = str(Path(cfg.model.path).resolve())
+    mode = Mode(cfg.prompt.mode)
+    check_mode(cfg.data.source, mode.value)
     loaded = load_dataset(cfg.data.source, cfg.data.skip_invalid)
     records = loaded.records[: cfg.data.limit] if cfg.data.limit else loaded.records
     if not records:
         raise SystemExit(f"no valid records in {source}")
-    mode = Mode(cfg.prompt.mode)
     plan = plan_units(records, mode, cfg.prompt.reference, cfg.prompt.orders)
-    n_scores = {Mode.PAIR: 2, Mode.SINGLE: 1}.get(mode) or max(len(r.answers) for r in records)
-    # Every shard needs at least one chunk to own; shrink chunks rather than leave shards idle.
-    cfg.store.chunk_units = max(1, min(cfg.store.chunk_units, math.ceil(len(plan) / cfg.shards)))
+    n_scores = {Mode.PAIR: 2, Mode.SINGLE: 1}.get(mode) or len(records[0].answers)
+    chunk, shards = plan_chunks(len(plan), cfg.shards, cfg.store.chunk_units)
+    if shards < cfg.shards:
+        log.warning("%d units fill only %d shards, not %d", len(plan), shards, cfg.shards)
+    cfg.store.chunk_units, cfg.shards = chunk, shards
     rd.root.mkdir(parents=True)
     rd.logs.mkdir()
     if loaded.rejects:
@@ -111,6 +115,12 @@ def incomplete_shards(rd: RunDir, n_shards: int) -> list[int]:
 
 # --- submitting -----------------------------------------------------------------------------------------------------
 
+def merge_cluster(c: ClusterConfig) -> ClusterConfig:
+    """The merge needs one CPU, no GPU: its own partition (or the shards' one) and no GPU constraint."""
+    return dataclasses.replace(c, partition=c.merge_partition or c.partition, constraint=None, gpus_per_node=0,
+                               cpus_per_task=1, mem_gb=c.merge_mem_gb, timeout_min=c.merge_timeout_min, nodes=1)
+
+
 @dataclass
 class Submission:
     shards: list[int]
@@ -122,8 +132,12 @@ class Submission:
         return self.shard_jobs[0].job_id.split("_")[0] if self.shard_jobs else None
 
 
-def submit(rd: RunDir, cfg: JudgeLaunchConfig, shards: list[int]) -> Submission:
-    """Submit ``shards`` as one job array (and, on Slurm, a merge job after it); record the job ids."""
+def submit(rd: RunDir, cfg: JudgeLaunchConfig, shards: list[int], wait_for: list[str] = ()) -> Submission:
+    """Submit ``shards`` as one job array (and, on Slurm, a merge job after it); record the job ids.
+
+    ``wait_for`` are other jobs still working on this run (shards left to an earlier submission): the merge waits
+    for them too.
+    """
     comment = f"run={cfg.run} cfg={config_hash(library_part(cfg))} shards={cfg.shards}"
     slurm = cfg.cluster.executor == "slurm"
     chdir = snapshot_code(rd.root / "code") if slurm else None
@@ -138,9 +152,9 @@ def submit(rd: RunDir, cfg: JudgeLaunchConfig, shards: list[int]) -> Submission:
         jobs = ex.map_array(JudgeShardTask(), [str(rd.root)] * len(shards), shards, [cfg.shards] * len(shards),
                             [threads] * len(shards))
     if slurm:
-        merge_cluster = dataclasses.replace(cfg.cluster, gpus_per_node=0, cpus_per_task=1, mem_gb=None, timeout_min=30)
-        ex = make_executor(merge_cluster, rd.logs, f"judgelm-merge:{cfg.run}", comment=comment, chdir=chdir,
-                           dependency=f"afterany:{jobs[0].job_id.split('_')[0]}" if jobs else None)
+        after = ([jobs[0].job_id.split("_")[0]] if jobs else []) + list(wait_for)
+        ex = make_executor(merge_cluster(cfg.cluster), rd.logs, f"judgelm-merge:{cfg.run}", comment=comment,
+                           chdir=chdir, dependency="afterany:" + ":".join(after) if after else None)
         merge = ex.submit(merge_task, str(rd.root), cfg.allow_partial)
     sub = Submission(shards, jobs, merge)
     with rd.jobs.open("a") as f:
@@ -209,8 +223,8 @@ def print_how_to_follow(sub: Submission, rd: RunDir) -> None:
     print(f"  resume:   make resubmit RUN={rd.name}   (after a cancel or failure; only unfinished shards)")
 
 
-def launch(rd: RunDir, cfg: JudgeLaunchConfig, shards: list[int], started: float) -> int:
-    sub = submit(rd, cfg, shards)
+def launch(rd: RunDir, cfg: JudgeLaunchConfig, shards: list[int], started: float, wait_for: list[str] = ()) -> int:
+    sub = submit(rd, cfg, shards, wait_for)
     if cfg.cluster.executor == "slurm" and not cfg.wait:
         print_how_to_follow(sub, rd)
         return 0
@@ -225,9 +239,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     cfg = load_config(JudgeLaunchConfig, CONFIG_DIR / "judge.yaml", argv if argv is not None else sys.argv[1:],
                       groups=("cluster",))
-    cfg.engine.validate()
     cfg.run = cfg.run or time.strftime("judge-%Y%m%d-%H%M%S")
-    rd = create_run(cfg)
+    try:
+        cfg.engine.validate()
+        rd = create_run(cfg)
+    except (ValueError, FileNotFoundError) as e:  # bad input: say what and where, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return launch(rd, cfg, list(range(cfg.shards)), started)
 
 

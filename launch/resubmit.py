@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -18,12 +19,11 @@ from omegaconf import OmegaConf
 from judgelm.config import CONFIG_DIR, ConfigError
 from judgelm.rundir import RunDir
 from launch.judge import JudgeLaunchConfig, incomplete_shards, launch
-from launch.sacct import sacct
+from launch.sacct import active
 from launch.status import latest_jobs, read_submissions
 from launch.tasks import setup_logging
 
 log = logging.getLogger("judgelm.resubmit")
-ACTIVE = ("PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "SUSPENDED", "CONFIGURING", "COMPLETING", "RESIZING")
 
 
 def saved_config(rd: RunDir, overrides: list[str]) -> JudgeLaunchConfig:
@@ -32,7 +32,11 @@ def saved_config(rd: RunDir, overrides: list[str]) -> JudgeLaunchConfig:
     for item in overrides:
         key, _, value = item.partition("=")
         if key == "cluster":
-            cfg = OmegaConf.merge(cfg, {"cluster": OmegaConf.load(CONFIG_DIR / "cluster" / f"{value}.yaml")})
+            path = CONFIG_DIR / "cluster" / f"{value}.yaml"
+            if not path.is_file():
+                choices = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
+                raise ConfigError(f"no cluster config '{value}' (choices: {choices})")
+            cfg = OmegaConf.merge(cfg, {"cluster": OmegaConf.load(path)})
         elif key == "wait" or key.startswith("cluster."):
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
         else:
@@ -40,14 +44,18 @@ def saved_config(rd: RunDir, overrides: list[str]) -> JudgeLaunchConfig:
     return OmegaConf.to_object(cfg)  # type: ignore[return-value]
 
 
-def shards_to_run(rd: RunDir, n_shards: int) -> list[int]:
+def shards_to_run(rd: RunDir, n_shards: int) -> tuple[list[int], list[str]]:
+    """Incomplete shards to submit, and the jobs of incomplete shards that are still queued or running."""
     todo = incomplete_shards(rd, n_shards)
-    jobs, _ = latest_jobs(read_submissions(rd))
-    rows = sacct([jobs[k] for k in todo if k in jobs])
-    busy = [k for k in todo if rows.get(jobs.get(k, ""), {}).get("State", "").split(" ")[0] in ACTIVE]
+    subs = read_submissions(rd)
+    jobs, _ = latest_jobs(subs)
+    # Only Slurm job ids mean anything to sacct; a local run's ids are process ids.
+    slurm_ids = {j for s in subs if s.get("executor") == "slurm" for j in s["job_ids"]}
+    still = set(active([jobs[k] for k in todo if jobs.get(k) in slurm_ids]))
+    busy = [k for k in todo if jobs.get(k) in still]
     if busy:
         log.warning("shards %s still have a pending or running job; not resubmitting them", busy)
-    return [k for k in todo if k not in busy]
+    return [k for k in todo if k not in busy], [jobs[k] for k in busy]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,10 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     rd = RunDir(Path(args.runs_dir).resolve() / args.run)
     if not rd.config.exists():
         raise SystemExit(f"no run {args.run} in {rd.root.parent}")
-    cfg = saved_config(rd, args.overrides)
-    shards = shards_to_run(rd, cfg.shards)
-    log.info("run %s: resubmitting shards %s", cfg.run, shards or "none (every chunk is done)")
-    return launch(rd, cfg, shards, time.time())
+    try:
+        cfg = saved_config(rd, args.overrides)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    shards, busy = shards_to_run(rd, cfg.shards)
+    log.info("run %s: resubmitting shards %s", cfg.run, shards or ("none" if busy else "none (every chunk is done)"))
+    return launch(rd, cfg, shards, time.time(), wait_for=busy)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ import shutil
 import subprocess
 
 FIELDS = ("JobID", "JobName", "State", "ExitCode", "NodeList", "Elapsed", "Comment")
+# States of a job that may still run (and write): a second job on the same run must wait for these.
+ACTIVE = ("PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "SUSPENDED", "CONFIGURING", "COMPLETING", "RESIZING")
 _ARRAY_RANGE = re.compile(r"^(\d+)_\[([^\]]+)\]$")
 
 
@@ -40,3 +42,9 @@ def sacct(job_ids: list[str]) -> dict[str, dict[str, str]]:
         for jid in expand_array_id(row["JobID"]):
             rows[jid] = {**row, "JobID": jid}
     return rows
+
+
+def active(job_ids: list[str]) -> list[str]:
+    """The jobs among ``job_ids`` that are queued or running, from one sacct call."""
+    rows = sacct(job_ids)
+    return [j for j in job_ids if rows.get(j, {}).get("State", "").split(" ")[0] in ACTIVE]

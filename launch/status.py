@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -46,13 +47,22 @@ def shard_done_counts(store: VerdictStore, n_shards: int) -> list[tuple[int, int
             for sl in (store.shard_slice(k, n_shards) for k in range(n_shards))]
 
 
+def _alive(pid: str) -> bool:
+    """A local shard's job id is its process id."""
+    return pid.isdigit() and Path(f"/proc/{pid}").exists()
+
+
 def status_table(rd: RunDir) -> str:
     store = VerdictStore(rd.store)
     n_shards = int(store.attrs["n_shards"])
     subs = read_submissions(rd)
     jobs, merge = latest_jobs(subs)
     slurm = any(s.get("executor") == "slurm" for s in subs)
-    rows = sacct(list(jobs.values()) + ([merge] if merge else [])) if slurm else {}
+    warning = ""
+    try:
+        rows = sacct(list(jobs.values()) + ([merge] if merge else [])) if slurm else {}
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:  # slurmdbd trouble: the store still answers
+        rows, warning = {}, f"(no Slurm states: {e})"
     counts = shard_done_counts(store, n_shards)
     header = ["shard", "job", "state", "exit", "node", "units", "done", "rate/s", "ETA", "attempts"]
     table = [header]
@@ -71,7 +81,9 @@ def status_table(rd: RunDir) -> str:
         if done == total and total:
             state = state if state == "COMPLETED" else f"{state} (done)"
         states[state] = states.get(state, 0) + 1
-        rate = p.rate if p and p.attempts and p.attempts[-1].state == "running" else 0.0
+        # A rate only while the shard is really running: its last attempt may have died without a word.
+        running = state == "RUNNING" if row else (not slurm and state == "RUNNING" and _alive(p.attempts[-1].job_id))
+        rate = p.rate if running and p and p.attempts else 0.0
         eta = f"{(total - done) / rate:.0f} s" if rate > 0 and done < total else "—"
         table.append([str(k), jid or "—", state, row.get("ExitCode", "—"), row.get("NodeList", "—") or "—",
                       f"{done}/{total}", f"{100 * done / max(total, 1):.1f} %", f"{rate:.1f}" if rate else "—",
@@ -87,7 +99,7 @@ def status_table(rd: RunDir) -> str:
         summary += f"; merge job {merge}: {m.get('State', 'unknown')}"
     if rd.metrics.exists():
         summary += f"; metrics: {rd.table}"
-    return "\n".join(lines + [summary])
+    return "\n".join(lines + [summary] + ([warning] if warning else []))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,7 +48,9 @@ def test_local_executor_run_end_to_end(tmp_path, random_judge, capsys):
     for k in range(3):
         p = read_progress(rd.shard_progress(k))
         assert p.units_done == p.units_total == store.shard_units(k, 3) and p.attempts[-1].state == "finished"
-    assert (rd.root / "config.yaml").read_text().count("chunk_units: 8") == 1
+    # 80 units over 3 shards in chunks of at most 8: 12 chunks of 7, four per shard
+    assert store.chunk_units == 7 and [len(store.shard_chunks(k, 3)) for k in range(3)] == [4, 4, 4]
+    assert "chunk_units: 7" in (rd.root / "config.yaml").read_text()
     # the run name is taken; resubmitting finds nothing left to do and merges to the same metrics
     with pytest.raises(SystemExit, match="already exists"):
         launch_judge.main([f"model.path={random_judge}", f"data.source={data}", "run=e2e", f"runs_dir={tmp_path}"])
@@ -93,7 +95,7 @@ def test_shard_killed_with_sigkill_resumes_to_the_same_store(tmp_path, random_ju
     for name in ("scores", "status", "text", "prompt_tokens", "new_tokens", "truncated", "done"):
         np.testing.assert_array_equal(a[f"verdicts/{name}"][:], b[f"verdicts/{name}"][:], err_msg=name)
     p = read_progress(killed.shard_progress(0))
-    assert [x.state for x in p.attempts] == ["running", "finished"]  # the killed attempt never got to say more
+    assert [x.state for x in p.attempts] == ["lost", "finished"]  # SIGKILL: the next attempt records the loss
     assert p.attempts[1].units_judged == total - done_at_kill  # the second attempt redid nothing committed
     attempts = a["verdicts/attempt"][:]
     assert (attempts == 0).sum() == done_at_kill and (attempts == 1).sum() == total - done_at_kill
@@ -126,3 +128,51 @@ def test_invalid_records_are_skipped_into_rejects_when_asked(tmp_path, random_ju
     rd = new_run(tmp_path, random_judge, data, "lenient", "data.skip_invalid=true")
     assert VerdictStore(rd.store).n_records == 5 and VerdictStore(rd.store).attrs["rejected_records"] == 1
     assert json.loads(rd.rejects.read_text())["line"] == 3
+
+
+def test_single_and_multi_answer_runs_end_to_end(tmp_path, random_judge):
+    rows = [{"question_id": i, "question_body": f"Question {i}?", "answer1_body": "gold answer",
+             "answer2_body": "tested answer " * (1 + i), "answer3_body": "third", "score": [7, 3, 5]}
+            for i in range(5)]
+    multi = tmp_path / "multi.jsonl"
+    multi.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rd = new_run(tmp_path, random_judge, multi, "multi", "prompt.mode=multi", "shards=2")
+    store = VerdictStore(rd.store)
+    assert store.n_units == 5 and store.n_scores == 3  # one order: N-answer prompts are not swapped
+    from judgelm.shard import run_shard
+    for k in range(2):
+        run_shard(rd.root, k, 2, threads=1)
+    m = merge_run(rd.root)
+    assert m["mode"] == "multi" and m["groups"]["all"]["units_done"] == 5
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "answer3_body"} | {"score": [8, 4]})
+                             + "\n" for r in rows))
+    rd = new_run(tmp_path, random_judge, pairs, "single", "prompt.mode=single", "shards=1")
+    run_shard(rd.root, 0, 1, threads=1)
+    assert VerdictStore(rd.store).n_scores == 1 and merge_run(rd.root)["groups"]["all"]["units_done"] == 5
+
+
+def test_runs_the_mode_cannot_judge_are_refused_before_anything_is_created(tmp_path, random_judge, capsys):
+    rows = [{"question_id": i, "question_body": "q", "answer1_body": "a", "answer2_body": "b"} for i in range(3)]
+    rows[1]["answer3_body"] = "c"
+    data = tmp_path / "mixed.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    base = [f"model.path={random_judge}", f"data.source={data}", f"runs_dir={tmp_path}"]
+    assert launch_judge.main(base + ["run=pair"]) == 2
+    assert "record 1 has 3 answers; pair grading needs exactly 2 answers" in capsys.readouterr().err
+    assert launch_judge.main(base + ["run=multi", "prompt.mode=multi"]) == 2
+    assert "multi grading needs the same number of answers (2)" in capsys.readouterr().err
+    assert launch_judge.main([f"model.path={random_judge}", "data.source=prometheus", "run=p",
+                              f"runs_dir={tmp_path}"]) == 2
+    assert "benchmark 'prometheus' is judged with prompt.mode=single, not pair" in capsys.readouterr().err
+    assert launch_judge.main(base[:1] + [f"data.source={data}", "shards=0", "run=z", f"runs_dir={tmp_path}"]) == 2
+    assert not any((tmp_path / n).exists() for n in ("pair", "multi", "p", "z"))
+
+
+def test_a_shard_that_crashes_says_so_in_its_progress(tmp_path, random_judge):
+    data = write_pairs(tmp_path / "pairs.jsonl", 4)
+    rd = new_run(tmp_path, random_judge, data, "crash", "shards=1", "model.path=/nonexistent/judge")
+    from judgelm.shard import run_shard
+    with pytest.raises(OSError):
+        run_shard(rd.root, 0, 1, threads=1)
+    assert [a.state for a in read_progress(rd.shard_progress(0)).attempts] == ["failed"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from judgelm.records import Record
-from judgelm.store import NO_LABEL, ChunkVerdicts, VerdictStore
+from judgelm.store import NO_LABEL, ChunkVerdicts, VerdictStore, plan_chunks
 from judgelm.units import plan_units
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,3 +74,19 @@ def test_write_chunk_rejects_a_wrong_shape(tmp_path):
                                            prompt_tokens=np.zeros(3), new_tokens=np.zeros(3),
                                            truncated=np.zeros(3, bool)), attempt=0)
     assert not store.done().any()
+
+
+@pytest.mark.parametrize("units, shards, limit, expected", [
+    (1998, 4, 128, (125, 4)),  # 16 chunks, 4 per shard
+    (10_000, 64, 128, (79, 64)),  # 127 chunks: every shard 1 or 2, none idle
+    (10, 6, 128, (2, 5)),  # fewer units than shards x 2: fewer shards, not idle tasks
+    (1, 4, 128, (1, 1)),
+])
+def test_chunks_are_spread_evenly_over_shards(units, shards, limit, expected):
+    chunk, used = plan_chunks(units, shards, limit)
+    assert (chunk, used) == expected and chunk <= limit
+    n_chunks = -(-units // chunk)
+    per_shard = [(k + 1) * n_chunks // used - k * n_chunks // used for k in range(used)]
+    assert min(per_shard) >= 1 and max(per_shard) - min(per_shard) <= 1
+    with pytest.raises(ValueError):
+        plan_chunks(units, 0, limit)

@@ -83,6 +83,13 @@ def mode_of(part: Part) -> str:
     return BENCHMARKS[head].mode if head in BENCHMARKS else "pair"
 
 
+def check_mode(spec: str, mode: str) -> None:
+    """Refuse a run whose prompt mode is not the one a named benchmark in ``spec`` is scored in."""
+    for part in parse_spec(spec):
+        if mode_of(part) != mode and part.spec.partition(":")[0] in BENCHMARKS:
+            raise ValueError(f"benchmark '{part.name}' is judged with prompt.mode={mode_of(part)}, not {mode}")
+
+
 def sources_by_mode(parts: list[str], limit: int = 0) -> dict[str, str]:
     """One combined data spec per prompt mode, e.g. ``{"pair": "pandalm@5+llmbar@5", "single": "prometheus@5"}``."""
     out: dict[str, list[str]] = {}

@@ -61,3 +61,10 @@ class EngineConfig:
             raise ValueError(f"engine.too_long must be truncate or reject, got {self.too_long!r}")
         if self.temperature < 0:
             raise ValueError("engine.temperature must be >= 0")
+        if not 0 < self.top_p <= 1 or self.top_k < 0:
+            raise ValueError(f"engine.top_p must be in (0, 1] and engine.top_k >= 0, got {self.top_p}, {self.top_k}")
+        if self.batch_tokens < 1 or self.max_batch < 1 or self.max_new_tokens < 0 or self.max_padding < 0:
+            raise ValueError("engine.batch_tokens and engine.max_batch must be positive, engine.max_new_tokens and "
+                             "engine.max_padding not negative")
+        if self.logprobs_topk < 0:
+            raise ValueError("engine.logprobs_topk must be >= 0")
