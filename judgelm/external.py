@@ -28,11 +28,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
-from judgelm.records import Loaded, Record, RecordError, Source, iter_json_objects, require_id, require_text
+from judgelm.records import Loaded, Record, RecordError, Source, iter_dicts, require_id, require_text
 from judgelm.store import ChunkVerdicts, VerdictStore
 from judgelm.units import plan_units
 from judgelm.verdicts import Status, parse_prediction
@@ -62,18 +62,9 @@ class GenericFields:
     scores: tuple[str, ...] = ()
 
 
-def _objects(path: str | Path) -> Iterator[tuple[Source, dict]]:
-    for src, obj, _ in iter_json_objects(path):
-        if isinstance(obj, RecordError):
-            raise obj
-        if not isinstance(obj, dict):
-            raise RecordError(src, None, f"expected a JSON object, got {type(obj).__name__}")
-        yield src, obj
-
-
 def read_judgelm(path: str | Path) -> list[Verdict]:
     out = []
-    for src, obj in _objects(path):
+    for src, obj in iter_dicts(path):
         text = require_text(obj, "pred_text", src, allow_empty=True)
         out.append(Verdict(src, "question_id", str(require_id(obj, "question_id", src)), parse_prediction(text, 2), text))
     return out
@@ -81,7 +72,7 @@ def read_judgelm(path: str | Path) -> list[Verdict]:
 
 def read_pandalm(path: str | Path) -> list[Verdict]:
     out = []
-    for src, obj in _objects(path):
+    for src, obj in iter_dicts(path):
         rid = str(require_id(obj, "idx", src))
         if "gpt_result" in obj:
             raw = obj["gpt_result"]
@@ -106,7 +97,7 @@ def read_generic(path: str | Path, fields: GenericFields) -> list[Verdict]:
         raise ValueError(f"scores names two fields, got {list(fields.scores)}")
     values = fields.winner_values or {}
     out = []
-    for src, obj in _objects(path):
+    for src, obj in iter_dicts(path):
         rid = str(require_id(obj, fields.id, src))
         if fields.winner:
             raw = obj.get(fields.winner)

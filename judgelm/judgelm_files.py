@@ -8,27 +8,20 @@ silently dropping rows). Ground truth that does not parse is dropped; prediction
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from judgelm.metrics import judgelm_metrics
-from judgelm.records import RecordError, Source
+from judgelm.records import RecordError, iter_dicts
 from judgelm.verdicts import parse_scores, win
 
 
 def read_jsonl(path: str | Path, key: str) -> list[dict]:
+    """The rows of one of JudgeLM's files, each with a string ``key``."""
     rows = []
-    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        src = Source(str(path), line=lineno)
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise RecordError(src, None, f"bad JSON: {e.msg}") from None
-        if not isinstance(row, dict) or not isinstance(row.get(key), str):
+    for src, row in iter_dicts(path):
+        if not isinstance(row.get(key), str):
             raise RecordError(src, key, "missing or not a string")
         rows.append(row)
     return rows

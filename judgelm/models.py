@@ -64,6 +64,16 @@ def load_tokenizer(path: str):
     return tok
 
 
+def encode_with_bos(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Token ids with BOS first, as JudgeLM forces ``input_ids[0][0] = bos`` whatever the tokenizer does; the
+    same for training and judging, so a judge is trained on exactly the ids it will see."""
+    ids = tokenizer(texts, add_special_tokens=True)["input_ids"]
+    bos = tokenizer.bos_token_id
+    if bos is not None:
+        ids = [x if x and x[0] == bos else [bos] + x for x in ids]
+    return ids
+
+
 def load_judge(cfg: ModelConfig):
     """``(model, tokenizer, device)`` ready for inference."""
     from transformers import AutoModelForCausalLM

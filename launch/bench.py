@@ -34,7 +34,7 @@ import torch
 from judgelm.benchmarks import load_dataset
 from judgelm.inference.config import EngineConfig
 from judgelm.inference.hf import HFEngine
-from judgelm.inference.prepare import encode
+from judgelm.models import encode_with_bos
 from judgelm.inference.reference_method import judge_one_at_a_time
 from judgelm.models import ModelConfig, load_judge, load_tokenizer
 from judgelm.prompts import build_prompt
@@ -76,7 +76,7 @@ def pandalm_prompts(tok, pairs: int) -> list[list[int]]:
     texts = []
     for r in recs:  # both orders of a pair, adjacent, as the pipeline schedules them
         texts += [build_prompt(r.question, list(r.answers)), build_prompt(r.question, list(r.answers)[::-1])]
-    return encode(tok, texts)
+    return encode_with_bos(tok, texts)
 
 
 @torch.inference_mode()

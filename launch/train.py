@@ -25,6 +25,8 @@ from judgelm.train.backends import zero_stage
 from judgelm.train.config import TrainConfig, load_train_config, repo_path
 from judgelm.train.job import TrainJob
 from launch.cluster import ClusterConfig, make_executor
+from launch.sacct import active
+from launch.snapshot import snapshot_code
 
 log = logging.getLogger("judgelm.launch")
 
@@ -76,6 +78,27 @@ def sbatch_script(cfg: TrainConfig, run_dir: Path) -> str:
     return slurm._make_submission_file_text(slurm._submitit_command_str, uid="dry-run")
 
 
+def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    """Repo-relative paths made absolute: a Slurm job starts in the run's frozen copy of the code, where the
+    repo root would be that copy."""
+    def absolute(p: str | None) -> str | None:
+        return str(repo_path(p)) if p else p
+    return replace(cfg, runs_dir=absolute(cfg.runs_dir), export_dir=absolute(cfg.export_dir),
+                   deepspeed_config=absolute(cfg.deepspeed_config),
+                   data=replace(cfg.data, train_files=[absolute(p) for p in cfg.data.train_files]))
+
+
+def refuse_if_running(run_dir: Path) -> None:
+    """One job per run: a second one would delete the first one's half-written checkpoint."""
+    jobs = run_dir / "jobs.jsonl"
+    if not jobs.is_file():
+        return
+    last = [json.loads(x) for x in jobs.read_text().splitlines() if x.strip()][-1]
+    if last.get("executor") == "slurm" and active([str(last["job_id"])]):
+        raise ConfigError(f"run {run_dir.name} already has job {last['job_id']} queued or running; "
+                          f"wait for it or scancel it first")
+
+
 def check_resume(cfg: TrainConfig, run_dir: Path) -> None:
     saved = run_dir / "config.yaml"
     if saved.is_file():
@@ -103,10 +126,18 @@ def follow(job, log_file: Path, every: float = 2.0) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return run(argv if argv is not None else sys.argv[1:])
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def run(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stdout, force=True)
     started = time.time()
-    cfg = load_train_config(argv if argv is not None else sys.argv[1:])
+    cfg = load_train_config(argv)
     run_dir = repo_path(cfg.runs_dir) / cfg.run
     if cfg.dry_run:
         print(f"# resolved config (cfg={config_hash(cfg)})\n{to_yaml(cfg)}\n# plan\n{plan_text(cfg)}\n")
@@ -117,7 +148,10 @@ def main(argv: list[str] | None = None) -> int:
                   "no sbatch script")
         return 0
 
+    cfg = with_absolute_paths(cfg)
     check_resume(cfg, run_dir)
+    refuse_if_running(run_dir)
+    slurm = cfg.cluster.executor == "slurm"
     if not cfg.resources.gpus_per_node:
         # CPU training shares cores with whatever else runs; spinning OpenMP workers then stall each other
         # (measured 8x slower on 2 busy cores). Passive waiting costs next to nothing on an idle machine.
@@ -125,12 +159,16 @@ def main(argv: list[str] | None = None) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
     name, comment = job_identity(cfg)
-    ex = make_executor(job_cluster(cfg), run_dir / "logs", name, comment=comment, tasks_per_node=tasks_per_node(cfg))
+    # A queued or requeued job runs the code of its submission, not whatever the checkout holds by then.
+    chdir = snapshot_code(run_dir / f"code-{time.strftime('%Y%m%d-%H%M%S')}") if slurm else None
+    ex = make_executor(job_cluster(cfg), run_dir / "logs", name, comment=comment, tasks_per_node=tasks_per_node(cfg),
+                       chdir=chdir)
     job = ex.submit(TrainJob(), cfg, str(run_dir))
     with (run_dir / "jobs.jsonl").open("a") as f:
-        f.write(json.dumps({"kind": "train", "job_id": job.job_id, "submitted": time.time()}) + "\n")
+        f.write(json.dumps({"kind": "train", "executor": cfg.cluster.executor, "job_id": job.job_id,
+                            "submitted": time.time()}) + "\n")
     log.info("submitted %s as job %s (%s)", name, job.job_id, comment)
-    if cfg.cluster.executor == "slurm" and not cfg.wait:
+    if slurm and not cfg.wait:
         print(f"follow it with: tail -f {run_dir / 'train.log'}   (job logs: {run_dir / 'logs' / str(job.job_id)})")
         return 0
     follow(job, run_dir / "train.log")

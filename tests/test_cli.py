@@ -12,6 +12,7 @@ from judgelm.prompts import Mode, build_prompt
 from judgelm.records import load_records
 from judgelm.store import ChunkVerdicts, VerdictStore
 from judgelm.units import plan_units
+from judgelm.verdicts import parse_prediction
 from tests.conftest import write_pairs
 
 
@@ -39,9 +40,11 @@ def test_judgelm_files_give_the_same_metrics_as_the_store(tmp_path):
     recs = load_records(data).records
     plan = plan_units(recs)
     store = VerdictStore.create(tmp_path / "s.zarr", recs, plan, 2, chunk_units=400, attrs={"n_shards": 1})
-    texts = [f"{a} {b}\nexplanation" if rng.random() > 0.1 else "garbled" for a, b in rng.integers(1, 11, (len(plan), 2))]
-    scores = np.array([[float(x) for x in t.split("\n")[0].split()] if t != "garbled" else [np.nan, np.nan]
-                       for t in texts], dtype=np.float32)
+    # What a judge writes, edge cases included: commas, a leading space, two spaces, no score line at all.
+    shapes = ["{a} {b}\nexplanation", "{a},{b}\n", " {a} {b}\n", "{a}  {b}\n", "{a}, {b}\n", "garbled", "{a} {b}"]
+    texts = [shapes[i % len(shapes)].format(a=a, b=b) for i, (a, b) in enumerate(rng.integers(1, 11, (len(plan), 2)))]
+    parsed = [parse_prediction(t) for t in texts]  # exactly what a shard stores
+    scores = np.array([p if p else (np.nan, np.nan) for p in parsed], dtype=np.float32)
     store.write_chunk(0, ChunkVerdicts(scores=scores, status=np.isnan(scores[:, 0]).astype(np.int8), text=texts,
                                        prompt_tokens=np.zeros(len(plan)), new_tokens=np.zeros(len(plan)),
                                        truncated=np.zeros(len(plan), bool)), attempt=0)
@@ -51,7 +54,7 @@ def test_judgelm_files_give_the_same_metrics_as_the_store(tmp_path):
     gt.write_text("".join(json.dumps({"question_id": i, "text": json.loads(line)["text"]}) + "\n"
                           for i, line in enumerate(data.read_text().splitlines())))
     for path, order in ((seq, 0), (rev, 1)):
-        path.write_text("".join(json.dumps({"question_id": int(r), "pred_text": texts[u]}) + "\n"
+        path.write_text("".join(json.dumps({"question_id": int(r), "pred_text": texts[u].strip()}) + "\n"
                                 for u, (r, o) in enumerate(zip(plan.record, plan.order)) if o == order))
     ours = compute_metrics(VerdictStore(tmp_path / "s.zarr"))["groups"]["without_reference"]
     theirs = metrics_from_judgelm_files(gt, seq, rev)

@@ -6,9 +6,9 @@ import torch
 
 from judgelm.inference.config import EngineConfig
 from judgelm.inference.hf import HFEngine, newline_token_ids, plan_batches
-from judgelm.inference.prepare import encode, fit_prompt, prepare_chunk
+from judgelm.inference.prepare import fit_prompt, prepare_chunk
 from judgelm.inference.sampling import uniform_noise
-from judgelm.models import ModelConfig, load_judge
+from judgelm.models import ModelConfig, encode_with_bos, load_judge
 from judgelm.prompts import Mode, build_prompt
 
 
@@ -18,7 +18,7 @@ def judge(random_judge):
 
 
 def prompts(tok, n=13):
-    return encode(tok, [build_prompt("Q" * (1 + 3 * i), ["a" * (i % 7), "b" * (i % 5)]) for i in range(n)])
+    return encode_with_bos(tok, [build_prompt("Q" * (1 + 3 * i), ["a" * (i % 7), "b" * (i % 5)]) for i in range(n)])
 
 
 def reference_generate(model, ids, stop_ids, max_new):
@@ -115,3 +115,14 @@ def test_over_long_prompts_are_truncated_from_the_answers_or_rejected(judge):
     assert prep.truncated.all() and not prep.rejected.any() and all(len(x) <= 300 for x in prep.ids)
     prep = prepare_chunk(inputs, tok, Mode.PAIR, 300, "reject")
     assert prep.rejected.all() and prep.ids == [[], []]
+
+
+def test_models_that_transform_their_logits_go_through_their_own_head(judge):
+    model, tok, device = judge
+    ids = prompts(tok, 5)
+    plain = HFEngine(model, tok, device, EngineConfig(mode="full", max_new_tokens=6))
+    own_head = HFEngine(model, tok, device, EngineConfig(mode="full", max_new_tokens=6))
+    own_head.plain_head = False  # the path soft-capped models take: logits from model(..., logits_to_keep=ends)
+    a, b = plain.generate(list(range(5)), ids), own_head.generate(list(range(5)), ids)
+    assert [g.token_ids for g in a] == [g.token_ids for g in b]
+    assert plain.plain_head  # Llama has no logit transform

@@ -108,10 +108,46 @@ def test_global_batch_must_split_evenly(tmp_path):
         micro_config(tmp_path, data, "bad", **{"resources.cpu_tasks": 2})
 
 
-def test_gradient_checkpointing_changes_memory_not_results(uninterrupted):
+def test_gradient_checkpointing_leaves_the_losses_unchanged(uninterrupted):
     tmp, data, _, _ = uninterrupted
     run = tmp / "runs" / "ckpt-grad"
     cfg = micro_config(tmp, data, "ckpt-grad", **{"model.gradient_checkpointing": "true"})
     assert train(cfg, run, stop=stop_after(4)).step == 4
     full, recomputed = losses(tmp / "runs" / "full"), losses(run)
     assert [recomputed[s] for s in range(1, 5)] == pytest.approx([full[s] for s in range(1, 5)], rel=1e-6)
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_gradient_checkpointing_recomputes_layer_forwards_in_backward(random_judge, enabled):
+    """With checkpointing on, each decoder layer runs its forward again during backward; off, it does not.
+
+    Counted by a module inside each layer's MLP: forward hooks do not fire during the recompute."""
+    from transformers import AutoTokenizer
+
+    from judgelm.train.config import ModelConfig, ScratchConfig
+    from judgelm.train.model import build_model
+
+    tok = AutoTokenizer.from_pretrained(random_judge)
+    scratch = ScratchConfig(hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64, max_position_embeddings=64)
+    model = build_model(ModelConfig(scratch=scratch, gradient_checkpointing=enabled), tok, torch.float32,
+                        torch.device("cpu"), seed=0)
+    model.train()
+    calls = []
+
+    class Counted(torch.nn.Module):
+        def __init__(self, act):
+            super().__init__()
+            self.act = act
+
+        def forward(self, x):
+            calls.append(1)
+            return self.act(x)
+
+    for layer in model.model.layers:
+        layer.mlp.act_fn = Counted(layer.mlp.act_fn)
+    x = torch.randint(4, len(tok), (2, 16))
+    loss = model(input_ids=x, labels=x).loss
+    forward_calls = len(calls)
+    loss.backward()
+    assert forward_calls == 2
+    assert len(calls) - forward_calls == (2 if enabled else 0)

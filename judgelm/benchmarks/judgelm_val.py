@@ -18,7 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator
 
-from judgelm.records import Loaded, RecordError, Source, iter_json_objects, load_objects, record_from_judgelm
+from judgelm.records import (Loaded, RecordError, Source, iter_dicts, iter_json_objects, load_objects,
+                             record_from_judgelm)
 
 QUESTIONS = "judgelm_val_5k.jsonl"
 GPT4 = "judgelm_val_5k_gpt4.jsonl"
@@ -27,21 +28,10 @@ REFERENCES = "judgelm_val_5k_references.jsonl"
 _QUESTION_KEYS = ("question_id", "question_body", "answer1_body", "answer2_body")
 
 
-def _rows(path: Path) -> list[tuple[Source, Any]]:
-    out = []
-    for src, obj, _ in iter_json_objects(path):
-        if isinstance(obj, RecordError):
-            raise obj
-        if not isinstance(obj, dict):
-            raise RecordError(src, None, f"expected a JSON object, got {type(obj).__name__}")
-        out.append((src, obj))
-    return out
-
-
 def _joined(root: Path) -> Iterator[tuple[Source, Any, str]]:
     """JudgeLM-format objects: each question row with its ground truth and reference merged in."""
     questions = list(iter_json_objects(root / QUESTIONS))
-    extra = {name: _rows(root / name) for name in (GPT4, GPT4_WITH_REFERENCE, REFERENCES) if (root / name).exists()}
+    extra = {name: list(iter_dicts(root / name)) for name in (GPT4, GPT4_WITH_REFERENCE, REFERENCES) if (root / name).exists()}
     for name, rows in extra.items():
         if len(rows) != len(questions):
             raise RecordError(Source(str(root / name)), None,

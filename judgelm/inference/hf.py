@@ -40,7 +40,7 @@ def newline_token_ids(tokenizer) -> list[int]:
 
 
 def plan_batches(lengths: list[int], max_new: int, batch_tokens: int, max_batch: int,
-                 max_padding: float = 0.15) -> list[list[int]]:
+                 max_padding: float) -> list[list[int]]:
     """Indices grouped into batches, longest prompt first.
 
     A batch stays within the token budget (rows × (longest prompt + max_new)), at most ``max_batch`` rows, and at
@@ -76,6 +76,9 @@ class HFEngine:
         self.stop_ids = torch.tensor(sorted(stop), device=device, dtype=torch.long)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.logprob_steps = self.max_new if cfg.logprobs_topk > 0 else 0
+        text_cfg = model.config.get_text_config()
+        self.plain_head = not any(getattr(text_cfg, k, None) for k in
+                                  ("final_logit_softcapping", "logit_scale", "logits_scaling"))
 
     @property
     def context_length(self) -> int:
@@ -105,9 +108,15 @@ class HFEngine:
             input_ids[r, : len(p)] = torch.tensor(p)
         lengths = torch.tensor([len(p) for p in prompts], device=self.device)
         cache = append_cache(self.model.config.get_text_config().num_hidden_layers, self.max_new)
-        out = self.model.get_decoder()(input_ids=input_ids.to(self.device), past_key_values=cache, use_cache=True)
-        last = out.last_hidden_state[torch.arange(b, device=self.device), lengths - 1]
-        return out.past_key_values, lengths, self.model.get_output_embeddings()(last)
+        input_ids, rows = input_ids.to(self.device), torch.arange(b, device=self.device)
+        if self.plain_head:  # logits of the last real token of each row only
+            out = self.model.get_decoder()(input_ids=input_ids, past_key_values=cache, use_cache=True)
+            return cache, lengths, self.model.get_output_embeddings()(out.last_hidden_state[rows, lengths - 1])
+        # Models that transform their logits (soft-capping, scaling) go through their own head, at the positions
+        # some row ends at.
+        ends, col = torch.unique(lengths - 1, return_inverse=True)
+        out = self.model(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=ends)
+        return cache, lengths, out.logits[rows, col]
 
     @torch.inference_mode()
     def _run_batch(self, units: list[int], prompts: list[list[int]]) -> list[Generation]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from judgelm.models import encode_with_bos
 from judgelm.prompts import Mode, build_prompt
 
 
@@ -29,15 +30,6 @@ def unit_texts(inputs: dict, i: int, mode: Mode) -> tuple[str, list[str], str | 
     return inputs["question"][r], answers, reference
 
 
-def encode(tokenizer, texts: list[str]) -> list[list[int]]:
-    """Token ids with BOS first, as JudgeLM forces ``input_ids[0][0] = bos`` whatever the tokenizer does."""
-    ids = tokenizer(texts, add_special_tokens=True)["input_ids"]
-    bos = tokenizer.bos_token_id
-    if bos is not None:
-        ids = [x if x and x[0] == bos else [bos] + x for x in ids]
-    return ids
-
-
 def _cut(tokenizer, text: str, n_tokens: int) -> str:
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     return tokenizer.decode(ids[: max(0, len(ids) - n_tokens)])
@@ -52,7 +44,7 @@ def fit_prompt(tokenizer, question: str, answers: list[str], reference: str | No
     """
     answers = list(answers)
     for _ in range(max_rounds):
-        ids = encode(tokenizer, [build_prompt(question, answers, reference, mode)])[0]
+        ids = encode_with_bos(tokenizer, [build_prompt(question, answers, reference, mode)])[0]
         excess = len(ids) - limit
         if excess <= 0:
             return ids
@@ -71,7 +63,7 @@ def fit_prompt(tokenizer, question: str, answers: list[str], reference: str | No
 def prepare_chunk(inputs: dict, tokenizer, mode: Mode, limit: int, too_long: str) -> Prepared:
     n = len(inputs["unit"])
     texts = [unit_texts(inputs, i, mode) for i in range(n)]
-    ids = encode(tokenizer, [build_prompt(q, a, ref, mode) for q, a, ref in texts])
+    ids = encode_with_bos(tokenizer, [build_prompt(q, a, ref, mode) for q, a, ref in texts])
     truncated = np.zeros(n, dtype=bool)
     rejected = np.zeros(n, dtype=bool)
     for i in range(n):

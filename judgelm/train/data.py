@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from judgelm.models import encode_with_bos
 from judgelm.prompts import build_prompt
 from judgelm.records import Loaded, RecordError, Source, iter_json_objects, load_objects, require_id, require_text
 from judgelm.verdicts import parse_scores
@@ -162,9 +163,7 @@ class SampleBuilder:
     def encode_prompt(self, prompt: str) -> list[int]:
         """Prompt ids as the judge sees them at inference: with BOS (JudgeLM forces it even if the tokenizer
         would not add it)."""
-        ids = self.tok(prompt).input_ids
-        bos = self.tok.bos_token_id
-        return [bos] + ids if bos is not None and (not ids or ids[0] != bos) else ids
+        return encode_with_bos(self.tok, [prompt])[0]
 
     def build(self, epoch: int, index: int) -> Sample | None:
         v = self.view(epoch, index)

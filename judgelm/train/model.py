@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
+from judgelm.models import load_tokenizer
 from judgelm.models import pick_attention
 from judgelm.train import distributed
 from judgelm.train.config import ModelConfig, ScratchConfig, TrainConfig
@@ -28,10 +29,7 @@ def load_or_build_tokenizer(cfg: TrainConfig, run_dir: Path, records: list, is_m
     """A pretrained model's own tokenizer, or (scratch) the run's BPE, built once by rank 0 and kept in the
     run directory so a resumed run tokenises exactly as before."""
     if cfg.model.path:
-        tok = AutoTokenizer.from_pretrained(cfg.model.path)
-        if tok.pad_token_id is None:  # LLaMA-1 tokenizers have none; JudgeLM pads with unk (id 0)
-            tok.pad_token = tok.unk_token if tok.unk_token is not None else tok.eos_token
-        return tok
+        return load_tokenizer(cfg.model.path)
     tok_dir = run_dir / "tokenizer"
     if is_main and not (tok_dir / "tokenizer.json").is_file():
         s = cfg.model.scratch
