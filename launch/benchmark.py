@@ -84,13 +84,19 @@ def main(argv: list[str] | None = None) -> int:
     if parent.exists():
         raise SystemExit(f"{parent} already exists: continue its runs with `make resubmit RUN={cfg.run}/pair` (and "
                          f"/single), then rebuild the leaderboard with `make report RUN={parent}`")
-    names, runs = plan_runs(cfg)
-    parent.mkdir(parents=True)
-    (parent / BENCHMARK_FILE).write_text(json.dumps({
-        "suite": cfg.suite, "benchmarks": names, "model": cfg.model.path,
-        "sources": {mode: c.data.source for mode, c in runs.items()}, "runs": {mode: mode for mode in runs}}, indent=2))
-    dirs = {mode: create_run(c) for mode, c in runs.items()}
-    subs = {mode: submit(dirs[mode], c, list(range(c.shards))) for mode, c in runs.items()}
+    try:
+        names, runs = plan_runs(cfg)
+        parent.mkdir(parents=True)
+        (parent / BENCHMARK_FILE).write_text(json.dumps({
+            "suite": cfg.suite, "benchmarks": names, "model": cfg.model.path,
+            "sources": {mode: c.data.source for mode, c in runs.items()}, "runs": {mode: mode for mode in runs}},
+            indent=2))
+        dirs = {mode: create_run(c) for mode, c in runs.items()}
+    except (ValueError, FileNotFoundError) as e:  # bad input: say what and where, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    everywhere = sum(c.shards for c in runs.values())  # the runs' local shards share this machine's cores
+    subs = {mode: submit(dirs[mode], c, list(range(c.shards)), running_here=everywhere) for mode, c in runs.items()}
     if cfg.cluster.executor == "slurm":
         for mode in runs:
             print_how_to_follow(subs[mode], dirs[mode])

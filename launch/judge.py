@@ -132,18 +132,20 @@ class Submission:
         return self.shard_jobs[0].job_id.split("_")[0] if self.shard_jobs else None
 
 
-def submit(rd: RunDir, cfg: JudgeLaunchConfig, shards: list[int], wait_for: list[str] = ()) -> Submission:
+def submit(rd: RunDir, cfg: JudgeLaunchConfig, shards: list[int], wait_for: list[str] = (),
+           running_here: int = 0) -> Submission:
     """Submit ``shards`` as one job array (and, on Slurm, a merge job after it); record the job ids.
 
     ``wait_for`` are other jobs still working on this run (shards left to an earlier submission): the merge waits
-    for them too.
+    for them too. ``running_here`` is how many local shards will share this machine in all (several runs
+    submitted together); by default just these.
     """
     comment = f"run={cfg.run} cfg={config_hash(library_part(cfg))} shards={cfg.shards}"
     slurm = cfg.cluster.executor == "slurm"
     chdir = snapshot_code(rd.root / "code") if slurm else None
     # Locally, share this machine's cores between the shards that run at once; Slurm gives each its own. Idle
     # OpenMP threads must sleep rather than spin, or shards sharing cores slow each other down several-fold.
-    threads = 0 if slurm else max(1, (os.cpu_count() or 1) // max(1, len(shards)))
+    threads = 0 if slurm else max(1, (os.cpu_count() or 1) // max(1, running_here or len(shards)))
     if not slurm:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     jobs, merge = [], None
