@@ -70,10 +70,16 @@ def plan_text(cfg: TrainConfig) -> str:
     ])
 
 
+def code_dir(run_dir: Path) -> Path:
+    """Where a submission's frozen copy of the code goes: one per submission, as the checkout may move on."""
+    return run_dir / f"code-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
 def sbatch_script(cfg: TrainConfig, run_dir: Path) -> str:
     """The script submitit would hand to sbatch, rendered without submitting."""
     name, comment = job_identity(cfg)
-    ex = make_executor(job_cluster(cfg), run_dir / "logs", name, comment=comment, tasks_per_node=tasks_per_node(cfg))
+    ex = make_executor(job_cluster(cfg), run_dir / "logs", name, comment=comment, tasks_per_node=tasks_per_node(cfg),
+                       chdir=code_dir(run_dir))
     slurm = ex._executor  # submitit renders the script from these parameters at submission
     return slurm._make_submission_file_text(slurm._submitit_command_str, uid="dry-run")
 
@@ -160,7 +166,7 @@ def run(argv: list[str]) -> int:
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
     name, comment = job_identity(cfg)
     # A queued or requeued job runs the code of its submission, not whatever the checkout holds by then.
-    chdir = snapshot_code(run_dir / f"code-{time.strftime('%Y%m%d-%H%M%S')}") if slurm else None
+    chdir = snapshot_code(code_dir(run_dir)) if slurm else None
     ex = make_executor(job_cluster(cfg), run_dir / "logs", name, comment=comment, tasks_per_node=tasks_per_node(cfg),
                        chdir=chdir)
     job = ex.submit(TrainJob(), cfg, str(run_dir))
