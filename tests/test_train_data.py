@@ -168,13 +168,33 @@ def test_swap_judgement_normalises_a_comma_score_line():
 def test_tiny_training_set_regenerates_byte_identically():
     records, skipped = tiny_data.convert()
     assert tiny_data.render(records) == tiny_data.DEFAULT_OUT.read_bytes()
-    assert (len(records), skipped) == (580, 1)
+    assert (len(records), skipped) == (1689, 1)
+    assert [r["question_id"] for r in records] == list(range(len(records)))
     subsets = {r["subset"] for r in records}
     assert not any("Natural" in s or "Adversarial" in s or "MT-Bench" in s for s in subsets)
-    for r in records[:50]:  # the better answer wins in both judgements, and the reference is that answer
+    pairs, cut = records[:580], records[580:]
+    assert not any(r["subset"].endswith("/truncated") for r in pairs)
+    assert len(cut) == 1109 and all(r["subset"].endswith("/truncated") for r in cut)
+    for r in pairs[:50]:  # the better answer wins in both judgements, and the reference is that answer
         s, sr = parse_scores(r["text"]), parse_scores(r["text_w_reference"])
         better = 1 if s[0] > s[1] else 2
         assert (sr[0] > sr[1]) == (better == 1)
         assert r["reference"]["text"] == r[f"answer{better}_body"]
+    wins = set()
+    for r in cut:  # the complete answer wins by a clear gap; the other is a short word-boundary prefix of it
+        s, sr = parse_scores(r["text"]), parse_scores(r["text_w_reference"])
+        full = 1 if s[0] > s[1] else 2
+        wins.add(full)
+        assert (sr[0] > sr[1]) == (full == 1) and abs(s[0] - s[1]) >= 4 and abs(sr[0] - sr[1]) >= 5
+        complete, short = r[f"answer{full}_body"], r[f"answer{3 - full}_body"]
+        assert r["reference"]["text"] == complete and complete.startswith(short) and short.strip()
+        assert len(short.split()) <= max(1, round(0.2 * len(complete.split())))
+        assert r[f"answer{3 - full}_model_id"].endswith("-truncated")
+        for text in (r["text"], r["text_w_reference"]):  # the explanation says which assistant is cut off
+            sentences = {k: [x for x in text.split("\n", 1)[1].split(". ") if f"Assistant {k}" in x] for k in (1, 2)}
+            assert len(sentences[1]) == len(sentences[2]) == 1
+            assert any(w in sentences[3 - full][0] for w in ("stops", "cut off", "breaks off"))
+            assert not any(w in sentences[full][0] for w in ("stops", "cut off", "breaks off"))
+    assert wins == {1, 2}
     loaded = load_train_records([tiny_data.DEFAULT_OUT], skip_invalid=False)
-    assert len(loaded.records) == 580 and not loaded.rejects
+    assert len(loaded.records) == 1689 and not loaded.rejects

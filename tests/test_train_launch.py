@@ -37,7 +37,7 @@ def test_dry_run_33b_prints_a_plan_an_operator_accepts(tmp_path, capsys):
 def test_dry_run_tiny_on_this_machine(tmp_path, capsys):
     assert launcher.main(["size=tiny", "dry_run=true", "run=t", f"runs_dir={tmp_path}"]) == 0
     out = capsys.readouterr().out
-    assert "global 16 = micro 4 × accum 4 × world 1" in out and "no sbatch script" in out
+    assert "global 8 = micro 4 × accum 2 × world 1" in out and "no sbatch script" in out
     assert "export_dir: artifacts/tiny-judge" in out
 
 
