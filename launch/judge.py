@@ -29,7 +29,7 @@ from judgelm.prompts import Mode
 from judgelm.records import write_rejects
 from judgelm.rundir import RunDir
 from judgelm.store import VerdictStore, plan_chunks
-from judgelm.units import plan_units
+from judgelm.units import plan_units, spread_records
 from launch.cluster import ClusterConfig, make_executor
 from launch.snapshot import snapshot_code
 from launch.tasks import JudgeShardTask, merge_task, setup_logging
@@ -81,7 +81,7 @@ def create_run(cfg: JudgeLaunchConfig) -> RunDir:
     records = loaded.records[: cfg.data.limit] if cfg.data.limit else loaded.records
     if not records:
         raise SystemExit(f"no valid records in {source}")
-    plan = plan_units(records, mode, cfg.prompt.reference, cfg.prompt.orders)
+    plan = spread_records(plan_units(records, mode, cfg.prompt.reference, cfg.prompt.orders))
     n_scores = {Mode.PAIR: 2, Mode.SINGLE: 1}.get(mode) or len(records[0].answers)
     chunk, shards = plan_chunks(len(plan), cfg.shards, cfg.store.chunk_units)
     if shards < cfg.shards:
