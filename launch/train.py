@@ -146,7 +146,9 @@ def run(argv: list[str]) -> int:
     cfg = load_train_config(argv)
     run_dir = repo_path(cfg.runs_dir) / cfg.run
     if cfg.dry_run:
-        print(f"# resolved config (cfg={config_hash(cfg)})\n{to_yaml(cfg)}\n# plan\n{plan_text(cfg)}\n")
+        # The cluster block as the job will get it: the profile with this size's nodes, GPUs, memory and times.
+        shown = to_yaml(replace(cfg, cluster=job_cluster(cfg)))
+        print(f"# resolved config (cfg={config_hash(cfg)})\n{shown}\n# plan\n{plan_text(cfg)}\n")
         if cfg.cluster.executor == "slurm":
             print(f"# sbatch script\n{sbatch_script(cfg, run_dir)}")
         else:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from judgelm.inference.config import EngineConfig
-from judgelm.inference.hf import HFEngine, newline_token_ids, plan_batches
+from judgelm.inference.hf import HFEngine, decode_batches, newline_token_ids, plan_batches
 from judgelm.inference.prepare import fit_prompt, prepare_chunk
 from judgelm.inference.sampling import uniform_noise
 from judgelm.models import ModelConfig, encode_with_bos, load_judge
@@ -88,6 +88,25 @@ def test_batches_respect_the_token_budget_and_sort_by_length():
     # padding is bounded: a 20-token prompt does not ride along in a batch 50 tokens wide
     batches = plan_batches(lengths, max_new=10, batch_tokens=10_000, max_batch=8, max_padding=0.15)
     assert batches == [[1, 3], [5, 2], [0], [4]]
+    # ... but those groups decode together, as far as the row limit and the budget for the widest allow
+    assert decode_batches(batches, lengths, 10, 10_000, 3) == [[[1, 3]], [[5, 2], [0]], [[4]]]
+    assert decode_batches(batches, lengths, 10, 10_000, 8) == [[[1, 3], [5, 2], [0], [4]]]
+    assert decode_batches(batches, lengths, 10, 240, 8) == [[[1, 3], [5, 2]], [[0], [4]]]  # 4 × (50 + 10) = 240
+
+
+@pytest.mark.parametrize("mode", ["fast", "full"])
+def test_groups_of_different_widths_decode_together_exactly(judge, mode):
+    """Rows prefilled in separate groups and decoded as one batch (their cache padded to the widest with masked
+    zeros) generate what each prompt generates alone."""
+    model, tok, device = judge
+    ids = prompts(tok)
+    eng = HFEngine(model, tok, device, EngineConfig(mode=mode, max_new_tokens=10, max_batch=13, max_padding=0.0))
+    lengths = [len(x) for x in ids]
+    groups = plan_batches(lengths, 10, eng.cfg.batch_tokens, 13, 0.0)
+    assert len(groups) > 3 and len(decode_batches(groups, lengths, 10, eng.cfg.batch_tokens, 13)) == 1
+    gens = eng.generate(list(range(len(ids))), ids)
+    for g, p in zip(gens, ids):
+        assert g.token_ids == reference_generate(model, p, eng.stop_ids.tolist(), 10)
 
 
 def test_top_logprobs_are_recorded_in_fast_mode(judge):

@@ -29,6 +29,9 @@ def test_dry_run_33b_prints_a_plan_an_operator_accepts(tmp_path, capsys):
                  "#SBATCH --job-name=judgelm-train:j33", "#SBATCH --partition=gpu", "#SBATCH --constraint=a100-80gb"):
         assert line in out
     assert re.search(r"#SBATCH --comment='run=j33 cfg=[0-9a-f]{12}'", out)
+    cluster_block = out.split("\ncluster:\n", 1)[1].split("\ndry_run:", 1)[0]  # as the job gets it
+    for line in ("  nodes: 2", "  gpus_per_node: 8", "  mem_gb: 512", "  timeout_min: 1440", "  signal_delay_s: 600"):
+        assert line in cluster_block.splitlines()
     assert "global 128 = micro 2 × accum 4 × world 16" in out
     assert "deepspeed ZeRO-3" in out and "lr 2e-05 cosine, warmup 3%, wd 0.0" in out
     assert "model: lmsys/vicuna-33b-v1.3" not in out and "path: lmsys/vicuna-33b-v1.3" in out

@@ -5,8 +5,10 @@ Why not ``model.generate``: JudgeLM's fast mode needs each row to stop at the en
 by decoding text every step. Here a row is done the step it emits EOS or, in fast mode, a token that contains a
 newline, and done rows leave the batch with their KV cache rows. Text is decoded once per row, at the end.
 
-Batches are built from units sorted by prompt length (longest first, so a batch that does not fit in memory
-fails at once, not an hour in), filled up to a token budget with little padding, so memory is bounded.
+Units are sorted by prompt length (longest first, so a batch that does not fit in memory fails at once, not an
+hour in). Prefill runs in groups of similar length, so few padded positions are computed; consecutive groups then
+decode together as one batch filled up to a token budget, so each decode step serves many rows and memory stays
+bounded.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 import torch
 
 from judgelm.inference.config import EngineConfig
-from judgelm.inference.kv_cache import append_cache
+from judgelm.inference.kv_cache import batch_cache, row_block, seal
 from judgelm.inference.sampling import next_tokens
 
 
@@ -41,7 +43,7 @@ def newline_token_ids(tokenizer) -> list[int]:
 
 def plan_batches(lengths: list[int], max_new: int, batch_tokens: int, max_batch: int,
                  max_padding: float) -> list[list[int]]:
-    """Indices grouped into batches, longest prompt first.
+    """Indices grouped into prefill groups, longest prompt first.
 
     A batch stays within the token budget (rows × (longest prompt + max_new)), at most ``max_batch`` rows, and at
     most ``max_padding`` of its prompt positions are padding: padded positions cost a full forward pass each.
@@ -61,6 +63,28 @@ def plan_batches(lengths: list[int], max_new: int, batch_tokens: int, max_batch:
         real += lengths[i]
     if cur:
         batches.append(cur)
+    return batches
+
+
+def decode_batches(groups: list[list[int]], lengths: list[int], max_new: int, batch_tokens: int,
+                   max_batch: int) -> list[list[list[int]]]:
+    """Consecutive prefill groups merged into decode batches of at most ``max_batch`` rows whose cache, rows ×
+    (widest prompt + max_new), stays within the token budget.
+
+    A decode step costs about the same for one row as for many (it reads every weight once), so rows decode
+    together even when their prompts were too different in length to prefill together.
+    """
+    batches: list[list[list[int]]] = []
+    rows = 0
+    for g in groups:
+        if batches:
+            width = lengths[batches[-1][0][0]]  # groups come longest first
+            if rows + len(g) <= max_batch and (rows + len(g)) * (width + max_new) <= batch_tokens:
+                batches[-1].append(g)
+                rows += len(g)
+                continue
+        batches.append([g])
+        rows = len(g)
     return batches
 
 
@@ -87,42 +111,54 @@ class HFEngine:
     def generate(self, units: list[int], ids: list[list[int]]) -> list[Generation]:
         """One ``Generation`` per prompt, in the order given."""
         out: list[Generation | None] = [None] * len(ids)
-        for batch in plan_batches([len(x) for x in ids], self.max_new, self.cfg.batch_tokens, self.cfg.max_batch,
-                                  self.cfg.max_padding):
-            for i, g in zip(batch, self._run_batch([units[i] for i in batch], [ids[i] for i in batch])):
+        lengths = [len(x) for x in ids]
+        groups = plan_batches(lengths, self.max_new, self.cfg.batch_tokens, self.cfg.max_batch, self.cfg.max_padding)
+        for batch in decode_batches(groups, lengths, self.max_new, self.cfg.batch_tokens, self.cfg.max_batch):
+            rows = [i for g in batch for i in g]
+            for i, g in zip(rows, self._run_batch([units[i] for i in rows], [[ids[i] for i in g] for g in batch])):
                 out[i] = g
         return out  # type: ignore[return-value]
 
     @torch.inference_mode()
-    def _prefill(self, prompts: list[list[int]]):
-        """Right-padded prefill with no attention mask, so SDPA takes its fast causal kernel.
+    def _prefill(self, groups: list[list[list[int]]]):
+        """Each group's right-padded, mask-free prefill, written into one cache for the whole decode batch.
 
         With right padding a causal model never lets a real token see a pad (pads come after it), so no mask is
         needed and the result is exact; a left-padded batch would need an explicit mask, which sends SDPA to its
         slow path and materialises a rows × length² tensor. Returns the cache, each row's length and the logits
         at each row's last real token.
         """
+        lengths = [len(p) for g in groups for p in g]
+        width = max(lengths)
+        cache = batch_cache(self.model.config.get_text_config().num_hidden_layers, len(lengths), width, self.max_new)
+        logits, start = [], 0
+        for g in groups:
+            logits.append(self._prefill_group(g, row_block(cache, start)))
+            start += len(g)
+        seal(cache, width)
+        return cache, torch.tensor(lengths, device=self.device), torch.cat(logits)
+
+    def _prefill_group(self, prompts: list[list[int]], cache):
         b, width = len(prompts), max(len(p) for p in prompts)
         input_ids = torch.full((b, width), self.pad_id, dtype=torch.long)
         for r, p in enumerate(prompts):
             input_ids[r, : len(p)] = torch.tensor(p)
         lengths = torch.tensor([len(p) for p in prompts], device=self.device)
-        cache = append_cache(self.model.config.get_text_config().num_hidden_layers, self.max_new)
         input_ids, rows = input_ids.to(self.device), torch.arange(b, device=self.device)
         if self.plain_head:  # logits of the last real token of each row only
             out = self.model.get_decoder()(input_ids=input_ids, past_key_values=cache, use_cache=True)
-            return cache, lengths, self.model.get_output_embeddings()(out.last_hidden_state[rows, lengths - 1])
+            return self.model.get_output_embeddings()(out.last_hidden_state[rows, lengths - 1])
         # Models that transform their logits (soft-capping, scaling) go through their own head, at the positions
         # some row ends at.
         ends, col = torch.unique(lengths - 1, return_inverse=True)
         out = self.model(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=ends)
-        return cache, lengths, out.logits[rows, col]
+        return out.logits[rows, col]
 
     @torch.inference_mode()
-    def _run_batch(self, units: list[int], prompts: list[list[int]]) -> list[Generation]:
-        b, width = len(prompts), max(len(p) for p in prompts)
-        cache, lengths, logits = self._prefill(prompts)
-        # Cache slots [len_i, width) of row i hold pads and stay masked; generated tokens go after `width`.
+    def _run_batch(self, units: list[int], groups: list[list[list[int]]]) -> list[Generation]:
+        b, width = len(units), max(len(p) for g in groups for p in g)
+        cache, lengths, logits = self._prefill(groups)
+        # Cache slots [len_i, width) of row i hold pads or zeros and stay masked; generated tokens go after `width`.
         mask = (torch.arange(width, device=self.device)[None, :] < lengths[:, None]).long()
         unit_t = torch.tensor(units, device=self.device)
         rows = torch.arange(b, device=self.device)  # batch position -> original row

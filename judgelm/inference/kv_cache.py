@@ -2,8 +2,14 @@
 
 ``transformers``' ``DynamicLayer`` grows by ``torch.cat`` at every step, which copies the whole cache of every layer
 once per generated token: for a batch of 32 prompts of ~900 tokens on a 12-layer model that is more than a gigabyte
-of memory traffic per step, more than the step's own work. This layer allocates room for the prompt plus the
-tokens still to come once, writes each new token into it, and hands attention a view of the filled part.
+of memory traffic per step, more than the step's own work. Here a decode batch's buffers are allocated once, with
+room for the widest prompt plus the tokens still to come; each new token is written into them, and attention gets
+a view of the filled part.
+
+A decode batch is assembled from prefill groups of different widths (few padded positions in each prefill, many
+rows per decode step): each group writes its keys and values straight into its rows of the batch's buffers
+(``row_block``), so forming the batch copies nothing. Then ``seal`` makes every row as long as the widest group;
+the slots a narrower row did not fill are masked in attention.
 """
 
 from __future__ import annotations
@@ -13,47 +19,87 @@ from transformers.cache_utils import DynamicCache, DynamicLayer
 
 
 class AppendLayer(DynamicLayer):
-    """One layer's keys and values in a buffer with ``reserve`` free slots after the prompt."""
+    """One layer's keys and values for ``rows`` rows, with room for ``capacity`` positions."""
 
-    def __init__(self, reserve: int):
+    def __init__(self, rows: int, capacity: int):
         super().__init__()
-        self.reserve = reserve
+        self.rows, self.capacity = rows, capacity
         self.length = 0
         self._k: torch.Tensor | None = None
         self._v: torch.Tensor | None = None
 
+    def allocate(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        """Zeroed buffers: the masked slots a narrower row leaves unwritten must hold finite values (uninitialised
+        memory may hold NaN, and NaN times a zero attention weight is still NaN)."""
+        shape = (self.rows, key_states.shape[1], self.capacity, key_states.shape[-1])
+        self._k, self._v = key_states.new_zeros(shape), value_states.new_zeros(shape)
+        self.lazy_initialization(key_states, value_states)
+
+    def seal(self, length: int) -> None:
+        """Every row now counts as ``length`` positions long; decoding appends after them."""
+        self.length = length
+        self.keys, self.values = self._k[..., :length, :], self._v[..., :length, :]
+
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
         n = key_states.shape[-2]
-        if self._k is None or self.length + n > self._k.shape[-2]:
-            self._grow(self.length + n + self.reserve, key_states, value_states)
+        if self.length + n > self._k.shape[-2]:
+            raise RuntimeError(f"KV cache full: {self.length} + {n} positions > capacity {self._k.shape[-2]}")
         self._k[..., self.length: self.length + n, :] = key_states
         self._v[..., self.length: self.length + n, :] = value_states
         self.length += n
         self.keys, self.values = self._k[..., : self.length, :], self._v[..., : self.length, :]
         return self.keys, self.values
 
-    def _grow(self, capacity: int, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-        k = key_states.new_empty(key_states.shape[:2] + (capacity, key_states.shape[-1]))
-        v = value_states.new_empty(value_states.shape[:2] + (capacity, value_states.shape[-1]))
-        if self._k is not None and self.length:
-            k[..., : self.length, :] = self._k[..., : self.length, :]
-            v[..., : self.length, :] = self._v[..., : self.length, :]
-        self._k, self._v = k, v
-
     def get_seq_length(self) -> int:
         return self.length
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
-        if self._k is not None:
-            self._k, self._v = self._k[indices], self._v[indices]
-            self.keys, self.values = self._k[..., : self.length, :], self._v[..., : self.length, :]
+        self._k, self._v = self._k[indices], self._v[indices]
+        self.keys, self.values = self._k[..., : self.length, :], self._v[..., : self.length, :]
 
 
-def append_cache(n_layers: int, reserve: int) -> DynamicCache:
-    """A cache of ``n_layers`` ``AppendLayer`` s, each keeping ``reserve`` slots free for generated tokens."""
+class RowBlockLayer(DynamicLayer):
+    """Rows ``start..`` of an ``AppendLayer``, prefilled on their own: their keys and values go straight there."""
+
+    def __init__(self, parent: AppendLayer, start: int):
+        super().__init__()
+        self.parent, self.start, self.length = parent, start, 0
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        p = self.parent
+        if p._k is None:
+            p.allocate(key_states, value_states)
+        rows, n = slice(self.start, self.start + key_states.shape[0]), key_states.shape[-2]
+        p._k[rows, :, self.length: self.length + n] = key_states
+        p._v[rows, :, self.length: self.length + n] = value_states
+        self.length += n
+        self.keys, self.values = p._k[rows, :, : self.length], p._v[rows, :, : self.length]
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+
+def _cache_of(layers: list[DynamicLayer]) -> DynamicCache:
     cache = DynamicCache()
-    cache.layers = [AppendLayer(reserve) for _ in range(n_layers)]
+    cache.layers = layers
     cache.layer_class_to_replicate = None
     return cache
+
+
+def batch_cache(n_layers: int, rows: int, width: int, reserve: int) -> DynamicCache:
+    """The cache of a decode batch: ``rows`` rows of at most ``width`` prompt tokens and ``reserve`` new ones."""
+    return _cache_of([AppendLayer(rows, width + reserve) for _ in range(n_layers)])
+
+
+def row_block(cache: DynamicCache, start: int) -> DynamicCache:
+    """A cache through which one prefill group writes its rows, from row ``start``, into the batch's ``cache``."""
+    return _cache_of([RowBlockLayer(layer, start) for layer in cache.layers])
+
+
+def seal(cache: DynamicCache, width: int) -> None:
+    """After the prefill groups: every row of ``cache`` counts as ``width`` long (the widest group)."""
+    for layer in cache.layers:
+        layer.seal(width)
