@@ -71,8 +71,9 @@ def decode_batches(groups: list[list[int]], lengths: list[int], max_new: int, ba
     """Consecutive prefill groups merged into decode batches of at most ``max_batch`` rows whose cache, rows ×
     (widest prompt + max_new), stays within the token budget.
 
-    A decode step costs about the same for one row as for many (it reads every weight once), so rows decode
-    together even when their prompts were too different in length to prefill together.
+    A decode step costs far less per row in a big batch than alone (every weight is read once per step; on this
+    project's 2-core CPU 24 rows cost 3.8× one row, on a GPU close to 1×), so rows decode together even when their
+    prompts were too different in length to prefill together.
     """
     batches: list[list[list[int]]] = []
     rows = 0
