@@ -23,7 +23,7 @@ from judgelm.preemption import StopRequest
 from judgelm.progress import ShardProgress, read_progress, write_progress
 from judgelm.prompts import Mode
 from judgelm.rundir import RunDir
-from judgelm.store import ChunkVerdicts, VerdictStore
+from judgelm.store import TOP_IDS, TOP_LOGPROBS, ChunkVerdicts, VerdictStore
 from judgelm.verdicts import Status, parse_prediction
 
 log = logging.getLogger("judgelm.shard")
@@ -54,11 +54,7 @@ def judge_chunk(store: VerdictStore, chunk: int, engine, cfg: JudgeConfig) -> Ch
     status = np.full(n, Status.PROMPT_TOO_LONG, dtype=np.int8)
     texts = [""] * n
     new_tokens = np.zeros(n, dtype=np.int32)
-    extras = None
-    k = cfg.engine.logprobs_topk
-    if k:
-        extras = {"top_ids": np.zeros((n, max_new, k), dtype=np.int32),
-                  "top_logprobs": np.full((n, max_new, k), np.nan, dtype=np.float16)}
+    extras = store.empty_extras(n)
     todo = np.flatnonzero(~prep.rejected)
     gens = engine.generate([int(prep.unit[i]) for i in todo], [prep.ids[i] for i in todo]) if len(todo) else []
     for i, g in zip(todo, gens):
@@ -69,11 +65,11 @@ def judge_chunk(store: VerdictStore, chunk: int, engine, cfg: JudgeConfig) -> Ch
             status[i] = Status.PARSE_FAILED
         else:
             status[i], scores[i] = Status.OK, parsed
-        if extras is not None and g.top_ids is not None:
-            extras["top_ids"][i], extras["top_logprobs"][i] = g.top_ids, g.top_logprobs
+        if TOP_IDS in extras and g.top_ids is not None:
+            extras[TOP_IDS][i], extras[TOP_LOGPROBS][i] = g.top_ids, g.top_logprobs
     return ChunkVerdicts(scores=scores, status=status, text=texts,
                          prompt_tokens=np.array([len(x) for x in prep.ids], dtype=np.int32),
-                         new_tokens=new_tokens, truncated=prep.truncated, extras=extras)
+                         new_tokens=new_tokens, truncated=prep.truncated, extras=extras or None)
 
 
 def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest | None = None,

@@ -43,8 +43,8 @@ def test_local_executor_run_end_to_end(tmp_path, random_judge, capsys):
     assert m["groups"]["with_reference"]["total_num"] == 10
     assert m["note"].startswith("These are the metrics of a tiny judge")
     store = VerdictStore(rd.store)
-    assert store.done().all() and set(store["verdicts/status"][:].tolist()) <= {0, 1}
-    assert (store["verdicts/prompt_tokens"][:] > 100).all()
+    assert store.done().all() and set(store.verdicts("status").tolist()) <= {0, 1}
+    assert (store.verdicts("prompt_tokens") > 100).all()
     for k in range(3):
         p = read_progress(rd.shard_progress(k))
         assert p.units_done == p.units_total == store.shard_units(k, 3) and p.attempts[-1].state == "finished"
@@ -93,11 +93,11 @@ def test_shard_killed_with_sigkill_resumes_to_the_same_store(tmp_path, random_ju
     assert shard_process(clean.root).wait(timeout=300) == 0
     a, b = VerdictStore(killed.store), VerdictStore(clean.store)
     for name in ("scores", "status", "text", "prompt_tokens", "new_tokens", "truncated", "done"):
-        np.testing.assert_array_equal(a[f"verdicts/{name}"][:], b[f"verdicts/{name}"][:], err_msg=name)
+        np.testing.assert_array_equal(a.verdicts(name), b.verdicts(name), err_msg=name)
     p = read_progress(killed.shard_progress(0))
     assert [x.state for x in p.attempts] == ["lost", "finished"]  # SIGKILL: the next attempt records the loss
     assert p.attempts[1].units_judged == total - done_at_kill  # the second attempt redid nothing committed
-    attempts = a["verdicts/attempt"][:]
+    attempts = a.verdicts("attempt")
     assert (attempts == 0).sum() == done_at_kill and (attempts == 1).sum() == total - done_at_kill
     assert merge_run(killed.root) == {**merge_run(clean.root), "run": "killed"}
 

@@ -83,7 +83,7 @@ def wait_for_progress(rd: RunDir, shard: int, min_units: int, timeout: float = 2
 def assert_same_verdicts(a: RunDir, b: RunDir) -> None:
     sa, sb = VerdictStore(a.store), VerdictStore(b.store)
     for name in VERDICTS:
-        np.testing.assert_array_equal(sa[f"verdicts/{name}"][:], sb[f"verdicts/{name}"][:], err_msg=name)
+        np.testing.assert_array_equal(sa.verdicts(name), sb.verdicts(name), err_msg=name)
 
 
 def units_judged(rd: RunDir, shard: int) -> list[int]:
