@@ -35,6 +35,8 @@ else
 ENV_STAMP :=
 endif
 
+comma := ,
+space := $(subst ,, )
 run_arg = $(if $(RUN),run=$(RUN))
 # Training sizes and existing runs have their own cluster; only a CLUSTER= given by the user overrides it.
 cluster_given = $(if $(filter command line environment,$(origin CLUSTER)),cluster=$(CLUSTER))
@@ -75,10 +77,10 @@ prompts: $(ENV_STAMP)
 	$(PYTHON) -m judgelm.cli prompts $(DATA) $(ARGS)
 
 status: $(ENV_STAMP)
-	$(PYTHON) -m launch.status $(RUN) $(ARGS)
+	$(PYTHON) -m launch.status run=$(RUN) $(ARGS)
 
 resubmit: $(ENV_STAMP)
-	$(PYTHON) -m launch.resubmit $(RUN) $(cluster_given) $(wait_arg) $(ARGS)
+	$(PYTHON) -m launch.resubmit run=$(RUN) $(cluster_given) $(wait_arg) $(ARGS)
 
 bench: $(ENV_STAMP) tiny-judge
 	$(PYTHON) -m launch.bench $(ARGS)
@@ -88,7 +90,7 @@ benchmark: $(ENV_STAMP) $(if $(filter $(TINY_JUDGE),$(MODEL)),tiny-judge)
 	$(PYTHON) -m launch.benchmark model.path=$(MODEL) suite=$(SUITE) cluster=$(CLUSTER) $(run_arg) $(wait_arg) $(ARGS)
 
 report: $(ENV_STAMP)
-	$(PYTHON) -m launch.report $(RUN) $(ARGS)
+	$(PYTHON) -m launch.report 'runs=[$(subst $(space),$(comma),$(strip $(RUN)))]' $(ARGS)
 
 # make import FORMAT=pandalm|judgelm|generic DATA=... VERDICTS=file [SWAPPED=file] RUN=name [JUDGE=name]
 import: $(ENV_STAMP)

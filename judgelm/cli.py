@@ -45,7 +45,8 @@ def cmd_judgelm_metrics(args) -> int:
 
 
 def cmd_merge(args) -> int:
-    from judgelm.merge import IncompleteStore, format_table, merge_run
+    from judgelm.merge import IncompleteStore, merge_run
+    from judgelm.tables import format_table
 
     try:
         print(format_table(merge_run(args.run_dir, args.allow_partial)))

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
+from judgelm.config import config_hash, load_saved
 from judgelm.inference.config import EngineConfig
 from judgelm.models import ModelConfig
+from judgelm.rundir import RunDir
 
 
 @dataclass
@@ -68,9 +68,12 @@ class JudgeConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
 
+    def fingerprint(self) -> str:
+        """Hash of the library's fields only, so a launcher's additions (where the run executes) do not change it:
+        shown in Slurm comments and stored in the run."""
+        return config_hash({f.name: getattr(self, f.name) for f in fields(JudgeConfig)})
+
 
 def load_run_config(run_dir: str | Path) -> JudgeConfig:
     """The library's part of a run's saved ``config.yaml`` (the launcher's keys, like ``cluster``, are ignored)."""
-    saved = OmegaConf.load(Path(run_dir) / "config.yaml")
-    mine = OmegaConf.masked_copy(saved, [f.name for f in fields(JudgeConfig) if f.name in saved])
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(JudgeConfig), mine))  # type: ignore
+    return load_saved(JudgeConfig, RunDir(Path(run_dir)).config)

@@ -7,23 +7,25 @@
     python -m launch.import_verdicts format=generic data=my_pairs.yaml verdicts=v.jsonl \\
         generic.id=uid generic.winner=choice 'generic.winner_values={A:1,B:-1,tie:0}' run=mine
 
-The run directory (``<runs_dir>/<run>/``) gets ``verdicts.zarr``, ``metrics.json`` and ``metrics.md`` like a judged
+The run directory (``<runs_dir>/<run>/``) gets a verdict store, ``metrics.json`` and ``metrics.md`` like a judged
 run, so ``make report`` and run comparisons treat it the same way.
 """
 
 from __future__ import annotations
 
-import sys
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import MISSING
 
 from judgelm.benchmarks import load_dataset
-from judgelm.config import load_config
+from judgelm.config import ConfigError, load_config
 from judgelm.external import FORMATS, GenericFields, import_verdicts, read_verdicts
-from judgelm.merge import format_table, merge_run
-from judgelm.rundir import RunDir
+from judgelm.merge import merge_run
+from judgelm.rundir import RunDir, check_run_name
+from judgelm.tables import format_table
+from launch.cli import run_main
 
 
 @dataclass
@@ -57,27 +59,36 @@ class ImportConfig:
     generic: GenericFieldsConfig = field(default_factory=GenericFieldsConfig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    cfg = load_config(ImportConfig, None, argv if argv is not None else sys.argv[1:])
+def import_run(argv: list[str]) -> int:
+    cfg = load_config(ImportConfig, None, argv)
     if cfg.format not in FORMATS:
-        raise SystemExit(f"format must be one of {', '.join(FORMATS)}, got {cfg.format!r}")
-    rd = RunDir(Path(cfg.runs_dir).resolve() / cfg.run)
+        raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got {cfg.format!r}")
+    rd = RunDir(Path(cfg.runs_dir).resolve() / check_run_name(cfg.run))
     if rd.root.exists():
-        raise SystemExit(f"{rd.root} already exists; choose another run")
+        raise ConfigError(f"{rd.root} already exists; choose another run")
     fields = GenericFields(cfg.generic.id, cfg.generic.winner, dict(cfg.generic.winner_values),
                            tuple(cfg.generic.scores))
     original = read_verdicts(cfg.verdicts, cfg.format, fields)
     swapped = read_verdicts(cfg.swapped, cfg.format, fields) if cfg.swapped else None
     loaded = load_dataset(cfg.data)
     rd.root.mkdir(parents=True)
-    result = import_verdicts(rd.store, loaded, original, swapped, cfg.with_reference, attrs={
-        "run": cfg.run, "model": cfg.judge or Path(cfg.verdicts).stem, "data": cfg.data,
-        "imported_from": [str(Path(p).resolve()) for p in (cfg.verdicts, cfg.swapped) if p],
-        "verdict_format": cfg.format})
+    try:  # a failed import leaves no directory behind that would later pass for a run
+        result = import_verdicts(rd.store, loaded, original, swapped, cfg.with_reference, attrs={
+            "run": cfg.run, "model": cfg.judge or Path(cfg.verdicts).stem, "data": cfg.data,
+            "imported_from": [str(Path(p).resolve()) for p in (cfg.verdicts, cfg.swapped) if p],
+            "verdict_format": cfg.format})
+        metrics = merge_run(rd.root)
+    except BaseException:
+        shutil.rmtree(rd.root, ignore_errors=True)
+        raise
     print(f"imported {result.records} records ({result.records_without_verdict} records of {cfg.data} had no verdict)")
-    print(format_table(merge_run(rd.root)), end="")
+    print(format_table(metrics), end="")
     print(f"run directory: {rd.root}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(import_run, __doc__, ImportConfig, argv)
 
 
 if __name__ == "__main__":

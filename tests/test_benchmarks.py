@@ -6,7 +6,8 @@ from collections import Counter
 
 import pytest
 
-from judgelm.benchmarks import BENCHMARKS, DATA_DIR, load_dataset, load_files
+from judgelm.benchmarks import BENCHMARKS, DATA_DIR, load_dataset
+from judgelm.benchmarks.files import load_files
 from judgelm.benchmarks.generic import load_generic
 from judgelm.benchmarks.judgebench import record_from_judgebench
 from judgelm.benchmarks.llmbar import record_from_llmbar

@@ -15,18 +15,21 @@ from judgelm.merge import IncompleteStore, merge_run
 from judgelm.progress import read_progress
 from judgelm.rundir import RunDir
 from judgelm.store import VerdictStore
+from judgelm.config import to_yaml
+from judgelm.run import create_run, plan_run
 from launch import judge as launch_judge
 from launch import resubmit as launch_resubmit
 from launch import status as launch_status
+from launch.configs import load_judge_config
 from tests.conftest import write_pairs
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def new_run(tmp_path, judge_dir, data, name, *overrides):
-    cfg = launch_judge.load_config(launch_judge.JudgeLaunchConfig, launch_judge.CONFIG_DIR / "judge.yaml", [
-        f"model.path={judge_dir}", f"data.source={data}", f"run={name}", f"runs_dir={tmp_path}", *overrides])
-    return launch_judge.create_run(cfg)
+    cfg = load_judge_config([f"model.path={judge_dir}", f"data.source={data}", f"run={name}", f"runs_dir={tmp_path}",
+                             *overrides])
+    return create_run(plan_run(cfg), to_yaml(cfg))
 
 
 def test_local_executor_run_end_to_end(tmp_path, random_judge, capsys):
@@ -52,9 +55,10 @@ def test_local_executor_run_end_to_end(tmp_path, random_judge, capsys):
     assert store.chunk_units == 7 and [len(store.shard_chunks(k, 3)) for k in range(3)] == [4, 4, 4]
     assert "chunk_units: 7" in (rd.root / "config.yaml").read_text()
     # the run name is taken; resubmitting finds nothing left to do and merges to the same metrics
-    with pytest.raises(SystemExit, match="already exists"):
-        launch_judge.main([f"model.path={random_judge}", f"data.source={data}", "run=e2e", f"runs_dir={tmp_path}"])
-    assert launch_resubmit.main(["e2e", "--runs-dir", str(tmp_path)]) == 0
+    assert launch_judge.main([f"model.path={random_judge}", f"data.source={data}", "run=e2e",
+                              f"runs_dir={tmp_path}"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert launch_resubmit.main(["run=e2e", f"runs_dir={tmp_path}"]) == 0
     assert json.loads(rd.metrics.read_text()) == m
     assert [s["shards"] for s in launch_status.read_submissions(rd)] == [[0, 1, 2], []]
     table = launch_status.status_table(rd)

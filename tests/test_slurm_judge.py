@@ -133,7 +133,7 @@ def test_cancelled_shard_fails_the_merge_then_resubmit_completes_the_run(slurm_c
     line = next(x for x in table.splitlines() if x.startswith("1 "))
     assert "CANCELLED" in line and f"/{VerdictStore(rd.store).shard_units(1, 2)}" in line
 
-    assert launch_resubmit.main(["cancel", "--runs-dir", str(workdir / "runs"), "cluster=slurm-ci",
+    assert launch_resubmit.main(["run=cancel", f"runs_dir={workdir / 'runs'}", "cluster=slurm-ci",
                                  f"cluster.partition={slurm_cluster.partition}", "wait=true"]) == 0
     subs = read_submissions(rd)
     assert subs[-1]["shards"] == [1]  # only the incomplete shard went again
