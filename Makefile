@@ -42,7 +42,7 @@ run_arg = $(if $(RUN),run=$(RUN))
 cluster_given = $(if $(filter command line environment,$(origin CLUSTER)),cluster=$(CLUSTER))
 wait_arg = $(if $(WAIT),wait=$(if $(filter 1 true yes,$(WAIT)),true,false))
 
-.PHONY: help env judge test train tiny-judge bench benchmark report import status resubmit cluster-up cluster-down prompts clean
+.PHONY: help env judge test lint train tiny-judge bench benchmark report import status resubmit cluster-up cluster-down prompts clean
 
 help:
 	@sed -n '1,200p' README.md | sed -n '/^## Commands/,/^## /p' | head -60
@@ -72,6 +72,10 @@ train: $(ENV_STAMP)
 
 test: $(ENV_STAMP)
 	$(PYTHON) -m pytest $(ARGS)
+
+# The style the code is held to (pyproject's [tool.ruff]); CI runs it before the tests.
+lint: $(ENV_STAMP)
+	$(PYTHON) -m ruff check judgelm launch tests
 
 prompts: $(ENV_STAMP)
 	$(PYTHON) -m judgelm.cli prompts $(DATA) $(ARGS)

@@ -37,6 +37,26 @@ def is_tiny_judge(model_path: str) -> bool:
     return 0 < 12 * n_layers * h * h + 2 * vocab * h < 100_000_000
 
 
+def check_model(path: str) -> None:
+    """Load the judge's config and tokenizer (no weights) once, here, so a wrong ``model.path`` is one line at the
+    prompt instead of a Hugging Face traceback in every shard."""
+    from transformers import AutoConfig
+
+    from judgelm.models import load_tokenizer
+
+    looks_local = Path(path).is_absolute() or path.startswith(".") or path.count("/") != 1
+    if looks_local and not Path(path).exists():
+        raise ConfigError(f"model.path={path}: no such directory (give a model directory or a hub id)")
+    if Path(path).exists() and not Path(path).is_dir():
+        raise ConfigError(f"model.path={path}: is a file; give the model's directory (with config.json)")
+    for what, load in (("config", AutoConfig.from_pretrained), ("tokenizer", load_tokenizer)):
+        try:
+            load(path)
+        except Exception as e:  # transformers raises many kinds; the first line says which file is wrong
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"model.path={path}: cannot load its {what}: {first}") from None
+
+
 def n_scores_of(mode: Mode, loaded: Loaded) -> int:
     """Scores per verdict: two for a pair, one for single-answer grading, one per answer for N-answer grading."""
     return {Mode.PAIR: 2, Mode.SINGLE: 1}.get(mode) or len(loaded.records[0].answers)
@@ -61,6 +81,7 @@ def plan_run(cfg: JudgeConfig, loaded: Loaded | None = None) -> PlannedRun:
         cfg.data.source = str(Path(cfg.data.source).resolve())
     if Path(cfg.model.path).exists():
         cfg.model.path = str(Path(cfg.model.path).resolve())
+    check_model(cfg.model.path)
     mode = Mode(cfg.prompt.mode)
     check_mode(cfg.data.source, mode.value)
     if cfg.data.limit < 0:
