@@ -49,22 +49,39 @@ def missing_by_shard(store: VerdictStore, done: np.ndarray) -> dict[int, int]:
 
 
 def align_orders(a: Columns, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """Done original-order units of ``sel`` and, if the run judged both orders, the swapped unit of each same pair.
+    """Judged original-order units of ``sel`` and, if the run judged both orders, the swapped unit of each same pair.
 
-    Pairs whose swapped unit is missing or not done are left out, so both arrays always line up.
+    Pairs whose swapped unit is missing, not done or not judged (its prompt was too long) are left out, so both
+    arrays always line up and no pair is scored from a verdict that was never given.
     """
+    ok = judged(a)
     seq_idx = np.flatnonzero(sel & (a.order == 0))
     rev_idx = np.flatnonzero(sel & (a.order == 1))
     # Align the two orders of each pair by record (units of a record are adjacent, but do not rely on it).
-    seq = seq_idx[a.done[seq_idx]]
+    seq = seq_idx[ok[seq_idx]]
     if not len(rev_idx):
         return seq, None
     rev_of_record = np.full(len(a.label), -1, dtype=np.int64)
     rev_of_record[a.record[rev_idx]] = rev_idx
     rev = rev_of_record[a.record[seq]]
     paired = rev >= 0
-    paired[paired] = a.done[rev[paired]]
+    paired[paired] = ok[rev[paired]]
     return seq[paired], rev[paired]
+
+
+def judged(a: Columns) -> np.ndarray:
+    """Units with a verdict: done, and not refused for a prompt too long (those have no scores at all, and a
+    missing verdict must not count as a tie the way an unparsable one does)."""
+    return a.done & (a.status != Status.PROMPT_TOO_LONG)
+
+
+def pairs_dropped_unjudged(a: Columns, sel: np.ndarray) -> int:
+    """Pairs of ``sel`` whose units are all done but at least one was never judged (prompt too long)."""
+    rec = a.record[sel]
+    n = np.bincount(rec, minlength=len(a.label))
+    n_done = np.bincount(rec, weights=a.done[sel], minlength=len(a.label))
+    n_judged = np.bincount(rec, weights=judged(a)[sel], minlength=len(a.label))
+    return int(((n > 0) & (n_done == n) & (n_judged < n)).sum())
 
 
 def pair_metrics(a: Columns, with_reference: bool, conf: UnitConfidence | None = None) -> dict[str, Any] | None:
@@ -81,7 +98,8 @@ def pair_metrics(a: Columns, with_reference: bool, conf: UnitConfidence | None =
         "prompt_too_long": int((st == Status.PROMPT_TOO_LONG).sum()),
         "truncated_prompts": int(a.truncated[done_units].sum()),
     }
-    out["parse_failure_rate"] = out["parse_failures"] / max(len(done_units), 1)
+    out["parse_failure_rate"] = out["parse_failures"] / max(len(done_units) - out["prompt_too_long"], 1)
+    out["pairs_dropped_unjudged"] = pairs_dropped_unjudged(a, sel)
     labels = a.label_w_reference if with_reference else a.label
     seq, rev = align_orders(a, sel)
     gt = labels[a.record[seq]].astype(np.int64)
@@ -153,16 +171,16 @@ def calibration_metrics(a: Columns, conf: UnitConfidence, seq: np.ndarray, rev: 
 def score_summary(a: Columns, conf: UnitConfidence | None = None) -> dict[str, Any]:
     """For single-answer and N-answer grading: parse rate, score statistics and, where the ground truth has a
     score per answer (single-answer grading), its correlation with the judge's score."""
-    done = a.done
-    st = a.status[done]
-    ok = st == Status.OK
-    vals = a.scores[done][ok]
+    done, ok_units = a.done, judged(a)
+    st = a.status[ok_units]
+    vals = a.scores[ok_units][st == Status.OK]
     out = {"units": int(len(done)), "units_done": int(done.sum()),
+           "prompt_too_long": int((a.status[done] == Status.PROMPT_TOO_LONG).sum()),
            "parse_failures": int((st == Status.PARSE_FAILED).sum()),
            "parse_failure_rate": float((st == Status.PARSE_FAILED).mean()) if len(st) else 0.0,
            "mean_score": float(np.nanmean(vals)) if vals.size else None}
     if a.scores.shape[1] == 1 and np.isfinite(a.gt_scores).any():
-        units = np.flatnonzero(done & np.isfinite(a.gt_scores[a.record, 0]))
+        units = np.flatnonzero(ok_units & np.isfinite(a.gt_scores[a.record, 0]))
         x, y = a.scores[units, 0], a.gt_scores[a.record[units], 0]
         out.update(pearson=pearson(x, y), spearman=spearman(x, y), kendall=kendall(x, y))
         if conf is not None:
@@ -188,7 +206,7 @@ def benchmark_results(a: Columns, mode: str, conf: UnitConfidence | None = None,
         for code in np.unique(unit_bench[sel]):
             name = str(names[code])
             mine = sel & (unit_bench == code)
-            done = np.flatnonzero(mine & a.done)
+            done = np.flatnonzero(mine & judged(a))
             failure_rate = float((a.status[done] == Status.PARSE_FAILED).mean()) if len(done) else None
             protocol = BENCHMARKS[name].protocol if name in BENCHMARKS else "judgelm"
             if mode == "pair":

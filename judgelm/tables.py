@@ -18,6 +18,7 @@ _ROWS = (("agreement", "Agreement", True), ("precision", "Precision", True), ("r
          ("parse_failure_rate", "Parse failures", True), ("total_num", "Pairs scored", False),
          ("pairs_without_ground_truth", "Pairs without ground truth", False),
          ("prompt_too_long", "Units rejected (prompt too long)", False),
+         ("pairs_dropped_unjudged", "Pairs dropped (a unit not judged)", False),
          ("truncated_prompts", "Units with truncated prompts", False), ("units_done", "Units judged", False),
          ("mean_score", "Mean score", False), ("agreement_ci95", "Agreement 95 % CI (bootstrap)", True),
          ("kappa", "Cohen's kappa", False), ("agreement_without_ties", "Agreement without ties", True),
