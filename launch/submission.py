@@ -7,10 +7,12 @@ progress line while it runs, then the metrics or the names of the shards that fa
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from collections import deque
@@ -42,6 +44,19 @@ def merge_cluster(c: ClusterConfig) -> ClusterConfig:
     """The merge needs one CPU, no GPU: its own partition (or the shards' one) and no GPU constraint."""
     return dataclasses.replace(c, partition=c.merge_partition or c.partition, constraint=None, gpus_per_node=0,
                                cpus_per_task=1, mem_gb=c.merge_mem_gb, timeout_min=c.merge_timeout_min, nodes=1)
+
+
+@contextlib.contextmanager
+def ctrl_c_left_to_shards(local: bool):
+    """Local shards run under submitit's controller process, which on ctrl-C prints a traceback and SIGKILLs them
+    mid-chunk. Started with SIGINT ignored, the controller inherits that and keeps waiting, while each shard's own
+    handler (``JudgeShardTask``) stops it after its current chunk."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if local else None
+    try:
+        yield
+    finally:
+        if local:
+            signal.signal(signal.SIGINT, previous)
 
 
 @dataclass
@@ -81,7 +96,8 @@ def submit(rd: RunDir, cfg: JudgeLaunchConfig, shards: list[int], wait_for: list
     if shards:
         ex = make_executor(cfg.cluster, rd.logs, f"judgelm-judge:{cfg.run}", comment=comment, chdir=chdir)
         n = len(shards)
-        jobs = ex.map_array(JudgeShardTask(), [str(rd.root)] * n, shards, [cfg.shards] * n, [threads] * n)
+        with ctrl_c_left_to_shards(not slurm):
+            jobs = ex.map_array(JudgeShardTask(), [str(rd.root)] * n, shards, [cfg.shards] * n, [threads] * n)
     if slurm:
         after = ([jobs[0].job_id.split("_")[0]] if jobs else []) + list(wait_for)
         ex = make_executor(merge_cluster(cfg.cluster), rd.logs, f"judgelm-merge:{cfg.run}", comment=comment,

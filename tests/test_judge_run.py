@@ -180,3 +180,25 @@ def test_a_shard_that_crashes_says_so_in_its_progress(tmp_path, random_judge):
     with pytest.raises(OSError):
         run_shard(rd.root, 0, 1, threads=1)
     assert [a.state for a in read_progress(rd.shard_progress(0)).attempts] == ["failed"]
+
+
+def test_ctrl_c_stops_after_the_chunk_says_how_to_resume_and_loses_nothing(tmp_path, random_judge):
+    data = write_pairs(tmp_path / "pairs.jsonl", 120)
+    args = [f"model.path={random_judge}", f"data.source={data}", "run=ctrlc", f"runs_dir={tmp_path}", "shards=2",
+            "store.chunk_units=4", "engine.mode=full", "engine.max_new_tokens=24"]
+    proc = subprocess.Popen([sys.executable, "-m", "launch.judge", *args], cwd=REPO, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    rd = RunDir(tmp_path / "ctrlc")
+    deadline = time.time() + 240
+    while time.time() < deadline and not any(p and p.units_done >= 8 for p in
+                                             (read_progress(rd.shard_progress(k)) for k in range(2))):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what ctrl-C at the terminal does: the launcher and its local shards
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 130
+    assert "make resubmit RUN=ctrlc" in err and "Traceback" not in err
+    time.sleep(1)  # the shards finish their chunk and exit
+    done = VerdictStore(rd.store).done()
+    assert 0 < done.sum() < len(done)
+    assert launch_resubmit.main(["run=ctrlc", f"runs_dir={tmp_path}"]) == 0
+    assert VerdictStore(rd.store).done().all()
