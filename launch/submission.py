@@ -129,30 +129,33 @@ class ProgressView:
             self.history.popleft()
         t0, d0 = self.history[0]
         rate = (done - d0) / (now - t0) if now - t0 >= 1 else 0.0
-        states, running = self._states(owned)
-        eta = self._eta(total - done, running, sum(1 for d, t in owned if d < t))
-        slow = sorted(running, key=lambda k: owned[k][0] / max(owned[k][1], 1))[:3]
+        progress = [read_progress(self.rd.shard_progress(k)) for k in range(self.n_shards)]
+        states = self._states(owned, progress)
+        running = [k for k, s in enumerate(states) if s == "running"]
+        counts = {s: states.count(s) for s in ("running", "pending", "done", "failed")}
+        eta = self._eta(total - done, [progress[k] for k in running], sum(1 for d, t in owned if d < t))
         parts = [f"[{now - self.started:5.0f} s] {done}/{total} units ({100 * done / max(total, 1):.1f} %)",
-                 ", ".join(f"{n} {s}" for s, n in states.items() if n),
+                 ", ".join(f"{n} {s}" for s, n in counts.items() if n),
                  f"{rate:.1f} units/s (last {min(now - t0, self.window_s) / 60:.0f} min)", f"ETA {eta}"]
-        if slow and len(running) > 1:
-            parts.append("slowest: " + ", ".join(f"{k} ({owned[k][0]}/{owned[k][1]})" for k in slow))
+        if len(running) > 1:
+            slow = sorted(running, key=lambda k: progress[k].units_done / max(progress[k].units_total, 1))[:3]
+            parts.append("slowest: " + ", ".join(f"{k} ({progress[k].units_done}/{progress[k].units_total})"
+                                                 for k in slow))
         return " | ".join(parts)
 
-    def _states(self, owned: list[tuple[int, int]]) -> tuple[dict[str, int], list[int]]:
-        states = {"running": 0, "pending": 0, "done": 0, "failed": 0}
-        running = []
-        for k, (d, t) in enumerate(owned):
-            p = read_progress(self.rd.shard_progress(k))
+    @staticmethod
+    def _states(owned: list[tuple[int, int]], progress: list) -> list[str]:
+        """running / pending / done / failed per shard: done from the store, the rest from its last attempt."""
+        states = []
+        for (d, t), p in zip(owned, progress):
             last = p.attempts[-1].state if p and p.attempts else "pending"
-            state = "done" if d == t else {"running": "running", "pending": "pending"}.get(last, "failed")
-            states[state] += 1
-            if state == "running":
-                running.append(k)
-        return states, running
+            # an interrupted shard (preempted or stopped at the time limit) waits for its requeue
+            states.append("done" if d == t else {"running": "running", "interrupted": "pending",
+                                                 "pending": "pending"}.get(last, "failed"))
+        return states
 
-    def _eta(self, left: int, running: list[int], incomplete: int) -> str:
-        rates = [p.rate for p in (read_progress(self.rd.shard_progress(k)) for k in running) if p and p.rate > 0]
+    def _eta(self, left: int, running: list, incomplete: int) -> str:
+        rates = [p.rate for p in running if p.rate > 0]
         if not left:
             return "0 s"
         if not rates:
