@@ -19,7 +19,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from judgelm.benchmarks import BENCHMARKS, load_dataset
+from judgelm.benchmarks import BENCHMARKS, GENERIC_PREFIX, load_dataset
 from judgelm.config import CONFIG_DIR, ConfigError
 from judgelm.records import Loaded, Record
 
@@ -36,7 +36,7 @@ class Part:
     def name(self) -> str:
         """The benchmark name, or a file's stem."""
         head = self.spec.partition(":")[0]
-        return head if head in BENCHMARKS else Path(self.spec).stem
+        return head if head in BENCHMARKS else Path(self.spec.removeprefix(GENERIC_PREFIX)).stem
 
 
 def parse_spec(spec: str) -> list[Part]:
@@ -65,6 +65,7 @@ def load_combined(spec: str, skip_invalid: bool = False) -> Loaded:
         out.records += [dataclasses.replace(r, question_id=f"{part.name}/{r.question_id}", subset=r.subset or part.name)
                         for r in records]
         out.rejects += loaded.rejects
+        out.ids_from_lines |= loaded.ids_from_lines
     return out
 
 
