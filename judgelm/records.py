@@ -164,14 +164,14 @@ def _iter_items(path: Path) -> Iterator[tuple[Source, Any, str]]:
             yield src, RecordError(src, None, f"bad JSON: {e.msg} (column {e.colno})"), text
 
 
-def check_data_file(path: str | Path) -> Path:
+def check_data_file(path: str | Path, what: str = "data file") -> Path:
     """``path`` as a ``Path`` if it is a readable file; a missing file or a directory is a one-line error."""
     path = Path(path)
     if path.is_dir():
-        raise RecordError(Source(str(path)), None, "is a directory; give a JSON/JSONL file of records, "
-                                                   "or a generic mapping file (generic:mapping.yaml)")
+        raise RecordError(Source(str(path)), None, f"is a directory, not a {what}; give a JSON/JSONL file"
+                          + (" of records, or a generic mapping (generic:mapping.yaml)" if what == "data file" else ""))
     if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path}")
+        raise FileNotFoundError(f"{what} not found: {path}")
     return path
 
 
