@@ -8,6 +8,8 @@ YAML reads some unquoted keys as other types; what that makes ambiguous is refus
 - ``true``/``false``/``yes``/``no`` (booleans) and ``1.0`` (floats) are refused: quote them (``"yes": 1``);
 - ``{A:1,B:-1,tie:0}`` without spaces after the colons is YAML for the keys ``"A:1"``… with no values (how a
   ``key={...}`` command-line value arrives); such a key is split at its last colon, so that spelling works too.
+  With numbers it cannot work (YAML 1.1 reads ``2:0`` as the base-60 number 120), so a key without a value that
+  is not text is refused with the spaced spelling to use.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ def label_map(raw: dict[Any, Any], where: str) -> dict[str, int]:
         if isinstance(key, (bool, float)) or key is None:
             raise ConfigError(f"{where}: key {key!r} is read by YAML as a {type(key).__name__}, not as text; "
                               f"quote it ('{key}': ...)")
+        if value is None:  # YAML 1.1 reads 2:0 as the base-60 number 120: the written text cannot be recovered
+            raise ConfigError(f"{where}: key {key!r} has no value; put a space after each colon, "
+                              "e.g. {0: 1, 1: -1, 2: 0}")
         out[str(key)] = _label(value, f"{where}.{key}")
     return out
 
