@@ -98,10 +98,11 @@ def _read_yaml(path: Path):
         raise FileNotFoundError(f"generic mapping file not found: {path}")
     try:
         raw = OmegaConf.load(path)
-    except yaml.YAMLError as e:  # one line: where the parser stopped and what it expected
-        mark = getattr(e, "problem_mark", None)
+    except yaml.YAMLError as e:  # one line: where the parser stopped, what it expected, and what it was reading
+        mark, context = getattr(e, "problem_mark", None), getattr(e, "context_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(f"{where}: YAML syntax error: {getattr(e, 'problem', None) or e}") from None
+        started = f" ({e.context} at line {context.line + 1})" if context is not None and e.context else ""
+        raise ConfigError(f"{where}: YAML syntax error: {getattr(e, 'problem', None) or e}{started}") from None
     if not OmegaConf.is_dict(raw):
         raise ConfigError(f"{path}: a generic mapping file holds keys (path, question, answer1, ...), not a list")
     return raw
