@@ -80,6 +80,8 @@ CASES = [
          {"pairs.jsonl": pairs_jsonl(answer1_body="  ", reference=" \n")}),
     Case("generic data without ids or labels", (*PROMPTS, "generic:{d}/m.yaml"), 0, '"question_id": 1',
          {"m.yaml": MAPPING, "plain.jsonl": PLAIN}),
+    Case("make prompts on a bad record", (*PROMPTS, "{d}/pairs.jsonl"), 2,
+         "pairs.jsonl:1: field 'question_body': empty", {"pairs.jsonl": pairs_jsonl(question_body=" ")}),
     # --- `make import` -------------------------------------------------------------------------------------
     Case("verdict for an id not in the data", (*IMPORT, "format=judgelm", "verdicts={d}/v.jsonl"), 2,
          "v.jsonl:1: field 'question_id': '99' is not the id of a record of the data",
