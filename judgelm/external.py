@@ -10,7 +10,8 @@ Formats (one file per answer order; the swapped-order file is optional and gives
   own ``data/compute_metrics.py``.
 - ``generic``: JSON or JSONL with an id field (or none: rows are matched by line number, as a generic data set
   without ids numbers its records) and either a winner field (its values mapped to 1 / 0 / -1 by
-  ``judgelm.labels.label_map``, so ``{A:1,B:-1,tie:0}`` works as written) or two score fields.
+  ``judgelm.labels.label_map``, so ``{A:1,B:-1,tie:0}`` works as written, and ``A:1,B:-1,tie:0`` on a command
+  line) or two score fields.
 
 Every error is one line naming the file, line and field; with ``skip_invalid`` (``rejects`` given) bad rows, unknown
 ids and repeated verdicts are collected instead, like invalid records when judging.
@@ -65,7 +66,7 @@ class GenericFields:
 
     id: str = "id"  # empty: verdicts are matched by line (or JSON list item) number
     winner: str = ""
-    winner_values: dict | None = None  # raw winner -> 1, 0, -1, as ``judgelm.labels.label_map`` reads it
+    winner_values: dict | str | None = None  # raw winner -> 1, 0, -1, as ``judgelm.labels.label_map`` reads it
     scores: tuple[str, ...] = ()
 
 

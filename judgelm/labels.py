@@ -10,6 +10,8 @@ YAML reads some unquoted keys as other types; what that makes ambiguous is refus
   ``key={...}`` command-line value arrives); such a key is split at its last colon, so that spelling works too.
   With numbers it cannot work (YAML 1.1 reads ``2:0`` as the base-60 number 120), so a key without a value that
   is not text is refused with the spaced spelling to use.
+
+On a command line, write ``A:1,B:-1,tie:0`` (no braces, no spaces): the shell leaves it alone.
 """
 
 from __future__ import annotations
@@ -22,8 +24,14 @@ from judgelm.records import LABELS
 LABEL_MEANING = "1 (answer 1 better), 0 (tie) or -1 (answer 2 better)"
 
 
-def label_map(raw: dict[Any, Any], where: str) -> dict[str, int]:
-    """``raw`` (as YAML gave it) as ``{value as text: label}``; ``where`` names the setting in error messages."""
+def label_map(raw: dict[Any, Any] | str, where: str) -> dict[str, int]:
+    """``raw`` (as YAML gave it) as ``{value as text: label}``; ``where`` names the setting in error messages.
+
+    A string ``A:1,B:-1,tie:0`` is read as that mapping: on a command line it needs no quotes, where ``{...}``
+    would be brace-expanded by the shell (``make import ARGS=...`` runs through bash) into three arguments.
+    """
+    if isinstance(raw, str):
+        raw = _pairs(raw, where)
     out: dict[str, int] = {}
     for key, value in raw.items():
         if isinstance(key, str) and value is None and ":" in key:
@@ -35,6 +43,16 @@ def label_map(raw: dict[Any, Any], where: str) -> dict[str, int]:
             raise ConfigError(f"{where}: key {key!r} has no value; put a space after each colon, "
                               "e.g. {0: 1, 1: -1, 2: 0}")
         out[str(key)] = _label(value, f"{where}.{key}")
+    return out
+
+
+def _pairs(text: str, where: str) -> dict[str, str]:
+    out = {}
+    for item in filter(str.strip, text.strip().strip("{}").split(",")):
+        key, colon, value = item.strip().rpartition(":")
+        if not colon or not key:
+            raise ConfigError(f"{where}: {item.strip()!r} is not value:label; write e.g. A:1,B:-1,tie:0")
+        out[key] = value
     return out
 
 

@@ -104,8 +104,12 @@ def test_the_documented_compact_winner_values_and_line_number_ids(tmp_path):
     path.write_text('{"pick": "B"}\n\n{"pick": "tie"}\n')
     verdicts = read_generic(path, GenericFields(id="", winner="pick", winner_values=dict(written)))
     assert [(v.record_id, v.scores) for v in verdicts] == [("1", (0.0, 1.0)), ("3", (0.0, 0.0))]
+    shell_safe = read_generic(path, GenericFields(id="", winner="pick", winner_values="A:1,B:-1,tie:0"))
+    assert [v.scores for v in shell_safe] == [v.scores for v in verdicts]  # what `make import ARGS=...` can pass
     with pytest.raises(ConfigError, match=r"key True .* quote it"):
         read_generic(path, GenericFields(id="", winner="pick", winner_values={True: 1}))
+    with pytest.raises(ConfigError, match=r"'A=1' is not value:label"):
+        read_generic(path, GenericFields(id="", winner="pick", winner_values="A=1,B:-1"))
 
 
 def test_skip_invalid_collects_bad_rows_unknown_ids_and_repeats(tmp_path):
