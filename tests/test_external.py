@@ -5,9 +5,9 @@ import json
 import pytest
 
 from judgelm.benchmarks import DATA_DIR, load_dataset
+from judgelm.config import ConfigError
 from judgelm.external import GenericFields, import_verdicts, read_generic, read_judgelm, read_pandalm
 from judgelm.merge import compute_metrics
-from judgelm.config import ConfigError
 from judgelm.records import RecordError
 from launch import import_verdicts as cli
 from tests.conftest import write_pairs
