@@ -30,6 +30,7 @@ from judgelm.metrics import (agreement_without_ties, bootstrap_ci, cohen_kappa, 
 from judgelm.rundir import RunDir, write_text_atomic
 from judgelm.store import NO_LABEL, TOP_IDS, TOP_LOGPROBS, Columns, VerdictStore
 from judgelm.tables import TINY_NOTE, format_leaderboard, format_table, leaderboard_rows
+from judgelm.validate import DATA_NOTES
 from judgelm.verdicts import Status, win_array
 
 log = logging.getLogger("judgelm.merge")
@@ -291,6 +292,7 @@ def _compute(store: VerdictStore, allow_partial: bool) -> tuple[dict[str, Any], 
         "mode": store.attrs.get("mode"), "records": store.n_records, "units": store.n_units,
         "complete": n_missing == 0, "missing_units": n_missing, "missing_by_shard": {str(k): v for k, v in missing.items()},
     }
+    out["data_notes"] = {k: store.attrs[k] for k in DATA_NOTES if k in store.attrs}
     if store.attrs.get("tiny_judge"):
         out["note"] = TINY_NOTE
     conf = confidence_of(store, a)

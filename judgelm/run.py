@@ -7,6 +7,7 @@ directory either comes out whole or not at all.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -15,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from judgelm.benchmarks import load_dataset
+from judgelm.benchmarks import absolute_spec, load_dataset
 from judgelm.benchmarks.suites import check_mode
 from judgelm.config import ConfigError
 from judgelm.judge_config import JudgeConfig
@@ -24,6 +25,7 @@ from judgelm.records import Loaded, write_rejects
 from judgelm.rundir import RunDir
 from judgelm.store import VerdictStore, logprob_arrays, plan_chunks
 from judgelm.units import UnitPlan, plan_units, spread_records
+from judgelm.validate import check_run_inputs, data_notes
 
 log = logging.getLogger("judgelm.run")
 
@@ -77,19 +79,17 @@ class PlannedRun:
 
 def plan_run(cfg: JudgeConfig, loaded: Loaded | None = None) -> PlannedRun:
     """Load (unless given) and validate the data, lay out the units and size the chunks for ``cfg.shards``."""
-    if Path(cfg.data.source).exists():  # absolute paths: jobs must not depend on the submitter's directory
-        cfg.data.source = str(Path(cfg.data.source).resolve())
+    cfg.data.source = absolute_spec(cfg.data.source)  # jobs must not depend on the submitter's directory
     if Path(cfg.model.path).exists():
         cfg.model.path = str(Path(cfg.model.path).resolve())
     check_model(cfg.model.path)
     mode = Mode(cfg.prompt.mode)
     check_mode(cfg.data.source, mode.value)
-    if cfg.data.limit < 0:
-        raise ConfigError(f"data.limit={cfg.data.limit}: give the number of records to judge, or 0 for all")
     if loaded is None:
         loaded = load_dataset(cfg.data.source, cfg.data.skip_invalid)
-        if cfg.data.limit:
-            loaded = Loaded(loaded.records[: cfg.data.limit], loaded.rejects)
+    check_run_inputs(cfg, loaded)
+    if cfg.data.limit:
+        loaded = dataclasses.replace(loaded, records=loaded.records[: cfg.data.limit])
     if not loaded.records:
         raise ConfigError(f"no valid records in {cfg.data.source}")
     plan = spread_records(plan_units(loaded.records, mode, cfg.prompt.reference, cfg.prompt.orders))
@@ -132,8 +132,7 @@ def _write_run(rd: RunDir, planned: PlannedRun, saved_config: str, attrs: dict) 
     VerdictStore.create(rd.store, loaded.records, planned.plan, n_scores_of(mode, loaded), cfg.store.chunk_units,
                         extra_arrays=logprob_arrays(cfg.engine.new_tokens(), cfg.engine.logprobs_topk), attrs={
         "run": cfg.run, "model": cfg.model.path, "data": cfg.data.source, "mode": mode.value,
-        "n_shards": cfg.shards, "rejected_records": len(loaded.rejects),
-        "tiny_judge": is_tiny_judge(cfg.model.path), "created": time.time(), "config_hash": cfg.fingerprint(),
+        "n_shards": cfg.shards, **data_notes(loaded), "tiny_judge": is_tiny_judge(cfg.model.path), "created": time.time(), "config_hash": cfg.fingerprint(),
         **attrs,
     })
     rd.config.write_text(saved_config)

@@ -49,12 +49,22 @@ def _cell(v: Any, pct: bool) -> str:
     return f"{v:.2f}" if isinstance(v, float) else str(v)
 
 
+def data_line(notes: dict[str, Any]) -> str:
+    """What the data held that was skipped or is unusual, in words (empty when nothing was)."""
+    said = [f"{notes['rejected_records']} invalid records skipped (rejects.jsonl)" if notes.get("rejected_records")
+            else "", f"{notes['empty_answers']} empty answers judged as given" if notes.get("empty_answers") else "",
+            "record ids made from line numbers (the data has none)" if notes.get("ids_from_lines") else ""]
+    return "; ".join(x for x in said if x)
+
+
 def format_table(m: dict[str, Any]) -> str:
     """A Markdown table, percentages ×100 as in the JudgeLM paper."""
     groups = m["groups"]
     names = list(groups)
+    notes = data_line(m.get("data_notes", {}))
     lines = [f"Run {m.get('run')}: model {m.get('model')}, data {m.get('data')}, {m['units']} units"
-             + ("" if m["complete"] else f" — PARTIAL: {m['missing_units']} units missing"), "",
+             + ("" if m["complete"] else f" — PARTIAL: {m['missing_units']} units missing")
+             + (f"\nData: {notes}" if notes else ""), "",
              "| metric | " + " | ".join(n.replace("_", " ") for n in names) + " |",
              "|---|" + "---|" * len(names)]
     for key, title, pct in _ROWS:

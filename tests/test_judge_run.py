@@ -124,10 +124,10 @@ def test_merge_refuses_an_incomplete_store_and_names_the_shards(tmp_path, random
 def test_invalid_records_are_skipped_into_rejects_when_asked(tmp_path, random_judge):
     data = write_pairs(tmp_path / "pairs.jsonl", 6)
     lines = data.read_text().splitlines()
-    lines[2] = lines[2].replace('"answer2_body": "second second second "', '"answer2_body": ""')
+    lines[2] = lines[2].replace('"question_body": "Translate \'chat\' to English. (case 2)"', '"question_body": " "')
     data.write_text("\n".join(lines) + "\n")
     from judgelm.records import RecordError
-    with pytest.raises(RecordError, match=r"pairs.jsonl:3: field 'answer2_body': empty"):
+    with pytest.raises(RecordError, match=r"pairs.jsonl:3: field 'question_body': empty"):
         new_run(tmp_path, random_judge, data, "strict")
     rd = new_run(tmp_path, random_judge, data, "lenient", "data.skip_invalid=true")
     assert VerdictStore(rd.store).n_records == 5 and VerdictStore(rd.store).attrs["rejected_records"] == 1

@@ -4,8 +4,8 @@
 
 - a benchmark name from ``BENCHMARKS`` (``pandalm``, ``llmbar``, ...), or ``name:ARG`` for one that needs a
   local path (``judgelm_val:/data/JudgeLM``, whose data is not shipped);
-- a path to a JudgeLM-format JSON/JSONL file, or to a YAML file describing the user's own data for the generic
-  adapter (``judgelm.benchmarks.generic``);
+- a path to a JudgeLM-format JSON/JSONL file, or ``generic:MAPPING.yaml`` (or just the ``.yaml`` path) for the
+  user's own data described by a mapping file (``judgelm.benchmarks.generic``);
 - several of those joined by ``+``, each optionally limited to its first N records per subset with ``@N``
   (``pandalm@20+llmbar@5``): a suite judged in one run (``judgelm.benchmarks.suites``).
 
@@ -27,6 +27,8 @@ from judgelm.benchmarks.pandalm import load_pandalm
 from judgelm.benchmarks.prometheus import load_prometheus
 from judgelm.benchmarks.rewardbench import load_rewardbench
 from judgelm.records import Loaded, load_records
+
+GENERIC_PREFIX = "generic:"
 
 
 @dataclass(frozen=True)
@@ -76,12 +78,23 @@ def benchmark_of(subset: str) -> str:
     return subset.split("/", 1)[0]
 
 
+def absolute_spec(spec: str) -> str:
+    """``spec`` with a file path (plain or after ``generic:``) made absolute, so that jobs starting in another
+    directory (the run's frozen code copy) read the same file. Benchmark names and suites are returned as given."""
+    prefix = GENERIC_PREFIX if spec.startswith(GENERIC_PREFIX) else ""
+    path = Path(spec[len(prefix):])
+    return prefix + str(path.resolve()) if path.exists() else spec
+
+
 def load_dataset(spec: str, skip_invalid: bool = False) -> Loaded:
     """Records of a benchmark, a file, or a ``+``-joined suite of them (see the module docs)."""
     from judgelm.benchmarks.suites import is_combined, load_combined
 
     if is_combined(spec):
         return load_combined(spec, skip_invalid)
+    if spec.startswith(GENERIC_PREFIX):
+        from judgelm.benchmarks.generic import load_generic
+        return load_generic(spec[len(GENERIC_PREFIX):], skip_invalid)
     name, _, arg = spec.partition(":")
     if name in BENCHMARKS:
         return BENCHMARKS[name](skip_invalid, arg or None)

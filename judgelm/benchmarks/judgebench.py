@@ -41,7 +41,8 @@ def record_from_judgebench(obj: Any, src: Source, subset: str) -> Record:
         raise RecordError(src, "source", f"unknown source {source!r} (expected mmlu-pro-*, livebench-reasoning, "
                                          "livebench-math or livecodebench)")
     return Record(question_id=require_id(obj, "pair_id", src), question=require_text(obj, "question", src),
-                  answers=(require_text(obj, "response_A", src), require_text(obj, "response_B", src)),
+                  answers=(require_text(obj, "response_A", src, allow_empty=True),  # an empty answer is data
+                           require_text(obj, "response_B", src, allow_empty=True)),
                   label=_TO_WIN[label], subset=f"judgebench/{subset}", category=category)
 
 

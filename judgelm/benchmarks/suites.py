@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from judgelm.benchmarks import BENCHMARKS, load_dataset
+from judgelm.benchmarks import BENCHMARKS, GENERIC_PREFIX, load_dataset
 from judgelm.config import ConfigError, load_config, load_group
 from judgelm.records import Loaded, Record
 
@@ -33,7 +33,7 @@ class Part:
     def name(self) -> str:
         """The benchmark name, or a file's stem."""
         head = self.spec.partition(":")[0]
-        return head if head in BENCHMARKS else Path(self.spec).stem
+        return head if head in BENCHMARKS else Path(self.spec.removeprefix(GENERIC_PREFIX)).stem
 
 
 def parse_spec(spec: str) -> list[Part]:
@@ -62,6 +62,7 @@ def load_combined(spec: str, skip_invalid: bool = False) -> Loaded:
         out.records += [dataclasses.replace(r, question_id=f"{part.name}/{r.question_id}", subset=r.subset or part.name)
                         for r in records]
         out.rejects += loaded.rejects
+        out.ids_from_lines |= loaded.ids_from_lines
     return out
 
 
