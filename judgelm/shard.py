@@ -20,11 +20,12 @@ from judgelm.inference import make_engine
 from judgelm.inference.prepare import prepare_chunk
 from judgelm.judge_config import JudgeConfig, load_run_config
 from judgelm.preemption import StopRequest
+from judgelm.profiles import make_profile
 from judgelm.progress import ShardProgress, read_progress, write_progress
 from judgelm.prompts import Mode
 from judgelm.rundir import RunDir
 from judgelm.store import ChunkVerdicts, VerdictStore
-from judgelm.verdicts import Status, parse_prediction
+from judgelm.verdicts import Status
 
 log = logging.getLogger("judgelm.shard")
 
@@ -48,7 +49,8 @@ def judge_chunk(store: VerdictStore, chunk: int, engine, cfg: JudgeConfig) -> Ch
     mode = Mode(cfg.prompt.mode)
     max_new = cfg.engine.new_tokens()
     limit = cfg.engine.max_prompt_tokens or engine.context_length - max_new
-    prep = prepare_chunk(store.chunk_inputs(chunk), engine.tokenizer, mode, limit, cfg.engine.too_long)
+    profile = make_profile(cfg.judge)
+    prep = prepare_chunk(store.chunk_inputs(chunk), engine.tokenizer, mode, limit, cfg.engine.too_long, profile)
     n = len(prep.unit)
     scores = np.full((n, store.n_scores), np.nan, dtype=np.float32)
     status = np.full(n, Status.PROMPT_TOO_LONG, dtype=np.int8)
@@ -60,11 +62,12 @@ def judge_chunk(store: VerdictStore, chunk: int, engine, cfg: JudgeConfig) -> Ch
         extras = {"top_ids": np.zeros((n, max_new, k), dtype=np.int32),
                   "top_logprobs": np.full((n, max_new, k), np.nan, dtype=np.float16)}
     todo = np.flatnonzero(~prep.rejected)
-    gens = engine.generate([int(prep.unit[i]) for i in todo], [prep.ids[i] for i in todo]) if len(todo) else []
+    gens = engine.generate([int(prep.unit[i]) for i in todo], [prep.ids[i] for i in todo],
+                           [prep.prompts[i] for i in todo]) if len(todo) else []
     for i, g in zip(todo, gens):
         texts[i] = g.text
         new_tokens[i] = len(g.token_ids)
-        parsed = parse_prediction(g.text, store.n_scores)
+        parsed = profile.parse(g.text, mode, store.n_scores)
         if parsed is None:
             status[i] = Status.PARSE_FAILED
         else:

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from judgelm.models import encode_with_bos
-from judgelm.prompts import Mode, build_prompt
+from judgelm.profiles import Profile, Prompt
+from judgelm.profiles.encode import encode_prompts
+from judgelm.profiles.judgelm_profile import JudgeLM
+from judgelm.prompts import Mode
 
 
 @dataclass
@@ -18,6 +20,7 @@ class Prepared:
     ids: list[list[int]]
     truncated: np.ndarray  # bool: answers/reference were cut to fit
     rejected: np.ndarray  # bool: could not fit even after cutting, or the rule is ``reject``
+    prompts: list[Prompt | None]  # the rendered prompt of each unit (None: rejected), for engines that take text
 
 
 def unit_texts(inputs: dict, i: int, mode: Mode) -> tuple[str, list[str], str | None]:
@@ -36,18 +39,20 @@ def _cut(tokenizer, text: str, n_tokens: int) -> str:
 
 
 def fit_prompt(tokenizer, question: str, answers: list[str], reference: str | None, mode: Mode,
-               limit: int, max_rounds: int = 12) -> list[int] | None:
+               limit: int, max_rounds: int = 12, profile: Profile = JudgeLM()) -> tuple[list[int], Prompt] | None:
     """Cut the longest of the answers/reference from its end until the prompt has at most ``limit`` tokens.
 
     Tokens do not add up exactly across a cut (merges at the new boundary), so this re-encodes the whole prompt
-    after each cut and cuts a little extra. Returns ``None`` when even empty answers would not fit.
+    after each cut and cuts a little extra. Returns the ids and the prompt, or ``None`` when even empty answers
+    would not fit.
     """
     answers = list(answers)
     for _ in range(max_rounds):
-        ids = encode_with_bos(tokenizer, [build_prompt(question, answers, reference, mode)])[0]
+        prompt = profile.render(question, answers, reference, mode)
+        ids = encode_prompts(tokenizer, [prompt])[0]
         excess = len(ids) - limit
         if excess <= 0:
-            return ids
+            return ids, prompt
         fields = answers + ([reference] if reference is not None else [])
         longest = max(range(len(fields)), key=lambda k: len(fields[k]))
         if not fields[longest]:
@@ -60,18 +65,20 @@ def fit_prompt(tokenizer, question: str, answers: list[str], reference: str | No
     return None
 
 
-def prepare_chunk(inputs: dict, tokenizer, mode: Mode, limit: int, too_long: str) -> Prepared:
+def prepare_chunk(inputs: dict, tokenizer, mode: Mode, limit: int, too_long: str,
+                  profile: Profile = JudgeLM()) -> Prepared:
     n = len(inputs["unit"])
     texts = [unit_texts(inputs, i, mode) for i in range(n)]
-    ids = encode_with_bos(tokenizer, [build_prompt(q, a, ref, mode) for q, a, ref in texts])
+    prompts: list[Prompt | None] = [profile.render(q, a, ref, mode) for q, a, ref in texts]
+    ids = encode_prompts(tokenizer, prompts)
     truncated = np.zeros(n, dtype=bool)
     rejected = np.zeros(n, dtype=bool)
     for i in range(n):
         if len(ids[i]) <= limit:
             continue
-        fitted = fit_prompt(tokenizer, *texts[i], mode, limit) if too_long == "truncate" else None
+        fitted = fit_prompt(tokenizer, *texts[i], mode, limit, profile=profile) if too_long == "truncate" else None
         if fitted is None:
-            ids[i], rejected[i] = [], True
+            ids[i], prompts[i], rejected[i] = [], None, True
         else:
-            ids[i], truncated[i] = fitted, True
-    return Prepared(np.asarray(inputs["unit"]), ids, truncated, rejected)
+            (ids[i], prompts[i]), truncated[i] = fitted, True
+    return Prepared(np.asarray(inputs["unit"]), ids, truncated, rejected, prompts)
