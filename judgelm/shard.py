@@ -18,6 +18,7 @@ import torch
 
 from judgelm.inference import make_engine
 from judgelm.inference.prepare import prepare_chunk
+from judgelm.inference.usage import write_usage
 from judgelm.judge_config import JudgeConfig, load_run_config
 from judgelm.preemption import StopRequest
 from judgelm.profiles import make_profile
@@ -114,6 +115,8 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
             attempt.updated = time.time()
             progress.units_done += size(c)
             write_progress(rd.shard_progress(shard), progress)
+            if hasattr(engine, "usage"):  # server engines report tokens and cost per attempt
+                write_usage(rd.root, shard, attempt.attempt, engine.usage)
             left = progress.units_total - progress.units_done
             rate = progress.rate
             log.info("shard %d: chunk %d done, %d/%d units, %.1f units/s, ETA %.0f s", shard, c,

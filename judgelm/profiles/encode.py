@@ -4,11 +4,17 @@ tokenizer's chat template (which places its own BOS, so none is added)."""
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 
 from judgelm.models import encode_with_bos
 from judgelm.profiles.base import Prompt
 
 log = logging.getLogger("judgelm.profiles")
+
+
+@lru_cache(maxsize=None)
+def warn_once(message: str) -> None:
+    log.warning(message)
 
 
 def chat_text(tokenizer, prompt: Prompt) -> str:
@@ -19,14 +25,14 @@ def chat_text(tokenizer, prompt: Prompt) -> str:
     joined by a blank line: the run still works, the judge just never saw that format.
     """
     if getattr(tokenizer, "chat_template", None) is None:
-        log.warning("the judge's tokenizer has no chat template: system and user text are joined plainly")
+        warn_once("the judge's tokenizer has no chat template: system and user text are joined plainly")
         return "\n\n".join(m["content"] for m in prompt.messages())
     try:
         return tokenizer.apply_chat_template(prompt.messages(), tokenize=False, add_generation_prompt=True)
     except Exception as e:  # jinja2's TemplateError, raised by templates that reject the system role
         if prompt.system is None:
             raise
-        log.warning("chat template refused the system message (%s): putting it in the user turn", e)
+        warn_once(f"the chat template refused the system message ({e}): it goes at the top of the user turn")
         folded = Prompt(prompt.system + "\n\n" + prompt.user, None, chat=True)
         return tokenizer.apply_chat_template(folded.messages(), tokenize=False, add_generation_prompt=True)
 

@@ -1,0 +1,103 @@
+"""engine.backend=openai against a real OpenAI-compatible server (``transformers serve``) on 127.0.0.1: the same
+verdicts as the in-process engine, retries through a server restart, resume after retries run out, no API key
+written anywhere."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from judgelm.inference.openai_engine import ServerUnavailable
+from judgelm.inference.usage import total_usage
+from judgelm.progress import read_progress
+from judgelm.shard import run_shard
+from judgelm.store import VerdictStore
+from tests.conftest import write_pairs
+from tests.openai_server import SERVE, Server
+from tests.test_judge_run import new_run
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not SERVE.exists(), reason="needs transformers[serving]")]
+SECRET = "sk-test-0123456789-never-written"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    s = Server(tmp_path_factory.mktemp("server") / "serve.log").start()
+    yield s
+    s.kill()
+
+
+def openai_args(server, *extra):
+    return ["engine.backend=openai", f"engine.base_url={server.base_url}", "engine.api_key_env=JUDGELM_TEST_KEY",
+            "engine.concurrency=2", *extra]
+
+
+def verdicts(rd):
+    store = VerdictStore(rd.store)
+    return store["verdicts/text"][:], store["verdicts/scores"][:], store["verdicts/status"][:]
+
+
+def test_server_verdicts_equal_the_in_process_engine(tmp_path, random_judge, server, monkeypatch):
+    monkeypatch.setenv("JUDGELM_TEST_KEY", SECRET)
+    data = write_pairs(tmp_path / "pairs.jsonl", 12, with_reference_every=4)
+    local = new_run(tmp_path, random_judge, data, "hf", "shards=1")
+    remote = new_run(tmp_path, random_judge, data, "api", "shards=1", *openai_args(server))
+    run_shard(local.root, 0, 1)
+    run_shard(remote.root, 0, 1)
+    (t_hf, s_hf, st_hf), (t_api, s_api, st_api) = verdicts(local), verdicts(remote)
+    same = np.mean([a == b for a, b in zip(t_hf, t_api)])
+    print(f"identical verdict texts, transformers serve vs in-process HF engine: {same:.3f} of {len(t_hf)}")
+    assert same == 1.0
+    assert np.array_equal(st_hf, st_api) and np.array_equal(np.nan_to_num(s_hf, nan=-1), np.nan_to_num(s_api, nan=-1))
+    usage = total_usage(remote.root)
+    assert usage.requests == len(t_api) and usage.prompt_tokens > 100 * len(t_api) and usage.completion_tokens > 0
+    assert total_usage(local.root) is None
+    assert yaml.safe_load(remote.config.read_text())["engine"]["api_key_env"] == "JUDGELM_TEST_KEY"
+    for f in remote.root.rglob("*"):
+        assert not f.is_file() or SECRET.encode() not in f.read_bytes(), f
+
+
+def wait_for_commit(store_path, n: int, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while VerdictStore(store_path).done().sum() < n:
+        assert time.monotonic() < deadline, "no chunk committed"
+        time.sleep(0.05)
+
+
+def test_a_killed_server_is_retried_until_it_is_back_then_resumed_when_retries_run_out(tmp_path, random_judge, server,
+                                                                                      monkeypatch):
+    monkeypatch.setenv("JUDGELM_TEST_KEY", SECRET)
+    data = write_pairs(tmp_path / "pairs.jsonl", 24)
+    rd = new_run(tmp_path, random_judge, data, "restart", "shards=1", "store.chunk_units=4",
+                 *openai_args(server, "engine.max_retries=8", "engine.backoff_s=1"))
+    n_units = VerdictStore(rd.store).n_units
+    # 1. killed after the first commit and restarted: the requests in flight are retried, the shard finishes
+    shard = threading.Thread(target=run_shard, args=(rd.root, 0, 1))
+    shard.start()
+    wait_for_commit(rd.store, 4)
+    server.kill()
+    server.start()
+    shard.join()
+    assert VerdictStore(rd.store).done().all()
+    assert total_usage(rd.root).retries > 0 and read_progress(rd.shard_progress(0)).attempts[-1].state == "finished"
+    # 2. killed for good: retries run out, the chunk in flight is not committed, the shard fails ...
+    rd2 = new_run(tmp_path, random_judge, data, "resume", "shards=1", "store.chunk_units=4",
+                  *openai_args(server, "engine.max_retries=1", "engine.backoff_s=0.1"))
+    failed: list[BaseException] = []
+    shard = threading.Thread(target=lambda: failed.append(pytest.raises(ServerUnavailable, run_shard, rd2.root, 0, 1)))
+    shard.start()
+    wait_for_commit(rd2.store, 4)
+    server.kill()
+    shard.join()
+    done = VerdictStore(rd2.store).done()
+    assert failed and 4 <= done.sum() < n_units
+    assert read_progress(rd2.shard_progress(0)).attempts[-1].state == "failed"
+    # ... and running it again once the server is back judges only what was not committed
+    server.start()
+    result = run_shard(rd2.root, 0, 1)
+    assert VerdictStore(rd2.store).done().all() and result.units_judged == n_units - done.sum()
+    t_first, _, _ = verdicts(rd)
+    t_resumed, _, _ = verdicts(rd2)
+    assert list(t_first) == list(t_resumed)  # greedy: the interrupted run ends with the same verdicts
