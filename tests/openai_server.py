@@ -30,7 +30,7 @@ class Server:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self, timeout_s: float = 180) -> "Server":
+    def start(self, timeout_s: float = 180) -> Server:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen([str(SERVE), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
                                          stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

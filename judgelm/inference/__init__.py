@@ -3,7 +3,7 @@ shard code is shared. ``BACKENDS`` is the one table of them, read by ``make_engi
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from judgelm.inference.config import EngineConfig
 from judgelm.models import ModelConfig

@@ -50,7 +50,7 @@ class EngineConfig:
 
     # --- backend=openai: the server and how to talk to it -------------------------------------------------------
     base_url: str = ""
-    """The server's API root (``http://host:8000/v1``), or ``@PATH``: read it from the file a judge-server job
+    """The server's API root (``http://host:8000/v1``), or ``file:PATH``: read it from the file a judge-server job
     writes when its server answers (``launch/server.py``), waiting up to ``server_wait_s`` for it."""
     api: str = "completions"
     """``completions`` sends the prompt text exactly as the in-process engines would see it (verdicts comparable
@@ -71,7 +71,7 @@ class EngineConfig:
     backoff_s: float = 2.0
     """First retry delay; it doubles with each retry (capped at 120 s)."""
     server_wait_s: float = 1800.0
-    """With ``base_url=@PATH``: how long to wait for the judge server to come up."""
+    """With ``base_url=file:PATH``: how long to wait for the judge server to come up."""
     cost_per_1k_prompt: float = 0.0
     """Price per 1000 prompt tokens, for the cost in the run's usage summary (0: not priced)."""
     cost_per_1k_completion: float = 0.0
@@ -83,7 +83,9 @@ class EngineConfig:
         return FAST_MAX_NEW_TOKENS if self.mode == "fast" else FULL_MAX_NEW_TOKENS
 
     def validate(self) -> None:
-        from judgelm.inference import BACKENDS  # the one table of backends; imported here as it imports this module
+        from judgelm.inference import (
+            BACKENDS,  # the one table of backends; imported here as it imports this module
+        )
 
         if self.backend not in BACKENDS:
             raise ValueError(f"engine.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
@@ -105,8 +107,8 @@ class EngineConfig:
 
     def validate_server(self) -> None:
         if not self.base_url:
-            raise ValueError("engine.backend=openai needs engine.base_url (http://host:port/v1, or @FILE written by a "
-                             "judge-server job)")
+            raise ValueError("engine.backend=openai needs engine.base_url (http://host:port/v1, or file:PATH "
+                             "written by a judge-server job)")
         if self.api not in ("completions", "chat"):
             raise ValueError(f"engine.api must be completions or chat, got {self.api!r}")
         if self.concurrency < 1 or self.max_retries < 0 or self.request_timeout_s <= 0 or self.backoff_s < 0:

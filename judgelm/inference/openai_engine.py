@@ -29,6 +29,7 @@ from judgelm.profiles.encode import chat_text
 
 log = logging.getLogger("judgelm.openai")
 MAX_BACKOFF_S = 120.0
+FILE_PREFIX = "file:"  # base_url=file:PATH: the address is in PATH, written by a judge-server job
 _TOKEN_ID = re.compile(r"token_id:(\d+)")  # vLLM's form of a token with return_tokens_as_token_ids
 
 
@@ -37,10 +38,10 @@ class ServerUnavailable(RuntimeError):
 
 
 def resolve_base_url(base_url: str, wait_s: float) -> str:
-    """``base_url`` itself, or, for ``@PATH``, the URL a judge-server job wrote to PATH once its server answered."""
-    if not base_url.startswith("@"):
+    """``base_url`` itself, or, for ``file:PATH``, the URL a judge-server job wrote to PATH once its server answered."""
+    if not base_url.startswith(FILE_PREFIX):
         return base_url
-    path, deadline = Path(base_url[1:]), time.monotonic() + wait_s
+    path, deadline = Path(base_url[len(FILE_PREFIX):]), time.monotonic() + wait_s
     while not path.is_file():
         if time.monotonic() > deadline:
             raise ServerUnavailable(f"no judge server address in {path} after {wait_s:.0f} s (is the server job up?)")
@@ -122,6 +123,8 @@ class OpenAIEngine:
                                             f"{attempt + 1} tries: {e}") from None
                 delay = min(MAX_BACKOFF_S, self.cfg.backoff_s * 2 ** attempt)
                 attempt += 1
+                if self.cfg.base_url.startswith(FILE_PREFIX):  # a requeued judge server may come back on another node
+                    self.client.base_url = resolve_base_url(self.cfg.base_url, self.cfg.server_wait_s)
                 log.warning("%s from the server, retry %d/%d in %.1f s", type(e).__name__, attempt,
                             self.cfg.max_retries, delay)
                 time.sleep(delay)

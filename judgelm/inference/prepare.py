@@ -11,6 +11,8 @@ from judgelm.profiles.encode import encode_prompts
 from judgelm.profiles.judgelm_profile import JudgeLM
 from judgelm.prompts import Mode
 
+JUDGELM = JudgeLM()  # the default profile: JudgeLM's own prompt
+
 
 @dataclass
 class Prepared:
@@ -39,7 +41,7 @@ def _cut(tokenizer, text: str, n_tokens: int) -> str:
 
 
 def fit_prompt(tokenizer, question: str, answers: list[str], reference: str | None, mode: Mode,
-               limit: int, max_rounds: int = 12, profile: Profile = JudgeLM()) -> tuple[list[int], Prompt] | None:
+               limit: int, max_rounds: int = 12, profile: Profile = JUDGELM) -> tuple[list[int], Prompt] | None:
     """Cut the longest of the answers/reference from its end until the prompt has at most ``limit`` tokens.
 
     Tokens do not add up exactly across a cut (merges at the new boundary), so this re-encodes the whole prompt
@@ -66,7 +68,7 @@ def fit_prompt(tokenizer, question: str, answers: list[str], reference: str | No
 
 
 def prepare_chunk(inputs: dict, tokenizer, mode: Mode, limit: int, too_long: str,
-                  profile: Profile = JudgeLM()) -> Prepared:
+                  profile: Profile = JUDGELM) -> Prepared:
     n = len(inputs["unit"])
     texts = [unit_texts(inputs, i, mode) for i in range(n)]
     prompts: list[Prompt | None] = [profile.render(q, a, ref, mode) for q, a, ref in texts]

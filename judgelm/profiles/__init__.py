@@ -7,6 +7,7 @@ import, merge and report works the same whichever judge ran. The table below is 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 from judgelm.profiles.autoj import AutoJ
 from judgelm.profiles.base import Profile, Prompt, UnsupportedMode
 from judgelm.profiles.chat import Chat
@@ -59,4 +60,13 @@ def store_attrs(cfg: JudgeProfileConfig) -> dict[str, str]:
     return attrs
 
 
-__all__ = ["JudgeProfileConfig", "PROFILES", "Profile", "Prompt", "UnsupportedMode", "make_profile", "profile_class", "store_attrs"]
+__all__ = [
+    "PROFILES",
+    "JudgeProfileConfig",
+    "Profile",
+    "Prompt",
+    "UnsupportedMode",
+    "make_profile",
+    "profile_class",
+    "store_attrs",
+]

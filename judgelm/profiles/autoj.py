@@ -8,39 +8,25 @@ Single-answer units grade the tested answer (slot 2).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from judgelm.profiles.base import FIRST, SECOND, TIE, Profile, Prompt, Scores
 from judgelm.prompts import Mode
 
 WRAPPER = "[INST] {input} [/INST]"
-SINGLE = """Write critiques for a submitted response on a given user's query, and grade the response:
-  
-[BEGIN DATA]
-***
-[Query]: {prompt}
-***
-[Response]: {response}
-***
-[END DATA]
-
-Write critiques for this response. After that, you should give a final rating for the response on a scale of 1 to 10 by strictly following this format: "[[rating]]", for example: "Rating: [[5]]"."""  # noqa: E501,W293 (verbatim)
-PAIRWISE_TIE = """You are assessing two submitted responses on a given user's query and judging which response is better or they are tied. Here is the data:
-
-[BEGIN DATA]
-***
-[Query]: {prompt}
-***
-[Response 1]: {response}
-***
-[Response 2]: {response_another}
-***
-[END DATA]
-
-Here are the instructions to assess and compare the two responses:
-
-1. Pinpoint the key factors to distinguish these two responses.
-2. Conclude your comparison by providing a final decision on which response is better, or they are tied. Begin your final decision statement with "So, the final decision is Response 1 / Response 2 / Tie". Ensure that your decision aligns coherently with the comprehensive evaluation and comparison you've provided."""  # noqa: E501 (verbatim)
+SINGLE = (
+    "Write critiques for a submitted response on a given user's query, and grade the response:\n  \n[BEGIN DATA]\n"
+    "***\n[Query]: {prompt}\n***\n[Response]: {response}\n***\n[END DATA]\n\nWrite critiques for this response. "
+    "After that, you should give a final rating for the response on a scale of 1 to 10 by strictly following this "
+    "format: \"[[rating]]\", for example: \"Rating: [[5]]\".")
+PAIRWISE_TIE = (
+    "You are assessing two submitted responses on a given user's query and judging which response is better or they "
+    "are tied. Here is the data:\n\n[BEGIN DATA]\n***\n[Query]: {prompt}\n***\n[Response 1]: {response}\n***\n"
+    "[Response 2]: {response_another}\n***\n[END DATA]\n\nHere are the instructions to assess and compare the two "
+    "responses:\n\n1. Pinpoint the key factors to distinguish these two responses.\n2. Conclude your comparison by "
+    "providing a final decision on which response is better, or they are tied. Begin your final decision statement "
+    "with \"So, the final decision is Response 1 / Response 2 / Tie\". Ensure that your decision aligns coherently "
+    "with the comprehensive evaluation and comparison you've provided.")
 
 _DECISION = "final decision is "
 _RATING = "Rating: [["

@@ -7,8 +7,8 @@ whose judge writes a number stores the number. Nothing downstream of the parse k
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from judgelm.prompts import Mode
 

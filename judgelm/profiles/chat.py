@@ -7,7 +7,7 @@ naming the verdict; the parser reads the last non-empty line only, so the explan
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from judgelm.profiles.base import FIRST, SECOND, TIE, Profile, Prompt, Scores
 from judgelm.prompts import Mode

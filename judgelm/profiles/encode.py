@@ -4,7 +4,7 @@ tokenizer's chat template (which places its own BOS, so none is added)."""
 from __future__ import annotations
 
 import logging
-from functools import lru_cache
+from functools import cache
 
 from judgelm.models import encode_with_bos
 from judgelm.profiles.base import Prompt
@@ -12,7 +12,7 @@ from judgelm.profiles.base import Prompt
 log = logging.getLogger("judgelm.profiles")
 
 
-@lru_cache(maxsize=None)
+@cache
 def warn_once(message: str) -> None:
     log.warning(message)
 

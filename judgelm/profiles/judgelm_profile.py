@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from judgelm.profiles.base import Profile, Prompt, Scores
 from judgelm.prompts import Mode, build_prompt

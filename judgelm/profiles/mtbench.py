@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 from judgelm.profiles.base import FIRST, SECOND, TIE, Profile, Prompt, Scores
 from judgelm.prompts import Mode

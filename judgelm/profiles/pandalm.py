@@ -9,7 +9,7 @@ and the stored score is how the tested answer fared: 0 (gold better), 0.5 (tie) 
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from judgelm.profiles.base import FIRST, SECOND, TIE, Profile, Prompt, Scores
 from judgelm.prompts import Mode

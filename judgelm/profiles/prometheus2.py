@@ -11,7 +11,7 @@ as the score-5 reference where the unit is with-reference. Relative grading has 
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from judgelm.profiles.base import FIRST, SECOND, Profile, Prompt, Scores
 from judgelm.prompts import Mode
@@ -29,7 +29,8 @@ _ABS_TASK = (
     "Please do not generate any other opening, closing, and explanations.\n\n###The instruction to evaluate:\n"
     "{instruction}\n\n###Response to evaluate:\n{response}\n\n")
 ABSOLUTE_PROMPT = (_ABS_TASK.replace("{given}", "a reference answer that gets a score of 5, ")
-                   + "###Reference Answer (Score 5):\n{reference_answer}\n\n###Score Rubrics:\n{rubric}\n\n###Feedback: ")
+                   + "###Reference Answer (Score 5):\n{reference_answer}\n\n"
+                   + "###Score Rubrics:\n{rubric}\n\n###Feedback: ")
 ABSOLUTE_PROMPT_WO_REF = _ABS_TASK.replace("{given}", "") + "###Score Rubrics:\n{rubric}\n\n###Feedback: "
 _REL_TASK = (
     "###Task Description:\nAn instruction (might include an Input inside it), two responses to evaluate (denoted as "
@@ -137,7 +138,8 @@ class Prometheus2(Profile):
                       "rubric": self.rubric.split("\n")[0], "reference_answer": reference}
             template = RELATIVE_PROMPT if reference is not None else RELATIVE_PROMPT_WO_REF
             return Prompt(template.format(**fields), REL_SYSTEM_PROMPT, chat=True)
-        fields = {"instruction": question, "response": answers[1], "rubric": self.rubric, "reference_answer": reference}
+        fields = {"instruction": question, "response": answers[1], "rubric": self.rubric,
+                  "reference_answer": reference}
         template = ABSOLUTE_PROMPT if reference is not None else ABSOLUTE_PROMPT_WO_REF
         return Prompt(template.format(**fields), ABS_SYSTEM_PROMPT, chat=True)
 

@@ -1,0 +1,114 @@
+"""A judge server as its own job: start an OpenAI-compatible server (``vllm serve`` by default) on a GPU node,
+publish its address in the run directory once it answers, and stop it when asked (after the merge).
+
+The array's shards run with ``engine.backend=openai engine.base_url=file:<run>/server.url``: they wait for the
+address, and after a connection error they read it again, so a requeued server on another node is found. The
+server job is Checkpointable: on the requeue signal it stops its server and submitit requeues it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import submitit
+
+from judgelm.rundir import write_text_atomic
+from launch.tasks import setup_logging
+
+log = logging.getLogger("judgelm.server")
+URL_FILE, STOP_FILE = "server.url", "server.stop"
+
+
+@dataclass
+class JudgeServerConfig:
+    """A judge server started for the run (the cluster profile's ``server`` part)."""
+
+    enabled: bool = False
+    """Start the server as its own job and point the shards at it. ``false``: shards load the model themselves
+    (``engine.backend=hf|vllm``) or call an existing server (``engine.backend=openai engine.base_url=...``)."""
+    command: str = "vllm serve {model} --host {host} --port {port} --served-model-name {model} --seed 0"
+    """The server command; ``{model}``, ``{host}`` and ``{port}`` are filled in. Any OpenAI-compatible server works
+    (``python -m sglang.launch_server --model-path {model} --host {host} --port {port}``)."""
+    host: str = ""
+    """The address written for the shards; empty takes the node's host name."""
+    port: int = 0
+    """Port to serve on; 0 picks a free one on the node."""
+    gpus: int = 1
+    """GPUs of the server job."""
+    startup_timeout_s: float = 1800.0
+    """How long the server may take to answer ``/health`` (loading a large model takes minutes)."""
+    timeout_min: int = 24 * 60
+    """Time limit of the server job; it should outlive the array, or it is requeued and the shards retry."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def request_stop(run_dir: str | Path) -> None:
+    """Ask the run's judge server to shut down (the merge calls this once it has ended, whatever its outcome)."""
+    write_text_atomic(Path(run_dir) / STOP_FILE, f"{time.time()}\n")
+
+
+def stop_process(proc: subprocess.Popen, grace_s: float = 30) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+class JudgeServerTask(submitit.helpers.Checkpointable):
+    """The server job: serve until ``server.stop`` appears in the run directory or the server dies."""
+
+    def __call__(self, run_dir: str, model: str, cfg: JudgeServerConfig, poll_s: float = 5) -> int:
+        setup_logging()
+        root = Path(run_dir)
+        host, port = cfg.host or socket.gethostname(), cfg.port or free_port()
+        command = cfg.command.format(model=shlex.quote(model), host=host, port=port)
+        log.info("starting the judge server: %s", command)
+        with open(root / "logs" / f"server-{port}.log", "ab") as out:
+            proc = subprocess.Popen(command, shell=True, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            return self._serve(root, proc, f"http://{host}:{port}", cfg, poll_s)
+        finally:
+            stop_process(proc)
+            (root / URL_FILE).unlink(missing_ok=True)
+
+    def _serve(self, root: Path, proc: subprocess.Popen, url: str, cfg: JudgeServerConfig, poll_s: float) -> int:
+        deadline = time.monotonic() + cfg.startup_timeout_s
+        while not healthy(url + "/health"):
+            if proc.poll() is not None:
+                raise RuntimeError(f"the judge server exited with {proc.returncode} before answering (see logs/)")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the judge server did not answer {url}/health in {cfg.startup_timeout_s:.0f} s")
+            time.sleep(poll_s)
+        write_text_atomic(root / URL_FILE, url + "/v1\n")
+        log.info("judge server up at %s/v1", url)
+        while not (root / STOP_FILE).exists():
+            if proc.poll() is not None:
+                raise RuntimeError(f"the judge server exited with {proc.returncode} while serving (see logs/)")
+            time.sleep(poll_s)
+        log.info("stop requested: shutting the judge server down")
+        return 0
