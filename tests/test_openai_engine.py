@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 import yaml
 
-from judgelm.inference.usage import total_usage
+from judgelm.inference import BACKENDS
+from judgelm.inference.config import EngineConfig
+from judgelm.inference.openai_engine import ServerUnavailable, resolve_base_url
+from judgelm.inference.usage import Usage, total_usage, write_usage
 from judgelm.progress import read_progress
 from judgelm.shard import run_shard
 from judgelm.store import VerdictStore
@@ -16,12 +19,36 @@ from tests.conftest import write_pairs
 from tests.openai_server import SERVE, Server
 from tests.test_judge_run import new_run, shard_process
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not SERVE.exists(), reason="needs transformers[serving]")]
 SECRET = "sk-test-0123456789-never-written"
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"backend": "tgi"}, "engine.backend must be one of hf, vllm, openai"),
+    ({"backend": "openai"}, "needs engine.base_url"),
+    ({"backend": "openai", "base_url": "http://h/v1", "api": "responses"}, "engine.api must be completions or chat"),
+    ({"backend": "openai", "base_url": "http://h/v1", "concurrency": 0}, "engine.concurrency"),
+])
+def test_backend_settings_are_checked_against_the_one_backend_table(fields, message):
+    assert list(BACKENDS) == ["hf", "vllm", "openai"]
+    with pytest.raises(ValueError, match=message):
+        EngineConfig(**fields).validate()
+
+
+def test_base_url_from_a_server_file_and_usage_summed_over_attempts(tmp_path):
+    assert resolve_base_url("http://h:1/v1", 0) == "http://h:1/v1"
+    with pytest.raises(ServerUnavailable, match="no judge server address"):
+        resolve_base_url(f"file:{tmp_path / 'server.url'}", 0)
+    (tmp_path / "server.url").write_text("http://node7:8000/v1\n")
+    assert resolve_base_url(f"file:{tmp_path / 'server.url'}", 0) == "http://node7:8000/v1"
+    write_usage(tmp_path, 0, 1, Usage(requests=3, retries=1, prompt_tokens=300, completion_tokens=30, cost_usd=0.5))
+    write_usage(tmp_path, 0, 2, Usage(requests=2, prompt_tokens=200, completion_tokens=20, cost_usd=0.25))
+    assert total_usage(tmp_path) == Usage(5, 1, 500, 50, 0.75)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    if not SERVE.exists():
+        pytest.skip("needs transformers[serving] (the dev extra)")
     s = Server(tmp_path_factory.mktemp("server") / "serve.log").start()
     yield s
     s.kill()
@@ -37,6 +64,7 @@ def verdicts(rd):
     return store["verdicts/text"][:], store["verdicts/scores"][:], store["verdicts/status"][:]
 
 
+@pytest.mark.slow
 def test_server_verdicts_equal_the_in_process_engine(tmp_path, random_judge, server, monkeypatch):
     monkeypatch.setenv("JUDGELM_TEST_KEY", SECRET)
     data = write_pairs(tmp_path / "pairs.jsonl", 12, with_reference_every=4)
@@ -64,6 +92,7 @@ def wait_for_commit(store_path, n: int, timeout_s: float = 300) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_a_killed_server_is_retried_until_it_is_back_then_resumed_when_retries_run_out(tmp_path, random_judge, server,
                                                                                       monkeypatch):
     monkeypatch.setenv("JUDGELM_TEST_KEY", SECRET)
