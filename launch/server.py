@@ -8,6 +8,7 @@ server job is Checkpointable: on the requeue signal it stops its server and subm
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shlex
@@ -22,6 +23,7 @@ from pathlib import Path
 import submitit
 
 from judgelm.rundir import write_text_atomic
+from launch.cluster import ClusterConfig, make_executor
 from launch.tasks import setup_logging
 
 log = logging.getLogger("judgelm.server")
@@ -112,3 +114,17 @@ class JudgeServerTask(submitit.helpers.Checkpointable):
             time.sleep(poll_s)
         log.info("stop requested: shutting the judge server down")
         return 0
+
+
+def server_cluster(c: ClusterConfig, server: JudgeServerConfig) -> ClusterConfig:
+    """The shards' cluster profile with the server's GPUs and time limit: one node, one task."""
+    return dataclasses.replace(c, gpus_per_node=server.gpus, timeout_min=server.timeout_min, nodes=1)
+
+
+def submit_server(run_dir: str | Path, run: str, model: str, cluster: ClusterConfig, server: JudgeServerConfig,
+                  chdir: str | Path | None = None):
+    """Submit the judge-server job of a run; returns its submitit job. Submit it before the array, whose shards
+    wait for ``server.url``."""
+    ex = make_executor(server_cluster(cluster, server), Path(run_dir) / "logs", f"judgelm-server:{run}",
+                       comment=f"run={run} judge-server", chdir=chdir)
+    return ex.submit(JudgeServerTask(), str(run_dir), model, server)

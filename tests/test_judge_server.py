@@ -1,18 +1,17 @@
 """launch/server.py's job with a real server (``transformers serve``): it publishes its address once healthy, the
 shards find it through ``engine.base_url=file:<run>/server.url``, and it stops when the merge asks."""
 
-import subprocess
-import sys
 import urllib.request
 
 import pytest
 
 from judgelm.shard import run_shard
 from judgelm.store import VerdictStore
-from launch.server import URL_FILE, request_stop
+from launch.cluster import ClusterConfig
+from launch.server import URL_FILE, JudgeServerConfig, request_stop, submit_server
 from tests.conftest import write_pairs
 from tests.openai_server import SERVE
-from tests.test_judge_run import REPO, new_run
+from tests.test_judge_run import new_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not SERVE.exists(), reason="needs transformers[serving]")]
 
@@ -22,20 +21,17 @@ def test_server_job_serves_the_shards_then_stops_on_request(tmp_path, random_jud
     url_file = tmp_path / "served" / URL_FILE
     rd = new_run(tmp_path, random_judge, data, "served", "shards=1", "engine.backend=openai",
                  f"engine.base_url=file:{url_file}")
-    command = f"{SERVE} serve --host {{host}} --port {{port}}"
-    code = ("from launch.server import JudgeServerConfig, JudgeServerTask; "
-            f"JudgeServerTask()({str(rd.root)!r}, {str(random_judge)!r}, "
-            f"JudgeServerConfig(command={command!r}, host='127.0.0.1'), poll_s=0.5)")
-    job = subprocess.Popen([sys.executable, "-c", code], cwd=REPO)
+    server = JudgeServerConfig(command=f"{SERVE} serve --host {{host}} --port {{port}}", host="127.0.0.1", gpus=0)
+    job = submit_server(rd.root, "served", str(random_judge), ClusterConfig(executor="local"), server)
     try:
         run_shard(rd.root, 0, 1)  # waits for the address, then judges through the server
         assert VerdictStore(rd.store).done().all()
         url = url_file.read_text().strip()
         assert url.startswith("http://127.0.0.1:") and url.endswith("/v1")
         request_stop(rd.root)
-        assert job.wait(timeout=120) == 0
+        assert job.result() == 0
     finally:
-        job.kill()
+        job.cancel()
     assert not url_file.exists()
     with pytest.raises(OSError):
         urllib.request.urlopen(url.removesuffix("/v1") + "/health", timeout=5)
