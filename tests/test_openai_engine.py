@@ -124,3 +124,31 @@ def test_a_killed_server_is_retried_until_it_is_back_then_resumed_when_retries_r
     t_first, _, _ = verdicts(rd)
     t_resumed, _, _ = verdicts(rd2)
     assert list(t_first) == list(t_resumed)  # greedy: the interrupted run ends with the same verdicts
+
+
+@pytest.mark.slow
+def test_chat_api_with_a_chat_profile_equals_the_in_process_chat_template(tmp_path, random_judge, server,
+                                                                         monkeypatch):
+    """api=chat: the server applies the model's chat template to the profile's messages; the in-process engine
+    applies the same template locally, so greedy verdicts agree."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    monkeypatch.setenv("JUDGELM_TEST_KEY", SECRET)
+    judge = shutil.copytree(random_judge, tmp_path / "chat-judge")
+    tok = AutoTokenizer.from_pretrained(judge)
+    tok.chat_template = ("{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
+                         "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+    tok.save_pretrained(judge)
+    data = write_pairs(tmp_path / "pairs.jsonl", 6)
+    args = ("shards=1", "judge.profile=mtbench-gpt4", "engine.max_new_tokens=12")
+    local = new_run(tmp_path, judge, data, "hf", *args)
+    remote = new_run(tmp_path, judge, data, "api", *args, *openai_args(server, "engine.api=chat"))
+    run_shard(local.root, 0, 1)
+    run_shard(remote.root, 0, 1)
+    (t_hf, _, st_hf), (t_api, _, st_api) = verdicts(local), verdicts(remote)
+    same = np.mean([a == b for a, b in zip(t_hf, t_api)])
+    print(f"identical verdict texts, chat API vs in-process chat template: {same:.3f} of {len(t_hf)}")
+    assert same == 1.0 and np.array_equal(st_hf, st_api)
+    assert yaml.safe_load(remote.config.read_text())["engine"]["mode"] == "full"  # mtbench explains first
