@@ -51,6 +51,7 @@ def judge_chunk(store: VerdictStore, chunk: int, engine, cfg: JudgeConfig) -> Ch
     max_new = cfg.engine.new_tokens()
     limit = cfg.engine.max_prompt_tokens or engine.context_length - max_new
     profile = make_profile(cfg.judge)
+    profile.check_mode(mode)
     prep = prepare_chunk(store.chunk_inputs(chunk), engine.tokenizer, mode, limit, cfg.engine.too_long, profile)
     n = len(prep.unit)
     scores = np.full((n, store.n_scores), np.nan, dtype=np.float32)
