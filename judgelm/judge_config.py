@@ -12,6 +12,7 @@ from pathlib import Path
 from judgelm.config import config_hash, load_saved
 from judgelm.inference.config import EngineConfig
 from judgelm.models import ModelConfig
+from judgelm.profiles import PROFILES, JudgeProfileConfig
 from judgelm.rundir import RunDir
 
 
@@ -67,6 +68,14 @@ class JudgeConfig:
     prompt: PromptConfig = field(default_factory=PromptConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    judge: JudgeProfileConfig = field(default_factory=JudgeProfileConfig)
+    """Which published judge's prompt and parser (``judge.profile=prometheus2``); ``judgelm`` is JudgeLM's own."""
+
+    def __post_init__(self) -> None:
+        # Fast mode stops at the first newline; a judge that explains before its verdict would never get there.
+        profile = PROFILES.get(self.judge.profile)
+        if self.engine.mode == "fast" and profile is not None and not profile.verdict_first:
+            self.engine.mode = "full"
 
     def fingerprint(self) -> str:
         """Hash of the library's fields only, so a launcher's additions (where the run executes) do not change it:

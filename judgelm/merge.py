@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict
 import math
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import numpy as np
 from judgelm.benchmarks import BENCHMARKS, benchmark_of
 from judgelm.benchmarks.protocols import PAIR_PROTOCOLS, Graded, Pairs, correlation_protocol
 from judgelm.calibration import UnitConfidence, reliability, unit_confidence
+from judgelm.inference.usage import total_usage
 from judgelm.metrics import (agreement_without_ties, bootstrap_ci, cohen_kappa, confusion, judgelm_metrics, kendall,
                              length_bias, pearson, position_bias, spearman, swap_metrics, weighted_mean)
 from judgelm.rundir import RunDir, write_text_atomic
@@ -328,6 +330,9 @@ def merge_run(run_dir: str | Path, allow_partial: bool = False) -> dict[str, Any
     rd = RunDir(Path(run_dir))
     store = VerdictStore(rd.store)
     m, conf = _compute(store, allow_partial)
+    usage = total_usage(rd.root)
+    if usage is not None:
+        m["usage"] = asdict(usage)
     if conf is not None:
         write_confidence(rd.root / CONFIDENCE_FILE, store, conf)
     write_text_atomic(rd.metrics, json.dumps(m, indent=2) + "\n")

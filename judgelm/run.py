@@ -20,6 +20,7 @@ from judgelm.benchmarks import absolute_spec, load_dataset
 from judgelm.benchmarks.suites import check_mode
 from judgelm.config import ConfigError
 from judgelm.judge_config import JudgeConfig
+from judgelm.profiles import make_profile, store_attrs
 from judgelm.prompts import Mode
 from judgelm.records import Loaded, write_rejects
 from judgelm.rundir import RunDir
@@ -88,6 +89,7 @@ def plan_run(cfg: JudgeConfig, loaded: Loaded | None = None) -> PlannedRun:
     if loaded is None:
         loaded = load_dataset(cfg.data.source, cfg.data.skip_invalid)
     check_run_inputs(cfg, loaded)
+    make_profile(cfg.judge).check_mode(mode)
     if cfg.data.limit:
         loaded = dataclasses.replace(loaded, records=loaded.records[: cfg.data.limit])
     if not loaded.records:
@@ -132,7 +134,7 @@ def _write_run(rd: RunDir, planned: PlannedRun, saved_config: str, attrs: dict) 
     VerdictStore.create(rd.store, loaded.records, planned.plan, n_scores_of(mode, loaded), cfg.store.chunk_units,
                         extra_arrays=logprob_arrays(cfg.engine.new_tokens(), cfg.engine.logprobs_topk), attrs={
         "run": cfg.run, "model": cfg.model.path, "data": cfg.data.source, "mode": mode.value,
-        "n_shards": cfg.shards, **data_notes(loaded), "tiny_judge": is_tiny_judge(cfg.model.path), "created": time.time(), "config_hash": cfg.fingerprint(),
+        "n_shards": cfg.shards, **data_notes(loaded), **store_attrs(cfg.judge), "tiny_judge": is_tiny_judge(cfg.model.path), "created": time.time(), "config_hash": cfg.fingerprint(),
         **attrs,
     })
     rd.config.write_text(saved_config)

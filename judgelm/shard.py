@@ -18,13 +18,15 @@ import torch
 
 from judgelm.inference import make_engine
 from judgelm.inference.prepare import prepare_chunk
+from judgelm.inference.usage import write_usage
 from judgelm.judge_config import JudgeConfig, load_run_config
 from judgelm.preemption import StopRequest
+from judgelm.profiles import make_profile
 from judgelm.progress import ShardProgress, read_progress, write_progress
 from judgelm.prompts import Mode
 from judgelm.rundir import RunDir
 from judgelm.store import TOP_IDS, TOP_LOGPROBS, ChunkVerdicts, VerdictStore
-from judgelm.verdicts import Status, parse_prediction
+from judgelm.verdicts import Status
 
 log = logging.getLogger("judgelm.shard")
 
@@ -48,7 +50,9 @@ def judge_chunk(store: VerdictStore, chunk: int, engine, cfg: JudgeConfig) -> Ch
     mode = Mode(cfg.prompt.mode)
     max_new = cfg.engine.new_tokens()
     limit = cfg.engine.max_prompt_tokens or engine.context_length - max_new
-    prep = prepare_chunk(store.chunk_inputs(chunk), engine.tokenizer, mode, limit, cfg.engine.too_long)
+    profile = make_profile(cfg.judge)
+    profile.check_mode(mode)
+    prep = prepare_chunk(store.chunk_inputs(chunk), engine.tokenizer, mode, limit, cfg.engine.too_long, profile)
     n = len(prep.unit)
     scores = np.full((n, store.n_scores), np.nan, dtype=np.float32)
     status = np.full(n, Status.PROMPT_TOO_LONG, dtype=np.int8)
@@ -56,11 +60,12 @@ def judge_chunk(store: VerdictStore, chunk: int, engine, cfg: JudgeConfig) -> Ch
     new_tokens = np.zeros(n, dtype=np.int32)
     extras = store.empty_extras(n)
     todo = np.flatnonzero(~prep.rejected)
-    gens = engine.generate([int(prep.unit[i]) for i in todo], [prep.ids[i] for i in todo]) if len(todo) else []
+    gens = engine.generate([int(prep.unit[i]) for i in todo], [prep.ids[i] for i in todo],
+                           [prep.prompts[i] for i in todo]) if len(todo) else []
     for i, g in zip(todo, gens):
         texts[i] = g.text
         new_tokens[i] = len(g.token_ids)
-        parsed = parse_prediction(g.text, store.n_scores)
+        parsed = profile.parse(g.text, mode, store.n_scores)
         if parsed is None:
             status[i] = Status.PARSE_FAILED
         else:
@@ -107,6 +112,8 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
             attempt.updated = time.time()
             progress.units_done += size(c)
             write_progress(rd.shard_progress(shard), progress)
+            if hasattr(engine, "usage"):  # server engines report tokens and cost per attempt
+                write_usage(rd.root, shard, attempt.attempt, engine.usage)
             left = progress.units_total - progress.units_done
             rate = progress.rate
             log.info("shard %d: chunk %d done, %d/%d units, %.1f units/s, ETA %.0f s", shard, c,

@@ -71,6 +71,10 @@ def format_table(m: dict[str, Any]) -> str:
         if all(_get(g, key) is None for g in groups.values()):
             continue
         lines.append(f"| {title} | " + " | ".join(_cell(_get(groups[n], key), pct) for n in names) + " |")
+    if m.get("usage"):
+        u = m["usage"]
+        lines += ["", f"Server usage: {u['requests']} requests ({u['retries']} retries), {u['prompt_tokens']} prompt + "
+                      f"{u['completion_tokens']} completion tokens" + (f", ${u['cost_usd']:.2f}" if u["cost_usd"] else "")]
     if m.get("note"):
         lines += ["", f"Note: {m['note']}"]
     return "\n".join(lines) + "\n"

@@ -15,6 +15,28 @@ import submitit
 
 
 @dataclass
+class JudgeServerConfig:
+    """A judge server started for the run (the cluster profile's ``server`` part)."""
+
+    enabled: bool = False
+    """Start the server as its own job and point the shards at it. ``false``: shards load the model themselves
+    (``engine.backend=hf|vllm``) or call an existing server (``engine.backend=openai engine.base_url=...``)."""
+    command: str = "vllm serve {model} --host {host} --port {port} --served-model-name {model} --seed 0"
+    """The server command; ``{model}``, ``{host}`` and ``{port}`` are filled in. Any OpenAI-compatible server works
+    (``python -m sglang.launch_server --model-path {model} --host {host} --port {port}``)."""
+    host: str = ""
+    """The address written for the shards; empty takes the node's host name."""
+    port: int = 0
+    """Port to serve on; 0 picks a free one on the node."""
+    gpus: int = 1
+    """GPUs of the server job."""
+    startup_timeout_s: float = 1800.0
+    """How long the server may take to answer ``/health`` (loading a large model takes minutes)."""
+    timeout_min: int = 24 * 60
+    """Time limit of the server job; it should outlive the array, or it is requeued and the shards retry."""
+
+
+@dataclass
 class ClusterConfig:
     """Where and how jobs run. Every field can be overridden on the command line (``cluster.partition=x``)."""
 
@@ -56,6 +78,8 @@ class ClusterConfig:
     """Shell lines run in the sbatch script before the task (``module load ...``, ``source venv``)."""
     additional_parameters: dict[str, Any] = field(default_factory=dict)
     """Extra ``#SBATCH`` options submitit has no name for, e.g. ``{exclusive: true}``."""
+    server: JudgeServerConfig = field(default_factory=JudgeServerConfig)
+    """A judge server started as its own job for the run (``cluster.server.enabled=true``)."""
 
 
 def make_executor(cfg: ClusterConfig, folder: str | Path, job_name: str, comment: str = "",

@@ -10,17 +10,20 @@ submits only the shards with unfinished chunks.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from judgelm.config import to_yaml
 from judgelm.run import create_run, plan_run
 from launch.cli import run_main
 from launch.configs import JudgeLaunchConfig, load_judge_config
+from launch.server import point_shards_at_server
 from launch.submission import launch
 
 
 def judge(argv: list[str]) -> int:
     started = time.time()
     cfg = load_judge_config(argv)
+    point_shards_at_server(cfg, Path(cfg.runs_dir).resolve() / cfg.run)
     cfg.engine.validate()
     rd = create_run(plan_run(cfg), to_yaml(cfg))
     return launch(rd, cfg, list(range(cfg.shards)), started)

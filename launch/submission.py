@@ -25,6 +25,7 @@ from judgelm.store import VerdictStore
 from judgelm.tables import format_table
 from launch.cluster import ClusterConfig, make_executor
 from launch.configs import JudgeLaunchConfig
+from launch.server import STOP_FILE, request_stop, submit_server
 from launch.snapshot import snapshot_code
 from launch.tasks import JudgeShardTask, merge_task
 
@@ -93,6 +94,10 @@ def submit(rd: RunDir, cfg: JudgeLaunchConfig, shards: list[int], wait_for: list
     if not slurm:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     jobs, merge = [], None
+    server = cfg.cluster.server.enabled and shards
+    if server:  # the shards wait for its address; a resubmission starts a fresh one
+        (rd.root / STOP_FILE).unlink(missing_ok=True)
+        submit_server(rd.root, cfg.run, cfg.model.path, cfg.cluster, cfg.cluster.server, chdir)
     if shards:
         ex = make_executor(cfg.cluster, rd.logs, f"judgelm-judge:{cfg.run}", comment=comment, chdir=chdir)
         n = len(shards)
@@ -102,7 +107,7 @@ def submit(rd: RunDir, cfg: JudgeLaunchConfig, shards: list[int], wait_for: list
         after = ([jobs[0].job_id.split("_")[0]] if jobs else []) + list(wait_for)
         ex = make_executor(merge_cluster(cfg.cluster), rd.logs, f"judgelm-merge:{cfg.run}", comment=comment,
                            chdir=chdir, dependency="afterany:" + ":".join(after) if after else None)
-        merge = ex.submit(merge_task, str(rd.root), cfg.allow_partial)
+        merge = ex.submit(merge_task, str(rd.root), cfg.allow_partial, bool(server))
     record_submission(rd, "judge", cfg.cluster.executor, [j.job_id for j in jobs], shards,
                       merge.job_id if merge else None)
     return Submission(rd, cfg, shards, jobs, merge)
@@ -194,6 +199,9 @@ def finish(sub: Submission, started: float) -> int:
     except IncompleteStore as e:
         print(f"error: {e}\ncontinue with: make resubmit RUN={sub.cfg.run}", file=sys.stderr)
         return 1
+    finally:
+        if sub.merge_job is None and sub.cfg.cluster.server.enabled:
+            request_stop(sub.rd.root)
     print(format_table(m) if m else sub.rd.table.read_text(), flush=True)
     print(f"run directory: {sub.rd.root}\nwall time: {time.time() - started:.1f} s", flush=True)
     return 1 if failed else 0

@@ -15,6 +15,7 @@ from judgelm.tables import format_table
 from judgelm.train.config import TrainConfig
 from judgelm.train.loop import TrainResult, train
 from launch.cli import setup_logging
+from launch.server import request_stop
 
 log = logging.getLogger("judgelm.tasks")
 
@@ -39,10 +40,15 @@ class JudgeShardTask(submitit.helpers.Checkpointable):
         return result
 
 
-def merge_task(run_dir: str, allow_partial: bool = False) -> dict:
-    """The merge job: fails, naming the incomplete shards, unless every unit is done (or partial is allowed)."""
+def merge_task(run_dir: str, allow_partial: bool = False, stop_server: bool = False) -> dict:
+    """The merge job: fails, naming the incomplete shards, unless every unit is done (or partial is allowed).
+    With ``stop_server`` it then shuts down the run's judge server, whatever the merge's outcome."""
     setup_logging()
-    m = merge_run(run_dir, allow_partial)
+    try:
+        m = merge_run(run_dir, allow_partial)
+    finally:
+        if stop_server:
+            request_stop(run_dir)
     print(format_table(m), flush=True)
     return m
 

@@ -121,8 +121,8 @@ def test_top_logprobs_are_recorded_in_fast_mode(judge):
 def test_over_long_prompts_are_truncated_from_the_answers_or_rejected(judge):
     model, tok, device = judge
     long_answer = "first answer " * 400
-    ids = fit_prompt(tok, "What?", [long_answer, "short"], None, Mode.PAIR, limit=300)
-    assert ids is not None and len(ids) <= 300
+    ids, prompt = fit_prompt(tok, "What?", [long_answer, "short"], None, Mode.PAIR, limit=300)
+    assert len(ids) <= 300 and prompt.user.endswith("### Response:")
     text = tok.decode(ids)
     assert "[Question]\nWhat?" in text and "short\n\n[The End of Assistant 2's Answer]" in text
     assert text.endswith("### Response:")

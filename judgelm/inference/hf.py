@@ -109,8 +109,9 @@ class HFEngine:
     def context_length(self) -> int:
         return int(getattr(self.model.config, "max_position_embeddings", 2048))
 
-    def generate(self, units: list[int], ids: list[list[int]]) -> list[Generation]:
-        """One ``Generation`` per prompt, in the order given."""
+    def generate(self, units: list[int], ids: list[list[int]], prompts: list | None = None) -> list[Generation]:
+        """One ``Generation`` per prompt, in the order given. ``prompts`` (the rendered texts) are for engines
+        that send text to a server; this one judges the token ids."""
         out: list[Generation | None] = [None] * len(ids)
         lengths = [len(x) for x in ids]
         groups = plan_batches(lengths, self.max_new, self.cfg.batch_tokens, self.cfg.max_batch, self.cfg.max_padding)
