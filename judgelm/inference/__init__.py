@@ -14,5 +14,5 @@ def make_engine(model_cfg: ModelConfig, engine_cfg: EngineConfig):
         return VLLMEngine(model_cfg, engine_cfg)
     from judgelm.inference.hf import HFEngine
     from judgelm.models import load_judge
-    model, tok, device = load_judge(model_cfg)
+    model, tok, device, _ = load_judge(model_cfg)
     return HFEngine(model, tok, device, engine_cfg)
