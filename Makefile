@@ -63,7 +63,7 @@ tiny-judge: $(ENV_STAMP)
 
 judge: $(ENV_STAMP) $(if $(filter $(TINY_JUDGE),$(MODEL)),tiny-judge)
 	$(PYTHON) -m launch.judge shards=$(SHARDS) cluster=$(CLUSTER) model.path=$(MODEL) data.source=$(DATA) \
-	  $(run_arg) $(wait_arg) $(ARGS)
+	  $(run_arg) $(wait_arg) $(if $(DRY_RUN),dry_run=true) $(ARGS)
 
 train: $(ENV_STAMP)
 	$(PYTHON) -m launch.train size=$(SIZE) $(cluster_given) $(run_arg) $(if $(DRY_RUN),dry_run=true) $(ARGS)

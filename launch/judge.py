@@ -22,6 +22,7 @@ from pathlib import Path
 from judgelm.benchmarks import load_dataset
 from judgelm.benchmarks.suites import check_mode
 from judgelm.config import CONFIG_DIR, config_hash, load_config, to_yaml
+from judgelm.gpu_plan import plan_replica, run_plan_text
 from judgelm.judge_config import JudgeConfig
 from judgelm.merge import IncompleteStore, format_table, merge_run
 from judgelm.progress import read_progress
@@ -46,6 +47,8 @@ class JudgeLaunchConfig(JudgeConfig):
     wait: bool = True
     """Follow the run until its metrics are printed. With Slurm, ``false`` returns right after submission and
     prints the commands to follow the run. The local executor always waits."""
+    dry_run: bool = False
+    """Print the plan of the run's tasks (GPUs per task from the model's size) and submit nothing."""
 
 
 def library_part(cfg: JudgeLaunchConfig) -> JudgeConfig:
@@ -113,6 +116,22 @@ def incomplete_shards(rd: RunDir, n_shards: int) -> list[int]:
     return [k for k in range(n_shards) if not done[store.shard_slice(k, n_shards)].all()]
 
 
+# --- GPU plan (issue 16): the logic is judgelm.gpu_plan; these two hooks are all launch needs ----------------
+
+def task_gpus(cfg: JudgeLaunchConfig) -> int | None:
+    """GPUs per judging array task: the profile's, or from the model's size; ``None`` leaves the profile's."""
+    c = cfg.cluster
+    if not c.gpus_per_node or not c.gpu_mem_gb:
+        return c.gpus_per_task or None
+    return plan_replica(cfg.model.path, c.gpu_mem_gb, c.gpus_per_task, cfg.model.dtype, cfg.engine.memory_margin).gpus
+
+
+def print_gpu_plan(cfg: JudgeLaunchConfig) -> None:
+    c = cfg.cluster
+    print(run_plan_text(cfg.model.path, cfg.shards, c.gpu_mem_gb if c.gpus_per_node else None, c.gpus_per_task,
+                        cfg.model.dtype, cfg.engine.memory_margin))
+
+
 # --- submitting -----------------------------------------------------------------------------------------------------
 
 def merge_cluster(c: ClusterConfig) -> ClusterConfig:
@@ -150,7 +169,8 @@ def submit(rd: RunDir, cfg: JudgeLaunchConfig, shards: list[int], wait_for: list
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     jobs, merge = [], None
     if shards:
-        ex = make_executor(cfg.cluster, rd.logs, f"judgelm-judge:{cfg.run}", comment=comment, chdir=chdir)
+        ex = make_executor(cfg.cluster, rd.logs, f"judgelm-judge:{cfg.run}", comment=comment, chdir=chdir,
+                           gpus_per_node=task_gpus(cfg))
         jobs = ex.map_array(JudgeShardTask(), [str(rd.root)] * len(shards), shards, [cfg.shards] * len(shards),
                             [threads] * len(shards))
     if slurm:
@@ -244,8 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg.run = cfg.run or time.strftime("judge-%Y%m%d-%H%M%S")
     try:
         cfg.engine.validate()
+        if cfg.dry_run:
+            print_gpu_plan(cfg)
+            return 0
         rd = create_run(cfg)
-    except (ValueError, FileNotFoundError) as e:  # bad input: say what and where, no traceback
+    except (ValueError, OSError) as e:  # bad input: say what and where, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
     return launch(rd, cfg, list(range(cfg.shards)), started)

@@ -13,13 +13,14 @@ bounded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from judgelm.inference.config import EngineConfig
 from judgelm.inference.kv_cache import batch_cache, row_block, seal
+from judgelm.inference.memory import gpu_budget
 from judgelm.inference.sampling import next_tokens
 from judgelm.inference.window import attention_window, position_mask
 
@@ -106,6 +107,8 @@ class HFEngine:
     """Judges lists of tokenized prompts with a loaded causal LM."""
 
     def __init__(self, model, tokenizer, device: torch.device, cfg: EngineConfig):
+        if not cfg.batch_tokens:  # measured once, now that the weights are in memory
+            cfg = replace(cfg, batch_tokens=gpu_budget(model, cfg.memory_margin))
         self.model, self.tokenizer, self.device, self.cfg = model, tokenizer, device, cfg
         self.max_new = cfg.new_tokens()
         stop = set(end_token_ids(model, tokenizer))
@@ -115,7 +118,10 @@ class HFEngine:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.logprob_steps = self.max_new if cfg.logprobs_topk > 0 else 0
         text_cfg = model.config.get_text_config()
-        self.plain_head = not any(getattr(text_cfg, k, None) for k in
+        # A replica spread over several GPUs returns outputs to the input GPU only from its top-level call; the
+        # decoder and head called one by one (plain_head) would leave hidden states on the last GPU.
+        spread = len(set(getattr(model, "hf_device_map", {}).values())) > 1
+        self.plain_head = not spread and not any(getattr(text_cfg, k, None) for k in
                                   ("final_logit_softcapping", "logit_scale", "logits_scaling"))
         self.window = attention_window(text_cfg, model.config._attn_implementation)
         self.eager = model.config._attn_implementation == "eager"
