@@ -40,7 +40,8 @@ run_arg = $(if $(RUN),run=$(RUN))
 cluster_given = $(if $(filter command line environment,$(origin CLUSTER)),cluster=$(CLUSTER))
 wait_arg = $(if $(WAIT),wait=$(if $(filter 1 true yes,$(WAIT)),true,false))
 
-.PHONY: help env judge test train tiny-judge bench benchmark report import status resubmit cluster-up cluster-down prompts clean
+.PHONY: help env judge test train tiny-judge bench benchmark report import status resubmit cluster-up cluster-down prompts clean \
+  gpu-check
 
 help:
 	@sed -n '1,200p' README.md | sed -n '/^## Commands/,/^## /p' | head -60
@@ -94,6 +95,12 @@ report: $(ENV_STAMP)
 import: $(ENV_STAMP)
 	$(PYTHON) -m launch.import_verdicts format=$(FORMAT) data=$(DATA) verdicts=$(VERDICTS) \
 	  $(if $(SWAPPED),swapped=$(SWAPPED)) $(run_arg) $(if $(JUDGE),judge=$(JUDGE)) $(ARGS)
+
+# On a GPU node: ~7 minutes, no downloads; writes gpu-check.json and gpu-check.md (README: GPU nodes).
+# SHAPE=tiny runs the same checks with a tiny model, on a CPU too.
+SHAPE ?= 7b
+gpu-check: $(ENV_STAMP)
+	$(PYTHON) -m launch.gpu_check --shape $(SHAPE) $(ARGS)
 
 cluster-up:
 	bash slurm/start-cluster.sh

@@ -102,7 +102,8 @@ def plan_replica(path_or_config, gpu_mem_gb: float, gpus_per_task: int = 0, dtyp
     weights = params * torch_dtype.itemsize
     mem = int(gpu_mem_gb * GB)
     kv_min = MIN_USEFUL_TOKENS * kv_bytes_per_token(c, torch_dtype)
-    choices = (gpus_per_task,) if gpus_per_task else REPLICA_GPUS
+    # vLLM splits attention heads evenly over the GPUs of a replica (LLaMA-33B's 52 heads: not over 8).
+    choices = (gpus_per_task,) if gpus_per_task else tuple(n for n in REPLICA_GPUS if c.num_attention_heads % n == 0)
     for n in choices:
         fits = (weights + kv_min) / n <= mem * (1 - margin) - RESERVE_BYTES
         if fits or n == choices[-1]:
