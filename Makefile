@@ -42,7 +42,8 @@ run_arg = $(if $(RUN),run=$(RUN))
 cluster_given = $(if $(filter command line environment,$(origin CLUSTER)),cluster=$(CLUSTER))
 wait_arg = $(if $(WAIT),wait=$(if $(filter 1 true yes,$(WAIT)),true,false))
 
-.PHONY: help env judge test lint train tiny-judge bench benchmark report import status resubmit cluster-up cluster-down prompts clean
+.PHONY: help env judge test lint train tiny-judge bench benchmark report import status resubmit cluster-up \
+  cluster-down prompts clean gpu-check
 
 help:
 	@sed -n '1,200p' README.md | sed -n '/^## Commands/,/^## /p' | head -60
@@ -65,7 +66,7 @@ tiny-judge: $(ENV_STAMP)
 
 judge: $(ENV_STAMP) $(if $(filter $(TINY_JUDGE),$(MODEL)),tiny-judge)
 	$(PYTHON) -m launch.judge shards=$(SHARDS) cluster=$(CLUSTER) model.path=$(MODEL) data.source=$(DATA) \
-	  $(run_arg) $(wait_arg) $(ARGS)
+	  $(run_arg) $(wait_arg) $(if $(DRY_RUN),dry_run=true) $(ARGS)
 
 train: $(ENV_STAMP)
 	$(PYTHON) -m launch.train size=$(SIZE) $(cluster_given) $(run_arg) $(if $(DRY_RUN),dry_run=true) $(ARGS)
@@ -100,6 +101,12 @@ report: $(ENV_STAMP)
 import: $(ENV_STAMP)
 	$(PYTHON) -m launch.import_verdicts format=$(FORMAT) data=$(DATA) verdicts=$(VERDICTS) \
 	  $(if $(SWAPPED),swapped=$(SWAPPED)) $(run_arg) $(if $(JUDGE),judge=$(JUDGE)) $(ARGS)
+
+# On a GPU node: ~7 minutes, no downloads; writes gpu-check.json and gpu-check.md (README: GPU nodes).
+# SHAPE=tiny runs the same checks with a tiny model, on a CPU too.
+SHAPE ?= 7b
+gpu-check: $(ENV_STAMP)
+	$(PYTHON) -m launch.gpu_check --shape $(SHAPE) $(ARGS)
 
 cluster-up:
 	bash slurm/start-cluster.sh

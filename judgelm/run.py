@@ -21,6 +21,7 @@ from judgelm.benchmarks.suites import check_mode
 from judgelm.config import ConfigError
 from judgelm.judge_config import JudgeConfig
 from judgelm.profiles import make_profile, store_attrs
+from judgelm.models import resolve_model
 from judgelm.prompts import Mode
 from judgelm.records import Loaded, write_rejects
 from judgelm.rundir import RunDir
@@ -40,19 +41,26 @@ def is_tiny_judge(model_path: str) -> bool:
     return 0 < 12 * n_layers * h * h + 2 * vocab * h < 100_000_000
 
 
-def check_model(path: str) -> None:
-    """Load the judge's config and tokenizer (no weights) once, here, so a wrong ``model.path`` is one line at the
-    prompt instead of a Hugging Face traceback in every shard."""
-    from transformers import AutoConfig
-
-    from judgelm.models import load_tokenizer
-
+def local_model(path: str) -> str:
+    """The judge's local directory: ``path`` itself, or a hub id's snapshot downloaded once, here, so 64 array tasks
+    read one copy instead of each downloading it. A path that cannot be a hub id must exist."""
     looks_local = Path(path).is_absolute() or path.startswith(".") or path.count("/") != 1
     if looks_local and not Path(path).exists():
         raise ConfigError(f"model.path={path}: no such directory (give a model directory or a hub id)")
     if Path(path).exists() and not Path(path).is_dir():
         raise ConfigError(f"model.path={path}: is a file; give the model's directory (with config.json)")
-    for what, load in (("config", AutoConfig.from_pretrained), ("tokenizer", load_tokenizer)):
+    return str(Path(resolve_model(path)).resolve())
+
+
+def check_model(path: str, weights: bool = True) -> None:
+    """Load the judge's config (when the shards load its ``weights``) and tokenizer once, here, so a wrong
+    ``model.path`` is one line at the prompt instead of a Hugging Face traceback in every shard."""
+    from transformers import AutoConfig
+
+    from judgelm.models import load_tokenizer
+
+    loaders = (("config", AutoConfig.from_pretrained),) if weights else ()
+    for what, load in (*loaders, ("tokenizer", load_tokenizer)):
         try:
             load(path)
         except Exception as e:  # transformers raises many kinds; the first line says which file is wrong
@@ -81,9 +89,9 @@ class PlannedRun:
 def plan_run(cfg: JudgeConfig, loaded: Loaded | None = None) -> PlannedRun:
     """Load (unless given) and validate the data, lay out the units and size the chunks for ``cfg.shards``."""
     cfg.data.source = absolute_spec(cfg.data.source)  # jobs must not depend on the submitter's directory
-    if Path(cfg.model.path).exists():
-        cfg.model.path = str(Path(cfg.model.path).resolve())
-    check_model(cfg.model.path)
+    cfg.model.path = local_model(cfg.model.path)
+    # Behind a server (engine.backend=openai) model.path only needs to give the judge's tokenizer.
+    check_model(cfg.model.path, weights=cfg.engine.backend != "openai")
     mode = Mode(cfg.prompt.mode)
     check_mode(cfg.data.source, mode.value)
     if loaded is None:

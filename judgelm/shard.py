@@ -7,6 +7,7 @@ honoured between chunks, so the work in flight is not thrown away.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -102,6 +103,9 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
         if todo:
             set_threads(threads or cfg.engine.threads)
             engine = make_engine(cfg.model, cfg.engine)
+            if getattr(engine, "runtime", None) is not None:
+                attempt.runtime = dataclasses.asdict(engine.runtime)
+                log.info("judge loaded with %s", attempt.runtime)
         for c in todo:
             if stop():
                 break

@@ -56,6 +56,11 @@ class ClusterConfig:
     """Nodes per job. Judging tasks are single-node (leave 1); training sizes set their own."""
     gpus_per_node: int = 0
     """GPUs per node. Judging uses one GPU per array task; training one task per GPU."""
+    gpu_mem_gb: float | None = None
+    """Memory of one GPU in GB (e.g. 80 for A100-80GB); with it a judging task's GPUs follow the model's size."""
+    gpus_per_task: int = 0
+    """GPUs of one judging array task (= one model replica); 0 picks the fewest that hold the model and a useful
+    batch (``judgelm.gpu_plan``), or 1 when ``gpu_mem_gb`` is not given."""
     cpus_per_task: int = 2
     """CPU cores per task (tokenisation, data loading)."""
     mem_gb: int | None = None

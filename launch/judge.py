@@ -17,7 +17,7 @@ from judgelm.run import create_run, plan_run
 from launch.cli import run_main
 from launch.configs import JudgeLaunchConfig, load_judge_config
 from launch.server import point_shards_at_server
-from launch.submission import launch
+from launch.submission import gpu_plan_text, launch
 
 
 def judge(argv: list[str]) -> int:
@@ -25,6 +25,9 @@ def judge(argv: list[str]) -> int:
     cfg = load_judge_config(argv)
     point_shards_at_server(cfg, Path(cfg.runs_dir).resolve() / cfg.run)
     cfg.engine.validate()
+    if cfg.dry_run:
+        print(f"# resolved config (cfg={cfg.fingerprint()})\n{to_yaml(cfg)}\n# plan\n{gpu_plan_text(cfg)}")
+        return 0
     rd = create_run(plan_run(cfg), to_yaml(cfg))
     return launch(rd, cfg, list(range(cfg.shards)), started)
 

@@ -18,6 +18,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from judgelm.gpu_plan import plan_replica, run_plan_text
 from judgelm.merge import IncompleteStore, merge_run
 from judgelm.progress import read_progress
 from judgelm.rundir import RunDir
@@ -39,6 +40,21 @@ def record_submission(rd: RunDir, kind: str, executor: str, job_ids: list[str], 
     with rd.jobs.open("a") as f:
         f.write(json.dumps({"kind": kind, "executor": executor, "shards": list(shards), "job_ids": list(job_ids),
                             "array_job_id": array, "merge_job_id": merge_job_id, "submitted": time.time()}) + "\n")
+
+
+def task_gpus(cfg: JudgeLaunchConfig) -> int | None:
+    """GPUs per judging array task: the profile's ``gpus_per_task``, or from the model's size and ``gpu_mem_gb``
+    (``judgelm.gpu_plan``); ``None`` leaves the profile's ``gpus_per_node``."""
+    c = cfg.cluster
+    if not c.gpus_per_node or not c.gpu_mem_gb:
+        return c.gpus_per_task or None
+    return plan_replica(cfg.model.path, c.gpu_mem_gb, c.gpus_per_task, cfg.model.dtype, cfg.engine.memory_margin).gpus
+
+
+def gpu_plan_text(cfg: JudgeLaunchConfig) -> str:
+    c = cfg.cluster
+    return run_plan_text(cfg.model.path, cfg.shards, c.gpu_mem_gb if c.gpus_per_node else None, c.gpus_per_task,
+                         cfg.model.dtype, cfg.engine.memory_margin)
 
 
 def merge_cluster(c: ClusterConfig) -> ClusterConfig:
@@ -99,7 +115,8 @@ def submit(rd: RunDir, cfg: JudgeLaunchConfig, shards: list[int], wait_for: list
         (rd.root / STOP_FILE).unlink(missing_ok=True)
         submit_server(rd.root, cfg.run, cfg.model.path, cfg.cluster, cfg.cluster.server, chdir)
     if shards:
-        ex = make_executor(cfg.cluster, rd.logs, f"judgelm-judge:{cfg.run}", comment=comment, chdir=chdir)
+        ex = make_executor(cfg.cluster, rd.logs, f"judgelm-judge:{cfg.run}", comment=comment, chdir=chdir,
+                           gpus_per_node=task_gpus(cfg))
         n = len(shards)
         with ctrl_c_left_to_shards(not slurm):
             jobs = ex.map_array(JudgeShardTask(), [str(rd.root)] * n, shards, [cfg.shards] * n, [threads] * n)

@@ -14,7 +14,7 @@ from judgelm.prompts import Mode, build_prompt
 
 @pytest.fixture(scope="module")
 def judge(random_judge):
-    return load_judge(ModelConfig(path=str(random_judge)))
+    return load_judge(ModelConfig(path=str(random_judge)))[:3]
 
 
 def prompts(tok, n=13):

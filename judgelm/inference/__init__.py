@@ -12,8 +12,10 @@ from judgelm.models import ModelConfig
 def _hf(model_cfg: ModelConfig, engine_cfg: EngineConfig):
     from judgelm.inference.hf import HFEngine
     from judgelm.models import load_judge
-    model, tok, device = load_judge(model_cfg)
-    return HFEngine(model, tok, device, engine_cfg)
+    judge = load_judge(model_cfg)
+    engine = HFEngine(judge.model, judge.tokenizer, judge.device, engine_cfg)
+    engine.runtime = judge.runtime  # recorded by the shard: what the judge really ran with (dtype, attention)
+    return engine
 
 
 def _vllm(model_cfg: ModelConfig, engine_cfg: EngineConfig):

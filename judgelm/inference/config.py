@@ -29,8 +29,14 @@ class EngineConfig:
     """Nucleus filter when sampling."""
     seed: int = 0
     """Seed of the per-unit sampling noise."""
-    batch_tokens: int = 65536
-    """Token budget of one batch: rows × (longest prompt + max_new_tokens). Bounds the memory a batch needs."""
+    batch_tokens: int = 0
+    """Token budget of one batch: rows × (longest prompt + max_new_tokens). Bounds the memory a batch needs.
+    0 derives it from the free GPU memory after loading and the model's KV bytes per token (65,536 on a CPU)."""
+    memory_margin: float = 0.10
+    """Share of each GPU's memory kept free when ``batch_tokens`` is derived (allocator fragmentation, spikes)."""
+    tensor_parallel_size: int = 0
+    """GPUs one model replica spans (vLLM's ``tensor_parallel_size``; the hf engine spreads layers over them).
+    0 uses every GPU the task sees, which ``gpus_per_task`` of the cluster profile sets."""
     max_batch: int = 64
     """At most this many rows per batch."""
     max_padding: float = 0.05
@@ -99,9 +105,12 @@ class EngineConfig:
             raise ValueError("engine.temperature must be >= 0")
         if not 0 < self.top_p <= 1 or self.top_k < 0:
             raise ValueError(f"engine.top_p must be in (0, 1] and engine.top_k >= 0, got {self.top_p}, {self.top_k}")
-        if self.batch_tokens < 1 or self.max_batch < 1 or self.max_new_tokens < 0 or self.max_padding < 0:
-            raise ValueError("engine.batch_tokens and engine.max_batch must be positive, engine.max_new_tokens and "
+        if self.batch_tokens < 0 or self.max_batch < 1 or self.max_new_tokens < 0 or self.max_padding < 0:
+            raise ValueError("engine.max_batch must be positive, engine.batch_tokens, engine.max_new_tokens and "
                              "engine.max_padding not negative")
+        if not 0 <= self.memory_margin < 1 or self.tensor_parallel_size < 0:
+            raise ValueError(f"engine.memory_margin must be in [0, 1) and engine.tensor_parallel_size >= 0, got "
+                             f"{self.memory_margin}, {self.tensor_parallel_size}")
         if self.logprobs_topk < 0:
             raise ValueError("engine.logprobs_topk must be >= 0")
 
