@@ -22,6 +22,7 @@ from judgelm.judge_config import JudgeConfig, load_run_config
 from judgelm.preemption import StopRequest
 from judgelm.progress import ShardProgress, read_progress, write_progress
 from judgelm.prompts import Mode
+from judgelm.resample import ChunkDraws, extra_draws
 from judgelm.rundir import RunDir
 from judgelm.store import ChunkVerdicts, VerdictStore
 from judgelm.verdicts import Status, parse_prediction
@@ -71,6 +72,9 @@ def judge_chunk(store: VerdictStore, chunk: int, engine, cfg: JudgeConfig) -> Ch
             status[i], scores[i] = Status.OK, parsed
         if extras is not None and g.top_ids is not None:
             extras["top_ids"][i], extras["top_logprobs"][i] = g.top_ids, g.top_logprobs
+    draws = ChunkDraws(todo, prep.unit[todo], [prep.ids[i] for i in todo], n)
+    extras = {**(extras or {}), **extra_draws(engine, cfg.engine, draws, texts, store.n_scores, store.n_units,
+                                               parse_prediction)} or None
     return ChunkVerdicts(scores=scores, status=status, text=texts,
                          prompt_tokens=np.array([len(x) for x in prep.ids], dtype=np.int32),
                          new_tokens=new_tokens, truncated=prep.truncated, extras=extras)

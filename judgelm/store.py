@@ -44,6 +44,21 @@ def plan_chunks(n_units: int, shards: int, chunk_units: int) -> tuple[int, int]:
     return chunk, min(shards, max(1, -(-n_units // chunk)))
 
 
+NOT_ASKED = -1  # status of a sample or re-ask that was never drawn (int8 fill of the draw arrays)
+
+
+def draw_arrays(n_scores: int, samples: int, retries: int) -> dict[str, tuple[tuple[int, ...], str, Any]]:
+    """The ``extra_arrays`` that hold every draw beyond the primary verdict (``judgelm.resample``): all ``samples``
+    verdicts of each unit (``sample_*``, sample 0 a copy of the primary) when there are several, and the
+    ``retries`` re-asks of a unit whose primary verdict did not parse (``retry_*``)."""
+    out: dict[str, tuple[tuple[int, ...], str, Any]] = {}
+    for prefix, k in (("sample", samples if samples > 1 else 0), ("retry", retries)):
+        if k:
+            out.update({f"{prefix}_scores": ((k, n_scores), "float32", np.nan),
+                        f"{prefix}_status": ((k,), "int8", NOT_ASKED), f"{prefix}_text": ((k,), str, "")})
+    return out
+
+
 def _text_array(values: list[str]) -> np.ndarray:
     return np.array(values, dtype=object)
 

@@ -28,7 +28,7 @@ from judgelm.progress import read_progress
 from judgelm.prompts import Mode
 from judgelm.records import write_rejects
 from judgelm.rundir import RunDir
-from judgelm.store import VerdictStore, plan_chunks
+from judgelm.store import VerdictStore, draw_arrays, plan_chunks
 from judgelm.units import plan_units, spread_records
 from launch.cluster import ClusterConfig, make_executor
 from launch.snapshot import snapshot_code
@@ -94,7 +94,8 @@ def create_run(cfg: JudgeLaunchConfig) -> RunDir:
         log.warning("skipped %d invalid records (see %s)", len(loaded.rejects), rd.rejects)
     k = cfg.engine.logprobs_topk
     extras = {"top_ids": ((cfg.engine.new_tokens(), k), "int32", 0),
-              "top_logprobs": ((cfg.engine.new_tokens(), k), "float16", float("nan"))} if k else None
+              "top_logprobs": ((cfg.engine.new_tokens(), k), "float16", float("nan"))} if k else {}
+    extras.update(draw_arrays(n_scores, cfg.engine.samples, cfg.engine.parse_retries))
     VerdictStore.create(rd.store, records, plan, n_scores, cfg.store.chunk_units, extra_arrays=extras, attrs={
         "run": cfg.run, "model": cfg.model.path, "data": source, "mode": mode.value, "n_shards": cfg.shards,
         "config_hash": config_hash(library_part(cfg)), "rejected_records": len(loaded.rejects),
