@@ -2,7 +2,7 @@
 
     judgelm prompts DATA [--mode pair|single|multi] [--reference without|with] [--order original|swapped] [-o OUT]
     judgelm judgelm-metrics --gt GT.jsonl --seq PRED.jsonl [--rev PRED_REVERSED.jsonl]
-    judgelm merge RUN_DIR [--allow-partial]
+    judgelm merge RUN_DIR [--allow-partial] [--policy primary|majority|mean|first_parseable|expected]
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ def cmd_merge(args) -> int:
     from judgelm.merge import IncompleteStore, format_table, merge_run
 
     try:
-        print(format_table(merge_run(args.run_dir, args.allow_partial)))
-    except IncompleteStore as e:
+        print(format_table(merge_run(args.run_dir, args.allow_partial, args.policy)))
+    except (IncompleteStore, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("merge", help="(re)compute a run's metrics from its store")
     p.add_argument("run_dir")
     p.add_argument("--allow-partial", action="store_true")
+    p.add_argument("--policy", help="how a unit's stored draws become its verdict (default: the run's merge.policy); "
+                   "see judgelm.verdict_policy")
     p.set_defaults(fn=cmd_merge)
     args = ap.parse_args(argv)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `judgelm prompts ... | head` should just stop

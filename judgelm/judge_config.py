@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from judgelm.inference.config import EngineConfig
 from judgelm.models import ModelConfig
+from judgelm.verdict_policy import MergeConfig
 
 
 @dataclass
@@ -67,6 +68,7 @@ class JudgeConfig:
     prompt: PromptConfig = field(default_factory=PromptConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    merge: MergeConfig = field(default_factory=MergeConfig)
 
 
 def load_run_config(run_dir: str | Path) -> JudgeConfig:

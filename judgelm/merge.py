@@ -14,6 +14,7 @@ per-category breakdowns and, when the run stored score-token log-probabilities, 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from omegaconf import OmegaConf
 
 from judgelm.benchmarks import BENCHMARKS, benchmark_of
 from judgelm.benchmarks.protocols import PAIR_PROTOCOLS, Graded, Pairs, correlation_protocol
@@ -30,6 +32,8 @@ from judgelm.metrics import (agreement_without_ties, bootstrap_ci, cohen_kappa, 
                              length_bias, pearson, position_bias, spearman, swap_metrics, weighted_mean)
 from judgelm.rundir import RunDir, write_text_atomic
 from judgelm.store import NO_LABEL, VerdictStore
+from judgelm.verdict_policy import (Draws, check_policy, choose, relabel_confidence, retry_summary, sample_agreement,
+                                    samples_of, status_of)
 from judgelm.verdicts import Status, win_array
 
 log = logging.getLogger("judgelm.merge")
@@ -286,11 +290,45 @@ def finite(obj: Any) -> Any:
     return obj
 
 
-def compute_metrics(store: VerdictStore, allow_partial: bool = False) -> dict[str, Any]:
-    return _compute(store, allow_partial)[0]
+def _headline(a: StoreArrays, mode: str) -> dict[str, Any]:
+    """The few numbers that show how a run's verdicts move with the number of samples."""
+    if mode != "pair":
+        return {k: v for k, v in score_summary(a).items() if k in ("pearson", "spearman", "parse_failure_rate")}
+    g = pair_metrics(a, False) or pair_metrics(a, True) or {}
+    return {k: g.get(k) for k in ("agreement", "kappa", "consistency", "parse_failure_rate")}
 
 
-def _compute(store: VerdictStore, allow_partial: bool) -> tuple[dict[str, Any], UnitConfidence | None]:
+def apply_policy(store: VerdictStore, a: StoreArrays, conf: UnitConfidence | None, policy: str,
+                 mode: str) -> tuple[StoreArrays, UnitConfidence | None, dict[str, Any]]:
+    """The verdicts ``policy`` chooses from the stored draws (``judgelm.verdict_policy``), the judge's confidence
+    in the chosen labels, and what the draws show: parse failures before and after re-asks, agreement between a
+    unit's samples, and the headline metrics for the first k = 1, 3, 5, ... samples."""
+    check_policy(policy)
+    draws = Draws.read(store, a.scores, a.status)
+    expected = None if conf is None else conf.expected
+    samples = samples_of(draws)
+
+    def chosen(k: int) -> StoreArrays:
+        scores = choose(policy, samples[:, :k], expected)
+        return dataclasses.replace(a, scores=scores, status=status_of(scores, a.status))
+
+    out: dict[str, Any] = {"policy": policy, "samples": samples.shape[1], "retries": retry_summary(draws, a.done)}
+    if samples.shape[1] > 1:
+        out["sample_agreement"] = sample_agreement(samples[a.done])
+        ks = sorted({*range(1, samples.shape[1] + 1, 2), samples.shape[1]})
+        out["by_k"] = [{"k": k, **_headline(chosen(k), mode)} for k in ks]
+    a = chosen(samples.shape[1])
+    if conf is not None and a.scores.shape[1] == 2:
+        conf = dataclasses.replace(conf, confidence=relabel_confidence(conf.label_probs, a.scores))
+    return a, conf, out
+
+
+def compute_metrics(store: VerdictStore, allow_partial: bool = False, policy: str = "primary") -> dict[str, Any]:
+    return _compute(store, allow_partial, policy)[0]
+
+
+def _compute(store: VerdictStore, allow_partial: bool,
+             policy: str = "primary") -> tuple[dict[str, Any], UnitConfidence | None]:
     """The metrics, and the per-unit confidence they were derived from (None without log-probabilities)."""
     a = StoreArrays.read(store)
     missing = missing_by_shard(store, a.done)
@@ -308,6 +346,7 @@ def _compute(store: VerdictStore, allow_partial: bool) -> tuple[dict[str, Any], 
         out["note"] = TINY_NOTE
     conf = confidence_of(store, a)
     mode = store.attrs.get("mode", "pair")
+    a, conf, out["verdicts"] = apply_policy(store, a, conf, policy, mode)
     if mode == "pair":
         groups = {name: pair_metrics(a, w, conf) for name, w in (("without_reference", False), ("with_reference", True))}
         out["groups"] = {k: v for k, v in groups.items() if v is not None}
@@ -388,12 +427,20 @@ def format_table(m: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def merge_run(run_dir: str | Path, allow_partial: bool = False) -> dict[str, Any]:
+def run_policy(rd: RunDir) -> str:
+    """The verdict policy a run was created with (``merge.policy``); imported runs have no config: ``primary``."""
+    if not rd.config.exists():
+        return "primary"
+    return OmegaConf.select(OmegaConf.load(rd.config), "merge.policy", default="primary")
+
+
+def merge_run(run_dir: str | Path, allow_partial: bool = False, policy: str | None = None) -> dict[str, Any]:
     """Merge a run: write ``metrics.json`` and ``metrics.md`` (with the benchmark rows) and, when the run stored
-    log-probabilities, ``confidence.jsonl`` (``write_confidence``); returns the metrics."""
+    log-probabilities, ``confidence.jsonl`` (``write_confidence``); returns the metrics. ``policy`` overrides the
+    run's ``merge.policy``."""
     rd = RunDir(Path(run_dir))
     store = VerdictStore(rd.store)
-    m, conf = _compute(store, allow_partial)
+    m, conf = _compute(store, allow_partial, policy or run_policy(rd))
     if conf is not None:
         write_confidence(rd.root / CONFIDENCE_FILE, store, conf)
     write_text_atomic(rd.metrics, json.dumps(m, indent=2) + "\n")
