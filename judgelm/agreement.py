@@ -5,7 +5,8 @@
   ratings in category j and P̄_e = Σ_j p_j²: κ = (P̄ − P̄_e) / (1 − P̄_e).
 - Krippendorff's alpha (Krippendorff 2011, "Computing Krippendorff's Alpha-Reliability"): any number of raters,
   missing ratings allowed. Units with at least two ratings fill the coincidence matrix
-  o_ck = Σ_u (number of ordered pairs (c, k) of different raters in u) / (m_u − 1); with n_c = Σ_k o_ck and n = Σ n_c,
+  o_ck = Σ_u (number of ordered pairs (c, k) of different raters in u) / (m_u − 1); with n_c = Σ_k o_ck and
+  n = Σ n_c,
   α = 1 − (n − 1) Σ o_ck δ²_ck / Σ n_c n_k δ²_ck, δ² = [c ≠ k] (nominal) or (c − k)² (interval).
 """
 
