@@ -126,7 +126,8 @@ def read_verdicts(path: str | Path, fmt: str, fields: GenericFields | None = Non
     raise ValueError(f"verdict format must be one of {FORMATS}, got {fmt!r}")
 
 
-def _by_record(verdicts: list[Verdict], ids: dict[str, int]) -> dict[int, Verdict]:
+def verdicts_by_record(verdicts: list[Verdict], ids: dict[str, int]) -> dict[int, Verdict]:
+    """Verdicts keyed by record index; an unknown id or a second verdict for one id is an error naming the line."""
     out: dict[int, Verdict] = {}
     for v in verdicts:
         if v.record_id not in ids:
@@ -154,8 +155,8 @@ def import_verdicts(store_path: str | Path, loaded: Loaded, original: list[Verdi
     Only records with a verdict in every given order are stored.
     """
     ids = {str(r.question_id): i for i, r in enumerate(loaded.records)}
-    seq = _by_record(original, ids)
-    rev = _by_record(swapped, ids) if swapped is not None else None
+    seq = verdicts_by_record(original, ids)
+    rev = verdicts_by_record(swapped, ids) if swapped is not None else None
     keep = [i for i in sorted(seq) if rev is None or i in rev]
     records: list[Record] = [loaded.records[i] for i in keep]
     if not records:

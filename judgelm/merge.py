@@ -30,6 +30,7 @@ from judgelm.benchmarks.protocols import PAIR_PROTOCOLS, Graded, Pairs, correlat
 from judgelm.calibration import UnitConfidence, reliability, unit_confidence
 from judgelm.metrics import (agreement_without_ties, bootstrap_ci, cohen_kappa, confusion, judgelm_metrics, kendall,
                              length_bias, pearson, position_bias, spearman, swap_metrics, weighted_mean)
+from judgelm.panel import panel_agreement, read_panel
 from judgelm.rundir import RunDir, write_text_atomic
 from judgelm.store import NO_LABEL, VerdictStore
 from judgelm.verdict_policy import (Draws, check_policy, choose, relabel_confidence, retry_summary, sample_agreement,
@@ -323,6 +324,27 @@ def apply_policy(store: VerdictStore, a: StoreArrays, conf: UnitConfidence | Non
     return a, conf, out
 
 
+def panel_section(store: VerdictStore, a: StoreArrays, mode: str) -> dict[str, Any] | None:
+    """With panel judges in the store (``judgelm.panel``): every judge's headline metrics, the panel's by majority
+    vote and by mean score, and the agreement between judges, all on the units every judge judged."""
+    judges = read_panel(store, a.scores, a.status, a.done)
+    if len(judges) < 2:
+        return None
+    common = np.logical_and.reduce([j.judged for j in judges])
+
+    def on_common(scores: np.ndarray, status: np.ndarray) -> dict[str, Any]:
+        # Only the common units, so a judge that saw one answer order is scored on that order alone.
+        per_unit = {"record": a.record, "order": a.order, "with_reference": a.with_reference, "scores": scores,
+                    "status": status, "truncated": a.truncated, "done": a.done}
+        return _headline(dataclasses.replace(a, **{k: v[common] for k, v in per_unit.items()}), mode)
+
+    stacked = np.stack([j.scores for j in judges], axis=1)
+    panel = {f"panel:{policy}": choose(policy, stacked) for policy in ("majority", "mean")}
+    return {"units": int(common.sum()), "judges": {j.name: on_common(j.scores, j.status) for j in judges},
+            **{name: on_common(s, status_of(s, a.status)) for name, s in panel.items()},
+            "agreement": panel_agreement(judges, np.flatnonzero(common))}
+
+
 def compute_metrics(store: VerdictStore, allow_partial: bool = False, policy: str = "primary") -> dict[str, Any]:
     return _compute(store, allow_partial, policy)[0]
 
@@ -353,6 +375,7 @@ def _compute(store: VerdictStore, allow_partial: bool,
     else:
         out["groups"] = {"all": score_summary(a, conf)}
     out["benchmarks"] = benchmark_results(a, mode, conf)
+    out["panel"] = panel_section(store, a, mode)
     return finite(out), conf
 
 

@@ -19,6 +19,7 @@ import torch
 from judgelm.inference import make_engine
 from judgelm.inference.prepare import prepare_chunk
 from judgelm.judge_config import JudgeConfig, load_run_config
+from judgelm.panel import panel_member
 from judgelm.preemption import StopRequest
 from judgelm.progress import ShardProgress, read_progress, write_progress
 from judgelm.prompts import Mode
@@ -81,11 +82,15 @@ def judge_chunk(store: VerdictStore, chunk: int, engine, cfg: JudgeConfig) -> Ch
 
 
 def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest | None = None,
-              job_id: str = "", threads: int = 0) -> ShardResult:
-    """Judge shard ``shard`` of ``n_shards`` of the run in ``run_dir``; ``threads`` overrides the config's."""
+              job_id: str = "", threads: int = 0, judge: str = "") -> ShardResult:
+    """Judge shard ``shard`` of ``n_shards`` of the run in ``run_dir``; ``threads`` overrides the config's.
+    ``judge`` names a panel judge (``judgelm.panel``): its model judges and its verdict arrays are filled."""
     rd = RunDir(Path(run_dir))
     cfg = load_run_config(rd.root)
     store = VerdictStore(rd.store, mode="r+")
+    if judge:
+        store, cfg = panel_member(store, cfg, judge)
+    progress_path = rd.shard_progress(shard, judge)
     chunks = store.shard_chunks(shard, n_shards)
     todo = [c for c in chunks if not store.chunk_done(c)]
 
@@ -93,10 +98,10 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
         sl = store.chunk_slice(c)
         return sl.stop - sl.start
 
-    progress = read_progress(rd.shard_progress(shard)) or ShardProgress(shard, store.shard_units(shard, n_shards))
+    progress = read_progress(progress_path) or ShardProgress(shard, store.shard_units(shard, n_shards))
     progress.units_done = progress.units_total - sum(size(c) for c in todo)
     attempt = progress.start_attempt(job_id or os.environ.get("SLURM_JOB_ID", str(os.getpid())))
-    write_progress(rd.shard_progress(shard), progress)
+    write_progress(progress_path, progress)
     log.info("shard %d/%d: %d chunks, %d to do (%d of %d units done), attempt %d, code %s", shard, n_shards,
              len(chunks), len(todo), progress.units_done, progress.units_total, attempt.attempt,
              Path(__file__).resolve().parent)
@@ -114,17 +119,17 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
             attempt.chunks_judged += 1
             attempt.updated = time.time()
             progress.units_done += size(c)
-            write_progress(rd.shard_progress(shard), progress)
+            write_progress(progress_path, progress)
             left = progress.units_total - progress.units_done
             rate = progress.rate
             log.info("shard %d: chunk %d done, %d/%d units, %.1f units/s, ETA %.0f s", shard, c,
                      progress.units_done, progress.units_total, rate, left / rate if rate > 0 else float("nan"))
     except BaseException:
         attempt.state, attempt.updated = "failed", time.time()
-        write_progress(rd.shard_progress(shard), progress)
+        write_progress(progress_path, progress)
         raise
     interrupted = progress.units_done < progress.units_total
     attempt.state = "interrupted" if interrupted else "finished"
     attempt.updated = time.time()
-    write_progress(rd.shard_progress(shard), progress)
+    write_progress(progress_path, progress)
     return ShardResult(shard, progress.units_total, progress.units_done, attempt.units_judged, interrupted, stop.signum)
