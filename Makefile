@@ -40,7 +40,7 @@ run_arg = $(if $(RUN),run=$(RUN))
 cluster_given = $(if $(filter command line environment,$(origin CLUSTER)),cluster=$(CLUSTER))
 wait_arg = $(if $(WAIT),wait=$(if $(filter 1 true yes,$(WAIT)),true,false))
 
-.PHONY: help env judge test train tiny-judge bench benchmark report import status resubmit cluster-up cluster-down prompts clean
+.PHONY: help env judge test train tiny-judge bench benchmark report import panel status resubmit cluster-up cluster-down prompts clean
 
 help:
 	@sed -n '1,200p' README.md | sed -n '/^## Commands/,/^## /p' | head -60
@@ -94,6 +94,10 @@ report: $(ENV_STAMP)
 import: $(ENV_STAMP)
 	$(PYTHON) -m launch.import_verdicts format=$(FORMAT) data=$(DATA) verdicts=$(VERDICTS) \
 	  $(if $(SWAPPED),swapped=$(SWAPPED)) $(run_arg) $(if $(JUDGE),judge=$(JUDGE)) $(ARGS)
+
+# make panel RUN=name JUDGE=name ARGS="model=DIR" | ARGS="verdicts=FILE format=..." | ARGS="labels=true"
+panel: $(ENV_STAMP)
+	$(PYTHON) -m launch.panel $(RUN) judge=$(JUDGE) $(cluster_given) $(wait_arg) $(ARGS)
 
 cluster-up:
 	bash slurm/start-cluster.sh

@@ -33,6 +33,7 @@ from judgelm.metrics import (agreement_without_ties, bootstrap_ci, cohen_kappa, 
 from judgelm.panel import panel_agreement, read_panel
 from judgelm.rundir import RunDir, write_text_atomic
 from judgelm.store import NO_LABEL, VerdictStore
+from judgelm.trust_tables import format_trust
 from judgelm.verdict_policy import (Draws, check_policy, choose, relabel_confidence, retry_summary, sample_agreement,
                                     samples_of, status_of)
 from judgelm.verdicts import Status, win_array
@@ -447,7 +448,7 @@ def format_table(m: dict[str, Any]) -> str:
         lines.append(f"| {title} | " + " | ".join(_cell(_get(groups[n], key), pct) for n in names) + " |")
     if m.get("note"):
         lines += ["", f"Note: {m['note']}"]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + format_trust(m)
 
 
 def run_policy(rd: RunDir) -> str:

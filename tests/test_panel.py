@@ -14,6 +14,7 @@ from judgelm.rundir import RunDir
 from judgelm.shard import run_shard
 from judgelm.store import ChunkVerdicts, VerdictStore
 from judgelm.units import plan_units
+from launch import panel as launch_panel
 from tests.conftest import write_pairs
 from tests.test_judge_run import new_run
 
@@ -91,3 +92,21 @@ def test_a_second_model_fills_its_own_arrays_through_its_own_shards(tmp_path, ra
     label_judge(store, "human")
     with pytest.raises(ValueError, match="imported verdicts: there is nothing to judge"):
         run_shard(rd.root, 0, 2, judge="human")
+
+
+def test_make_panel_adds_a_model_and_the_labels_then_merges(tmp_path, random_judge, capsys):
+    data = write_pairs(tmp_path / "pairs.jsonl", 4)
+    rd = new_run(tmp_path, random_judge, data, "p", "shards=2", "store.chunk_units=2")
+    for k in range(2):
+        run_shard(rd.root, k, 2, threads=1)
+    assert launch_panel.main([str(rd.root), "judge=twin", f"model={random_judge}", "cluster.executor=debug"]) == 0
+    assert launch_panel.main([str(rd.root), "judge=human", "labels=true"]) == 0
+    out = capsys.readouterr().out
+    assert "judge human: 8 units labelled" in out and "Panel of 3 judges on the 8 units" in out
+    assert "| twin |" in out and "| human | 100.00 |" in out
+    assert json.loads((rd.root / "jobs.jsonl").read_text().splitlines()[-1])["judge"] == "twin"
+    assert launch_panel.main([str(rd.root), "judge=human", "labels=true"]) == 2
+    assert launch_panel.main([str(rd.root), "labels=true", f"model={random_judge}"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"error: {rd.store} already has a judge 'human'; choose another name",
+                   "error: give judge=NAME and exactly one of model=DIR, verdicts=FILE or labels=true"]
