@@ -321,7 +321,8 @@ def apply_policy(store: VerdictStore, a: StoreArrays, conf: UnitConfidence | Non
         out["by_k"] = [{"k": k, **_headline(chosen(k), mode)} for k in ks]
     a = chosen(samples.shape[1])
     if conf is not None and a.scores.shape[1] == 2:
-        conf = dataclasses.replace(conf, confidence=relabel_confidence(conf.label_probs, a.scores))
+        labels, confidence = relabel_confidence(conf.label_probs, a.scores)
+        conf = dataclasses.replace(conf, labels=labels, confidence=confidence)
     return a, conf, out
 
 
@@ -382,18 +383,25 @@ def _compute(store: VerdictStore, allow_partial: bool,
 
 def write_confidence(path: Path, store: VerdictStore, conf: UnitConfidence) -> None:
     """One JSON line per unit with a derived confidence: the judge's expected scores, its probability for each
-    verdict label (pairs) and for the label it gave, so users can sort or filter verdicts by confidence."""
+    verdict label (pairs), the label the merge chose and the judge's probability of it, and the unit's benchmark and
+    ground-truth label, so users can sort or filter verdicts by confidence and fit a temperature on them
+    (``judgelm calibrate``)."""
     g = store.group
     qid, record, order = g["records/question_id"][:], g["units/record"][:], g["units/order"][:]
-    with_ref, text = g["units/with_reference"][:], g["verdicts/text"][:]
+    with_ref, text, truth = g["units/with_reference"][:], g["verdicts/text"][:], store.unit_labels()
+    subsets, code = np.unique(g["records/subset"][:], return_inverse=True)
+    benchmark = [benchmark_of(str(s)) for s in subsets]
     with open(path, "w", encoding="utf-8") as f:
         for u in np.flatnonzero(conf.available):
             row = {"unit": int(u), "question_id": qid[record[u]], "order": int(order[u]),
-                   "with_reference": bool(with_ref[u]), "verdict": str(text[u]).strip(),
-                   "expected_scores": conf.expected[u].tolist(), "top_k_number_mass": float(conf.numeric_mass[u])}
+                   "with_reference": bool(with_ref[u]), "benchmark": benchmark[code.ravel()[record[u]]],
+                   "verdict": str(text[u]).strip(), "expected_scores": conf.expected[u].tolist(),
+                   "top_k_number_mass": float(conf.numeric_mass[u])}
             if np.isfinite(conf.confidence[u]):
                 row["p_label"] = dict(zip(("-1", "0", "1"), conf.label_probs[u].tolist()))
-                row["confidence"] = float(conf.confidence[u])
+                row["label"], row["confidence"] = int(conf.labels[u]), float(conf.confidence[u])
+            if truth[u] != NO_LABEL:
+                row["truth"] = int(truth[u])
             f.write(json.dumps(row) + "\n")
 
 

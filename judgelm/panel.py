@@ -90,11 +90,8 @@ def import_judge(store: VerdictStore, name: str, original: list[Verdict], swappe
 def label_judge(store: VerdictStore, name: str = "labels") -> int:
     """Add the records' ground-truth labels as panel judge ``name``, each unit in the answer order it shows;
     returns how many units have a label."""
-    g = store.group
-    record, order, with_reference = g["units/record"][:], g["units/order"][:], g["units/with_reference"][:]
-    label = np.where(with_reference, g["records/label_w_reference"][:][record], g["records/label"][:][record])
+    label = store.unit_labels().astype(np.int64)
     known = label != NO_LABEL
-    label = np.where(order == 1, -label, label).astype(np.int64)
     scores = np.stack([label == 1, label == -1], axis=1).astype(np.float32)  # (1, 0), (0, 0) or (0, 1)
     scores[~known] = np.nan
     status = np.where(known, Status.OK, NOT_ASKED).astype(np.int8)

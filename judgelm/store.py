@@ -209,6 +209,15 @@ class VerdictStore:
         """The whole verdict array ``name`` (``scores``, ``status``, ...) of this view's judge."""
         return self.group[f"{self.prefix}/{name}"][:]
 
+    def unit_labels(self) -> np.ndarray:
+        """Each unit's ground-truth label (1, 0, -1) as the unit shows the answers (a swapped unit's is negated),
+        from the reference mode it was judged in; ``NO_LABEL`` where the record has none."""
+        g = self.group
+        record, with_reference = g["units/record"][:], g["units/with_reference"][:]
+        label = np.where(with_reference, g["records/label_w_reference"][:][record], g["records/label"][:][record])
+        flipped = np.where(g["units/order"][:] == 1, -label, label)
+        return np.where(label == NO_LABEL, NO_LABEL, flipped).astype(np.int8)
+
     def chunk_done(self, chunk: int) -> bool:
         return bool(self.group[f"{self.prefix}/done"][self.chunk_slice(chunk)].all())
 

@@ -154,7 +154,8 @@ def sample_agreement(samples: np.ndarray) -> dict[str, float | None]:
             "unanimous_share": float((modal == 1).mean()) if len(modal) else None, "fleiss_kappa": kappa}
 
 
-def relabel_confidence(label_probs: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """The judge's probability (from sample 0's log-probabilities) of the verdict label the policy chose."""
-    labels = win_array(scores).astype(np.int64) + 1
-    return label_probs[np.arange(len(scores)), labels]
+def relabel_confidence(label_probs: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The verdict labels the policy chose, and the judge's probability of each (from sample 0's
+    log-probabilities)."""
+    labels = win_array(scores)
+    return labels, label_probs[np.arange(len(scores)), labels.astype(np.int64) + 1]
