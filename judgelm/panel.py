@@ -68,11 +68,19 @@ def _write_all(view: VerdictStore, scores: np.ndarray, status: np.ndarray, text:
 
 
 def import_judge(store: VerdictStore, name: str, original: list[Verdict], swapped: list[Verdict] | None = None,
-                 attrs: dict | None = None) -> int:
+                 attrs: dict | None = None, id_prefix: str = "") -> tuple[int, int]:
     """Add panel judge ``name`` from an external judge's verdicts on the run's records (without reference);
-    returns how many units got one."""
+    returns how many units got one, and how many verdicts were for records the run does not have (a run of a
+    limited or combined data set). ``id_prefix`` is put before each verdict's id: a benchmark run names its
+    records ``<benchmark>/<id>``."""
     ids = {str(q): i for i, q in enumerate(store.group["records/question_id"][:])}
-    by_order = [verdicts_by_record(original, ids), verdicts_by_record(swapped, ids) if swapped is not None else {}]
+
+    def mine(verdicts: list[Verdict]) -> list[Verdict]:
+        return [dataclasses.replace(v, record_id=id_prefix + v.record_id) for v in verdicts
+                if id_prefix + v.record_id in ids]
+
+    given = [mine(original), mine(swapped) if swapped is not None else []]
+    by_order = [verdicts_by_record(v, ids) for v in given]
     record, order = store.group["units/record"][:], store.group["units/order"][:]
     with_reference = store.group["units/with_reference"][:]
     scores = np.full((store.n_units, store.n_scores), np.nan, dtype=np.float32)
@@ -84,7 +92,7 @@ def import_judge(store: VerdictStore, name: str, original: list[Verdict], swappe
             text[u], status[u] = v.text, Status.PARSE_FAILED if v.scores is None else Status.OK
             scores[u] = np.nan if v.scores is None else v.scores
     _write_all(store.add_judge(name, {"imported": True, **(attrs or {})}, extra_arrays={}), scores, status, text)
-    return int((status != NOT_ASKED).sum())
+    return int((status != NOT_ASKED).sum()), len(original) + len(swapped or []) - len(given[0]) - len(given[1])
 
 
 def label_judge(store: VerdictStore, name: str = "labels") -> int:

@@ -51,6 +51,8 @@ class PanelConfig:
     """Imported verdicts for the swapped answer order (optional)."""
     format: str = "generic"
     """Format of ``verdicts``: ``judgelm``, ``pandalm`` or ``generic`` (``judgelm.external``)."""
+    id_prefix: str = ""
+    """Put before each imported verdict's id: records of a ``make benchmark`` run are ``<benchmark>/<id>``."""
     generic: GenericFieldsConfig = field(default_factory=GenericFieldsConfig)
 
 
@@ -100,10 +102,10 @@ def add_imported(store: VerdictStore, cfg: PanelConfig) -> str:
     fields = GenericFields(cfg.generic.id, cfg.generic.winner, dict(cfg.generic.winner_values),
                            tuple(cfg.generic.scores))
     swapped = read_verdicts(cfg.swapped, cfg.format, fields) if cfg.swapped else None
-    n = import_judge(store, cfg.judge, read_verdicts(cfg.verdicts, cfg.format, fields), swapped, attrs={
+    n, other = import_judge(store, cfg.judge, read_verdicts(cfg.verdicts, cfg.format, fields), swapped, attrs={
         "model": cfg.judge, "imported_from": [str(Path(p).resolve()) for p in (cfg.verdicts, cfg.swapped) if p],
-        "verdict_format": cfg.format})
-    return f"{n} units with a verdict"
+        "verdict_format": cfg.format}, id_prefix=cfg.id_prefix)
+    return f"{n} units with a verdict ({other} verdicts for records this run does not have)"
 
 
 def main(argv: list[str] | None = None) -> int:

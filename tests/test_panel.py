@@ -60,13 +60,14 @@ def test_the_labels_as_a_judge_agree_fully_and_give_the_hand_computed_kappa(tmp_
 def test_an_imported_judge_is_compared_on_the_units_it_judged(tmp_path):
     store = model_run(tmp_path)
     verdicts = tmp_path / "gpt.jsonl"
-    verdicts.write_text("".join(json.dumps({"id": f"r{i}", "s1": s1, "s2": s2}) + "\n"
-                                for i, (s1, s2) in enumerate([(9, 2), (1, 8), (4, 4)])))
+    verdicts.write_text("".join(json.dumps({"id": f"{i}", "s1": s1, "s2": s2}) + "\n"
+                                for i, s1, s2 in [(0, 9, 2), (1, 1, 8), (2, 4, 4), (4, 5, 1)]))
     original = read_verdicts(verdicts, "generic", GenericFields(scores=("s1", "s2")))
-    assert import_judge(store, "gpt", original, attrs={"model": "gpt"}) == 3
+    assert import_judge(store, "gpt", original, attrs={"model": "gpt"}, id_prefix="r") == (3, 1)
     label_judge(store, "human")
     panel = merge_run(tmp_path)["panel"]
-    assert panel["units"] == 3  # records 0-2 in the original order: the only units every judge judged
+    # record "4" is not in the run; records 0-2 in the original order are the only units every judge judged
+    assert panel["units"] == 3
     assert panel["judges"]["gpt"]["agreement"] == 1.0 and panel["judges"]["run:tiny-judge"]["agreement"] == 2 / 3
     assert panel["panel:majority"]["agreement"] == 1.0  # gpt and the labels outvote the model on record 1
     assert set(store.judges()) == {"gpt", "human"}
