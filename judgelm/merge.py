@@ -34,8 +34,8 @@ from judgelm.panel import panel_agreement, read_panel
 from judgelm.rundir import RunDir, write_text_atomic
 from judgelm.store import NO_LABEL, VerdictStore
 from judgelm.trust_tables import format_trust
-from judgelm.verdict_policy import (Draws, check_policy, choose, relabel_confidence, retry_summary, sample_agreement,
-                                    samples_of, status_of)
+from judgelm.verdict_policy import (Draws, choose, relabel_confidence, retry_summary, sample_agreement, samples_of,
+                                    status_of)
 from judgelm.verdicts import Status, win_array
 
 log = logging.getLogger("judgelm.merge")
@@ -305,7 +305,6 @@ def apply_policy(store: VerdictStore, a: StoreArrays, conf: UnitConfidence | Non
     """The verdicts ``policy`` chooses from the stored draws (``judgelm.verdict_policy``), the judge's confidence
     in the chosen labels, and what the draws show: parse failures before and after re-asks, agreement between a
     unit's samples, and the headline metrics for the first k = 1, 3, 5, ... samples."""
-    check_policy(policy)
     draws = Draws.read(store, a.scores, a.status)
     expected = None if conf is None else conf.expected
     samples = samples_of(draws)

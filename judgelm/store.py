@@ -7,6 +7,8 @@ Layout (``verdicts.zarr``):
 - ``units/*`` (one row per unit): record index, answer order, with-reference flag.
 - ``verdicts/*`` (one row per unit): scores as the judge wrote them (in the order it saw the answers; NaN when
   they did not parse), status, generated text, token counts, the attempt that judged it, and ``done``.
+  Optional arrays declared at creation: score-token log-probabilities (``top_ids``, ``top_logprobs``) and the draws
+  beyond the primary verdict (``sample_*``, ``retry_*``: ``draw_arrays``).
 - ``judges/<name>/*`` (optional, one row per unit): the same verdict arrays for each further judge of a panel
   (``add_judge``, ``judge(name)``); the run's own judge stays in ``verdicts/``.
 

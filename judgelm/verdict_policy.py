@@ -87,13 +87,13 @@ def _majority_pairs(samples: np.ndarray) -> np.ndarray:
     diff = samples[:, :, 0] - samples[:, :, 1]
     votes = np.stack([((np.sign(diff) == lab) & parsed).sum(axis=1) for lab in (-1, 0, 1)], axis=1)
     top = votes.max(axis=1, keepdims=True)
-    label = np.where((votes == top).sum(axis=1) > 1, 0, votes.argmax(axis=1) - 1)
+    split = (votes == top).sum(axis=1) > 1
+    label = np.where(split, 0, votes.argmax(axis=1) - 1)
     chosen = parsed & (np.sign(diff) == label[:, None])
     with warnings.catch_warnings():  # units without a parsed sample stay NaN
         warnings.simplefilter("ignore", RuntimeWarning)
         out = np.nanmean(np.where(chosen[:, :, None], samples, np.nan), axis=1)
         tie = np.nanmean(samples, axis=(1, 2))
-    split = (votes == top).sum(axis=1) > 1
     out[split] = tie[split, None]
     out[top[:, 0] == 0] = np.nan
     return out
