@@ -8,6 +8,7 @@ import pytest
 from judgelm import cli
 from judgelm.merge import merge_run
 from judgelm.records import Record
+from judgelm.report import write_report
 from judgelm.store import NOT_ASKED, ChunkVerdicts, VerdictStore, draw_arrays
 from judgelm.units import plan_units
 from judgelm.verdict_policy import choose
@@ -81,3 +82,11 @@ def test_changing_the_policy_at_merge_changes_the_metrics_as_computed_by_hand(tm
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("error: merge.policy=expected needs score-token log-probabilities")
     assert err[1].startswith("error: merge.policy must be one of primary, majority")
+
+
+def test_the_report_draws_the_metrics_against_the_number_of_samples(tmp_path):
+    run = hand_written_run(tmp_path)
+    merge_run(run, policy="majority")
+    text = write_report([run], run).read_text()
+    assert "![Metrics against samples per unit](figures/samples.png)" in text
+    assert "| samples k | agreement |" in text and (run / "figures" / "samples.png").stat().st_size > 0
