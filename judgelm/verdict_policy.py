@@ -36,6 +36,9 @@ class MergeConfig:
     policy: str = "primary"
     """``primary``, ``majority``, ``mean``, ``first_parseable`` or ``expected`` (``judgelm.verdict_policy``)."""
 
+    def validate(self) -> None:
+        check_policy(self.policy)
+
 
 def check_policy(policy: str) -> None:
     if policy not in POLICIES:

@@ -78,7 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     cfg = load_config(BenchmarkConfig, CONFIG_DIR / "judge.yaml",
                       [*DEFAULTS, *(argv if argv is not None else sys.argv[1:])], groups=("cluster",))
-    cfg.engine.validate()
+    try:  # bad settings: one line, before anything is created
+        cfg.engine.validate()
+        cfg.merge.validate()
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     cfg.run = cfg.run or time.strftime("bench-%Y%m%d-%H%M%S")
     parent = Path(cfg.runs_dir).resolve() / cfg.run
     if parent.exists():

@@ -245,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg.run = cfg.run or time.strftime("judge-%Y%m%d-%H%M%S")
     try:
         cfg.engine.validate()
+        cfg.merge.validate()
         rd = create_run(cfg)
     except (ValueError, FileNotFoundError) as e:  # bad input: say what and where, no traceback
         print(f"error: {e}", file=sys.stderr)

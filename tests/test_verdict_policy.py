@@ -13,6 +13,7 @@ from judgelm.store import NOT_ASKED, ChunkVerdicts, VerdictStore, draw_arrays
 from judgelm.units import plan_units
 from judgelm.verdict_policy import choose
 from judgelm.verdicts import Status
+from launch import benchmark, judge
 
 N = np.nan
 # Four pairs judged in one order, three samples each (sample 0 the primary verdict) and one re-ask:
@@ -90,3 +91,13 @@ def test_the_report_draws_the_metrics_against_the_number_of_samples(tmp_path):
     text = write_report([run], run).read_text()
     assert "![Metrics against samples per unit](figures/samples.png)" in text
     assert "| samples k | agreement |" in text and (run / "figures" / "samples.png").stat().st_size > 0
+
+
+def test_settings_that_cannot_work_are_refused_in_one_line_before_judging(tmp_path, capsys):
+    base = [f"runs_dir={tmp_path}", "model.path=none"]
+    assert judge.main([*base, "run=a", "engine.samples=3"]) == 2  # several samples of a greedy judge
+    assert benchmark.main([*base, "run=b", "merge.policy=vote"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("error: engine.samples=3 draws several verdicts per unit, which needs sampling")
+    assert err[1].startswith("error: merge.policy must be one of primary, majority")
+    assert not list(tmp_path.iterdir())
