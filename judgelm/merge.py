@@ -325,10 +325,10 @@ def apply_policy(store: VerdictStore, a: StoreArrays, conf: UnitConfidence | Non
     return a, conf, out
 
 
-def panel_section(store: VerdictStore, a: StoreArrays, mode: str) -> dict[str, Any] | None:
+def panel_section(store: VerdictStore, a: StoreArrays, mode: str, policy: str) -> dict[str, Any] | None:
     """With panel judges in the store (``judgelm.panel``): every judge's headline metrics, the panel's by majority
     vote and by mean score, and the agreement between judges, all on the units every judge judged."""
-    judges = read_panel(store, a.scores, a.status, a.done)
+    judges = read_panel(store, a.scores, a.status, a.done, policy)
     if len(judges) < 2:
         return None
     common = np.logical_and.reduce([j.judged for j in judges])
@@ -376,7 +376,7 @@ def _compute(store: VerdictStore, allow_partial: bool,
     else:
         out["groups"] = {"all": score_summary(a, conf)}
     out["benchmarks"] = benchmark_results(a, mode, conf)
-    out["panel"] = panel_section(store, a, mode)
+    out["panel"] = panel_section(store, a, mode, policy)
     return finite(out), conf
 
 

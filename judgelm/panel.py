@@ -10,7 +10,7 @@ The run's own judge writes ``verdicts/``; every further judge gets ``judges/<nam
 - the records' own ground-truth labels (``label_judge``), e.g. PandaLM's human majority, as a reference rater.
 
 A unit a judge gave no verdict keeps status ``NOT_ASKED``. The merge compares judges on the units every judge
-judged: each judge's metrics, the panel's verdicts (``judgelm.verdict_policy``'s ``majority`` and ``mean`` with the
+judged, each judge's verdicts chosen by the run's verdict policy from its own draws: each judge's metrics, the panel's verdicts (``judgelm.verdict_policy``'s ``majority`` and ``mean`` with the
 judges in place of samples) and the agreement between judges (``panel_agreement``).
 """
 
@@ -26,6 +26,7 @@ import numpy as np
 from judgelm.agreement import category_counts, fleiss_kappa, krippendorff_alpha
 from judgelm.external import Verdict, verdicts_by_record
 from judgelm.store import NO_LABEL, NOT_ASKED, ChunkVerdicts, VerdictStore
+from judgelm.verdict_policy import Draws, choose, samples_of, status_of
 from judgelm.verdicts import Status, win_array
 
 if TYPE_CHECKING:  # the merge imports this module and must not pull in torch through the config's model part
@@ -109,13 +110,18 @@ def label_judge(store: VerdictStore, name: str = "labels") -> int:
     return int(known.sum())
 
 
-def read_panel(store: VerdictStore, scores: np.ndarray, status: np.ndarray, done: np.ndarray) -> list[JudgeVerdicts]:
-    """The run's own judge (its verdicts as the merge chose them) and every panel judge of the store."""
+def read_panel(store: VerdictStore, scores: np.ndarray, status: np.ndarray, done: np.ndarray,
+               policy: str = "primary") -> list[JudgeVerdicts]:
+    """The run's own judge (its verdicts as the merge chose them) and every panel judge of the store, each chosen
+    from its own draws by ``policy`` (``expected`` takes a panel judge's primary verdict: the merge derives
+    log-probability confidence for the run's own judge only)."""
     out = [JudgeVerdicts(own_name(store), scores, status, done)]
     for name in store.judges():
         view = store.judge(name)
         st = view.verdicts("status")
-        out.append(JudgeVerdicts(name, view.verdicts("scores"), st, view.done() & (st != NOT_ASKED)))
+        chosen = choose("primary" if policy == "expected" else policy,
+                        samples_of(Draws.read(view, view.verdicts("scores"), st)))
+        out.append(JudgeVerdicts(name, chosen, status_of(chosen, st), view.done() & (st != NOT_ASKED)))
     return out
 
 

@@ -60,7 +60,7 @@ class Draws:
         names = set(store.attrs.get("extra_arrays", []))
 
         def get(name: str) -> np.ndarray | None:
-            return store.group[f"verdicts/{name}"][:] if name in names else None
+            return store.verdicts(name) if name in names else None
 
         return cls(scores, status, get("retry_scores"), get("retry_status"), get("sample_scores"))
 
