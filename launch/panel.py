@@ -81,8 +81,8 @@ def judge_with_model(rd: RunDir, run: JudgeLaunchConfig, name: str, model: str) 
         after = "afterany:" + jobs[0].job_id.split("_")[0] if jobs else None
         merge = make_executor(merge_cluster(run.cluster), rd.logs, f"judgelm-merge:{run.run}", comment=comment,
                               chdir=chdir, dependency=after).submit(merge_task, str(rd.root), run.allow_partial)
-    record_submission(rd, f"panel:{name}", run.cluster.executor, [j.job_id for j in jobs], todo,
-                      merge.job_id if merge else None)
+    record_submission(rd, "judge", run.cluster.executor, [j.job_id for j in jobs], todo,
+                      merge.job_id if merge else None, judge=name)
     if slurm and not run.wait:
         print(f"judge {name}: array {jobs[0].job_id.split('_')[0] if jobs else '-'} (shards {todo}), merge job "
               f"{merge.job_id}; follow with sacct -j <ids>, then `judgelm merge {rd.root}`")

@@ -22,7 +22,7 @@ def even_length(text, n):
 
 @pytest.fixture(scope="module")
 def engine(random_judge):
-    model, tok, device = load_judge(ModelConfig(path=str(random_judge)))
+    model, tok, device, _ = load_judge(ModelConfig(path=str(random_judge)))
     return HFEngine(model, tok, device, EngineConfig(mode="full", max_new_tokens=6, temperature=0.0))
 
 
@@ -77,10 +77,10 @@ def test_samples_and_re_asks_do_not_depend_on_batch_size_or_shard_count(tmp_path
     one = judged(tmp_path, random_judge, data, "one", 1, "engine.max_batch=64")
     three = judged(tmp_path, random_judge, data, "three", 3, "engine.max_batch=1")
     for name in ("sample_text", "sample_status", "sample_scores", "retry_text", "retry_status", "text"):
-        np.testing.assert_array_equal(one[f"verdicts/{name}"][:], three[f"verdicts/{name}"][:], err_msg=name)
-    samples = one["verdicts/sample_text"][:]
+        np.testing.assert_array_equal(one.verdicts(name), three.verdicts(name), err_msg=name)
+    samples = one.verdicts("sample_text")
     assert samples.shape == (16, 3)
-    np.testing.assert_array_equal(samples[:, 0], one["verdicts/text"][:])  # sample 0 is the primary verdict
+    np.testing.assert_array_equal(samples[:, 0], one.verdicts("text"))  # sample 0 is the primary verdict
     assert all(len(set(row)) == 3 for row in samples)  # three different draws per unit
     # the random judge never writes a score line: every unit is re-asked the full two times
-    assert (one["verdicts/retry_status"][:] == Status.PARSE_FAILED).all()
+    assert (one.verdicts("retry_status") == Status.PARSE_FAILED).all()
