@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from judgelm.benchmarks import REPO_ROOT, load_dataset
+from judgelm.benchmarks import load_dataset
 from judgelm.benchmarks.generic import load_generic_config
+from judgelm.config import REPO_ROOT
 from judgelm.external import GenericFields, import_verdicts, read_generic
 from judgelm.merge import merge_run
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -175,7 +176,9 @@ def test_runs_the_mode_cannot_judge_are_refused_before_anything_is_created(tmp_p
 
 def test_a_shard_that_crashes_says_so_in_its_progress(tmp_path, random_judge):
     data = write_pairs(tmp_path / "pairs.jsonl", 4)
-    rd = new_run(tmp_path, random_judge, data, "crash", "shards=1", "model.path=/nonexistent/judge")
+    judge = shutil.copytree(random_judge, tmp_path / "judge")  # checked at creation, then gone when the shard runs
+    rd = new_run(tmp_path, judge, data, "crash", "shards=1")
+    (judge / "model.safetensors").unlink()
     from judgelm.shard import run_shard
     with pytest.raises(OSError):
         run_shard(rd.root, 0, 1, threads=1)

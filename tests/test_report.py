@@ -22,7 +22,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def bench_dir(tmp_path_factory, random_judge):
     runs = tmp_path_factory.mktemp("runs")
     rc = benchmark.main([f"model.path={random_judge}", "suite=quick", "limit=1", "run=bench", f"runs_dir={runs}",
-                         "shards=3", "cluster.executor=debug", "engine.max_prompt_tokens=192"])
+                         "shards=3", "cluster.executor=debug", "engine.max_prompt_tokens=2048"])
     assert rc == 0
     return runs / "bench"
 
