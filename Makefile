@@ -40,7 +40,7 @@ run_arg = $(if $(RUN),run=$(RUN))
 cluster_given = $(if $(filter command line environment,$(origin CLUSTER)),cluster=$(CLUSTER))
 wait_arg = $(if $(WAIT),wait=$(if $(filter 1 true yes,$(WAIT)),true,false))
 
-.PHONY: help env judge test train tiny-judge bench benchmark report import status resubmit cluster-up cluster-down prompts clean
+.PHONY: help env judge evaluate test train tiny-judge bench benchmark report import status resubmit cluster-up cluster-down prompts clean
 
 help:
 	@sed -n '1,200p' README.md | sed -n '/^## Commands/,/^## /p' | head -60
@@ -63,6 +63,11 @@ tiny-judge: $(ENV_STAMP)
 
 judge: $(ENV_STAMP) $(if $(filter $(TINY_JUDGE),$(MODEL)),tiny-judge)
 	$(PYTHON) -m launch.judge shards=$(SHARDS) cluster=$(CLUSTER) model.path=$(MODEL) data.source=$(DATA) \
+	  $(run_arg) $(wait_arg) $(ARGS)
+
+# The tiny judge evaluates the six shipped AlpacaEval models against their baseline, next to GPT-4 Turbo's ranking.
+evaluate: $(ENV_STAMP) $(if $(filter $(TINY_JUDGE),$(MODEL)),tiny-judge)
+	$(PYTHON) -m launch.evaluate cluster=$(CLUSTER) model.path=$(MODEL) $(if $(filter command line,$(origin SHARDS)),shards=$(SHARDS)) \
 	  $(run_arg) $(wait_arg) $(ARGS)
 
 train: $(ENV_STAMP)
@@ -91,8 +96,9 @@ report: $(ENV_STAMP)
 	$(PYTHON) -m launch.report $(RUN) $(ARGS)
 
 # make import FORMAT=pandalm|judgelm|generic DATA=... VERDICTS=file [SWAPPED=file] RUN=name [JUDGE=name]
+# make import FORMAT=alpaca_eval VERDICTS=annotations.json[,more.json] RUN=name (no DATA: the files hold the answers)
 import: $(ENV_STAMP)
-	$(PYTHON) -m launch.import_verdicts format=$(FORMAT) data=$(DATA) verdicts=$(VERDICTS) \
+	$(PYTHON) -m launch.import_verdicts format=$(FORMAT) data=$(DATA) 'verdicts=$(VERDICTS)' \
 	  $(if $(SWAPPED),swapped=$(SWAPPED)) $(run_arg) $(if $(JUDGE),judge=$(JUDGE)) $(ARGS)
 
 cluster-up:

@@ -10,6 +10,8 @@ Formats (one file per answer order; the swapped-order file is optional and gives
   own ``data/compute_metrics.py``.
 - ``generic``: JSON or JSONL with an id field and either a winner field (its values mapped to 1 / 0 / -1) or two
   score fields.
+- ``alpaca_eval``: AlpacaEval annotation files, which hold the answers and their generators too, so they need no
+  data; they become a model evaluation (``judgelm.evaluation.alpaca_eval``).
 
 Verdicts are matched to the data's records by id (JudgeLM reorders its files by ``question_id``; PandaLM's ``idx`` is
 the record id). Records without a verdict are left out of the store and counted; a verdict for an unknown id, or
@@ -37,7 +39,7 @@ from judgelm.store import ChunkVerdicts, VerdictStore
 from judgelm.units import plan_units
 from judgelm.verdicts import Status, parse_prediction
 
-FORMATS = ("judgelm", "pandalm", "generic")
+FORMATS = ("judgelm", "pandalm", "generic", "alpaca_eval")  # alpaca_eval: judgelm.evaluation.alpaca_eval
 _WINNER_SCORES = {1: (1.0, 0.0), 0: (0.0, 0.0), -1: (0.0, 1.0)}
 _PANDALM_GPT = {"1": 1, "2": -1, "Tie": 0, "tie": 0}
 _PANDALM_MODEL = {1: 1, 2: -1, 0: 0}

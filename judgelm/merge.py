@@ -26,6 +26,7 @@ import numpy as np
 from judgelm.benchmarks import BENCHMARKS, benchmark_of
 from judgelm.benchmarks.protocols import PAIR_PROTOCOLS, Graded, Pairs, correlation_protocol
 from judgelm.calibration import UnitConfidence, reliability, unit_confidence
+from judgelm.evaluation.results import write_leaderboard
 from judgelm.metrics import (agreement_without_ties, bootstrap_ci, cohen_kappa, confusion, judgelm_metrics, kendall,
                              length_bias, pearson, position_bias, spearman, swap_metrics, weighted_mean)
 from judgelm.rundir import RunDir, write_text_atomic
@@ -303,6 +304,7 @@ def _compute(store: VerdictStore, allow_partial: bool) -> tuple[dict[str, Any], 
         "run": store.attrs.get("run"), "model": store.attrs.get("model"), "data": store.attrs.get("data"),
         "mode": store.attrs.get("mode"), "records": store.n_records, "units": store.n_units,
         "complete": n_missing == 0, "missing_units": n_missing, "missing_by_shard": {str(k): v for k, v in missing.items()},
+        "units_from_cache": int(store.cached().sum()),
     }
     if store.attrs.get("tiny_judge"):
         out["note"] = TINY_NOTE
@@ -383,14 +385,18 @@ def format_table(m: dict[str, Any]) -> str:
         if all(_get(g, key) is None for g in groups.values()):
             continue
         lines.append(f"| {title} | " + " | ".join(_cell(_get(groups[n], key), pct) for n in names) + " |")
+    if m.get("units_from_cache") is not None:
+        lines += ["", f"{m['units_from_cache']} of {m['units']} units from the verdict cache, "
+                      f"{m['units'] - m['units_from_cache']} judged."]
     if m.get("note"):
         lines += ["", f"Note: {m['note']}"]
     return "\n".join(lines) + "\n"
 
 
 def merge_run(run_dir: str | Path, allow_partial: bool = False) -> dict[str, Any]:
-    """Merge a run: write ``metrics.json`` and ``metrics.md`` (with the benchmark rows) and, when the run stored
-    log-probabilities, ``confidence.jsonl`` (``write_confidence``); returns the metrics."""
+    """Merge a run: write ``metrics.json`` and ``metrics.md`` (with the benchmark rows), when the run stored
+    log-probabilities ``confidence.jsonl`` (``write_confidence``), and for a model evaluation the model
+    leaderboard (``judgelm.evaluation.results``); returns the metrics."""
     rd = RunDir(Path(run_dir))
     store = VerdictStore(rd.store)
     m, conf = _compute(store, allow_partial)
@@ -399,6 +405,8 @@ def merge_run(run_dir: str | Path, allow_partial: bool = False) -> dict[str, Any
     write_text_atomic(rd.metrics, json.dumps(m, indent=2) + "\n")
     rows = leaderboard_rows(m)
     write_text_atomic(rd.table, format_table(m) + ("\n" + format_leaderboard(rows) if rows else ""))
+    if store.record_models() is not None:
+        write_leaderboard(rd.root, store)
     return m
 
 

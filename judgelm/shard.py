@@ -24,6 +24,7 @@ from judgelm.progress import ShardProgress, read_progress, write_progress
 from judgelm.prompts import Mode
 from judgelm.rundir import RunDir
 from judgelm.store import ChunkVerdicts, VerdictStore
+from judgelm.verdict_cache import VerdictCache, generate_with_cache, open_cache
 from judgelm.verdicts import Status, parse_prediction
 
 log = logging.getLogger("judgelm.shard")
@@ -44,7 +45,8 @@ def set_threads(cfg_threads: int) -> None:
     torch.set_num_threads(max(1, n))
 
 
-def judge_chunk(store: VerdictStore, chunk: int, engine, cfg: JudgeConfig) -> ChunkVerdicts:
+def judge_chunk(store: VerdictStore, chunk: int, engine, cfg: JudgeConfig,
+                cache: VerdictCache | None = None) -> ChunkVerdicts:
     mode = Mode(cfg.prompt.mode)
     max_new = cfg.engine.new_tokens()
     limit = cfg.engine.max_prompt_tokens or engine.context_length - max_new
@@ -60,7 +62,7 @@ def judge_chunk(store: VerdictStore, chunk: int, engine, cfg: JudgeConfig) -> Ch
         extras = {"top_ids": np.zeros((n, max_new, k), dtype=np.int32),
                   "top_logprobs": np.full((n, max_new, k), np.nan, dtype=np.float16)}
     todo = np.flatnonzero(~prep.rejected)
-    gens = engine.generate([int(prep.unit[i]) for i in todo], [prep.ids[i] for i in todo]) if len(todo) else []
+    gens, cached = generate_with_cache(engine, prep.unit, prep.ids, todo, cache)
     for i, g in zip(todo, gens):
         texts[i] = g.text
         new_tokens[i] = len(g.token_ids)
@@ -73,7 +75,7 @@ def judge_chunk(store: VerdictStore, chunk: int, engine, cfg: JudgeConfig) -> Ch
             extras["top_ids"][i], extras["top_logprobs"][i] = g.top_ids, g.top_logprobs
     return ChunkVerdicts(scores=scores, status=status, text=texts,
                          prompt_tokens=np.array([len(x) for x in prep.ids], dtype=np.int32),
-                         new_tokens=new_tokens, truncated=prep.truncated, extras=extras)
+                         new_tokens=new_tokens, truncated=prep.truncated, extras=extras, cached=cached)
 
 
 def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest | None = None,
@@ -101,11 +103,14 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
         if todo:
             set_threads(threads or cfg.engine.threads)
             engine = make_engine(cfg.model, cfg.engine)
+            cache = open_cache(rd.root.parent, cfg)
         for c in todo:
             if stop():
                 break
-            verdicts = judge_chunk(store, c, engine, cfg)
+            verdicts = judge_chunk(store, c, engine, cfg, cache)
             store.write_chunk(c, verdicts, attempt.attempt)
+            if cache is not None:  # only verdicts of a committed chunk enter the cache
+                cache.flush()
             attempt.units_judged += size(c)
             attempt.chunks_judged += 1
             attempt.updated = time.time()

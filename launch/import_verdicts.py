@@ -6,6 +6,8 @@
         verdicts=answers.jsonl swapped=answers_reversed.jsonl judge=JudgeLM-7B run=judgelm7b-val
     python -m launch.import_verdicts format=generic data=my_pairs.yaml verdicts=v.jsonl \\
         generic.id=uid generic.winner=choice 'generic.winner_values={A:1,B:-1,tie:0}' run=mine
+    python -m launch.import_verdicts format=alpaca_eval 'verdicts=data/evaluation/alpaca_eval/*/annotations.json' \\
+        judge=gpt4_turbo run=alpaca-eval-gpt4-turbo
 
 The run directory (``<runs_dir>/<run>/``) gets ``verdicts.zarr``, ``metrics.json`` and ``metrics.md`` like a judged
 run, so ``make report`` and run comparisons treat it the same way.
@@ -21,6 +23,9 @@ from omegaconf import MISSING
 
 from judgelm.benchmarks import load_dataset
 from judgelm.config import load_config
+from judgelm.evaluation.alpaca_eval import import_annotations
+from judgelm.evaluation.answers import expand_paths
+from judgelm.evaluation.results import LEADERBOARD_MD
 from judgelm.external import FORMATS, GenericFields, import_verdicts, read_verdicts
 from judgelm.merge import format_table, merge_run
 from judgelm.rundir import RunDir
@@ -42,10 +47,11 @@ class GenericFieldsConfig:
 class ImportConfig:
     format: str = MISSING
     """``judgelm`` (answer files with pred_text), ``pandalm`` (PandaLM result files) or ``generic``."""
-    data: str = MISSING
-    """The data the verdicts judged (any ``data.source`` spec: a benchmark name, ``name:ARG`` or a file)."""
+    data: str = ""
+    """The data the verdicts judged (any ``data.source`` spec: a benchmark name, ``name:ARG`` or a file); none for
+    ``alpaca_eval``, whose files hold the answers."""
     verdicts: str = MISSING
-    """The verdict file for the answers in their original order."""
+    """The verdict file for the answers in their original order (``alpaca_eval``: files and globs, comma-separated)."""
     swapped: str = ""
     """Optional verdict file for the same pairs with the answers swapped (gives consistency and position bias)."""
     with_reference: bool = False
@@ -57,13 +63,9 @@ class ImportConfig:
     generic: GenericFieldsConfig = field(default_factory=GenericFieldsConfig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    cfg = load_config(ImportConfig, None, argv if argv is not None else sys.argv[1:])
-    if cfg.format not in FORMATS:
-        raise SystemExit(f"format must be one of {', '.join(FORMATS)}, got {cfg.format!r}")
-    rd = RunDir(Path(cfg.runs_dir).resolve() / cfg.run)
-    if rd.root.exists():
-        raise SystemExit(f"{rd.root} already exists; choose another run")
+def import_pairs(cfg: ImportConfig, rd: RunDir) -> None:
+    if not cfg.data:
+        raise SystemExit(f"format={cfg.format} needs data=... (the records the verdicts judged)")
     fields = GenericFields(cfg.generic.id, cfg.generic.winner, dict(cfg.generic.winner_values),
                            tuple(cfg.generic.scores))
     original = read_verdicts(cfg.verdicts, cfg.format, fields)
@@ -75,7 +77,34 @@ def main(argv: list[str] | None = None) -> int:
         "imported_from": [str(Path(p).resolve()) for p in (cfg.verdicts, cfg.swapped) if p],
         "verdict_format": cfg.format})
     print(f"imported {result.records} records ({result.records_without_verdict} records of {cfg.data} had no verdict)")
+
+
+def import_alpaca_eval(cfg: ImportConfig, rd: RunDir) -> None:
+    try:
+        paths = expand_paths(cfg.verdicts)
+        rd.root.mkdir(parents=True)
+        store = import_annotations(rd.store, paths, attrs={
+            "run": cfg.run, "model": cfg.judge or "alpaca_eval annotator", "data": cfg.verdicts,
+            "imported_from": [str(p.resolve()) for p in paths], "verdict_format": cfg.format})
+    except (ValueError, FileNotFoundError) as e:  # RecordError is a ValueError: file, line and field
+        raise SystemExit(f"error: {e}") from None
+    print(f"imported {store.n_records} annotations from {len(paths)} file(s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = load_config(ImportConfig, None, argv if argv is not None else sys.argv[1:])
+    if cfg.format not in FORMATS:
+        raise SystemExit(f"format must be one of {', '.join(FORMATS)}, got {cfg.format!r}")
+    rd = RunDir(Path(cfg.runs_dir).resolve() / cfg.run)
+    if rd.root.exists():
+        raise SystemExit(f"{rd.root} already exists; choose another run")
+    if cfg.format == "alpaca_eval":
+        import_alpaca_eval(cfg, rd)
+    else:
+        import_pairs(cfg, rd)
     print(format_table(merge_run(rd.root)), end="")
+    if (rd.root / LEADERBOARD_MD).exists():
+        print("\n" + (rd.root / LEADERBOARD_MD).read_text(), end="")
     print(f"run directory: {rd.root}")
     return 0
 

@@ -26,7 +26,7 @@ from judgelm.judge_config import JudgeConfig
 from judgelm.merge import IncompleteStore, format_table, merge_run
 from judgelm.progress import read_progress
 from judgelm.prompts import Mode
-from judgelm.records import write_rejects
+from judgelm.records import Loaded, write_rejects
 from judgelm.rundir import RunDir
 from judgelm.store import VerdictStore, plan_chunks
 from judgelm.units import plan_units, spread_records
@@ -64,8 +64,11 @@ def is_tiny_judge(model_path: str) -> bool:
 
 # --- creating a run ---------------------------------------------------------------------------------------------
 
-def create_run(cfg: JudgeLaunchConfig) -> RunDir:
-    """Validate the data, lay out the units, create the store and save the resolved config."""
+def create_run(cfg: JudgeLaunchConfig, loaded: Loaded | None = None, attrs: dict | None = None) -> RunDir:
+    """Validate the data, lay out the units, create the store and save the resolved config.
+
+    ``loaded``: records built by the caller (a model evaluation) instead of ``cfg.data.source``; ``attrs`` are
+    added to the store's attributes."""
     rd = RunDir(Path(cfg.runs_dir).resolve() / cfg.run)
     if rd.root.exists():
         raise SystemExit(f"run {cfg.run} already exists in {rd.root.parent}; continue it with "
@@ -76,8 +79,9 @@ def create_run(cfg: JudgeLaunchConfig) -> RunDir:
     if Path(cfg.model.path).exists():
         cfg.model.path = str(Path(cfg.model.path).resolve())
     mode = Mode(cfg.prompt.mode)
-    check_mode(cfg.data.source, mode.value)
-    loaded = load_dataset(cfg.data.source, cfg.data.skip_invalid)
+    if loaded is None:
+        check_mode(cfg.data.source, mode.value)
+        loaded = load_dataset(cfg.data.source, cfg.data.skip_invalid)
     records = loaded.records[: cfg.data.limit] if cfg.data.limit else loaded.records
     if not records:
         raise SystemExit(f"no valid records in {source}")
@@ -98,7 +102,7 @@ def create_run(cfg: JudgeLaunchConfig) -> RunDir:
     VerdictStore.create(rd.store, records, plan, n_scores, cfg.store.chunk_units, extra_arrays=extras, attrs={
         "run": cfg.run, "model": cfg.model.path, "data": source, "mode": mode.value, "n_shards": cfg.shards,
         "config_hash": config_hash(library_part(cfg)), "rejected_records": len(loaded.rejects),
-        "tiny_judge": is_tiny_judge(cfg.model.path), "created": time.time(),
+        "tiny_judge": is_tiny_judge(cfg.model.path), "created": time.time(), **(attrs or {}),
     })
     rd.config.write_text(to_yaml(cfg))
     log.info("run %s: %d records, %d units in %d chunks of %d, %d shards", cfg.run, len(records), len(plan),
