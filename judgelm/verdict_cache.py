@@ -21,12 +21,13 @@ import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from judgelm.inference.hf import Generation
-from judgelm.judge_config import JudgeConfig
+if TYPE_CHECKING:  # only for annotations: readers of the cache need neither torch nor transformers
+    from judgelm.inference.hf import Generation
+    from judgelm.judge_config import JudgeConfig
 
 CACHE_DIR = ".verdict-cache"
 _SAMPLED_BLOCK = 1 << 20  # bytes hashed per sample of a large weight file
@@ -85,6 +86,8 @@ class Entry:
                    None if g.top_logprobs is None else g.top_logprobs.tolist())
 
     def generation(self, unit: int) -> Generation:
+        from judgelm.inference.hf import Generation
+
         return Generation(unit=unit, token_ids=self.token_ids, text=self.text, stopped=True,
                           top_ids=None if self.top_ids is None else np.array(self.top_ids, dtype=np.int32),
                           top_logprobs=None if self.top_logprobs is None else np.array(self.top_logprobs))
@@ -111,7 +114,8 @@ class VerdictCache:
         for path in sorted(cache.root.glob("*.jsonl")):
             for line in path.read_text(encoding="utf-8").splitlines():
                 row = json.loads(line)
-                cache.entries[row.pop("key")] = Entry(**row)
+                key = row.pop("key")
+                cache.entries[key] = Entry(**row)
         return cache
 
     def key(self, token_ids: list[int]) -> str:
