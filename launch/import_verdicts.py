@@ -82,7 +82,6 @@ def import_pairs(cfg: ImportConfig, rd: RunDir) -> None:
 def import_alpaca_eval(cfg: ImportConfig, rd: RunDir) -> None:
     try:
         paths = expand_paths(cfg.verdicts)
-        rd.root.mkdir(parents=True)
         store = import_annotations(rd.store, paths, attrs={
             "run": cfg.run, "model": cfg.judge or "alpaca_eval annotator", "data": cfg.verdicts,
             "imported_from": [str(p.resolve()) for p in paths], "verdict_format": cfg.format})

@@ -1,0 +1,42 @@
+"""Importing AlpacaEval's shipped GPT-4 Turbo annotations reproduces its published leaderboard rows."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from launch import import_verdicts
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "evaluation" / "alpaca_eval"
+INTS = ("n_wins", "n_wins_base", "n_draws", "n_total", "avg_length")
+FLOATS = ("win_rate", "standard_error", "discrete_win_rate")
+
+
+def test_import_reproduces_the_published_leaderboard(tmp_path, capsys):
+    files = ",".join(str(p) for p in sorted(DATA.glob("*/annotations.json")))
+    assert import_verdicts.main(["format=alpaca_eval", f"verdicts={files}", "run=gpt4t", f"runs_dir={tmp_path}",
+                                 "judge=gpt4_turbo"]) == 0
+    out = capsys.readouterr().out
+    assert "imported 4830 annotations from 6 file(s)" in out and "| claude-2.1 |" in out
+    board = json.loads((tmp_path / "gpt4t" / "leaderboard.json").read_text())["boards"]["without_reference"]
+    ours = {r["model"]: r for r in board["rows"]}
+    published = {row[""]: row for row in csv.DictReader((DATA / "leaderboard_excerpt.csv").open())}
+    assert set(ours) == set(published) and board["baseline"] == "gpt4_1106_preview"
+    for model, want in published.items():
+        for key in INTS:
+            assert ours[model][key] == int(want[key]), (model, key)
+        for key in FLOATS:  # equal up to the order of a float64 sum over 805 values (a few units in the last place)
+            assert ours[model][key] == pytest.approx(float(want[key]), rel=1e-13, abs=1e-13), (model, key)
+    assert [r["model"] for r in board["rows"]][1:] == sorted(published, key=lambda m: -float(published[m]["win_rate"]))[1:]
+    assert (tmp_path / "gpt4t" / "leaderboard_ratings_without_reference.png").stat().st_size > 0
+
+
+def test_a_bad_preference_is_one_line_naming_file_and_item(tmp_path, capsys):
+    rows = json.loads((DATA / "alpaca-7b" / "annotations.json").read_text())[:3]
+    rows[2]["preference"] = 3
+    bad = tmp_path / "annotations.json"
+    bad.write_text(json.dumps(rows))
+    with pytest.raises(SystemExit, match=r"annotations.json\[item 2\]: field 'preference': expected a value in \[1, 2\]"):
+        import_verdicts.main(["format=alpaca_eval", f"verdicts={bad}", "run=bad", f"runs_dir={tmp_path}"])
+    assert not (tmp_path / "bad").exists()  # nothing half-made to clean up before trying again
