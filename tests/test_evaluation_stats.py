@@ -9,6 +9,7 @@ from sklearn.linear_model import LogisticRegression
 
 from judgelm.evaluation import leaderboard as lb
 from judgelm.evaluation.outcomes import comparisons
+from judgelm.evaluation.results import build_leaderboard
 from judgelm.records import Record
 from judgelm.store import ChunkVerdicts, VerdictStore
 from judgelm.units import plan_units
@@ -123,3 +124,22 @@ def test_both_orders_of_a_record_are_averaged_from_the_store(tmp_path):
     np.testing.assert_allclose(c.pref_b, [0.5, 1.0, 0.5])
     np.testing.assert_array_equal(c.consistent, [0.0, 1.0, 1.0])
     assert lb.order_consistency(c) == {"base vs m": {"consistency": pytest.approx(2 / 3), "n": 3}}
+
+
+def test_single_answer_board_means_scores_and_leaves_parse_failures_out(tmp_path):
+    records = [Record(question_id=q, question=f"q{q}", answers=("gold", f"{m} {q}"), models=("reference", m),
+                      category="c" if q else "d") for q in range(2) for m in ("x", "y")]
+    plan = plan_units(records, "single", "without", "original")
+    store = VerdictStore.create(tmp_path / "s.zarr", records, plan, n_scores=1, chunk_units=len(plan),
+                                attrs={"mode": "single", "evaluation": {"pairing": "single", "baseline": ""}})
+    scores = np.array([[7], [3], [np.nan], [5]], dtype=np.float32)  # x: 7, failed; y: 3, 5
+    n = len(plan)
+    store.write_chunk(0, ChunkVerdicts(scores=scores, status=np.zeros(n, np.int8), text=[""] * n,
+                                       prompt_tokens=np.zeros(n, np.int32), new_tokens=np.zeros(n, np.int32),
+                                       truncated=np.zeros(n, bool)), attempt=0)
+    board = build_leaderboard(VerdictStore(store.path))["boards"]["single"]
+    rows = {r["model"]: r for r in board["rows"]}
+    assert rows["x"]["mean_score"] == 7 and rows["x"]["parse_failures"] == 1 and rows["x"]["score_ci95"] is None
+    # y: standard deviation sqrt(2) over 2 scores, a standard error of 1
+    assert rows["y"]["mean_score"] == 4 and rows["y"]["score_ci95"] == pytest.approx([4 - 1.96, 4 + 1.96])
+    assert board["by_category"] == {"c": {"x": None, "y": 5.0}, "d": {"x": 7.0, "y": 3.0}}
