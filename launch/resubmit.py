@@ -12,6 +12,7 @@ import argparse
 import logging
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -28,7 +29,10 @@ log = logging.getLogger("judgelm.resubmit")
 
 def saved_config(rd: RunDir, overrides: list[str]) -> JudgeLaunchConfig:
     """The run's own config; only where it runs (``cluster``) and ``wait`` may change."""
-    cfg = OmegaConf.merge(OmegaConf.structured(JudgeLaunchConfig), OmegaConf.load(rd.config))
+    saved = OmegaConf.load(rd.config)
+    # Runs made by other launchers save more (a model evaluation's ``evaluate``); the store already holds its effect.
+    saved = OmegaConf.masked_copy(saved, [f.name for f in fields(JudgeLaunchConfig) if f.name in saved])
+    cfg = OmegaConf.merge(OmegaConf.structured(JudgeLaunchConfig), saved)
     for item in overrides:
         key, _, value = item.partition("=")
         if key == "cluster":

@@ -39,8 +39,8 @@ def test_fastchat_layout_first_turns_and_references(tmp_path):
         pair_records(data, "single")
     # The reference is the gold answer where there is one, the baseline's answer elsewhere.
     anchored = pair_records(data, "single", baseline="llama")
-    assert [(r.question_id, r.models) for r in anchored] == [(81, ("llama", "vicuna")), (101, (REFERENCE_MODEL, "llama")),
-                                                             (101, (REFERENCE_MODEL, "vicuna"))]
+    assert [(r.question_id, r.models) for r in anchored] == [
+        (81, ("llama", "vicuna")), (101, (REFERENCE_MODEL, "llama")), (101, (REFERENCE_MODEL, "vicuna"))]
 
 
 def test_alpaca_eval_files_share_instruction_ids(tmp_path):
@@ -49,7 +49,8 @@ def test_alpaca_eval_files_share_instruction_ids(tmp_path):
     outputs = [{"instruction": a["instruction"], "output": f"mine {i}", "generator": "mine", "dataset": a["dataset"]}
                for i, a in enumerate(reversed(ann))]
     (tmp_path / "outputs.json").write_text(json.dumps(outputs))
-    data = load_answers([f"alpaca_eval_annotations:{tmp_path / 'ann.json'}", f"alpaca_eval:{tmp_path / 'outputs.json'}"])
+    data = load_answers([f"alpaca_eval_annotations:{tmp_path / 'ann.json'}",
+                         f"alpaca_eval:{tmp_path / 'outputs.json'}"])
     assert data.models == ["alpaca-7b", "gpt4_1106_preview", "mine"] and len(data.questions) == 4
     assert data.answers["0"]["mine"] == "mine 3" and data.questions["0"].category == ann[0]["dataset"]
     records = pair_records(data, "vs-baseline", baseline="gpt4_1106_preview")
@@ -94,6 +95,7 @@ def test_unknown_format_model_or_missing_file_is_a_clear_error(tmp_path):
         load_answers("sharegpt:x.json")
     with pytest.raises(FileNotFoundError, match="no file matches"):
         load_answers(f"generic:{tmp_path}/nothing*.jsonl")
-    data = load_answers(f"generic:{jsonl(tmp_path / 'a.jsonl', [{'question_id': 1, 'question': 'Q', 'model': 'm', 'answer': 'a'}])}")
+    one = jsonl(tmp_path / "a.jsonl", [{"question_id": 1, "question": "Q", "model": "m", "answer": "a"}])
+    data = load_answers(f"generic:{one}")
     with pytest.raises(ValueError, match=r"models \['gpt-5'\] have no answers"):
         pair_records(data, "vs-baseline", baseline="gpt-5")

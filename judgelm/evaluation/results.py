@@ -63,7 +63,7 @@ def single_board(s: Scores) -> dict[str, Any]:
     return {"rows": rows, "by_category": by_cat}
 
 
-def with_reference(board: dict[str, Any], reference: dict[str, Any], key: str = "win_rate") -> dict[str, Any]:
+def beside_reference(board: dict[str, Any], reference: dict[str, Any], key: str = "win_rate") -> dict[str, Any]:
     """The reference leaderboard's ``key`` per model next to ours, with their rank agreement (baseline left out:
     its row is a convention, not a result)."""
     base = board.get("baseline")
@@ -85,7 +85,7 @@ def build_leaderboard(store: VerdictStore, reference: dict[str, Any] | None = No
         for w in reference_modes(store):
             board = pairwise_board(comparisons(store, w), ev.get("baseline") or "", n_boot, seed)
             if reference is not None:
-                board["reference"] = with_reference(board, reference)
+                board["reference"] = beside_reference(board, reference)
             out["boards"]["with_reference" if w else "without_reference"] = board
     if store.attrs.get("tiny_judge"):
         out["note"] = TINY_NOTE
@@ -102,7 +102,7 @@ def write_leaderboard(run_dir: str | Path, store: VerdictStore) -> dict[str, Any
     """Write ``leaderboard.json``, ``leaderboard.md`` and the figures into ``run_dir``; returns the leaderboard."""
     from judgelm.evaluation.figures import write_figures
     from judgelm.evaluation.markdown import format_leaderboard
-    from judgelm.merge import finite
+    from judgelm.merge import finite  # here, not at the top: the merge imports this module
 
     run_dir = Path(run_dir)
     ref_path = run_dir / REFERENCE_JSON
