@@ -9,7 +9,7 @@ from sklearn.linear_model import LogisticRegression
 
 from judgelm.evaluation import leaderboard as lb
 from judgelm.evaluation.outcomes import comparisons
-from judgelm.evaluation.results import build_leaderboard
+from judgelm.evaluation.results import build_leaderboard, write_leaderboard
 from judgelm.records import Record
 from judgelm.store import ChunkVerdicts, VerdictStore
 from judgelm.units import plan_units
@@ -143,3 +143,27 @@ def test_single_answer_board_means_scores_and_leaves_parse_failures_out(tmp_path
     # y: standard deviation sqrt(2) over 2 scores, a standard error of 1
     assert rows["y"]["mean_score"] == 4 and rows["y"]["score_ci95"] == pytest.approx([4 - 1.96, 4 + 1.96])
     assert board["by_category"] == {"c": {"x": None, "y": 5.0}, "d": {"x": 7.0, "y": 3.0}}
+
+
+def test_all_pairs_run_writes_matrix_table_and_heat_map(tmp_path):
+    models = ["a", "b", "c"]
+    records = [Record(question_id=q, question=f"q{q}", answers=(f"{x} {q}", f"{y} {q}"), models=(x, y))
+               for q in range(4) for x, y in (("a", "b"), ("a", "c"), ("b", "c"))]
+    plan = plan_units(records, "pair", "without", "both")
+    store = VerdictStore.create(tmp_path / "verdicts.zarr", records, plan, n_scores=2, chunk_units=len(plan),
+                                attrs={"mode": "pair", "evaluation": {"pairing": "all-pairs", "baseline": ""}})
+    # The judge prefers the alphabetically earlier model whatever the order: a beats b and c, b beats c.
+    first = np.array([min(records[r].models) == records[r].models[o] for r, o in zip(plan.record, plan.order)])
+    scores = np.where(first[:, None], [[8, 2]], [[2, 8]]).astype(np.float32)
+    n = len(plan)
+    store.write_chunk(0, ChunkVerdicts(scores=scores, status=np.zeros(n, np.int8), text=[""] * n,
+                                       prompt_tokens=np.zeros(n, np.int32), new_tokens=np.zeros(n, np.int32),
+                                       truncated=np.zeros(n, bool)), attempt=0)
+    board = write_leaderboard(tmp_path, VerdictStore(store.path))["boards"]["without_reference"]
+    assert board["win_rate_matrix"] == {"models": models, "values": [[None, 100.0, 100.0], [0.0, None, 100.0],
+                                                                      [0.0, 0.0, None]]}
+    assert [r["model"] for r in board["rows"]] == models and board["rows"][0]["win_rate"] == 100
+    ratings = [r["rating"] for r in board["rows"]]
+    assert ratings[0] > ratings[1] > ratings[2] and np.mean(ratings) == pytest.approx(1000)
+    assert "Win rate of the row model against the column model" in (tmp_path / "leaderboard.md").read_text()
+    assert (tmp_path / "leaderboard_win_rate_matrix_without_reference.png").stat().st_size > 0
