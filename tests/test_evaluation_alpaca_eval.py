@@ -9,8 +9,8 @@ import pytest
 from launch import import_verdicts
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "evaluation" / "alpaca_eval"
-INTS = ("n_wins", "n_wins_base", "n_draws", "n_total", "avg_length")
-FLOATS = ("win_rate", "standard_error", "discrete_win_rate")
+EXACT = ("n_wins", "n_wins_base", "n_draws", "n_total", "avg_length", "discrete_win_rate")
+SUMS = ("win_rate", "standard_error")
 
 
 def test_import_reproduces_the_published_leaderboard(tmp_path, capsys):
@@ -24,10 +24,12 @@ def test_import_reproduces_the_published_leaderboard(tmp_path, capsys):
     published = {row[""]: row for row in csv.DictReader((DATA / "leaderboard_excerpt.csv").open())}
     assert set(ours) == set(published) and board["baseline"] == "gpt4_1106_preview"
     for model, want in published.items():
-        for key in INTS:
-            assert ours[model][key] == int(want[key]), (model, key)
-        for key in FLOATS:  # equal up to the order of a float64 sum over 805 values (a few units in the last place)
-            assert ours[model][key] == pytest.approx(float(want[key]), rel=1e-13, abs=1e-13), (model, key)
+        for key in EXACT:
+            assert ours[model][key] == float(want[key]), (model, key)
+        for key in SUMS:  # float64 sums over 805 values: equal but for the order of summation (one unit in the last
+            # place for gpt-3.5-turbo-1106 and Qwen-14B-Chat, whose published figures no summation order of the
+            # shipped files gives exactly)
+            assert ours[model][key] == pytest.approx(float(want[key]), rel=1e-15, abs=1e-15), (model, key)
     by_win_rate = sorted(published, key=lambda m: -float(published[m]["win_rate"]))
     assert [r["model"] for r in board["rows"]] == by_win_rate
     assert (tmp_path / "gpt4t" / "leaderboard_ratings_without_reference.png").stat().st_size > 0

@@ -72,7 +72,7 @@ def head_to_head(p: np.ndarray) -> dict[str, Any]:
     return {"win_rate": 100 * float(p.mean()) if n else None,
             "standard_error": 100 * float(p.std(ddof=1) / math.sqrt(n)) if n > 1 else None,
             "n_wins": wins, "n_wins_base": losses, "n_draws": draws, "n_total": n,
-            "discrete_win_rate": 100 * (wins + draws / 2) / n if n else None}
+            "discrete_win_rate": (wins + draws / 2) / n * 100 if n else None}  # AlpacaEval's order of operations
 
 
 # --- Bradley–Terry --------------------------------------------------------------------------------------------
