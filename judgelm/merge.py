@@ -304,8 +304,9 @@ def _compute(store: VerdictStore, allow_partial: bool) -> tuple[dict[str, Any], 
         "run": store.attrs.get("run"), "model": store.attrs.get("model"), "data": store.attrs.get("data"),
         "mode": store.attrs.get("mode"), "records": store.n_records, "units": store.n_units,
         "complete": n_missing == 0, "missing_units": n_missing, "missing_by_shard": {str(k): v for k, v in missing.items()},
-        "units_from_cache": int(store.cached().sum()),
     }
+    if not store.attrs.get("imported"):  # imported verdicts were neither judged here nor cached
+        out["units_from_cache"] = int(store.cached().sum())
     if store.attrs.get("tiny_judge"):
         out["note"] = TINY_NOTE
     conf = confidence_of(store, a)
