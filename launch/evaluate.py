@@ -88,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg.engine.validate()
         loaded = evaluation_records(ev)
-        rd = create_run(cfg, loaded, attrs={"evaluation": {"pairing": ev.pairing, "baseline": ev.baseline}})
+        # All-pairs has no baseline in its leaderboard: every model's win rate is against every other model.
+        baseline = "" if ev.pairing == "all-pairs" else ev.baseline
+        rd = create_run(cfg, loaded, attrs={"evaluation": {"pairing": ev.pairing, "baseline": baseline}})
         if ev.reference_verdicts:
             write_reference(rd, ev, loaded)
     except (ValueError, FileNotFoundError) as e:  # bad input (RecordError: file, line, field): one line, no traceback
