@@ -35,12 +35,15 @@ else
 ENV_STAMP :=
 endif
 
+comma := ,
+space := $(subst ,, )
 run_arg = $(if $(RUN),run=$(RUN))
 # Training sizes and existing runs have their own cluster; only a CLUSTER= given by the user overrides it.
 cluster_given = $(if $(filter command line environment,$(origin CLUSTER)),cluster=$(CLUSTER))
 wait_arg = $(if $(WAIT),wait=$(if $(filter 1 true yes,$(WAIT)),true,false))
 
-.PHONY: help env judge evaluate test train tiny-judge bench benchmark report import status resubmit cluster-up cluster-down prompts clean
+.PHONY: help env judge evaluate test lint train tiny-judge bench benchmark report import status resubmit cluster-up \
+  cluster-down prompts clean gpu-check
 
 help:
 	@sed -n '1,200p' README.md | sed -n '/^## Commands/,/^## /p' | head -60
@@ -63,7 +66,7 @@ tiny-judge: $(ENV_STAMP)
 
 judge: $(ENV_STAMP) $(if $(filter $(TINY_JUDGE),$(MODEL)),tiny-judge)
 	$(PYTHON) -m launch.judge shards=$(SHARDS) cluster=$(CLUSTER) model.path=$(MODEL) data.source=$(DATA) \
-	  $(run_arg) $(wait_arg) $(ARGS)
+	  $(run_arg) $(wait_arg) $(if $(DRY_RUN),dry_run=true) $(ARGS)
 
 # The tiny judge evaluates the six shipped AlpacaEval models against their baseline, next to GPT-4 Turbo's ranking.
 evaluate: $(ENV_STAMP) $(if $(filter $(TINY_JUDGE),$(MODEL)),tiny-judge)
@@ -76,14 +79,18 @@ train: $(ENV_STAMP)
 test: $(ENV_STAMP)
 	$(PYTHON) -m pytest $(ARGS)
 
+# The style the code is held to (pyproject's [tool.ruff]); CI runs it before the tests.
+lint: $(ENV_STAMP)
+	$(PYTHON) -m ruff check judgelm launch tests
+
 prompts: $(ENV_STAMP)
 	$(PYTHON) -m judgelm.cli prompts $(DATA) $(ARGS)
 
 status: $(ENV_STAMP)
-	$(PYTHON) -m launch.status $(RUN) $(ARGS)
+	$(PYTHON) -m launch.status run=$(RUN) $(ARGS)
 
 resubmit: $(ENV_STAMP)
-	$(PYTHON) -m launch.resubmit $(RUN) $(cluster_given) $(wait_arg) $(ARGS)
+	$(PYTHON) -m launch.resubmit run=$(RUN) $(cluster_given) $(wait_arg) $(ARGS)
 
 bench: $(ENV_STAMP) tiny-judge
 	$(PYTHON) -m launch.bench $(ARGS)
@@ -93,13 +100,19 @@ benchmark: $(ENV_STAMP) $(if $(filter $(TINY_JUDGE),$(MODEL)),tiny-judge)
 	$(PYTHON) -m launch.benchmark model.path=$(MODEL) suite=$(SUITE) cluster=$(CLUSTER) $(run_arg) $(wait_arg) $(ARGS)
 
 report: $(ENV_STAMP)
-	$(PYTHON) -m launch.report $(RUN) $(ARGS)
+	$(PYTHON) -m launch.report 'runs=[$(subst $(space),$(comma),$(strip $(RUN)))]' $(ARGS)
 
 # make import FORMAT=pandalm|judgelm|generic DATA=... VERDICTS=file [SWAPPED=file] RUN=name [JUDGE=name]
 # make import FORMAT=alpaca_eval VERDICTS=annotations.json[,more.json] RUN=name (no DATA: the files hold the answers)
 import: $(ENV_STAMP)
 	$(PYTHON) -m launch.import_verdicts format=$(FORMAT) data=$(DATA) 'verdicts=$(VERDICTS)' \
 	  $(if $(SWAPPED),swapped=$(SWAPPED)) $(run_arg) $(if $(JUDGE),judge=$(JUDGE)) $(ARGS)
+
+# On a GPU node: ~7 minutes, no downloads; writes gpu-check.json and gpu-check.md (README: GPU nodes).
+# SHAPE=tiny runs the same checks with a tiny model, on a CPU too.
+SHAPE ?= 7b
+gpu-check: $(ENV_STAMP)
+	$(PYTHON) -m launch.gpu_check --shape $(SHAPE) $(ARGS)
 
 cluster-up:
 	bash slurm/start-cluster.sh

@@ -45,7 +45,8 @@ def cmd_judgelm_metrics(args) -> int:
 
 
 def cmd_merge(args) -> int:
-    from judgelm.merge import IncompleteStore, format_table, merge_run
+    from judgelm.merge import IncompleteStore, merge_run
+    from judgelm.tables import format_table
 
     try:
         print(format_table(merge_run(args.run_dir, args.allow_partial)))
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="judgelm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("prompts", help="write each record's judge prompt as JSON lines")
-    p.add_argument("data", help="benchmark name or JudgeLM-format JSON/JSONL file")
+    p.add_argument("data", help="benchmark name, JudgeLM-format JSON/JSONL file or generic:MAPPING.yaml")
     p.add_argument("--mode", choices=[m.value for m in Mode], default="pair")
     p.add_argument("--reference", choices=["without", "with"], default="without",
                    help="'with' uses the record's reference answer where it has one")
@@ -78,7 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_merge)
     args = ap.parse_args(argv)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `judgelm prompts ... | head` should just stop
-    return args.fn(args)
+    try:
+        return args.fn(args)
+    except (ValueError, OSError) as e:  # bad data or a missing file: the message names it, a traceback would not help
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ import hashlib
 from pathlib import Path
 from typing import Any, TypeVar
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "configs"
@@ -25,7 +26,33 @@ class ConfigError(ValueError):
     """A config value that cannot be used, named by its key."""
 
 
-def load_config(schema: type[T], base: str | Path | None, overrides: list[str] | tuple[str, ...] = (),
+def _explain(e: OmegaConfBaseException, where: str = "") -> ConfigError:
+    """OmegaConf's first line plus the key it failed on, as one sentence a user can act on."""
+    key = getattr(e, "full_key", None)
+    first = str(e).split("\n")[0]
+    if type(e).__name__ == "ConfigKeyError":
+        first = f"unknown setting '{key}' (see --help for the settings there are)"
+    elif key:
+        first = f"{key}: {first}"
+    return ConfigError(f"{where}{first}")
+
+
+def group_choices(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+def load_group(group: str, name: str) -> DictConfig:
+    """``configs/<group>/<name>.yaml``, or a ``ConfigError`` that lists the choices."""
+    path = CONFIG_DIR / group / f"{name}.yaml"
+    if not name or "/" in name or not path.is_file():
+        raise ConfigError(f"no {group} config '{name}' (choices: {', '.join(group_choices(group))})")
+    try:
+        return OmegaConf.load(path)  # type: ignore[return-value]
+    except Exception as e:  # a YAML syntax error in a shipped or user-added profile
+        raise ConfigError(f"{path}: {str(e).splitlines()[0]}") from None
+
+
+def load_config(schema: type[T], base: str | Path | DictConfig | None, overrides: list[str] | tuple[str, ...] = (),
                 groups: tuple[str, ...] = ()) -> T:
     """Build a typed config from ``schema``, the ``base`` YAML file, group selections and overrides.
 
@@ -33,26 +60,30 @@ def load_config(schema: type[T], base: str | Path | None, overrides: list[str] |
     loads ``configs/<name>/<value>.yaml`` into it before the other overrides apply.
     """
     cfg = OmegaConf.structured(schema)
-    if base is not None:
-        cfg = OmegaConf.merge(cfg, OmegaConf.load(base))
     plain = []
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"override '{item}' is not of the form key=value")
-        if key in groups:
-            path = CONFIG_DIR / key / f"{value}.yaml"
-            if not path.is_file():
-                choices = sorted(p.stem for p in (CONFIG_DIR / key).glob("*.yaml"))
-                raise ConfigError(f"no {key} config '{value}' (choices: {', '.join(choices)})")
-            cfg = OmegaConf.merge(cfg, {key: OmegaConf.load(path)})
-        else:
-            plain.append(item)
     try:
+        if base is not None:
+            cfg = OmegaConf.merge(cfg, base if isinstance(base, DictConfig) else OmegaConf.load(base))
+        for item in overrides:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise ConfigError(f"'{item}' is not of the form key=value")
+            if key in groups:
+                cfg = OmegaConf.merge(cfg, {key: load_group(key, value)})
+            else:
+                plain.append(item)
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(plain))
-    except Exception as e:  # omegaconf's errors name the key; keep that message, drop the traceback noise
-        raise ConfigError(str(e).split("\n")[0]) from None
-    return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+        return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+    except OmegaConfBaseException as e:
+        raise _explain(e) from None
+
+
+def load_saved(schema: type[T], path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> T:
+    """A config saved with ``to_yaml`` read back into ``schema``; keys of a wider schema (a launcher's) are
+    ignored, so the library reads its part of a run's ``config.yaml`` and the launcher all of it."""
+    saved = OmegaConf.load(path)
+    mine = OmegaConf.masked_copy(saved, [k for k in saved if k in OmegaConf.structured(schema)])
+    return load_config(schema, mine, overrides)  # type: ignore[arg-type]
 
 
 def to_yaml(cfg: Any) -> str:
@@ -62,8 +93,3 @@ def to_yaml(cfg: Any) -> str:
 def config_hash(cfg: Any) -> str:
     """A short, stable fingerprint of a resolved config, shown in Slurm comments and run summaries."""
     return hashlib.sha256(to_yaml(cfg).encode()).hexdigest()[:12]
-
-
-def from_yaml(schema: type[T], path: str | Path) -> T:
-    """Read back a resolved config saved with ``to_yaml`` (e.g. a run's ``config.yaml``)."""
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.load(path)))  # type: ignore

@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
+from judgelm.config import config_hash, load_saved
 from judgelm.inference.config import EngineConfig
 from judgelm.models import ModelConfig
+from judgelm.profiles import PROFILES, JudgeProfileConfig
+from judgelm.rundir import RunDir
 
 
 @dataclass
@@ -70,10 +71,21 @@ class JudgeConfig:
     prompt: PromptConfig = field(default_factory=PromptConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    judge: JudgeProfileConfig = field(default_factory=JudgeProfileConfig)
+    """Which published judge's prompt and parser (``judge.profile=prometheus2``); ``judgelm`` is JudgeLM's own."""
+
+    def __post_init__(self) -> None:
+        # Fast mode stops at the first newline; a judge that explains before its verdict would never get there.
+        profile = PROFILES.get(self.judge.profile)
+        if self.engine.mode == "fast" and profile is not None and not profile.verdict_first:
+            self.engine.mode = "full"
+
+    def fingerprint(self) -> str:
+        """Hash of the library's fields only, so a launcher's additions (where the run executes) do not change it:
+        shown in Slurm comments and stored in the run."""
+        return config_hash({f.name: getattr(self, f.name) for f in fields(JudgeConfig)})
 
 
 def load_run_config(run_dir: str | Path) -> JudgeConfig:
     """The library's part of a run's saved ``config.yaml`` (the launcher's keys, like ``cluster``, are ignored)."""
-    saved = OmegaConf.load(Path(run_dir) / "config.yaml")
-    mine = OmegaConf.masked_copy(saved, [f.name for f in fields(JudgeConfig) if f.name in saved])
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(JudgeConfig), mine))  # type: ignore
+    return load_saved(JudgeConfig, RunDir(Path(run_dir)).config)

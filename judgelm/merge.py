@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,50 +27,22 @@ from judgelm.benchmarks import BENCHMARKS, benchmark_of
 from judgelm.benchmarks.protocols import PAIR_PROTOCOLS, Graded, Pairs, correlation_protocol
 from judgelm.calibration import UnitConfidence, reliability, unit_confidence
 from judgelm.evaluation.results import write_leaderboard
+from judgelm.inference.usage import total_usage
 from judgelm.metrics import (agreement_without_ties, bootstrap_ci, cohen_kappa, confusion, judgelm_metrics, kendall,
                              length_bias, pearson, position_bias, spearman, swap_metrics, weighted_mean)
 from judgelm.rundir import RunDir, write_text_atomic
-from judgelm.store import NO_LABEL, VerdictStore
+from judgelm.store import NO_LABEL, TOP_IDS, TOP_LOGPROBS, Columns, VerdictStore
+from judgelm.tables import TINY_NOTE, format_leaderboard, format_table, leaderboard_rows
+from judgelm.validate import DATA_NOTES
 from judgelm.verdicts import Status, win_array
 
 log = logging.getLogger("judgelm.merge")
 
 CONFIDENCE_FILE = "confidence.jsonl"
-TINY_NOTE = ("These are the metrics of a tiny judge (well under 100M parameters) trained on this machine: they "
-             "prove that the pipeline works end to end, not that the judge is any good.")
 
 
 class IncompleteStore(RuntimeError):
     """The store has units that are not done; the message names the shards that own them."""
-
-
-@dataclass(frozen=True)
-class StoreArrays:
-    """The columns the merge needs, read once."""
-
-    record: np.ndarray
-    order: np.ndarray
-    with_reference: np.ndarray
-    scores: np.ndarray
-    status: np.ndarray
-    truncated: np.ndarray
-    done: np.ndarray
-    label: np.ndarray
-    label_w_reference: np.ndarray
-    subset: np.ndarray
-    category: np.ndarray
-    gt_scores: np.ndarray  # (n_records, n_scores), NaN where the ground truth has no scores
-    answer_chars: np.ndarray  # (n_records, 2): lengths of answers 1 and 2, for length bias
-
-    @classmethod
-    def read(cls, store: VerdictStore) -> "StoreArrays":
-        g = store.group
-        return cls(record=g["units/record"][:], order=g["units/order"][:], with_reference=g["units/with_reference"][:],
-                   scores=g["verdicts/scores"][:], status=g["verdicts/status"][:],
-                   truncated=g["verdicts/truncated"][:], done=g["verdicts/done"][:], label=g["records/label"][:],
-                   label_w_reference=g["records/label_w_reference"][:], subset=g["records/subset"][:],
-                   category=g["records/category"][:], gt_scores=g["records/gt_scores"][:],
-                   answer_chars=g["records/answer_chars"][:, :2])
 
 
 def missing_by_shard(store: VerdictStore, done: np.ndarray) -> dict[int, int]:
@@ -80,26 +52,43 @@ def missing_by_shard(store: VerdictStore, done: np.ndarray) -> dict[int, int]:
     return {k: m for k, m in missing.items() if m}
 
 
-def align_orders(a: StoreArrays, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """Done original-order units of ``sel`` and, if the run judged both orders, the swapped unit of each same pair.
+def align_orders(a: Columns, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Judged original-order units of ``sel`` and, if the run judged both orders, the swapped unit of each same pair.
 
-    Pairs whose swapped unit is missing or not done are left out, so both arrays always line up.
+    Pairs whose swapped unit is missing, not done or not judged (its prompt was too long) are left out, so both
+    arrays always line up and no pair is scored from a verdict that was never given.
     """
+    ok = judged(a)
     seq_idx = np.flatnonzero(sel & (a.order == 0))
     rev_idx = np.flatnonzero(sel & (a.order == 1))
     # Align the two orders of each pair by record (units of a record are adjacent, but do not rely on it).
-    seq = seq_idx[a.done[seq_idx]]
+    seq = seq_idx[ok[seq_idx]]
     if not len(rev_idx):
         return seq, None
     rev_of_record = np.full(len(a.label), -1, dtype=np.int64)
     rev_of_record[a.record[rev_idx]] = rev_idx
     rev = rev_of_record[a.record[seq]]
     paired = rev >= 0
-    paired[paired] = a.done[rev[paired]]
+    paired[paired] = ok[rev[paired]]
     return seq[paired], rev[paired]
 
 
-def pair_metrics(a: StoreArrays, with_reference: bool, conf: UnitConfidence | None = None) -> dict[str, Any] | None:
+def judged(a: Columns) -> np.ndarray:
+    """Units with a verdict: done, and not refused for a prompt too long (those have no scores at all, and a
+    missing verdict must not count as a tie the way an unparsable one does)."""
+    return a.done & (a.status != Status.PROMPT_TOO_LONG)
+
+
+def pairs_dropped_unjudged(a: Columns, sel: np.ndarray) -> int:
+    """Pairs of ``sel`` whose units are all done but at least one was never judged (prompt too long)."""
+    rec = a.record[sel]
+    n = np.bincount(rec, minlength=len(a.label))
+    n_done = np.bincount(rec, weights=a.done[sel], minlength=len(a.label))
+    n_judged = np.bincount(rec, weights=judged(a)[sel], minlength=len(a.label))
+    return int(((n > 0) & (n_done == n) & (n_judged < n)).sum())
+
+
+def pair_metrics(a: Columns, with_reference: bool, conf: UnitConfidence | None = None) -> dict[str, Any] | None:
     """Metrics for the pairwise units of one reference mode; ``None`` if the run has no such units."""
     sel = a.with_reference == with_reference
     if not sel.any():
@@ -113,7 +102,8 @@ def pair_metrics(a: StoreArrays, with_reference: bool, conf: UnitConfidence | No
         "prompt_too_long": int((st == Status.PROMPT_TOO_LONG).sum()),
         "truncated_prompts": int(a.truncated[done_units].sum()),
     }
-    out["parse_failure_rate"] = out["parse_failures"] / max(len(done_units), 1)
+    out["parse_failure_rate"] = out["parse_failures"] / max(len(done_units) - out["prompt_too_long"], 1)
+    out["pairs_dropped_unjudged"] = pairs_dropped_unjudged(a, sel)
     labels = a.label_w_reference if with_reference else a.label
     seq, rev = align_orders(a, sel)
     gt = labels[a.record[seq]].astype(np.int64)
@@ -138,7 +128,7 @@ def pair_metrics(a: StoreArrays, with_reference: bool, conf: UnitConfidence | No
     return out
 
 
-def _beyond_judgelm(a: StoreArrays, seq: np.ndarray, gt: np.ndarray, seq_lab: np.ndarray, rev_lab: np.ndarray | None,
+def _beyond_judgelm(a: Columns, seq: np.ndarray, gt: np.ndarray, seq_lab: np.ndarray, rev_lab: np.ndarray | None,
                     with_reference: bool) -> dict[str, Any]:
     """The metrics JudgeLM does not report, over the pairs with ground truth (see ``judgelm.metrics``)."""
     rec = a.record[seq]
@@ -162,7 +152,7 @@ def _beyond_judgelm(a: StoreArrays, seq: np.ndarray, gt: np.ndarray, seq_lab: np
     return out
 
 
-def calibration_metrics(a: StoreArrays, conf: UnitConfidence, seq: np.ndarray, rev: np.ndarray | None,
+def calibration_metrics(a: Columns, conf: UnitConfidence, seq: np.ndarray, rev: np.ndarray | None,
                         gt: np.ndarray) -> dict[str, Any]:
     """Reliability of the judge's confidence in its own verdicts, and agreement of its expected-score verdicts.
 
@@ -182,19 +172,19 @@ def calibration_metrics(a: StoreArrays, conf: UnitConfidence, seq: np.ndarray, r
     return out
 
 
-def score_summary(a: StoreArrays, conf: UnitConfidence | None = None) -> dict[str, Any]:
+def score_summary(a: Columns, conf: UnitConfidence | None = None) -> dict[str, Any]:
     """For single-answer and N-answer grading: parse rate, score statistics and, where the ground truth has a
     score per answer (single-answer grading), its correlation with the judge's score."""
-    done = a.done
-    st = a.status[done]
-    ok = st == Status.OK
-    vals = a.scores[done][ok]
+    done, ok_units = a.done, judged(a)
+    st = a.status[ok_units]
+    vals = a.scores[ok_units][st == Status.OK]
     out = {"units": int(len(done)), "units_done": int(done.sum()),
+           "prompt_too_long": int((a.status[done] == Status.PROMPT_TOO_LONG).sum()),
            "parse_failures": int((st == Status.PARSE_FAILED).sum()),
            "parse_failure_rate": float((st == Status.PARSE_FAILED).mean()) if len(st) else 0.0,
            "mean_score": float(np.nanmean(vals)) if vals.size else None}
     if a.scores.shape[1] == 1 and np.isfinite(a.gt_scores).any():
-        units = np.flatnonzero(done & np.isfinite(a.gt_scores[a.record, 0]))
+        units = np.flatnonzero(ok_units & np.isfinite(a.gt_scores[a.record, 0]))
         x, y = a.scores[units, 0], a.gt_scores[a.record[units], 0]
         out.update(pearson=pearson(x, y), spearman=spearman(x, y), kendall=kendall(x, y))
         if conf is not None:
@@ -204,7 +194,7 @@ def score_summary(a: StoreArrays, conf: UnitConfidence | None = None) -> dict[st
     return out
 
 
-def benchmark_results(a: StoreArrays, mode: str, conf: UnitConfidence | None = None,
+def benchmark_results(a: Columns, mode: str, conf: UnitConfidence | None = None,
                       n_boot: int = 1000) -> dict[str, dict[str, Any]]:
     """Each benchmark of the store scored with its own protocol, per reference mode, with its parse-failure rate."""
     subsets, subset_code = np.unique(a.subset, return_inverse=True)
@@ -220,7 +210,7 @@ def benchmark_results(a: StoreArrays, mode: str, conf: UnitConfidence | None = N
         for code in np.unique(unit_bench[sel]):
             name = str(names[code])
             mine = sel & (unit_bench == code)
-            done = np.flatnonzero(mine & a.done)
+            done = np.flatnonzero(mine & judged(a))
             failure_rate = float((a.status[done] == Status.PARSE_FAILED).mean()) if len(done) else None
             protocol = BENCHMARKS[name].protocol if name in BENCHMARKS else "judgelm"
             if mode == "pair":
@@ -259,9 +249,9 @@ def benchmark_results(a: StoreArrays, mode: str, conf: UnitConfidence | None = N
     return out
 
 
-def confidence_of(store: VerdictStore, a: StoreArrays) -> UnitConfidence | None:
+def confidence_of(store: VerdictStore, a: Columns) -> UnitConfidence | None:
     """Per-unit confidence when the run stored score-token log-probabilities and the judge's tokenizer loads."""
-    if "top_ids" not in store.attrs.get("extra_arrays", []):
+    if not store.has_logprobs():
         return None
     from judgelm.models import load_tokenizer
 
@@ -270,10 +260,10 @@ def confidence_of(store: VerdictStore, a: StoreArrays) -> UnitConfidence | None:
     except Exception as e:  # the merge must not fail because the judge has moved; say why calibration is missing
         log.warning("no calibration: cannot load the tokenizer of %s (%s)", store.attrs.get("model"), e)
         return None
-    texts = store.group["verdicts/text"][:].tolist()
+    texts = store.verdicts("text").tolist()
     labels = win_array(a.scores) if a.scores.shape[1] == 2 else np.zeros(len(texts), dtype=np.int8)
-    return unit_confidence(store.group["verdicts/top_ids"][:], store.group["verdicts/top_logprobs"][:], texts,
-                           labels, a.scores.shape[1], tokenizer)
+    return unit_confidence(store.verdicts(TOP_IDS), store.verdicts(TOP_LOGPROBS), texts, labels, a.scores.shape[1],
+                           tokenizer)
 
 
 def finite(obj: Any) -> Any:
@@ -293,7 +283,7 @@ def compute_metrics(store: VerdictStore, allow_partial: bool = False) -> dict[st
 
 def _compute(store: VerdictStore, allow_partial: bool) -> tuple[dict[str, Any], UnitConfidence | None]:
     """The metrics, and the per-unit confidence they were derived from (None without log-probabilities)."""
-    a = StoreArrays.read(store)
+    a = store.columns()
     missing = missing_by_shard(store, a.done)
     n_missing = int((~a.done).sum())
     if n_missing and not allow_partial:
@@ -305,6 +295,7 @@ def _compute(store: VerdictStore, allow_partial: bool) -> tuple[dict[str, Any], 
         "mode": store.attrs.get("mode"), "records": store.n_records, "units": store.n_units,
         "complete": n_missing == 0, "missing_units": n_missing, "missing_by_shard": {str(k): v for k, v in missing.items()},
     }
+    out["data_notes"] = {k: store.attrs[k] for k in DATA_NOTES if k in store.attrs}
     if not store.attrs.get("imported"):  # imported verdicts were neither judged here nor cached
         out["units_from_cache"] = int(store.cached().sum())
     if store.attrs.get("tiny_judge"):
@@ -323,9 +314,8 @@ def _compute(store: VerdictStore, allow_partial: bool) -> tuple[dict[str, Any], 
 def write_confidence(path: Path, store: VerdictStore, conf: UnitConfidence) -> None:
     """One JSON line per unit with a derived confidence: the judge's expected scores, its probability for each
     verdict label (pairs) and for the label it gave, so users can sort or filter verdicts by confidence."""
-    g = store.group
-    qid, record, order = g["records/question_id"][:], g["units/record"][:], g["units/order"][:]
-    with_ref, text = g["units/with_reference"][:], g["verdicts/text"][:]
+    qid, record, order = store.records("question_id"), store.units("record"), store.units("order")
+    with_ref, text = store.units("with_reference"), store.verdicts("text")
     with open(path, "w", encoding="utf-8") as f:
         for u in np.flatnonzero(conf.available):
             row = {"unit": int(u), "question_id": qid[record[u]], "order": int(order[u]),
@@ -337,63 +327,6 @@ def write_confidence(path: Path, store: VerdictStore, conf: UnitConfidence) -> N
             f.write(json.dumps(row) + "\n")
 
 
-_ROWS = (("agreement", "Agreement", True), ("precision", "Precision", True), ("recall", "Recall", True),
-         ("f1", "F1", True), ("consistency", "Consistency", True), ("prefer_before_rate", "Prefer 1st slot", True),
-         ("prefer_after_rate", "Prefer 2nd slot", True), ("delta_bias", "Delta bias", True),
-         ("total_bias", "Total bias", True), ("agreement_swapped", "Agreement (swapped order)", True),
-         ("parse_failure_rate", "Parse failures", True), ("total_num", "Pairs scored", False),
-         ("pairs_without_ground_truth", "Pairs without ground truth", False),
-         ("prompt_too_long", "Units rejected (prompt too long)", False),
-         ("truncated_prompts", "Units with truncated prompts", False), ("units_done", "Units judged", False),
-         ("mean_score", "Mean score", False), ("agreement_ci95", "Agreement 95 % CI (bootstrap)", True),
-         ("kappa", "Cohen's kappa", False), ("agreement_without_ties", "Agreement without ties", True),
-         ("flip_to_first_share", "Flips towards the 1st slot", True),
-         ("longer_wins_judge", "Longer answer wins (judge)", True),
-         ("longer_wins_truth", "Longer answer wins (truth)", True), ("score_pearson", "Score Pearson r", False),
-         ("score_spearman", "Score Spearman rho", False), ("pearson", "Pearson r", False),
-         ("spearman", "Spearman rho", False), ("kendall", "Kendall tau", False),
-         ("calibration.ece", "Calibration error (ECE)", True),
-         ("calibration.mean_confidence", "Mean confidence", True),
-         ("calibration.agreement_expected_score", "Agreement (expected scores)", True),
-         ("calibration.pearson_expected_score", "Pearson r (expected score)", False))
-
-
-def _get(group: dict[str, Any], key: str) -> Any:
-    for part in key.split("."):
-        group = group.get(part) if isinstance(group, dict) else None
-    return group
-
-
-def _cell(v: Any, pct: bool) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, list):
-        return "—" if all(x is None for x in v) else "–".join(_cell(x, pct) for x in v)
-    if pct:
-        return f"{100 * v:.2f}"
-    return f"{v:.2f}" if isinstance(v, float) else str(v)
-
-
-def format_table(m: dict[str, Any]) -> str:
-    """A Markdown table, percentages ×100 as in the JudgeLM paper."""
-    groups = m["groups"]
-    names = list(groups)
-    lines = [f"Run {m.get('run')}: model {m.get('model')}, data {m.get('data')}, {m['units']} units"
-             + ("" if m["complete"] else f" — PARTIAL: {m['missing_units']} units missing"), "",
-             "| metric | " + " | ".join(n.replace("_", " ") for n in names) + " |",
-             "|---|" + "---|" * len(names)]
-    for key, title, pct in _ROWS:
-        if all(_get(g, key) is None for g in groups.values()):
-            continue
-        lines.append(f"| {title} | " + " | ".join(_cell(_get(groups[n], key), pct) for n in names) + " |")
-    if m.get("units_from_cache") is not None:
-        lines += ["", f"{m['units_from_cache']} of {m['units']} units from the verdict cache, "
-                      f"{m['units'] - m['units_from_cache']} judged."]
-    if m.get("note"):
-        lines += ["", f"Note: {m['note']}"]
-    return "\n".join(lines) + "\n"
-
-
 def merge_run(run_dir: str | Path, allow_partial: bool = False) -> dict[str, Any]:
     """Merge a run: write ``metrics.json`` and ``metrics.md`` (with the benchmark rows), when the run stored
     log-probabilities ``confidence.jsonl`` (``write_confidence``), and for a model evaluation the model
@@ -401,6 +334,9 @@ def merge_run(run_dir: str | Path, allow_partial: bool = False) -> dict[str, Any
     rd = RunDir(Path(run_dir))
     store = VerdictStore(rd.store)
     m, conf = _compute(store, allow_partial)
+    usage = total_usage(rd.root)
+    if usage is not None:
+        m["usage"] = asdict(usage)
     if conf is not None:
         write_confidence(rd.root / CONFIDENCE_FILE, store, conf)
     write_text_atomic(rd.metrics, json.dumps(m, indent=2) + "\n")
@@ -411,21 +347,3 @@ def merge_run(run_dir: str | Path, allow_partial: bool = False) -> dict[str, Any
     return m
 
 
-def leaderboard_rows(m: dict[str, Any]) -> list[dict[str, Any]]:
-    """The protocol rows of a run's metrics, in benchmark order."""
-    return [row for group in m.get("benchmarks", {}).values() for result in group.values() for row in result["rows"]]
-
-
-def format_leaderboard(rows: list[dict[str, Any]], title: str = "", note: str | None = None) -> str:
-    """One Markdown table: every benchmark row with its protocol's headline, interval, size, consistency."""
-    lines = ([f"## {title}", ""] if title else []) + [
-        "| benchmark | subset | reference | metric | score | 95 % CI | n | consistency | parse failures |",
-        "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        pct = not r["metric"].startswith("pearson")
-        lines.append(f"| {r['benchmark']} | {r['subset']} | {'with' if r.get('reference') else 'without'} | "
-                     f"{r['metric']} | {_cell(r['score'], pct)} | {_cell(r['ci95'], pct)} | {r['n']} | "
-                     f"{_cell(r.get('consistency'), True)} | {_cell(r.get('parse_failure_rate'), True)} |")
-    if note:
-        lines += ["", f"Note: {note}"]
-    return "\n".join(lines) + "\n"

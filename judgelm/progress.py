@@ -25,6 +25,7 @@ class Attempt:
     units_judged: int = 0
     chunks_judged: int = 0
     state: str = "running"  # running | finished | interrupted | failed | lost (killed without a word)
+    runtime: dict | None = None  # what the engine loaded the judge with (dtype, attention, devices), when it says
 
 
 @dataclass

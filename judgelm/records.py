@@ -10,10 +10,15 @@ optional strings used for breakdowns.
 
 Every record is validated; a bad one raises ``RecordError`` naming the file, the line (or list item) and the
 field, unless the caller asked to skip invalid records, in which case it is returned as a ``Reject``.
+
+An empty or whitespace-only answer is real data (a model that answered nothing), kept and rendered raw as JudgeLM
+renders it, and counted (``Loaded.empty_answers``). A blank reference is no reference: the record is judged
+without one instead of being refused. A UTF-8 byte-order mark at the start of a file is ignored.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,12 +101,24 @@ class Reject:
                 "field": self.field, "reason": self.reason, "raw": self.raw[:2000]}
 
 
+# Shown with a missing question_id: a file in another format is the usual cause, and needs no code to be read.
+GENERIC_HINT = ("not a JudgeLM-format file? describe its fields in a mapping file and use DATA=generic:mapping.yaml "
+                "(README: Your own data); ids can come from line numbers")
+
+
 @dataclass
 class Loaded:
     """Records that passed validation, and those skipped (only when skipping was asked for)."""
 
     records: list[Record] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
+    ids_from_lines: bool = False
+    """The data has no id field: record ids are the line (JSONL) or item (JSON list) numbers."""
+
+    @property
+    def empty_answers(self) -> int:
+        """Answers that are empty or whitespace only: judged like any other, and shown in the run summary."""
+        return sum(not a.strip() for r in self.records for a in r.answers)
 
 
 # --- reading raw objects --------------------------------------------------------------------------------------
@@ -109,22 +126,27 @@ class Loaded:
 def iter_json_objects(path: str | Path) -> Iterator[tuple[Source, Any, str]]:
     """Yield ``(source, object, raw_text)`` for each item of a JSONL file or a JSON list.
 
-    Decoding problems (bad JSON, non-UTF-8 bytes) are yielded as ``RecordError`` objects in place of the
-    object, so a caller that skips invalid records can keep going past them.
+    A missing file or a directory fails here, at the call, even when invalid records are skipped. Decoding
+    problems (bad JSON, non-UTF-8 bytes) are yielded as ``RecordError`` objects in place of the object, so a
+    caller that skips invalid records can keep going past them.
     """
-    path = Path(path)
-    data = path.read_bytes()
+    return _iter_items(check_data_file(path))
+
+
+def _iter_items(path: Path) -> Iterator[tuple[Source, Any, str]]:
+    data = path.read_bytes().removeprefix(codecs.BOM_UTF8)  # editors on Windows write one; it is not content
     stripped = data.lstrip()
     if path.suffix == ".json" or stripped.startswith(b"["):
         try:
-            items = json.loads(data.decode("utf-8"))
+            items = _list_items(json.loads(data.decode("utf-8")))
         except UnicodeDecodeError as e:
             line = data[: e.start].count(b"\n") + 1
             raise RecordError(Source(str(path), line=line), None, f"not valid UTF-8 ({e.reason})") from None
         except json.JSONDecodeError as e:
             raise RecordError(Source(str(path), line=e.lineno), None, f"bad JSON: {e.msg} (column {e.colno})") from None
-        if not isinstance(items, list):
-            raise RecordError(Source(str(path)), None, "a .json file must hold a list of records")
+        if items is None:
+            raise RecordError(Source(str(path)), None, "a .json file must hold a list of records "
+                                                       "(or an object of such lists, read one after the other)")
         for i, obj in enumerate(items):
             yield Source(str(path), item=i), obj, json.dumps(obj, ensure_ascii=False)
         return
@@ -141,6 +163,27 @@ def iter_json_objects(path: str | Path) -> Iterator[tuple[Source, Any, str]]:
             yield src, json.loads(text), text
         except json.JSONDecodeError as e:
             yield src, RecordError(src, None, f"bad JSON: {e.msg} (column {e.colno})"), text
+
+
+def check_data_file(path: str | Path, what: str = "data file") -> Path:
+    """``path`` as a ``Path`` if it is a readable file; a missing file or a directory is a one-line error."""
+    path = Path(path)
+    if path.is_dir():
+        raise RecordError(Source(str(path)), None, f"is a directory, not a {what}; give a JSON/JSONL file"
+                          + (" of records, or a generic mapping (generic:mapping.yaml)" if what == "data file" else ""))
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    return path
+
+
+def _list_items(top: Any) -> list | None:
+    """The records of a JSON document: a list, or an object whose values are all lists (groups of records, as
+    OffsetBias' EvalBiasBench keeps one list per bias type), concatenated in file order. ``None`` otherwise."""
+    if isinstance(top, list):
+        return top
+    if isinstance(top, dict) and top and all(isinstance(v, list) for v in top.values()):
+        return [item for group in top.values() for item in group]
+    return None
 
 
 def iter_dicts(path: str | Path) -> Iterator[tuple[Source, dict]]:
@@ -168,10 +211,10 @@ def require_text(obj: dict, key: str, src: Source, allow_empty: bool = False) ->
     return value
 
 
-def require_id(obj: dict, key: str, src: Source) -> int | str:
+def require_id(obj: dict, key: str, src: Source, hint: str = "") -> int | str:
     """A required id: an integer or a non-empty string (JSON floats and booleans are refused)."""
     if key not in obj or obj[key] is None:
-        raise RecordError(src, key, "missing")
+        raise RecordError(src, key, f"missing; {hint}" if hint else "missing")
     value = obj[key]
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise RecordError(src, key, f"expected an integer or a string, got {type(value).__name__}")
@@ -199,9 +242,7 @@ def _reference(obj: dict, src: Source) -> str | None:
         ref = ref["text"]
     elif not isinstance(ref, str):
         raise RecordError(src, "reference", f"expected a string or an object with 'text', got {type(ref).__name__}")
-    if not ref.strip():
-        raise RecordError(src, "reference", "empty")
-    return ref
+    return ref if ref.strip() else None
 
 
 def _judgement_scores(obj: dict, text_key: str, score_key: str, src: Source, n: int) -> tuple[float, ...] | None:
@@ -226,12 +267,13 @@ def record_from_judgelm(obj: Any, src: Source) -> Record:
     """Validate one JudgeLM-format object into a ``Record``."""
     if not isinstance(obj, dict):
         raise RecordError(src, None, f"expected a JSON object, got {type(obj).__name__}")
-    qid = require_id(obj, "question_id", src)
+    qid = require_id(obj, "question_id", src, hint=GENERIC_HINT)
     question = require_text(obj, "question_body", src)
-    answers = [require_text(obj, "answer1_body", src), require_text(obj, "answer2_body", src)]
+    answers = [require_text(obj, "answer1_body", src, allow_empty=True),
+               require_text(obj, "answer2_body", src, allow_empty=True)]
     k = 3
     while f"answer{k}_body" in obj:
-        answers.append(require_text(obj, f"answer{k}_body", src))
+        answers.append(require_text(obj, f"answer{k}_body", src, allow_empty=True))
         k += 1
     label = obj.get("label")
     if label is not None and (isinstance(label, bool) or label not in LABELS):
@@ -284,9 +326,6 @@ def load_objects(items: Iterable[tuple[Source, Any, str]], convert: Converter, s
 
 def load_records(path: str | Path, skip_invalid: bool = False) -> Loaded:
     """Load a JudgeLM-format JSONL/JSON file of records."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path}")
     return load_objects(iter_json_objects(path), record_from_judgelm, skip_invalid)
 
 

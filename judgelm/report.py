@@ -1,6 +1,6 @@
 """Reports: the leaderboard of a benchmark run, and ``report.md`` with PNG figures for one run or several side by side.
 
-A *run* here is a judging or import run directory (``verdicts.zarr`` + ``metrics.json``) or a benchmark directory
+A *run* here is a judging or import run directory (a verdict store + ``metrics.json``) or a benchmark directory
 (``benchmark.json`` and one judging run per prompt mode below it). Everything is read from ``metrics.json`` except
 the score distributions, which need every verdict and come from the store.
 
@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from judgelm.merge import TINY_NOTE, StoreArrays, align_orders, format_leaderboard, format_table, leaderboard_rows
+from judgelm.merge import align_orders
+from judgelm.tables import TINY_NOTE, format_leaderboard, format_table, leaderboard_rows
 from judgelm.rundir import RunDir
 from judgelm.store import NO_LABEL, VerdictStore
 
@@ -48,9 +49,10 @@ def judged_runs(path: str | Path) -> list[JudgedRun]:
     if spec.is_file():
         runs = json.loads(spec.read_text())["runs"]
         return [JudgedRun(mode, RunDir(path / sub)) for mode, sub in runs.items()]
-    if (path / "verdicts.zarr").exists():
+    if RunDir(path).store.exists():
         return [JudgedRun(path.name, RunDir(path))]
-    raise FileNotFoundError(f"{path} is neither a run (verdicts.zarr) nor a benchmark run ({BENCHMARK_FILE})")
+    raise FileNotFoundError(f"{path} is neither a judging run (no verdict store) nor a benchmark run "
+                            f"(no {BENCHMARK_FILE})")
 
 
 def run_rows(path: str | Path) -> list[dict[str, Any]]:
@@ -121,7 +123,7 @@ def confusion_figure(m: dict[str, Any], path: Path) -> Path | None:
 
 def score_figure(run: JudgedRun, mode: str, path: Path) -> Path | None:
     store = VerdictStore(run.dir.store)
-    a = StoreArrays.read(store)
+    a = store.columns()
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     if mode == "pair":

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from judgelm.config import ConfigError
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -15,9 +18,34 @@ def write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_run_name(name: str, nested: bool = False) -> str:
+    """A run name is a directory below ``runs_dir``: letters, digits, ``.``, ``_`` and ``-`` only, so it can never
+    point outside it. ``nested`` allows the ``<run>/<part>`` names of a benchmark run's judging runs."""
+    parts = name.split("/") if nested else [name]
+    if not name or not all(_NAME.match(p) for p in parts):
+        raise ConfigError(f"run name '{name}' is not allowed: use letters, digits, '.', '_' and '-' (starting with a "
+                          f"letter or digit){', parts joined by /' if nested else ''}, e.g. run=pandalm-7b")
+    return name
+
+
 @dataclass(frozen=True)
 class RunDir:
     root: Path
+
+    @classmethod
+    def existing(cls, runs_dir: str | Path, run: str) -> "RunDir":
+        """The directory of run ``run`` (a name below ``runs_dir``, or an absolute path), which must exist."""
+        if not run:
+            raise ConfigError("which run? give run=NAME (make ... RUN=NAME)")
+        path = Path(run)
+        if not path.is_absolute():
+            path = Path(runs_dir) / check_run_name(run, nested=True)
+        if not path.is_dir():
+            raise ConfigError(f"no run {run} in {Path(runs_dir).resolve()}")
+        return cls(path.resolve())
 
     @property
     def name(self) -> str:
@@ -53,6 +81,11 @@ class RunDir:
     @property
     def table(self) -> Path:
         return self.root / "metrics.md"
+
+    @property
+    def train_log(self) -> Path:
+        """A training run's human-readable log, written by rank 0."""
+        return self.root / "train.log"
 
     @property
     def jobs(self) -> Path:

@@ -7,6 +7,7 @@ honoured between chunks, so the work in flight is not thrown away.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -18,14 +19,16 @@ import torch
 
 from judgelm.inference import make_engine
 from judgelm.inference.prepare import prepare_chunk
+from judgelm.inference.usage import write_usage
 from judgelm.judge_config import JudgeConfig, load_run_config
 from judgelm.preemption import StopRequest
+from judgelm.profiles import make_profile
 from judgelm.progress import ShardProgress, read_progress, write_progress
 from judgelm.prompts import Mode
 from judgelm.rundir import RunDir
-from judgelm.store import ChunkVerdicts, VerdictStore
+from judgelm.store import TOP_IDS, TOP_LOGPROBS, ChunkVerdicts, VerdictStore
 from judgelm.verdict_cache import VerdictCache, generate_with_cache, open_cache
-from judgelm.verdicts import Status, parse_prediction
+from judgelm.verdicts import Status
 
 log = logging.getLogger("judgelm.shard")
 
@@ -50,32 +53,30 @@ def judge_chunk(store: VerdictStore, chunk: int, engine, cfg: JudgeConfig,
     mode = Mode(cfg.prompt.mode)
     max_new = cfg.engine.new_tokens()
     limit = cfg.engine.max_prompt_tokens or engine.context_length - max_new
-    prep = prepare_chunk(store.chunk_inputs(chunk), engine.tokenizer, mode, limit, cfg.engine.too_long)
+    profile = make_profile(cfg.judge)
+    profile.check_mode(mode)
+    prep = prepare_chunk(store.chunk_inputs(chunk), engine.tokenizer, mode, limit, cfg.engine.too_long, profile)
     n = len(prep.unit)
     scores = np.full((n, store.n_scores), np.nan, dtype=np.float32)
     status = np.full(n, Status.PROMPT_TOO_LONG, dtype=np.int8)
     texts = [""] * n
     new_tokens = np.zeros(n, dtype=np.int32)
-    extras = None
-    k = cfg.engine.logprobs_topk
-    if k:
-        extras = {"top_ids": np.zeros((n, max_new, k), dtype=np.int32),
-                  "top_logprobs": np.full((n, max_new, k), np.nan, dtype=np.float16)}
+    extras = store.empty_extras(n)
     todo = np.flatnonzero(~prep.rejected)
-    gens, cached = generate_with_cache(engine, prep.unit, prep.ids, todo, cache)
+    gens, cached = generate_with_cache(engine, prep, todo, cache)
     for i, g in zip(todo, gens):
         texts[i] = g.text
         new_tokens[i] = len(g.token_ids)
-        parsed = parse_prediction(g.text, store.n_scores)
+        parsed = profile.parse(g.text, mode, store.n_scores)
         if parsed is None:
             status[i] = Status.PARSE_FAILED
         else:
             status[i], scores[i] = Status.OK, parsed
-        if extras is not None and g.top_ids is not None:
-            extras["top_ids"][i], extras["top_logprobs"][i] = g.top_ids, g.top_logprobs
+        if TOP_IDS in extras and g.top_ids is not None:
+            extras[TOP_IDS][i], extras[TOP_LOGPROBS][i] = g.top_ids, g.top_logprobs
     return ChunkVerdicts(scores=scores, status=status, text=texts,
                          prompt_tokens=np.array([len(x) for x in prep.ids], dtype=np.int32),
-                         new_tokens=new_tokens, truncated=prep.truncated, extras=extras, cached=cached)
+                         new_tokens=new_tokens, truncated=prep.truncated, extras=extras or None, cached=cached)
 
 
 def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest | None = None,
@@ -103,6 +104,9 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
         if todo:
             set_threads(threads or cfg.engine.threads)
             engine = make_engine(cfg.model, cfg.engine)
+            if getattr(engine, "runtime", None) is not None:
+                attempt.runtime = dataclasses.asdict(engine.runtime)
+                log.info("judge loaded with %s", attempt.runtime)
             cache = open_cache(rd.root.parent, cfg)
         for c in todo:
             if stop():
@@ -116,6 +120,8 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
             attempt.updated = time.time()
             progress.units_done += size(c)
             write_progress(rd.shard_progress(shard), progress)
+            if hasattr(engine, "usage"):  # server engines report tokens and cost per attempt
+                write_usage(rd.root, shard, attempt.attempt, engine.usage)
             left = progress.units_total - progress.units_done
             rate = progress.rate
             log.info("shard %d: chunk %d done, %d/%d units, %.1f units/s, ETA %.0f s", shard, c,

@@ -31,6 +31,17 @@ from judgelm.units import UnitPlan
 FORMAT_VERSION = 1
 NO_LABEL = 2  # int8 sentinel in records/label*: the record has no ground truth for that reference mode
 _RECORD_CHUNK = 4096
+# Optional verdict arrays an engine can fill: the top-k log-probabilities at the first generated positions.
+TOP_IDS, TOP_LOGPROBS = "top_ids", "top_logprobs"
+ExtraSchema = dict[str, tuple[tuple[int, ...], str, Any]]  # name: (trailing shape, dtype, fill)
+
+
+def logprob_arrays(steps: int, k: int) -> ExtraSchema:
+    """The extra verdict arrays of a run that keeps the top-``k`` log-probabilities of ``steps`` positions (none
+    when ``k`` is 0): declared here once, for the engines that fill them and the merge that reads them."""
+    if not k:
+        return {}
+    return {TOP_IDS: ((steps, k), "int32", 0), TOP_LOGPROBS: ((steps, k), "float16", float("nan"))}
 
 
 def plan_chunks(n_units: int, shards: int, chunk_units: int) -> tuple[int, int]:
@@ -48,6 +59,25 @@ def plan_chunks(n_units: int, shards: int, chunk_units: int) -> tuple[int, int]:
 
 def _text_array(values: list[str]) -> np.ndarray:
     return np.array(values, dtype=object)
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The per-unit and per-record columns the merge and the report need, read in one go."""
+
+    record: np.ndarray
+    order: np.ndarray
+    with_reference: np.ndarray
+    scores: np.ndarray
+    status: np.ndarray
+    truncated: np.ndarray
+    done: np.ndarray
+    label: np.ndarray
+    label_w_reference: np.ndarray
+    subset: np.ndarray
+    category: np.ndarray
+    gt_scores: np.ndarray  # (n_records, n_scores), NaN where the ground truth has no scores
+    answer_chars: np.ndarray  # (n_records, 2): lengths of answers 1 and 2, for length bias
 
 
 @dataclass(frozen=True)
@@ -86,7 +116,7 @@ class VerdictStore:
     @classmethod
     def create(cls, path: str | Path, records: list[Record], plan: UnitPlan, n_scores: int, chunk_units: int,
                attrs: dict[str, Any] | None = None,
-               extra_arrays: dict[str, tuple[tuple[int, ...], str, Any]] | None = None) -> "VerdictStore":
+               extra_arrays: ExtraSchema | None = None) -> "VerdictStore":
         """Write a new store for ``records`` and ``plan``; refuses to overwrite an existing one.
 
         ``extra_arrays`` declares additional per-unit verdict arrays as ``name: (trailing shape, dtype, fill)``,
@@ -179,8 +209,41 @@ class VerdictStore:
 
     # --- reading ------------------------------------------------------------------------------------------------
 
-    def __getitem__(self, name: str) -> zarr.Array:
-        return self.group[name]
+    def records(self, name: str) -> np.ndarray:
+        """A per-record column (``question_id``, ``label``, ``answer_chars``...), whole."""
+        return self.group[f"records/{name}"][:]
+
+    def units(self, name: str) -> np.ndarray:
+        """A per-unit column of the plan (``record``, ``order``, ``with_reference``), whole."""
+        return self.group[f"units/{name}"][:]
+
+    def verdicts(self, name: str) -> np.ndarray:
+        """A per-unit verdict column (``scores``, ``status``, ``text``, ``attempt``, an extra array...), whole."""
+        return self.group[f"verdicts/{name}"][:]
+
+    @property
+    def extras(self) -> list[str]:
+        """The extra verdict arrays this store was created with."""
+        return list(self.attrs.get("extra_arrays", []))
+
+    def has_logprobs(self) -> bool:
+        return TOP_IDS in self.extras
+
+    def empty_extras(self, n: int) -> dict[str, np.ndarray]:
+        """Fill-valued buffers for ``n`` units of every extra array, for a shard to fill and ``write_chunk``."""
+        out = {}
+        for name in self.extras:
+            arr = self.group[f"verdicts/{name}"]
+            out[name] = np.full((n,) + arr.shape[1:], arr.fill_value, dtype=arr.dtype)
+        return out
+
+    def columns(self) -> Columns:
+        return Columns(record=self.units("record"), order=self.units("order"),
+                       with_reference=self.units("with_reference"), scores=self.verdicts("scores"),
+                       status=self.verdicts("status"), truncated=self.verdicts("truncated"), done=self.done(),
+                       label=self.records("label"), label_w_reference=self.records("label_w_reference"),
+                       subset=self.records("subset"), category=self.records("category"),
+                       gt_scores=self.records("gt_scores"), answer_chars=self.records("answer_chars")[:, :2])
 
     def record_models(self) -> np.ndarray | None:
         """The generator of each answer, ``(n_records, n_answers)``; ``None`` unless some record names one (a

@@ -28,6 +28,7 @@ import numpy as np
 
 if TYPE_CHECKING:  # only for annotations: readers of the cache need neither torch nor transformers
     from judgelm.inference.hf import Generation
+    from judgelm.inference.prepare import Prepared
     from judgelm.judge_config import JudgeConfig
 
 CACHE_DIR = ".verdict-cache"
@@ -65,10 +66,14 @@ def judge_fingerprint(model_path: str) -> str:
     return h.hexdigest()
 
 
-def cache_key(fingerprint: str, decoding: dict[str, Any], token_ids: list[int]) -> str:
+def cache_key(fingerprint: str, decoding: dict[str, Any], token_ids: list[int], prompt: Any = None) -> str:
+    """``prompt`` (a ``judgelm.profiles.base.Prompt``) adds the rendered text: a chat server applies its own template
+    to the messages, so the token ids alone do not say what it was sent."""
     h = hashlib.sha256(fingerprint.encode())
     h.update(json.dumps(decoding, sort_keys=True).encode())
     h.update(np.asarray(token_ids, dtype=np.int64).tobytes())
+    if prompt is not None:
+        h.update(json.dumps([prompt.messages(), prompt.chat]).encode())
     return h.hexdigest()
 
 
@@ -119,16 +124,15 @@ class VerdictCache:
                 cache.entries[key] = Entry(**row)
         return cache
 
-    def key(self, token_ids: list[int]) -> str:
-        return cache_key(self.fingerprint, self.decoding, token_ids)
+    def key(self, token_ids: list[int], prompt: Any = None) -> str:
+        return cache_key(self.fingerprint, self.decoding, token_ids, prompt)
 
-    def get(self, token_ids: list[int]) -> Entry | None:
-        key = self.key(token_ids)
+    def get(self, key: str) -> Entry | None:
         return self.entries.get(key) or self.staged.get(key)
 
-    def stage(self, token_ids: list[int], entry: Entry) -> None:
+    def stage(self, key: str, entry: Entry) -> None:
         """Remember a new verdict; it is written by ``flush``, after its chunk is committed to the store."""
-        self.staged[self.key(token_ids)] = entry
+        self.staged[key] = entry
 
     def flush(self) -> Path | None:
         """Write the staged entries as one immutable, content-addressed file; returns it (None if none)."""
@@ -150,7 +154,8 @@ def decoding_settings(cfg: JudgeConfig) -> dict[str, Any]:
     """Every setting besides the weights and the prompt that changes what the judge generates."""
     e = cfg.engine
     return {"backend": e.backend, "mode": e.mode, "max_new_tokens": e.new_tokens(), "logprobs_topk": e.logprobs_topk,
-            "dtype": cfg.model.dtype, "temperature": e.temperature}
+            "dtype": cfg.model.dtype, "temperature": e.temperature, "api": e.api, "served_model": e.served_model,
+            "profile": cfg.judge.profile}
 
 
 def open_cache(runs_dir: str | Path, cfg: JudgeConfig) -> VerdictCache | None:
@@ -160,19 +165,23 @@ def open_cache(runs_dir: str | Path, cfg: JudgeConfig) -> VerdictCache | None:
     return VerdictCache.open(Path(runs_dir) / CACHE_DIR, judge_fingerprint(cfg.model.path), decoding_settings(cfg))
 
 
-def generate_with_cache(engine, unit: np.ndarray, ids: list[list[int]], todo: np.ndarray,
+def generate_with_cache(engine, prep: Prepared, todo: np.ndarray,
                         cache: VerdictCache | None) -> tuple[list[Generation], np.ndarray]:
-    """Generations for the units ``todo`` of a chunk (in ``todo`` order), taken from the cache where it has them;
-    the others are generated and staged for the cache. Also returns, per unit of the chunk, whether it was a hit."""
-    hit = np.zeros(len(unit), dtype=bool)
+    """Generations for the units ``todo`` of a prepared chunk (in ``todo`` order), taken from the cache where it has
+    them; the others are generated and staged for the cache. Also returns, per unit of the chunk, whether it was a
+    hit."""
+    hit = np.zeros(len(prep.unit), dtype=bool)
+    keys = {i: cache.key(prep.ids[i], prep.prompts[i]) for i in todo} if cache is not None else {}
     out: dict[int, Generation] = {}
-    for i in todo if cache is not None else ():
-        entry = cache.get(ids[i])
+    for i, key in keys.items():
+        entry = cache.get(key)
         if entry is not None:
-            out[i], hit[i] = entry.generation(int(unit[i])), True
+            out[i], hit[i] = entry.generation(int(prep.unit[i])), True
     miss = [i for i in todo if i not in out]
-    for i, g in zip(miss, engine.generate([int(unit[i]) for i in miss], [ids[i] for i in miss]) if miss else []):
+    gens = engine.generate([int(prep.unit[i]) for i in miss], [prep.ids[i] for i in miss],
+                           [prep.prompts[i] for i in miss]) if miss else []
+    for i, g in zip(miss, gens):
         out[i] = g
         if cache is not None:
-            cache.stage(ids[i], Entry.of(g))
+            cache.stage(keys[i], Entry.of(g))
     return [out[i] for i in todo], hit

@@ -59,7 +59,7 @@ def median_time(fn, repeats: int) -> tuple[float, object]:
 def load_model(name: str, judge: str):
     """``tiny``: the judge at ``judge``. ``llama-50m``: random weights, that judge's tokenizer, ~50M parameters."""
     if name == "tiny":
-        return load_judge(ModelConfig(path=judge))
+        return load_judge(ModelConfig(path=judge))[:3]
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tok = load_tokenizer(judge)

@@ -8,7 +8,7 @@ records per subset of each. The pairwise benchmarks become one judging run whose
 single-answer ones (Prometheus) a second run, both below ``<runs_dir>/<run>/`` and submitted together; shards are
 split between the two by their number of units. Each run is an ordinary judging run (``make resubmit
 RUN=<run>/pair`` continues one); ``<run>/leaderboard.md`` holds every benchmark's protocol result, and ``make report
-RUN=<runs_dir>/<run>`` rebuilds it with the figures. Every other ``key=value`` is a ``make judge`` setting; score-token
+RUN=<run>`` rebuilds it with the figures. Every other ``key=value`` is a ``make judge`` setting; score-token
 log-probabilities are kept by default (``engine.logprobs_topk=5``) so the merge can report calibration.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import math
-import sys
+import shutil
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -25,11 +25,14 @@ from typing import Optional
 
 from judgelm.benchmarks import load_dataset
 from judgelm.benchmarks.suites import load_suite, sources_by_mode
-from judgelm.config import CONFIG_DIR, load_config
+from judgelm.config import ConfigError, to_yaml
+from judgelm.records import Loaded
 from judgelm.report import BENCHMARK_FILE, write_leaderboard
+from judgelm.run import PlannedRun, create_run, plan_run
 from judgelm.units import plan_units
-from launch.judge import JudgeLaunchConfig, create_run, follow, print_how_to_follow, report, submit
-from launch.tasks import setup_logging
+from launch.cli import run_main
+from launch.configs import JudgeLaunchConfig, load_judge_config
+from launch.submission import finish, follow, print_how_to_follow, submit
 
 DEFAULTS = ("engine.logprobs_topk=5",)
 
@@ -55,62 +58,65 @@ def split_shards(total: int, units: dict[str, int]) -> dict[str, int]:
     return share
 
 
-def plan_runs(cfg: BenchmarkConfig) -> tuple[list[str], dict[str, JudgeLaunchConfig]]:
-    """The suite's benchmarks, and one judging-run config per prompt mode."""
+def plan_runs(cfg: BenchmarkConfig) -> tuple[list[str], dict[str, PlannedRun]]:
+    """The suite's benchmarks, and one planned judging run per prompt mode (each data set loaded once)."""
     suite = load_suite(cfg.suite)
     names = list(cfg.benchmarks) or list(suite.benchmarks)
     limit = suite.limit if cfg.limit is None else cfg.limit
     sources = sources_by_mode(names, limit)
-    units = {mode: len(plan_units(load_dataset(spec, cfg.data.skip_invalid).records, mode, cfg.prompt.reference,
-                                  cfg.prompt.orders)) for mode, spec in sources.items()}
+    loaded: dict[str, Loaded] = {mode: load_dataset(spec, cfg.data.skip_invalid) for mode, spec in sources.items()}
+    units = {mode: len(plan_units(loaded[mode].records, mode, cfg.prompt.reference, cfg.prompt.orders))
+             for mode in sources}
     shards = split_shards(cfg.shards, units)
     runs = {}
     for mode, spec in sources.items():
         sub = JudgeLaunchConfig(**{f.name: copy.deepcopy(getattr(cfg, f.name)) for f in fields(JudgeLaunchConfig)})
         sub.run, sub.data.source, sub.data.limit = f"{cfg.run}/{mode}", spec, 0
         sub.prompt.mode, sub.shards = mode, shards[mode]
-        runs[mode] = sub
+        runs[mode] = plan_run(sub, loaded[mode])
     return names, runs
 
 
-def main(argv: list[str] | None = None) -> int:
-    setup_logging()
+def benchmark(argv: list[str]) -> int:
     started = time.time()
-    cfg = load_config(BenchmarkConfig, CONFIG_DIR / "judge.yaml",
-                      [*DEFAULTS, *(argv if argv is not None else sys.argv[1:])], groups=("cluster",))
+    cfg = load_judge_config(argv, BenchmarkConfig, DEFAULTS, prefix="bench")
     cfg.engine.validate()
-    cfg.run = cfg.run or time.strftime("bench-%Y%m%d-%H%M%S")
     parent = Path(cfg.runs_dir).resolve() / cfg.run
     if parent.exists():
-        raise SystemExit(f"{parent} already exists: continue its runs with `make resubmit RUN={cfg.run}/pair` (and "
-                         f"/single), then rebuild the leaderboard with `make report RUN={parent}`")
-    try:
-        names, runs = plan_runs(cfg)
-        parent.mkdir(parents=True)
-        (parent / BENCHMARK_FILE).write_text(json.dumps({
-            "suite": cfg.suite, "benchmarks": names, "model": cfg.model.path,
-            "sources": {mode: c.data.source for mode, c in runs.items()}, "runs": {mode: mode for mode in runs}},
-            indent=2))
-        dirs = {mode: create_run(c) for mode, c in runs.items()}
-    except (ValueError, FileNotFoundError) as e:  # bad input: say what and where, no traceback
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    everywhere = sum(c.shards for c in runs.values())  # the runs' local shards share this machine's cores
-    subs = {mode: submit(dirs[mode], c, list(range(c.shards)), running_here=everywhere) for mode, c in runs.items()}
+        raise ConfigError(f"{parent} already exists: continue its runs with `make resubmit RUN={cfg.run}/pair` (and "
+                          f"/single), then rebuild the leaderboard with `make report RUN={cfg.run}`")
+    names, planned = plan_runs(cfg)
+    parent.mkdir(parents=True)
+    try:  # a benchmark directory that exists is one whose runs all exist
+        dirs = {mode: create_run(p, to_yaml(p.cfg)) for mode, p in planned.items()}
+    except BaseException:
+        shutil.rmtree(parent, ignore_errors=True)
+        raise
+    (parent / BENCHMARK_FILE).write_text(json.dumps({
+        "suite": cfg.suite, "benchmarks": names, "model": cfg.model.path,
+        "sources": {mode: p.cfg.data.source for mode, p in planned.items()}, "runs": {mode: mode for mode in planned}},
+        indent=2))
+    everywhere = sum(p.cfg.shards for p in planned.values())  # the runs' local shards share this machine's cores
+    subs = {mode: submit(dirs[mode], p.cfg, list(range(p.cfg.shards)), running_here=everywhere)
+            for mode, p in planned.items()}
     if cfg.cluster.executor == "slurm":
-        for mode in runs:
-            print_how_to_follow(subs[mode], dirs[mode])
+        for sub in subs.values():
+            print_how_to_follow(sub)
         if not cfg.wait:
-            print(f"when both runs have merged: make report RUN={parent}")
+            print(f"when both runs have merged: make report RUN={cfg.run}")
             return 0
     rc = 0
-    for mode, c in runs.items():
-        follow(subs[mode], dirs[mode], c.shards, started)
-        rc |= report(subs[mode], dirs[mode], c, started)
+    for sub in subs.values():
+        follow(sub)
+        rc |= finish(sub, started)
     if rc == 0:
         print(write_leaderboard(parent), flush=True)
     print(f"benchmark directory: {parent}\nwall time: {time.time() - started:.1f} s", flush=True)
     return rc
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(benchmark, __doc__, BenchmarkConfig, argv)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,28 @@ import submitit
 
 
 @dataclass
+class JudgeServerConfig:
+    """A judge server started for the run (the cluster profile's ``server`` part)."""
+
+    enabled: bool = False
+    """Start the server as its own job and point the shards at it. ``false``: shards load the model themselves
+    (``engine.backend=hf|vllm``) or call an existing server (``engine.backend=openai engine.base_url=...``)."""
+    command: str = "vllm serve {model} --host {host} --port {port} --served-model-name {model} --seed 0"
+    """The server command; ``{model}``, ``{host}`` and ``{port}`` are filled in. Any OpenAI-compatible server works
+    (``python -m sglang.launch_server --model-path {model} --host {host} --port {port}``)."""
+    host: str = ""
+    """The address written for the shards; empty takes the node's host name."""
+    port: int = 0
+    """Port to serve on; 0 picks a free one on the node."""
+    gpus: int = 1
+    """GPUs of the server job."""
+    startup_timeout_s: float = 1800.0
+    """How long the server may take to answer ``/health`` (loading a large model takes minutes)."""
+    timeout_min: int = 24 * 60
+    """Time limit of the server job; it should outlive the array, or it is requeued and the shards retry."""
+
+
+@dataclass
 class ClusterConfig:
     """Where and how jobs run. Every field can be overridden on the command line (``cluster.partition=x``)."""
 
@@ -34,6 +56,11 @@ class ClusterConfig:
     """Nodes per job. Judging tasks are single-node (leave 1); training sizes set their own."""
     gpus_per_node: int = 0
     """GPUs per node. Judging uses one GPU per array task; training one task per GPU."""
+    gpu_mem_gb: float | None = None
+    """Memory of one GPU in GB (e.g. 80 for A100-80GB); with it a judging task's GPUs follow the model's size."""
+    gpus_per_task: int = 0
+    """GPUs of one judging array task (= one model replica); 0 picks the fewest that hold the model and a useful
+    batch (``judgelm.gpu_plan``), or 1 when ``gpu_mem_gb`` is not given."""
     cpus_per_task: int = 2
     """CPU cores per task (tokenisation, data loading)."""
     mem_gb: int | None = None
@@ -56,6 +83,8 @@ class ClusterConfig:
     """Shell lines run in the sbatch script before the task (``module load ...``, ``source venv``)."""
     additional_parameters: dict[str, Any] = field(default_factory=dict)
     """Extra ``#SBATCH`` options submitit has no name for, e.g. ``{exclusive: true}``."""
+    server: JudgeServerConfig = field(default_factory=JudgeServerConfig)
+    """A judge server started as its own job for the run (``cluster.server.enabled=true``)."""
 
 
 def make_executor(cfg: ClusterConfig, folder: str | Path, job_name: str, comment: str = "",

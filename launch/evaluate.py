@@ -13,19 +13,20 @@ resume, Slurm and the merge work as for ``make judge``; verdicts already in the 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 
-from judgelm.config import CONFIG_DIR, load_config
+from judgelm.config import CONFIG_DIR, load_config, to_yaml
 from judgelm.evaluation.alpaca_eval import import_annotations
 from judgelm.evaluation.answers import expand_paths, load_answers
 from judgelm.evaluation.pairing import pair_records, spread_questions
 from judgelm.evaluation.results import LEADERBOARD_MD, REFERENCE_JSON, build_leaderboard
 from judgelm.records import Loaded
-from judgelm.rundir import RunDir, write_text_atomic
-from launch.judge import JudgeLaunchConfig, create_run, launch
-from launch.tasks import setup_logging
+from judgelm.run import create_run, plan_run
+from judgelm.rundir import RunDir, check_run_name, write_text_atomic
+from launch.cli import run_main
+from launch.configs import JudgeLaunchConfig
+from launch.submission import launch
 
 
 @dataclass
@@ -76,30 +77,29 @@ def write_reference(rd: RunDir, ev: EvaluationConfig, loaded: Loaded) -> None:
     write_text_atomic(rd.root / REFERENCE_JSON, json.dumps(board, indent=2) + "\n")
 
 
-def main(argv: list[str] | None = None) -> int:
-    setup_logging()
+def evaluate(argv: list[str]) -> int:
     started = time.time()
-    cfg = load_config(EvaluateLaunchConfig, CONFIG_DIR / "evaluate.yaml", argv if argv is not None else sys.argv[1:],
-                      groups=("cluster",))
-    cfg.run = cfg.run or time.strftime("evaluate-%Y%m%d-%H%M%S")
+    cfg = load_config(EvaluateLaunchConfig, CONFIG_DIR / "evaluate.yaml", argv, groups=("cluster",))
+    cfg.run = check_run_name(cfg.run or time.strftime("evaluate-%Y%m%d-%H%M%S"))
     ev = cfg.evaluate
     cfg.prompt.mode = "single" if ev.pairing == "single" else "pair"
     cfg.data.source = "evaluation: " + " ".join(ev.answers)
-    try:
-        cfg.engine.validate()
-        loaded = evaluation_records(ev)
-        # All-pairs has no baseline in its leaderboard: every model's win rate is against every other model.
-        baseline = "" if ev.pairing == "all-pairs" else ev.baseline
-        rd = create_run(cfg, loaded, attrs={"evaluation": {"pairing": ev.pairing, "baseline": baseline}})
-        if ev.reference_verdicts:
-            write_reference(rd, ev, loaded)
-    except (ValueError, FileNotFoundError) as e:  # bad input (RecordError: file, line, field): one line, no traceback
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    cfg.engine.validate()
+    loaded = evaluation_records(ev)
+    # All-pairs has no baseline in its leaderboard: every model's win rate is against every other model.
+    baseline = "" if ev.pairing == "all-pairs" else ev.baseline
+    rd = create_run(plan_run(cfg, loaded), to_yaml(cfg),
+                    attrs={"evaluation": {"pairing": ev.pairing, "baseline": baseline}})
+    if ev.reference_verdicts:
+        write_reference(rd, ev, loaded)
     rc = launch(rd, cfg, list(range(cfg.shards)), started)
     if (rd.root / LEADERBOARD_MD).exists():
         print("\n" + (rd.root / LEADERBOARD_MD).read_text(), end="", flush=True)
     return rc
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(evaluate, __doc__, EvaluateLaunchConfig, argv)
 
 
 if __name__ == "__main__":

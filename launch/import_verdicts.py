@@ -9,36 +9,42 @@
     python -m launch.import_verdicts format=alpaca_eval 'verdicts=data/evaluation/alpaca_eval/*/annotations.json' \\
         judge=gpt4_turbo run=alpaca-eval-gpt4-turbo
 
-The run directory (``<runs_dir>/<run>/``) gets ``verdicts.zarr``, ``metrics.json`` and ``metrics.md`` like a judged
+The run directory (``<runs_dir>/<run>/``) gets a verdict store, ``metrics.json`` and ``metrics.md`` like a judged
 run, so ``make report`` and run comparisons treat it the same way.
 """
 
 from __future__ import annotations
 
-import sys
+import shutil
 from dataclasses import dataclass, field
+from typing import Any, Optional
 from pathlib import Path
 
 from omegaconf import MISSING
 
 from judgelm.benchmarks import load_dataset
-from judgelm.config import load_config
+from judgelm.config import ConfigError, load_config
 from judgelm.evaluation.alpaca_eval import import_annotations
 from judgelm.evaluation.answers import expand_paths
 from judgelm.evaluation.results import LEADERBOARD_MD
 from judgelm.external import FORMATS, GenericFields, import_verdicts, read_verdicts
-from judgelm.merge import format_table, merge_run
-from judgelm.rundir import RunDir
+from judgelm.merge import merge_run
+from judgelm.records import write_rejects
+from judgelm.rundir import RunDir, check_run_name
+from judgelm.tables import format_table
+from judgelm.validate import data_notes
+from launch.cli import run_main
 
 
 @dataclass
 class GenericFieldsConfig:
-    id: str = "id"
-    """The field holding the record id."""
+    id: Optional[str] = "id"
+    """The field holding the record id; empty: the verdicts are in the data's order (line numbers)."""
     winner: str = ""
     """The field holding the verdict (mapped by ``winner_values``)..."""
-    winner_values: dict[str, int] = field(default_factory=dict)
-    """...raw value as text -> 1 (answer 1 better), 0 (tie), -1 (answer 2 better)."""
+    winner_values: Any = field(default_factory=dict)
+    """...raw value -> 1 (answer 1 better), 0 (tie), -1 (answer 2 better): ``{A:1,B:-1,tie:0}`` or, safe from the
+    shell's brace expansion, ``A:1,B:-1,tie:0``."""
     scores: list[str] = field(default_factory=list)
     """...or the two fields holding the scores of answer 1 and answer 2."""
 
@@ -58,54 +64,73 @@ class ImportConfig:
     """The judge was shown the reference answer (scored against the with-reference ground truth)."""
     judge: str = ""
     """The judge's name, shown where a judged run shows its model path (default: the verdict file's stem)."""
+    skip_invalid: bool = False
+    """Skip verdicts that cannot be used (bad rows, unknown ids, repeats, records that fail validation), listed
+    in the run's ``rejects.jsonl`` and counted, instead of stopping."""
     run: str = MISSING
+    """The new run's name."""
     runs_dir: str = "runs"
+    """Where run directories are created."""
     generic: GenericFieldsConfig = field(default_factory=GenericFieldsConfig)
+    """Field names of a ``generic`` verdict file."""
 
 
-def import_pairs(cfg: ImportConfig, rd: RunDir) -> None:
+def import_run(argv: list[str]) -> int:
+    cfg = load_config(ImportConfig, None, argv)
+    if cfg.format not in FORMATS:
+        raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got {cfg.format!r}")
+    rd = RunDir(Path(cfg.runs_dir).resolve() / check_run_name(cfg.run))
+    if rd.root.exists():
+        raise ConfigError(f"{rd.root} already exists; choose another run")
+    if cfg.format == "alpaca_eval":
+        return import_alpaca_eval(cfg, rd)
     if not cfg.data:
-        raise SystemExit(f"format={cfg.format} needs data=... (the records the verdicts judged)")
-    fields = GenericFields(cfg.generic.id, cfg.generic.winner, dict(cfg.generic.winner_values),
+        raise ConfigError(f"format={cfg.format} needs data=... (the records the verdicts judged)")
+    fields = GenericFields(cfg.generic.id or "", cfg.generic.winner, cfg.generic.winner_values,
                            tuple(cfg.generic.scores))
-    original = read_verdicts(cfg.verdicts, cfg.format, fields)
-    swapped = read_verdicts(cfg.swapped, cfg.format, fields) if cfg.swapped else None
-    loaded = load_dataset(cfg.data)
+    rejects: list | None = [] if cfg.skip_invalid else None
+    original = read_verdicts(cfg.verdicts, cfg.format, fields, rejects)
+    swapped = read_verdicts(cfg.swapped, cfg.format, fields, rejects) if cfg.swapped else None
+    loaded = load_dataset(cfg.data, cfg.skip_invalid)
     rd.root.mkdir(parents=True)
-    result = import_verdicts(rd.store, loaded, original, swapped, cfg.with_reference, attrs={
-        "run": cfg.run, "model": cfg.judge or Path(cfg.verdicts).stem, "data": cfg.data,
-        "imported_from": [str(Path(p).resolve()) for p in (cfg.verdicts, cfg.swapped) if p],
-        "verdict_format": cfg.format})
-    print(f"imported {result.records} records ({result.records_without_verdict} records of {cfg.data} had no verdict)")
+    try:  # a failed import leaves no directory behind that would later pass for a run
+        result = import_verdicts(rd.store, loaded, original, swapped, cfg.with_reference, attrs={
+            "run": cfg.run, "model": cfg.judge or Path(cfg.verdicts).stem, "data": cfg.data,
+            "imported_from": [str(Path(p).resolve()) for p in (cfg.verdicts, cfg.swapped) if p],
+            "verdict_format": cfg.format, **data_notes(loaded)}, rejects=rejects)
+        skipped = loaded.rejects + (rejects or [])
+        if skipped:
+            write_rejects(skipped, rd.rejects)
+        metrics = merge_run(rd.root)
+    except BaseException:
+        shutil.rmtree(rd.root, ignore_errors=True)
+        raise
+    print(f"imported {result.records} records ({result.records_without_verdict} records of {cfg.data} had no verdict"
+          + (f"; {len(skipped)} invalid rows skipped, see {rd.rejects}" if skipped else "") + ")")
+    print(format_table(metrics), end="")
+    print(f"run directory: {rd.root}")
+    return 0
 
 
-def import_alpaca_eval(cfg: ImportConfig, rd: RunDir) -> None:
-    try:
-        paths = expand_paths(cfg.verdicts)
+def import_alpaca_eval(cfg: ImportConfig, rd: RunDir) -> int:
+    """AlpacaEval annotation files: the answers, their generators and the verdicts at once; a model evaluation."""
+    paths = expand_paths(cfg.verdicts)
+    try:  # a failed import leaves no directory behind that would later pass for a run
         store = import_annotations(rd.store, paths, attrs={
             "run": cfg.run, "model": cfg.judge or "alpaca_eval annotator", "data": cfg.verdicts,
             "imported_from": [str(p.resolve()) for p in paths], "verdict_format": cfg.format})
-    except (ValueError, FileNotFoundError) as e:  # RecordError is a ValueError: file, line and field
-        raise SystemExit(f"error: {e}") from None
+        metrics = merge_run(rd.root)
+    except BaseException:
+        shutil.rmtree(rd.root, ignore_errors=True)
+        raise
     print(f"imported {store.n_records} annotations from {len(paths)} file(s)")
+    print(format_table(metrics) + "\n" + (rd.root / LEADERBOARD_MD).read_text(), end="")
+    print(f"run directory: {rd.root}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = load_config(ImportConfig, None, argv if argv is not None else sys.argv[1:])
-    if cfg.format not in FORMATS:
-        raise SystemExit(f"format must be one of {', '.join(FORMATS)}, got {cfg.format!r}")
-    rd = RunDir(Path(cfg.runs_dir).resolve() / cfg.run)
-    if rd.root.exists():
-        raise SystemExit(f"{rd.root} already exists; choose another run")
-    if cfg.format == "alpaca_eval":
-        import_alpaca_eval(cfg, rd)
-    else:
-        import_pairs(cfg, rd)
-    print(format_table(merge_run(rd.root)), end="")
-    if (rd.root / LEADERBOARD_MD).exists():
-        print("\n" + (rd.root / LEADERBOARD_MD).read_text(), end="")
-    print(f"run directory: {rd.root}")
-    return 0
+    return run_main(import_run, __doc__, ImportConfig, argv)
 
 
 if __name__ == "__main__":

@@ -1,37 +1,49 @@
 """``make report RUN=…``: ``report.md`` with PNG figures for a run, a benchmark run, or several side by side.
 
-    python -m launch.report RUN [RUN ...] [--out DIR] [--runs-dir runs]
+    python -m launch.report runs='[RUN, ...]' [out=DIR] [runs_dir=runs]
 
-Each RUN is a run directory (judged or imported) or a benchmark directory (``make benchmark``), given as a path or
-as a name under ``--runs-dir``.
-One RUN writes into its own directory (a benchmark directory also gets its leaderboard rebuilt); several write a
-comparison into ``--out`` (default ``runs/compare-<names>``).
+Each RUN is a run directory (judged or imported) or a benchmark directory (``make benchmark``), given as a name
+under ``runs_dir`` or an absolute path. One RUN writes into its own directory (a benchmark directory also gets its
+leaderboard rebuilt); several write a comparison into ``out`` (default ``runs/compare-<names>``).
 """
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from judgelm.config import ConfigError, load_config
 from judgelm.report import BENCHMARK_FILE, write_leaderboard, write_report
+from judgelm.rundir import RunDir
+from launch.cli import run_main
+
+
+@dataclass
+class ReportConfig:
+    runs: list[str] = field(default_factory=list)
+    """The runs to report on (``make report RUN="a b"``)."""
+    out: str = ""
+    """Where a comparison of several runs goes; empty: ``<runs_dir>/compare-<names>``."""
+    runs_dir: str = "runs"
+    """Where run directories are."""
+
+
+def report(argv: list[str]) -> int:
+    cfg = load_config(ReportConfig, None, argv)
+    if not cfg.runs:
+        raise ConfigError("which run? give RUN=NAME (several: RUN=\"a b\")")
+    runs = [RunDir.existing(cfg.runs_dir, r).root for r in cfg.runs]
+    for run in runs:
+        if (run / BENCHMARK_FILE).is_file():
+            write_leaderboard(run)
+    out = Path(cfg.out) if cfg.out else (runs[0] if len(runs) == 1
+                                         else runs[0].parent / ("compare-" + "-".join(r.name for r in runs)))
+    print(f"report: {write_report(runs, out)}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="launch.report", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("runs", nargs="+", type=Path)
-    ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--runs-dir", type=Path, default=Path("runs"))
-    args = ap.parse_args(argv)
-    args.runs = [run if run.exists() else args.runs_dir / run for run in args.runs]
-    for run in args.runs:
-        if (run / BENCHMARK_FILE).is_file():
-            write_leaderboard(run)
-    out = args.out or (args.runs[0] if len(args.runs) == 1
-                       else args.runs[0].parent / ("compare-" + "-".join(r.name for r in args.runs)))
-    path = write_report(args.runs, out)
-    print(f"report: {path}")
-    return 0
+    return run_main(report, __doc__, ReportConfig, argv)
 
 
 if __name__ == "__main__":

@@ -1,25 +1,28 @@
 """``make status RUN=…``: one table per run from one ``sacct`` call plus the store.
 
-    python -m launch.status RUN [--runs-dir runs] [--watch SECONDS]
+    python -m launch.status run=NAME [runs_dir=runs] [watch=SECONDS] [all=true]
 
 Per shard: the Slurm state and exit code of its latest job, the node, units done/total (from the store, the
 only truth about what is done), rate and ETA (from the shard's progress file), and attempts. Works while the
-run is going and after; local runs show the same table without Slurm columns.
+run is going and after; local runs show the same table without Slurm columns. Past 16 shards, finished shards
+are left out of the table (``all=true`` shows them) and counted in the summary line.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from judgelm.config import ConfigError, load_config
 from judgelm.progress import read_progress
 from judgelm.rundir import RunDir
 from judgelm.store import VerdictStore
+from launch.cli import run_main
 from launch.sacct import sacct
 
 
@@ -52,7 +55,7 @@ def _alive(pid: str) -> bool:
     return pid.isdigit() and Path(f"/proc/{pid}").exists()
 
 
-def status_table(rd: RunDir) -> str:
+def status_table(rd: RunDir, show_all: bool = True) -> str:
     store = VerdictStore(rd.store)
     n_shards = int(store.attrs["n_shards"])
     subs = read_submissions(rd)
@@ -85,13 +88,15 @@ def status_table(rd: RunDir) -> str:
         running = state == "RUNNING" if row else (not slurm and state == "RUNNING" and _alive(p.attempts[-1].job_id))
         rate = p.rate if running and p and p.attempts else 0.0
         eta = f"{(total - done) / rate:.0f} s" if rate > 0 and done < total else "—"
+        if not show_all and n_shards > 16 and done == total:
+            continue
         table.append([str(k), jid or "—", state, row.get("ExitCode", "—"), row.get("NodeList", "—") or "—",
                       f"{done}/{total}", f"{100 * done / max(total, 1):.1f} %", f"{rate:.1f}" if rate else "—",
                       eta, str(len(p.attempts)) if p else "0"])
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
     done_all = sum(d for d, _ in counts)
-    summary = (f"run {rd.name} (cfg {store.attrs.get('config_hash')}): {done_all}/{store.n_units} units "
+    summary = (f"run {store.attrs.get('run', rd.name)} (cfg {store.attrs.get('config_hash')}): {done_all}/{store.n_units} units "
                f"({100 * done_all / max(store.n_units, 1):.1f} %); shards: "
                + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
     if merge:
@@ -102,22 +107,33 @@ def status_table(rd: RunDir) -> str:
     return "\n".join(lines + [summary] + ([warning] if warning else []))
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="launch.status", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run")
-    ap.add_argument("--runs-dir", default="runs")
-    ap.add_argument("--watch", type=float, default=0, help="refresh every N seconds (one sacct call each)")
-    args = ap.parse_args(argv)
-    rd = RunDir(Path(args.runs_dir).resolve() / args.run)
-    if not rd.config.exists():
-        raise SystemExit(f"no run {args.run} in {rd.root.parent}")
+@dataclass
+class StatusConfig:
+    run: str = ""
+    """The run to show."""
+    runs_dir: str = "runs"
+    """Where the run directory is."""
+    watch: float = 0
+    """Refresh every N seconds (one sacct call each); 0 prints once."""
+    all: bool = False
+    """List every shard, also past 16 shards the finished ones."""
+
+
+def status(argv: list[str]) -> int:
+    cfg = load_config(StatusConfig, None, argv)
+    rd = RunDir.existing(cfg.runs_dir, cfg.run)
+    if not rd.store.exists():
+        raise ConfigError(f"{rd.root} is not a judging run (no verdict store)")
     while True:
-        print(status_table(rd), flush=True)
-        if not args.watch:
+        print(status_table(rd, cfg.all), flush=True)
+        if not cfg.watch:
             return 0
-        time.sleep(args.watch)
+        time.sleep(cfg.watch)
         print()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(status, __doc__, StatusConfig, argv)
 
 
 if __name__ == "__main__":

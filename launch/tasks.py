@@ -1,23 +1,23 @@
-"""The callables that submitit runs on the nodes for a judging run."""
+"""The callables submitit runs on the nodes: a judging shard, the merge, and a training job."""
 
 from __future__ import annotations
 
 import logging
 import signal
-import sys
+from pathlib import Path
 
 import submitit
 
-from judgelm.merge import format_table, merge_run
+from judgelm.merge import merge_run
 from judgelm.preemption import StopRequest
 from judgelm.shard import ShardResult, run_shard
+from judgelm.tables import format_table
+from judgelm.train.config import TrainConfig
+from judgelm.train.loop import TrainResult, train
+from launch.cli import setup_logging
+from launch.server import request_stop
 
 log = logging.getLogger("judgelm.tasks")
-
-
-def setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stdout, force=True)
 
 
 class JudgeShardTask(submitit.helpers.Checkpointable):
@@ -26,12 +26,12 @@ class JudgeShardTask(submitit.helpers.Checkpointable):
     On the requeue signal (USR2, sent by Slurm before the time limit or by a preemption) the shard finishes its
     current chunk, then submitit's own handler checkpoints this callable and requeues the job; the next attempt
     resumes from the store. Resuming needs no state here, so the default ``checkpoint`` (same callable, same
-    arguments) is right.
+    arguments) is right. ctrl-C at a local run's terminal (SIGINT) also stops the shard after its chunk, quietly.
     """
 
     def __call__(self, run_dir: str, shard: int, n_shards: int, threads: int = 0) -> ShardResult:
         setup_logging()
-        stop = StopRequest()
+        stop = StopRequest((signal.SIGUSR2, signal.SIGTERM, signal.SIGINT))
         result = run_shard(run_dir, shard, n_shards, stop, threads=threads)
         if result.interrupted and stop.signum == signal.SIGUSR2:
             log.warning("shard %d stopped after its chunk with %d/%d units done: requeueing", shard,
@@ -40,9 +40,33 @@ class JudgeShardTask(submitit.helpers.Checkpointable):
         return result
 
 
-def merge_task(run_dir: str, allow_partial: bool = False) -> dict:
-    """The merge job: fails, naming the incomplete shards, unless every unit is done (or partial is allowed)."""
+def merge_task(run_dir: str, allow_partial: bool = False, stop_server: bool = False) -> dict:
+    """The merge job: fails, naming the incomplete shards, unless every unit is done (or partial is allowed).
+    With ``stop_server`` it then shuts down the run's judge server, whatever the merge's outcome."""
     setup_logging()
-    m = merge_run(run_dir, allow_partial)
+    try:
+        m = merge_run(run_dir, allow_partial)
+    finally:
+        if stop_server:
+            request_stop(run_dir)
     print(format_table(m), flush=True)
     return m
+
+
+class TrainJob(submitit.helpers.Checkpointable):
+    """``TrainJob()(cfg, run_dir)``: train, and on the requeue signal checkpoint first, then let submitit requeue.
+
+    submitit's own USR2 handler (on rank 0) calls ``checkpoint()`` and requeues at once, from inside the signal
+    handler, wherever the training happens to be: too early for a distributed job, whose other ranks may be half-way
+    through a collective. ``StopRequest`` only raises a flag; the loop agrees on it across ranks at the next step
+    boundary, every rank writes its part of an atomic checkpoint, and only then is submitit's handler invoked, which
+    (on rank 0) calls the inherited ``checkpoint()`` and requeues; the requeued job resumes from that checkpoint.
+    """
+
+    def __call__(self, cfg: TrainConfig, run_dir: str) -> TrainResult:
+        setup_logging()
+        flag = StopRequest()
+        result = train(cfg, Path(run_dir), stop=flag)
+        if result.status == "preempted":
+            flag.hand_over()
+        return result

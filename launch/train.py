@@ -3,11 +3,11 @@
     python -m launch.train size=tiny|7b|13b|33b [run=NAME] [cluster=local|a100|...] [dry_run=true] [key=value ...]
 
 ``size`` picks ``configs/train/<size>.yaml``, ``cluster`` a profile from ``configs/cluster/``; any other
-``key=value`` overrides a field of ``judgelm.train.config.TrainConfig``. The job runs one task per GPU (or
-``resources.cpu_tasks`` processes on a CPU) across ``resources.nodes`` nodes, under the job name
-``judgelm-train:<run>``. Naming an existing run resumes it from its latest complete checkpoint; on the requeue
-signal the job checkpoints and requeues itself (``judgelm.train.job``). ``dry_run=true`` prints the resolved
-config, the resource plan and the sbatch script, and submits nothing.
+``key=value`` overrides a field (listed below). The job runs one task per GPU (or ``resources.cpu_tasks``
+processes on a CPU) across ``resources.nodes`` nodes, under the job name ``judgelm-train:<run>``. Naming an
+existing run resumes it from its latest complete checkpoint; on the requeue signal the job checkpoints and requeues
+itself (``launch.tasks.TrainJob``). ``dry_run=true`` prints the resolved config, the resource plan and the sbatch
+script, and submits nothing.
 """
 
 from __future__ import annotations
@@ -15,23 +15,26 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-from judgelm.config import ConfigError, config_hash, from_yaml, to_yaml
+from judgelm.config import ConfigError, load_saved, to_yaml
+from judgelm.rundir import RunDir
 from judgelm.train.backends import zero_stage
-from judgelm.train.config import TrainConfig, load_train_config, repo_path
-from judgelm.train.job import TrainJob
+from judgelm.train.config import TrainConfig, repo_path
+from launch.cli import run_main
 from launch.cluster import ClusterConfig, make_executor
+from launch.configs import TrainLaunchConfig, load_train_launch_config
 from launch.sacct import active
 from launch.snapshot import snapshot_code
+from launch.submission import record_submission
+from launch.tasks import TrainJob
 
 log = logging.getLogger("judgelm.launch")
 
 
-def job_cluster(cfg: TrainConfig) -> ClusterConfig:
+def job_cluster(cfg: TrainLaunchConfig) -> ClusterConfig:
     """The cluster profile with this size's needs filled in (nodes, GPUs; memory and times where it sets them)."""
     r = cfg.resources
     c = cfg.cluster
@@ -43,11 +46,11 @@ def tasks_per_node(cfg: TrainConfig) -> int:
     return cfg.resources.gpus_per_node or cfg.resources.cpu_tasks
 
 
-def job_identity(cfg: TrainConfig) -> tuple[str, str]:
-    return f"judgelm-train:{cfg.run}", f"run={cfg.run} cfg={config_hash(cfg)}"
+def job_identity(cfg: TrainLaunchConfig) -> tuple[str, str]:
+    return f"judgelm-train:{cfg.run}", f"run={cfg.run} cfg={cfg.training_hash()}"
 
 
-def plan_text(cfg: TrainConfig) -> str:
+def plan_text(cfg: TrainLaunchConfig) -> str:
     c, r = job_cluster(cfg), cfg.resources
     device = f"{r.gpus_per_node} GPUs" if r.gpus_per_node else "CPU"
     zero = ""
@@ -75,7 +78,7 @@ def code_dir(run_dir: Path) -> Path:
     return run_dir / f"code-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def sbatch_script(cfg: TrainConfig, run_dir: Path) -> str:
+def sbatch_script(cfg: TrainLaunchConfig, run_dir: Path) -> str:
     """The script submitit would hand to sbatch, rendered without submitting."""
     name, comment = job_identity(cfg)
     ex = make_executor(job_cluster(cfg), run_dir / "logs", name, comment=comment, tasks_per_node=tasks_per_node(cfg),
@@ -84,7 +87,7 @@ def sbatch_script(cfg: TrainConfig, run_dir: Path) -> str:
     return slurm._make_submission_file_text(slurm._submitit_command_str, uid="dry-run")
 
 
-def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
+def with_absolute_paths(cfg: TrainLaunchConfig) -> TrainLaunchConfig:
     """Repo-relative paths made absolute: a Slurm job starts in the run's frozen copy of the code, where the
     repo root would be that copy."""
     def absolute(p: str | None) -> str | None:
@@ -94,21 +97,20 @@ def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
                    data=replace(cfg.data, train_files=[absolute(p) for p in cfg.data.train_files]))
 
 
-def refuse_if_running(run_dir: Path) -> None:
+def refuse_if_running(rd: RunDir) -> None:
     """One job per run: a second one would delete the first one's half-written checkpoint."""
-    jobs = run_dir / "jobs.jsonl"
-    if not jobs.is_file():
+    if not rd.jobs.is_file():
         return
-    last = [json.loads(x) for x in jobs.read_text().splitlines() if x.strip()][-1]
-    if last.get("executor") == "slurm" and active([str(last["job_id"])]):
-        raise ConfigError(f"run {run_dir.name} already has job {last['job_id']} queued or running; "
+    last = [json.loads(x) for x in rd.jobs.read_text().splitlines() if x.strip()][-1]
+    if last.get("executor") == "slurm" and active(last["job_ids"]):
+        raise ConfigError(f"run {rd.name} already has job {last['job_ids'][0]} queued or running; "
                           f"wait for it or scancel it first")
 
 
-def check_resume(cfg: TrainConfig, run_dir: Path) -> None:
-    saved = run_dir / "config.yaml"
+def check_resume(cfg: TrainConfig, rd: RunDir) -> None:
+    saved = rd.config
     if saved.is_file():
-        previous = from_yaml(TrainConfig, saved)
+        previous = load_saved(TrainConfig, saved)
         if previous.training_hash() != cfg.training_hash():
             raise ConfigError(f"run {cfg.run} exists with a different training config ({saved}); "
                               "pick another run= or the same settings")
@@ -131,63 +133,62 @@ def follow(job, log_file: Path, every: float = 2.0) -> None:
         time.sleep(every)
 
 
-def main(argv: list[str] | None = None) -> int:
-    try:
-        return run(argv if argv is not None else sys.argv[1:])
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+def dry_run(cfg: TrainLaunchConfig, rd: RunDir) -> int:
+    # The cluster block as the job will get it: the profile with this size's nodes, GPUs, memory and times.
+    shown = to_yaml(replace(cfg, cluster=job_cluster(cfg)))
+    print(f"# resolved config (cfg={cfg.training_hash()})\n{shown}\n# plan\n{plan_text(cfg)}\n")
+    if cfg.cluster.executor == "slurm":
+        print(f"# sbatch script\n{sbatch_script(cfg, rd.root)}")
+    else:
+        print(f"# {cfg.cluster.executor} executor: {tasks_per_node(cfg)} process(es) on this machine, no sbatch script")
+    return 0
 
 
-def run(argv: list[str]) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stdout, force=True)
-    started = time.time()
-    cfg = load_train_config(argv)
-    run_dir = repo_path(cfg.runs_dir) / cfg.run
-    if cfg.dry_run:
-        # The cluster block as the job will get it: the profile with this size's nodes, GPUs, memory and times.
-        shown = to_yaml(replace(cfg, cluster=job_cluster(cfg)))
-        print(f"# resolved config (cfg={config_hash(cfg)})\n{shown}\n# plan\n{plan_text(cfg)}\n")
-        if cfg.cluster.executor == "slurm":
-            print(f"# sbatch script\n{sbatch_script(cfg, run_dir)}")
-        else:
-            print(f"# {cfg.cluster.executor} executor: {tasks_per_node(cfg)} process(es) on this machine, "
-                  "no sbatch script")
-        return 0
-
-    cfg = with_absolute_paths(cfg)
-    check_resume(cfg, run_dir)
-    refuse_if_running(run_dir)
+def submit(cfg: TrainLaunchConfig, rd: RunDir):
+    """Submit the training job (its config.yaml is written by rank 0 of the job) and record it."""
+    check_resume(cfg, rd)
+    refuse_if_running(rd)
     slurm = cfg.cluster.executor == "slurm"
     if not cfg.resources.gpus_per_node:
         # CPU training shares cores with whatever else runs; spinning OpenMP workers then stall each other
         # (measured 8x slower on 2 busy cores). Passive waiting costs next to nothing on an idle machine.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    rd.root.mkdir(parents=True, exist_ok=True)
     name, comment = job_identity(cfg)
     # A queued or requeued job runs the code of its submission, not whatever the checkout holds by then.
-    chdir = snapshot_code(code_dir(run_dir)) if slurm else None
-    ex = make_executor(job_cluster(cfg), run_dir / "logs", name, comment=comment, tasks_per_node=tasks_per_node(cfg),
+    chdir = snapshot_code(code_dir(rd.root)) if slurm else None
+    ex = make_executor(job_cluster(cfg), rd.logs, name, comment=comment, tasks_per_node=tasks_per_node(cfg),
                        chdir=chdir)
-    job = ex.submit(TrainJob(), cfg, str(run_dir))
-    with (run_dir / "jobs.jsonl").open("a") as f:
-        f.write(json.dumps({"kind": "train", "executor": cfg.cluster.executor, "job_id": job.job_id,
-                            "submitted": time.time()}) + "\n")
+    job = ex.submit(TrainJob(), cfg, str(rd.root))
+    record_submission(rd, "train", cfg.cluster.executor, [job.job_id])
     log.info("submitted %s as job %s (%s)", name, job.job_id, comment)
-    if slurm and not cfg.wait:
-        print(f"follow it with: tail -f {run_dir / 'train.log'}   (job logs: {run_dir / 'logs' / str(job.job_id)})")
+    return job
+
+
+def train(argv: list[str]) -> int:
+    started = time.time()
+    cfg = load_train_launch_config(argv)
+    rd = RunDir(repo_path(cfg.runs_dir) / cfg.run)
+    if cfg.dry_run:
+        return dry_run(cfg, rd)
+    cfg = with_absolute_paths(cfg)
+    job = submit(cfg, rd)
+    if cfg.cluster.executor == "slurm" and not cfg.wait:
+        print(f"follow it with: tail -f {rd.train_log}   (job logs: {rd.logs / str(job.job_id)})")
         return 0
-    follow(job, run_dir / "train.log")
+    follow(job, rd.train_log)
     try:
         result = job.results()[0]  # one result per task; rank 0's speaks for the run
     except Exception as e:  # submitit re-raises the job's failure with its traceback
         log.error("training job %s failed (logs: %s):\n%s", job.job_id, job.paths.stderr, e)
         return 1
     print(f"{result.status} at step {result.step}/{result.total_steps}; model: {result.model_dir}\n"
-          f"run directory: {run_dir}\nwall time: {time.time() - started:.1f} s", flush=True)
+          f"run directory: {rd.root}\nwall time: {time.time() - started:.1f} s", flush=True)
     return 0 if result.status == "finished" else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(train, __doc__, TrainLaunchConfig, argv)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ from collections import Counter
 
 import pytest
 
-from judgelm.benchmarks import BENCHMARKS, DATA_DIR, load_dataset, load_files
+from judgelm.benchmarks import BENCHMARKS, DATA_DIR, absolute_spec, load_dataset
+from judgelm.benchmarks.files import load_files
 from judgelm.benchmarks.generic import load_generic
 from judgelm.benchmarks.judgebench import record_from_judgebench
 from judgelm.benchmarks.llmbar import record_from_llmbar
@@ -194,6 +195,48 @@ def test_generic_adapter_errors_name_file_line_and_field(tmp_path):
                                    "scores: [sa, sb]\n", ROWS)
     with pytest.raises(ConfigError, match="at most one"):
         load_generic(both)
+
+
+@pytest.mark.parametrize("config, fragment", [
+    ("path: data.jsonl\nquestion: [instr\nanswer1: x\n", "mine.yaml:3: YAML syntax error"),
+    ("path: data.jsonl\nquestion: instr\nanswer1: x\nanswer2: y\nlabel: w\nlabel_values: {yes: 1, no: -1}\n",
+     "key True is read by YAML as a bool, not as text; quote it"),
+    ("path: data.jsonl\nquestion: instr\nanswer1: x\nanswer2: y\nlabel: w\nlabel_values: {A: 1, B: 2}\n",
+     "label_values.B: 2 is not a label"),
+    ("path: data.jsonl\nquestion: instr\nanswer1: x\nanswer2: y\nlabel: w\nlabel_values: {0:1,2:0}\n",
+     "key 120 has no value; put a space after each colon"),  # YAML 1.1 reads 2:0 as 2 * 60 + 0
+    ("path: data.jsonl\nquestion: instr\nanswer1: x\nanswer2: y\nextract: {x: 'no group'}\n", "names no group"),
+    ("- path: data.jsonl\n", "holds keys"),
+])
+def test_mapping_file_mistakes_are_one_line(tmp_path, config, fragment):
+    cfg = write_generic(tmp_path, config, ROWS)
+    with pytest.raises(ConfigError) as e:
+        load_dataset(f"generic:{cfg}")
+    assert fragment in str(e.value) and "\n" not in str(e.value)
+
+
+def test_generic_prefix_integer_and_compact_label_keys_and_extract(tmp_path):
+    rows = [{"t": "Q: add 2+2\nA: 4", "u": "5", "w": 0}, {"t": "Q: name a prime\nA: ", "u": "7", "w": 2}]
+    cfg = write_generic(tmp_path, "path: data.jsonl\nquestion: q\nanswer1: a\nanswer2: u\nlabel: w\n"
+                                  "label_values: {0: 1, 1: -1, 2: 0}\nextract: {t: 'Q: (?P<q>.*)\\nA: (?P<a>.*)'}\n", rows)
+    loaded = load_dataset(f"generic:{cfg}")
+    assert [(r.question, r.answers, r.label) for r in loaded.records] == [("add 2+2", ("4", "5"), 1),
+                                                                          ("name a prime", ("", "7"), 0)]
+    assert loaded.empty_answers == 1 and loaded.ids_from_lines
+    (tmp_path / "data.jsonl").write_text(json.dumps({"t": "no match", "u": "5", "w": 0}) + "\n")
+    with pytest.raises(RecordError, match="field 't': does not match the extract pattern"):
+        load_dataset(f"generic:{cfg}")
+
+
+def test_generic_spec_paths_are_made_absolute_and_missing_mappings_named(tmp_path, monkeypatch):
+    cfg = write_generic(tmp_path, "path: data.jsonl\nquestion: instr\nanswer1: x\nanswer2: y\n", ROWS)
+    monkeypatch.chdir(tmp_path)
+    assert absolute_spec("generic:mine.yaml") == f"generic:{cfg}" and absolute_spec("pandalm") == "pandalm"
+    with pytest.raises(FileNotFoundError, match="generic mapping file not found: nope.yaml"):
+        load_dataset("generic:nope.yaml")
+    (tmp_path / "data.jsonl").unlink()
+    with pytest.raises(FileNotFoundError, match="path is relative to the mapping file"):
+        load_dataset("generic:mine.yaml")
 
 
 PROMETHEUS_PROMPT = ("###Task Description:\n...\n###The instruction to evaluate:\nq\n\n###Response to evaluate:\nr\n\n"

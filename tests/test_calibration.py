@@ -10,7 +10,7 @@ from judgelm.calibration import _Decoder, label_probabilities, reliability, unit
 from judgelm.merge import merge_run
 from judgelm.models import load_tokenizer
 from judgelm.records import Record
-from judgelm.store import ChunkVerdicts, VerdictStore
+from judgelm.store import TOP_IDS, TOP_LOGPROBS, ChunkVerdicts, VerdictStore, logprob_arrays
 from judgelm.units import plan_units
 
 
@@ -97,11 +97,11 @@ def test_merge_reports_calibration_when_log_probabilities_were_stored(tmp_path, 
     top_lp = np.stack([a[1] for a in arrays])
     store = VerdictStore.create(tmp_path / "verdicts.zarr", recs, plan, 2, chunk_units=4, attrs={
         "n_shards": 1, "mode": "pair", "model": str(random_judge)},
-        extra_arrays={"top_ids": (top_ids.shape[1:], "int32", 0), "top_logprobs": (top_lp.shape[1:], "float16", np.nan)})
+        extra_arrays=logprob_arrays(*top_ids.shape[1:]))
     scores = np.array([[float(x) for x in t.split()] for t in texts], dtype=np.float32)
     store.write_chunk(0, ChunkVerdicts(scores=scores, status=np.zeros(4, np.int8), text=texts, prompt_tokens=np.zeros(4),
                                        new_tokens=np.full(4, 3), truncated=np.zeros(4, bool),
-                                       extras={"top_ids": top_ids, "top_logprobs": top_lp}), attempt=0)
+                                       extras={TOP_IDS: top_ids, TOP_LOGPROBS: top_lp}), attempt=0)
     cal = merge_run(tmp_path)["groups"]["without_reference"]["calibration"]
     # every verdict has confidence 0.9 (P(s1 = emitted) with s2 certain); half of them are right
     assert cal["units_with_confidence"] == 4 and cal["n"] == 4

@@ -14,7 +14,7 @@ from judgelm.prompts import Mode, build_prompt
 
 @pytest.fixture(scope="module")
 def judge(random_judge):
-    return load_judge(ModelConfig(path=str(random_judge)))
+    return load_judge(ModelConfig(path=str(random_judge)))[:3]
 
 
 def prompts(tok, n=13):
@@ -121,8 +121,8 @@ def test_top_logprobs_are_recorded_in_fast_mode(judge):
 def test_over_long_prompts_are_truncated_from_the_answers_or_rejected(judge):
     model, tok, device = judge
     long_answer = "first answer " * 400
-    ids = fit_prompt(tok, "What?", [long_answer, "short"], None, Mode.PAIR, limit=300)
-    assert ids is not None and len(ids) <= 300
+    ids, prompt = fit_prompt(tok, "What?", [long_answer, "short"], None, Mode.PAIR, limit=300)
+    assert len(ids) <= 300 and prompt.user.endswith("### Response:")
     text = tok.decode(ids)
     assert "[Question]\nWhat?" in text and "short\n\n[The End of Assistant 2's Answer]" in text
     assert text.endswith("### Response:")
@@ -134,6 +134,21 @@ def test_over_long_prompts_are_truncated_from_the_answers_or_rejected(judge):
     assert prep.truncated.all() and not prep.rejected.any() and all(len(x) <= 300 for x in prep.ids)
     prep = prepare_chunk(inputs, tok, Mode.PAIR, 300, "reject")
     assert prep.rejected.all() and prep.ids == [[], []]
+
+
+def test_a_10_mb_answer_is_cut_by_tokens_and_both_orders_fit(judge):
+    """Issue 15: a 10 MB answer took 302 s; only as much of it as can fit is tokenized now (no timing asserted)."""
+    _, tok, _ = judge
+    huge = ("The answer goes on and on, word after word. " * 230_000)[:10_000_000]
+    inputs = {"unit": np.arange(4), "record": np.array([0, 0, 1, 1]), "order": np.array([0, 1, 0, 1]),
+              "with_reference": np.array([True, False, False, False]), "record_offset": 0, "question": ["What?", "Why?"],
+              "answers": [[huge, "short"], ["a", ""]], "reference": ["the reference", ""], "n_answers": np.array([2, 2])}
+    prep = prepare_chunk(inputs, tok, Mode.PAIR, 1000, "truncate")
+    assert prep.truncated.tolist() == [True, True, False, False] and not prep.rejected.any()
+    assert all(len(x) <= 1000 for x in prep.ids) and len(prep.ids[0]) > 900  # cut to fit, not emptied
+    text = tok.decode(prep.ids[1])
+    assert "[The Start of Assistant 1's Answer]\nshort\n\n" in text and "The answer goes on and on" in text
+    assert "[Reference Answer]\nthe reference\n\n" in tok.decode(prep.ids[0])  # short fields are kept whole
 
 
 def test_models_that_transform_their_logits_go_through_their_own_head(judge):

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from judgelm.benchmarks import DATA_DIR, load_dataset
+from judgelm.config import ConfigError
 from judgelm.external import GenericFields, import_verdicts, read_generic, read_judgelm, read_pandalm
 from judgelm.merge import compute_metrics
 from judgelm.records import RecordError
@@ -90,6 +91,45 @@ def test_import_command_writes_a_run(tmp_path, capsys):
     m = json.loads((tmp_path / "panda" / "metrics.json").read_text())
     assert m["model"] == "PandaLM-7B" and "note" not in m  # not a tiny judge: no warning
     assert m["benchmarks"]["without_reference"]["pandalm"]["rows"][0]["score"] == pytest.approx(0.6677, abs=5e-5)
-    with pytest.raises(SystemExit, match="already exists"):
-        cli.main(["format=pandalm", "data=pandalm", f"runs_dir={tmp_path}", "run=panda",
-                  f"verdicts={DATA_DIR / 'pandalm' / 'pandalm-7b-testset-v1.json'}"])
+    assert cli.main(["format=pandalm", "data=pandalm", f"runs_dir={tmp_path}", "run=panda",
+                     f"verdicts={DATA_DIR / 'pandalm' / 'pandalm-7b-testset-v1.json'}"]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_the_documented_compact_winner_values_and_line_number_ids(tmp_path):
+    from omegaconf import OmegaConf
+
+    written = OmegaConf.from_dotlist(["w={A:1,B:-1,tie:0}"]).w  # how `generic.winner_values={A:1,B:-1,tie:0}` arrives
+    path = tmp_path / "v.jsonl"
+    path.write_text('{"pick": "B"}\n\n{"pick": "tie"}\n')
+    verdicts = read_generic(path, GenericFields(id="", winner="pick", winner_values=dict(written)))
+    assert [(v.record_id, v.scores) for v in verdicts] == [("1", (0.0, 1.0)), ("3", (0.0, 0.0))]
+    shell_safe = read_generic(path, GenericFields(id="", winner="pick", winner_values="A:1,B:-1,tie:0"))
+    assert [v.scores for v in shell_safe] == [v.scores for v in verdicts]  # what `make import ARGS=...` can pass
+    with pytest.raises(ConfigError, match=r"key True .* quote it"):
+        read_generic(path, GenericFields(id="", winner="pick", winner_values={True: 1}))
+    with pytest.raises(ConfigError, match=r"'A=1' is not value:label"):
+        read_generic(path, GenericFields(id="", winner="pick", winner_values="A=1,B:-1"))
+
+
+def test_skip_invalid_collects_bad_rows_unknown_ids_and_repeats(tmp_path):
+    data = write_pairs(tmp_path / "d.jsonl", 3)
+    path = tmp_path / "v.jsonl"
+    path.write_text('{"question_id": 0, "pred_text": "1 2"}\n{oops\n{"question_id": 9, "pred_text": "1 2"}\n'
+                    '{"question_id": 0, "pred_text": "2 1"}\n{"question_id": 1}\n{"question_id": 2, "pred_text": "3 1"}\n')
+    rejects = []
+    result = import_verdicts(tmp_path / "s.zarr", load_dataset(str(data)), read_judgelm(path, rejects), rejects=rejects)
+    assert (result.records, result.records_without_verdict) == (2, 1)
+    assert [(r.source.line, r.field) for r in rejects] == [(2, None), (5, "pred_text"), (3, "question_id"),
+                                                          (4, "question_id")]
+    assert "is not the id of a record" in rejects[2].reason and "second verdict" in rejects[3].reason
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: d / "missing.jsonl", "verdict file not found: "),
+    (lambda d: d, "is a directory, not a verdict file"),
+])
+def test_missing_or_directory_verdict_files_are_one_line(tmp_path, make, message):
+    with pytest.raises((RecordError, FileNotFoundError)) as e:
+        read_judgelm(make(tmp_path))
+    assert message in str(e.value) and "\n" not in str(e.value)

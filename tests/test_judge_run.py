@@ -15,18 +15,21 @@ from judgelm.merge import IncompleteStore, merge_run
 from judgelm.progress import read_progress
 from judgelm.rundir import RunDir
 from judgelm.store import VerdictStore
+from judgelm.config import to_yaml
+from judgelm.run import create_run, plan_run
 from launch import judge as launch_judge
 from launch import resubmit as launch_resubmit
 from launch import status as launch_status
+from launch.configs import load_judge_config
 from tests.conftest import write_pairs
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def new_run(tmp_path, judge_dir, data, name, *overrides):
-    cfg = launch_judge.load_config(launch_judge.JudgeLaunchConfig, launch_judge.CONFIG_DIR / "judge.yaml", [
-        f"model.path={judge_dir}", f"data.source={data}", f"run={name}", f"runs_dir={tmp_path}", *overrides])
-    return launch_judge.create_run(cfg)
+    cfg = load_judge_config([f"model.path={judge_dir}", f"data.source={data}", f"run={name}", f"runs_dir={tmp_path}",
+                             *overrides])
+    return create_run(plan_run(cfg), to_yaml(cfg))
 
 
 def test_local_executor_run_end_to_end(tmp_path, random_judge, capsys):
@@ -43,8 +46,8 @@ def test_local_executor_run_end_to_end(tmp_path, random_judge, capsys):
     assert m["groups"]["with_reference"]["total_num"] == 10
     assert m["note"].startswith("These are the metrics of a tiny judge")
     store = VerdictStore(rd.store)
-    assert store.done().all() and set(store["verdicts/status"][:].tolist()) <= {0, 1}
-    assert (store["verdicts/prompt_tokens"][:] > 100).all()
+    assert store.done().all() and set(store.verdicts("status").tolist()) <= {0, 1}
+    assert (store.verdicts("prompt_tokens") > 100).all()
     for k in range(3):
         p = read_progress(rd.shard_progress(k))
         assert p.units_done == p.units_total == store.shard_units(k, 3) and p.attempts[-1].state == "finished"
@@ -52,9 +55,10 @@ def test_local_executor_run_end_to_end(tmp_path, random_judge, capsys):
     assert store.chunk_units == 7 and [len(store.shard_chunks(k, 3)) for k in range(3)] == [4, 4, 4]
     assert "chunk_units: 7" in (rd.root / "config.yaml").read_text()
     # the run name is taken; resubmitting finds nothing left to do and merges to the same metrics
-    with pytest.raises(SystemExit, match="already exists"):
-        launch_judge.main([f"model.path={random_judge}", f"data.source={data}", "run=e2e", f"runs_dir={tmp_path}"])
-    assert launch_resubmit.main(["e2e", "--runs-dir", str(tmp_path)]) == 0
+    assert launch_judge.main([f"model.path={random_judge}", f"data.source={data}", "run=e2e",
+                              f"runs_dir={tmp_path}"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert launch_resubmit.main(["run=e2e", f"runs_dir={tmp_path}"]) == 0
     assert json.loads(rd.metrics.read_text()) == m
     assert [s["shards"] for s in launch_status.read_submissions(rd)] == [[0, 1, 2], []]
     table = launch_status.status_table(rd)
@@ -93,11 +97,11 @@ def test_shard_killed_with_sigkill_resumes_to_the_same_store(tmp_path, random_ju
     assert shard_process(clean.root).wait(timeout=300) == 0
     a, b = VerdictStore(killed.store), VerdictStore(clean.store)
     for name in ("scores", "status", "text", "prompt_tokens", "new_tokens", "truncated", "done"):
-        np.testing.assert_array_equal(a[f"verdicts/{name}"][:], b[f"verdicts/{name}"][:], err_msg=name)
+        np.testing.assert_array_equal(a.verdicts(name), b.verdicts(name), err_msg=name)
     p = read_progress(killed.shard_progress(0))
     assert [x.state for x in p.attempts] == ["lost", "finished"]  # SIGKILL: the next attempt records the loss
     assert p.attempts[1].units_judged == total - done_at_kill  # the second attempt redid nothing committed
-    attempts = a["verdicts/attempt"][:]
+    attempts = a.verdicts("attempt")
     assert (attempts == 0).sum() == done_at_kill and (attempts == 1).sum() == total - done_at_kill
     assert merge_run(killed.root) == {**merge_run(clean.root), "run": "killed"}
 
@@ -120,10 +124,10 @@ def test_merge_refuses_an_incomplete_store_and_names_the_shards(tmp_path, random
 def test_invalid_records_are_skipped_into_rejects_when_asked(tmp_path, random_judge):
     data = write_pairs(tmp_path / "pairs.jsonl", 6)
     lines = data.read_text().splitlines()
-    lines[2] = lines[2].replace('"answer2_body": "second second second "', '"answer2_body": ""')
+    lines[2] = lines[2].replace('"question_body": "Translate \'chat\' to English. (case 2)"', '"question_body": " "')
     data.write_text("\n".join(lines) + "\n")
     from judgelm.records import RecordError
-    with pytest.raises(RecordError, match=r"pairs.jsonl:3: field 'answer2_body': empty"):
+    with pytest.raises(RecordError, match=r"pairs.jsonl:3: field 'question_body': empty"):
         new_run(tmp_path, random_judge, data, "strict")
     rd = new_run(tmp_path, random_judge, data, "lenient", "data.skip_invalid=true")
     assert VerdictStore(rd.store).n_records == 5 and VerdictStore(rd.store).attrs["rejected_records"] == 1
@@ -176,3 +180,25 @@ def test_a_shard_that_crashes_says_so_in_its_progress(tmp_path, random_judge):
     with pytest.raises(OSError):
         run_shard(rd.root, 0, 1, threads=1)
     assert [a.state for a in read_progress(rd.shard_progress(0)).attempts] == ["failed"]
+
+
+def test_ctrl_c_stops_after_the_chunk_says_how_to_resume_and_loses_nothing(tmp_path, random_judge):
+    data = write_pairs(tmp_path / "pairs.jsonl", 120)
+    args = [f"model.path={random_judge}", f"data.source={data}", "run=ctrlc", f"runs_dir={tmp_path}", "shards=2",
+            "store.chunk_units=4", "engine.mode=full", "engine.max_new_tokens=24"]
+    proc = subprocess.Popen([sys.executable, "-m", "launch.judge", *args], cwd=REPO, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    rd = RunDir(tmp_path / "ctrlc")
+    deadline = time.time() + 240
+    while time.time() < deadline and not any(p and p.units_done >= 8 for p in
+                                             (read_progress(rd.shard_progress(k)) for k in range(2))):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what ctrl-C at the terminal does: the launcher and its local shards
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 130
+    assert "make resubmit RUN=ctrlc" in err and "Traceback" not in err
+    time.sleep(1)  # the shards finish their chunk and exit
+    done = VerdictStore(rd.store).done()
+    assert 0 < done.sum() < len(done)
+    assert launch_resubmit.main(["run=ctrlc", f"runs_dir={tmp_path}"]) == 0
+    assert VerdictStore(rd.store).done().all()

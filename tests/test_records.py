@@ -47,7 +47,7 @@ def test_an_unparseable_with_reference_judgement_drops_the_pair_like_judgelm(tmp
 @pytest.mark.parametrize("line, field, reason", [
     (b'{"question_id": 2, "question_body": "q", ', None, "bad JSON"),
     (json.dumps({"question_id": 2, "question_body": "q", "answer1_body": "a"}).encode(), "answer2_body", "missing"),
-    (json.dumps(good(2, answer1_body="   ")).encode(), "answer1_body", "empty"),
+    (json.dumps(good(2, question_body="   ")).encode(), "question_body", "empty"),
     (json.dumps(good(2, answer2_body=5)).encode(), "answer2_body", "expected a string, got int"),
     (json.dumps(good(2.5)).encode(), "question_id", "expected an integer or a string, got float"),
     (json.dumps(good(1)).encode(), "question_id", "duplicate id 1 (first seen at"),
@@ -67,14 +67,14 @@ def test_bad_record_error_names_file_line_and_field(tmp_path, line, field, reaso
 
 
 def test_skip_invalid_collects_rejects_and_keeps_going(tmp_path):
-    f = write_lines(tmp_path / "mixed.jsonl", [good(1), b"{oops", good(2, answer1_body=""), good(3), good(1)])
+    f = write_lines(tmp_path / "mixed.jsonl", [good(1), b"{oops", good(2, question_body=""), good(3), good(1)])
     loaded = load_records(f, skip_invalid=True)
     assert [r.question_id for r in loaded.records] == [1, 3]
-    assert [(r.source.line, r.field) for r in loaded.rejects] == [(2, None), (3, "answer1_body"), (5, "question_id")]
+    assert [(r.source.line, r.field) for r in loaded.rejects] == [(2, None), (3, "question_body"), (5, "question_id")]
     write_rejects(loaded.rejects, tmp_path / "rejects.jsonl")
     rows = [json.loads(x) for x in (tmp_path / "rejects.jsonl").read_text().splitlines()]
-    assert rows[1] == {**rows[1], "line": 3, "field": "answer1_body", "reason": "empty"}
-    assert '"answer1_body": ""' in rows[1]["raw"]
+    assert rows[1] == {**rows[1], "line": 3, "field": "question_body", "reason": "empty"}
+    assert '"question_body": ""' in rows[1]["raw"]
 
 
 def test_json_list_files_name_the_item(tmp_path):
@@ -100,3 +100,49 @@ def test_pandalm_default_benchmark_uses_the_human_majority():
     assert by_id[0].question.endswith("\nIf you have any questions about my rate or if you find it necessary to "
                                       "increase or decrease the scope for this project, please let me know.")
     assert by_id[157].answers[0] == "True"  # the file's JSON `true` is a model that answered "True"
+
+
+def test_empty_answers_are_data_rendered_raw_and_counted(tmp_path):
+    from judgelm.prompts import build_prompt
+
+    f = write_lines(tmp_path / "d.jsonl", [good(1, answer2_body=""), good(2, answer1_body=" \n"), good(3)])
+    loaded = load_records(f)
+    assert [r.answers for r in loaded.records][:2] == [("4", ""), (" \n", "5")]
+    assert loaded.empty_answers == 2 and not loaded.rejects
+    prompt = build_prompt(loaded.records[0].question, loaded.records[0].answers)
+    assert "[The Start of Assistant 2's Answer]\n\n\n[The End of Assistant 2's Answer]" in prompt  # as JudgeLM renders ""
+
+
+def test_a_blank_reference_is_no_reference(tmp_path):
+    f = write_lines(tmp_path / "d.jsonl", [good(1, reference="  "), good(2, reference={"text": "\n"}), good(3, reference="4")])
+    assert [r.reference for r in load_records(f).records] == [None, None, "4"]
+
+
+def test_utf8_bom_is_accepted_in_jsonl_and_json(tmp_path):
+    bom = b"\xef\xbb\xbf"
+    (tmp_path / "d.jsonl").write_bytes(bom + json.dumps(good(1)).encode() + b"\n" + json.dumps(good(2)).encode())
+    (tmp_path / "d.json").write_bytes(bom + json.dumps([good(1)]).encode())
+    assert len(load_records(tmp_path / "d.jsonl").records) == 2 and len(load_records(tmp_path / "d.json").records) == 1
+
+
+def test_a_directory_says_it_is_a_directory_even_when_skipping(tmp_path):
+    for skip in (False, True):
+        with pytest.raises(RecordError, match="is a directory"):
+            load_dataset(str(tmp_path), skip_invalid=skip)
+
+
+def test_missing_question_id_points_to_the_generic_adapter(tmp_path):
+    f = write_lines(tmp_path / "plain.jsonl", [{"prompt": "q", "response 1": "a", "response 2": "b", "label": 0}])
+    with pytest.raises(RecordError) as e:
+        load_records(f)
+    assert e.value.field == "question_id" and "DATA=generic:mapping.yaml" in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_a_json_object_of_lists_is_read_list_after_list(tmp_path):
+    f = tmp_path / "groups.json"
+    f.write_text(json.dumps({"a": [good(1), good(2)], "b": [good(3)]}))
+    assert [r.question_id for r in load_records(f).records] == [1, 2, 3]
+    f.write_text(json.dumps({"a": [good(1)], "b": 3}))
+    with pytest.raises(RecordError, match="must hold a list"):
+        load_records(f)

@@ -13,7 +13,7 @@ from judgelm.merge import TINY_NOTE
 from judgelm.report import judged_runs, write_report
 from launch import benchmark, import_verdicts
 from launch import report as report_cli
-from launch.resubmit import saved_config
+from launch.configs import saved_judge_config
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -48,7 +48,7 @@ def test_benchmark_run_covers_every_benchmark_of_the_suite(bench_dir, capsys):
     for run in judged_runs(bench_dir):
         m = run.metrics()
         assert m["complete"] and m["mode"] == run.name
-        assert saved_config(run.dir, []).prompt.mode == run.name  # `make resubmit` can read every sub-run
+        assert saved_judge_config(run.dir, []).prompt.mode == run.name  # `make resubmit` can read every sub-run
     pair = json.loads((bench_dir / "pair" / "metrics.json").read_text())
     # shards across all pairwise benchmarks: 1 pandalm + 5 llmbar + 1 mtbench + 2 judgebench + 23 rewardbench pairs
     assert pair["records"] == 32 and pair["units"] == 64
@@ -58,7 +58,7 @@ def test_benchmark_run_covers_every_benchmark_of_the_suite(bench_dir, capsys):
 
 
 def test_report_for_a_benchmark_run(bench_dir):
-    assert report_cli.main([str(bench_dir)]) == 0
+    assert report_cli.main([f"runs=[{bench_dir}]"]) == 0
     text = (bench_dir / "report.md").read_text()
     figures = re.findall(r"\]\(figures/([^)]+)\)", text)
     assert {"pair-confusion.png", "pair-scores.png", "pair-subsets.png", "pair-position_bias.png",

@@ -85,7 +85,7 @@ def wait_for_progress(rd: RunDir, shard: int, min_units: int, timeout: float = 2
 def assert_same_verdicts(a: RunDir, b: RunDir) -> None:
     sa, sb = VerdictStore(a.store), VerdictStore(b.store)
     for name in VERDICTS:
-        np.testing.assert_array_equal(sa[f"verdicts/{name}"][:], sb[f"verdicts/{name}"][:], err_msg=name)
+        np.testing.assert_array_equal(sa.verdicts(name), sb.verdicts(name), err_msg=name)
 
 
 def units_judged(rd: RunDir, shard: int) -> list[int]:
@@ -135,7 +135,7 @@ def test_cancelled_shard_fails_the_merge_then_resubmit_completes_the_run(slurm_c
     line = next(x for x in table.splitlines() if x.startswith("1 "))
     assert "CANCELLED" in line and f"/{VerdictStore(rd.store).shard_units(1, 2)}" in line
 
-    assert launch_resubmit.main(["cancel", "--runs-dir", str(workdir / "runs"), "cluster=slurm-ci",
+    assert launch_resubmit.main(["run=cancel", f"runs_dir={workdir / 'runs'}", "cluster=slurm-ci",
                                  f"cluster.partition={slurm_cluster.partition}", "wait=true"]) == 0
     subs = read_submissions(rd)
     assert subs[-1]["shards"] == [1]  # only the incomplete shard went again

@@ -45,7 +45,7 @@ def test_layout_every_chunk_has_one_owner(tmp_path):
     assert sum(store.shard_units(k, 7) for k in range(7)) == store.n_units
     inputs = store.chunk_inputs(0)
     assert inputs["question"][0] == "q0 é✓中文" and inputs["reference"][0] == "ref"
-    assert store["records/label"][3] == NO_LABEL
+    assert store.records("label")[3] == NO_LABEL
     with pytest.raises(FileExistsError):
         make_store(tmp_path / "s.zarr")
 
@@ -59,12 +59,12 @@ def test_four_processes_write_one_store_without_losing_a_unit(tmp_path):
     store = VerdictStore(path)
     units = np.arange(store.n_units)
     assert store.done().all()
-    np.testing.assert_array_equal(store["verdicts/scores"][:], expected_scores(units))
-    assert store["verdicts/text"][:].tolist() == [f"unit {u} ✓" for u in units]
-    np.testing.assert_array_equal(store["verdicts/prompt_tokens"][:], units)
+    np.testing.assert_array_equal(store.verdicts("scores"), expected_scores(units))
+    assert store.verdicts("text").tolist() == [f"unit {u} ✓" for u in units]
+    np.testing.assert_array_equal(store.verdicts("prompt_tokens"), units)
     # each unit was written by the process owning its chunk
     owners = np.concatenate([np.full(store.shard_units(k, 4), k) for k in range(4)])
-    np.testing.assert_array_equal(store["verdicts/attempt"][:], owners)
+    np.testing.assert_array_equal(store.verdicts("attempt"), owners)
 
 
 def test_write_chunk_rejects_a_wrong_shape(tmp_path):

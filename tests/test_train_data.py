@@ -164,7 +164,6 @@ def test_swap_judgement_normalises_a_comma_score_line():
     assert swap_judgement("10 2") == "2 10"
 
 
-@pytest.mark.skipif(not tiny_data.LLMBAR_ROOT.is_dir(), reason="LLMBar raw data not on this machine")
 def test_tiny_training_set_regenerates_byte_identically():
     records, skipped = tiny_data.convert()
     assert tiny_data.render(records) == tiny_data.DEFAULT_OUT.read_bytes()

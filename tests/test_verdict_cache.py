@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from judgelm.judge_config import JudgeConfig
+from judgelm.profiles.base import Prompt
 from judgelm.verdict_cache import CACHE_DIR, Entry, VerdictCache, decoding_settings, judge_fingerprint, open_cache
 
 DECODING = decoding_settings(JudgeConfig())
@@ -14,14 +15,19 @@ REPO = Path(__file__).resolve().parents[1]
 def test_same_judge_decoding_and_prompt_hit_any_change_misses(tmp_path):
     root = tmp_path / CACHE_DIR
     cache = VerdictCache.open(root, "judge-a", DECODING)
-    cache.stage([1, 5, 9], Entry("8 3", [23, 7, 12]))
+    prompt = Prompt("Which answer is better?")
+    cache.stage(cache.key([1, 5, 9], prompt), Entry("8 3", [23, 7, 12]))
     assert cache.flush() is not None and cache.flush() is None  # nothing staged: no empty file
-    again = VerdictCache.open(root, "judge-a", DECODING)
-    assert again.get([1, 5, 9]) == Entry("8 3", [23, 7, 12])
-    assert again.get([1, 5, 10]) is None  # another prompt
-    assert VerdictCache.open(root, "judge-b", DECODING).get([1, 5, 9]) is None  # another judge
-    full = {**DECODING, "mode": "full", "max_new_tokens": 512}
-    assert VerdictCache.open(root, "judge-a", full).get([1, 5, 9]) is None  # other decoding settings
+
+    def lookup(fingerprint, decoding, ids, p=prompt):
+        cache = VerdictCache.open(root, fingerprint, decoding)
+        return cache.get(cache.key(ids, p))
+
+    assert lookup("judge-a", DECODING, [1, 5, 9]) == Entry("8 3", [23, 7, 12])
+    assert lookup("judge-a", DECODING, [1, 5, 10]) is None  # other prompt tokens
+    assert lookup("judge-a", DECODING, [1, 5, 9], Prompt("Which answer is better?", system="Be fair.")) is None
+    assert lookup("judge-b", DECODING, [1, 5, 9]) is None  # another judge
+    assert lookup("judge-a", {**DECODING, "mode": "full", "max_new_tokens": 512}, [1, 5, 9]) is None
 
 
 def test_fingerprint_follows_the_weights(tmp_path):
@@ -54,9 +60,9 @@ from judgelm.verdict_cache import Entry, VerdictCache
 root, worker, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 cache = VerdictCache.open(root, "judge", {decoding!r})
 for r in range(rounds):
-    cache.stage([r, 0], Entry(f"shared {{r}}", [r]))
+    cache.stage(cache.key([r, 0]), Entry(f"shared {{r}}", [r]))
     cache.flush()
-    cache.stage([r, 1, worker], Entry(f"own {{worker}} {{r}}", [worker, r]))
+    cache.stage(cache.key([r, 1, worker]), Entry(f"own {{worker}} {{r}}", [worker, r]))
     cache.flush()
 """
 
@@ -68,6 +74,6 @@ def test_concurrent_writers_lose_nothing(tmp_path):
     assert [p.wait() for p in procs] == [0, 0, 0]
     cache = VerdictCache.open(root, "judge", DECODING)  # every file parses: none was seen half-written
     assert len(cache.entries) == 60 + 3 * 60
-    assert all(cache.get([r, 0]).text == f"shared {r}" for r in range(60))
-    assert all(cache.get([r, 1, w]) == Entry(f"own {w} {r}", [w, r]) for w in range(3) for r in range(60))
+    assert all(cache.get(cache.key([r, 0])).text == f"shared {r}" for r in range(60))
+    assert all(cache.get(cache.key([r, 1, w])) == Entry(f"own {w} {r}", [w, r]) for w in range(3) for r in range(60))
     assert not list(root.glob(".*"))  # no temporary file left behind

@@ -4,8 +4,8 @@
 
 - a benchmark name from ``BENCHMARKS`` (``pandalm``, ``llmbar``, ...), or ``name:ARG`` for one that needs a
   local path (``judgelm_val:/data/JudgeLM``, whose data is not shipped);
-- a path to a JudgeLM-format JSON/JSONL file, or to a YAML file describing the user's own data for the generic
-  adapter (``judgelm.benchmarks.generic``);
+- a path to a JudgeLM-format JSON/JSONL file, or ``generic:MAPPING.yaml`` (or just the ``.yaml`` path) for the
+  user's own data described by a mapping file (``judgelm.benchmarks.generic``);
 - several of those joined by ``+``, each optionally limited to its first N records per subset with ``@N``
   (``pandalm@20+llmbar@5``): a suite judged in one run (``judgelm.benchmarks.suites``).
 
@@ -15,27 +15,33 @@ the merge finds the benchmark, and so its protocol, of every verdict in a mixed 
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from judgelm.config import REPO_ROOT
-from judgelm.records import Converter, Loaded, iter_json_objects, load_objects, load_records
+from judgelm.benchmarks.files import DATA_DIR
+from judgelm.benchmarks.judgebench import load_judgebench
+from judgelm.benchmarks.judgelm_val import load_judgelm_val
+from judgelm.benchmarks.llmbar import load_llmbar, load_mtbench_human
+from judgelm.benchmarks.pandalm import load_pandalm
+from judgelm.benchmarks.prometheus import load_prometheus
+from judgelm.benchmarks.rewardbench import load_rewardbench
+from judgelm.records import Loaded, load_records
 
-DATA_DIR = REPO_ROOT / "data" / "benchmarks"
+GENERIC_PREFIX = "generic:"
 
 
 @dataclass(frozen=True)
 class Benchmark:
-    """A shipped benchmark: how to load it, which prompt mode it needs, and how it is scored.
+    """A shipped benchmark: its loader, where its data lies, which prompt mode it needs and how it is scored.
 
-    Calling it loads the records (``BENCHMARKS[name](skip_invalid)``). ``protocol`` names the scoring in
+    Adding one is a loader module plus one row of ``BENCHMARKS``. ``protocol`` names the scoring in
     ``judgelm.benchmarks.protocols``; ``mode`` is the ``prompt.mode`` its records must be judged with.
     """
 
     name: str
-    loader: Callable[[bool, str | None], Loaded]
+    loader: Callable[[Path, bool], Loaded]
+    data: str  # below data/benchmarks/; empty for a benchmark whose data the user gives as ``name:PATH``
     protocol: str
     mode: str = "pair"
     needs_arg: str = ""  # what ``name:ARG`` must give, for benchmarks whose data is not shipped
@@ -46,71 +52,38 @@ class Benchmark:
             raise ValueError(f"benchmark '{self.name}' needs {self.needs_arg}: use '{self.name}:PATH'")
         if arg and not self.needs_arg:
             raise ValueError(f"benchmark '{self.name}' takes no argument (got '{arg}')")
-        return self.loader(skip_invalid, arg)
-
-
-def _pandalm(skip_invalid: bool, arg: str | None) -> Loaded:
-    from judgelm.benchmarks.pandalm import load_pandalm
-    return load_pandalm(DATA_DIR / "pandalm" / "testset-v1.json", skip_invalid)
-
-
-def _llmbar(skip_invalid: bool, arg: str | None) -> Loaded:
-    from judgelm.benchmarks.llmbar import load_llmbar
-    return load_llmbar(DATA_DIR / "llmbar", skip_invalid)
-
-
-def _mtbench_human(skip_invalid: bool, arg: str | None) -> Loaded:
-    from judgelm.benchmarks.llmbar import load_mtbench_human
-    return load_mtbench_human(DATA_DIR / "llmbar", skip_invalid)
-
-
-def _judgebench(skip_invalid: bool, arg: str | None) -> Loaded:
-    from judgelm.benchmarks.judgebench import load_judgebench
-    return load_judgebench(DATA_DIR / "judgebench", skip_invalid)
-
-
-def _rewardbench(skip_invalid: bool, arg: str | None) -> Loaded:
-    from judgelm.benchmarks.rewardbench import load_rewardbench
-    return load_rewardbench(DATA_DIR / "rewardbench", skip_invalid)
-
-
-def _prometheus(skip_invalid: bool, arg: str | None) -> Loaded:
-    from judgelm.benchmarks.prometheus import load_prometheus
-    return load_prometheus(DATA_DIR / "prometheus", skip_invalid)
-
-
-def _judgelm_val(skip_invalid: bool, arg: str | None) -> Loaded:
-    from judgelm.benchmarks.judgelm_val import load_judgelm_val
-    return load_judgelm_val(Path(arg or ""), skip_invalid)
+        return self.loader(Path(arg) if arg else DATA_DIR / self.data, skip_invalid)
 
 
 BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
-    Benchmark("pandalm", _pandalm, "judgelm", description="PandaLM test set: 999 pairs, human majority vote, ties"),
-    Benchmark("llmbar", _llmbar, "llmbar",
+    Benchmark("pandalm", load_pandalm, "pandalm/testset-v1.json", "judgelm",
+              description="PandaLM test set: 999 pairs, human majority vote, ties"),
+    Benchmark("llmbar", load_llmbar, "llmbar", "llmbar",
               description="LLMBar Natural (100) and Adversarial Neighbor/GPTInst/GPTOut/Manual (319), no ties"),
-    Benchmark("mtbench_human", _mtbench_human, "llmbar",
+    Benchmark("mtbench_human", load_mtbench_human, "llmbar", "llmbar",
               description="200 MT-Bench pairs with human expert majority labels (LLMBar's processed set)"),
-    Benchmark("judgebench", _judgebench, "judgebench",
+    Benchmark("judgebench", load_judgebench, "judgebench", "judgebench",
               description="JudgeBench: 620 pairs with objectively correct labels, GPT-4o and Claude-3.5 responses"),
-    Benchmark("rewardbench", _rewardbench, "rewardbench",
+    Benchmark("rewardbench", load_rewardbench, "rewardbench", "rewardbench",
               description="RewardBench filtered: 2,985 chosen/rejected pairs in Chat, Chat Hard, Safety, Reasoning"),
-    Benchmark("prometheus", _prometheus, "correlation", mode="single",
+    Benchmark("prometheus", load_prometheus, "prometheus", "correlation", mode="single",
               description="Prometheus absolute grading: 640 answers on MT-Bench and Vicuna-bench, GPT-4 1-5 scores"),
-    Benchmark("judgelm_val", _judgelm_val, "judgelm", needs_arg="the directory holding JudgeLM-100K's val files",
+    Benchmark("judgelm_val", load_judgelm_val, "", "judgelm", needs_arg="the directory holding JudgeLM-100K's val files",
               description="JudgeLM val: 5,000 pairs, GPT-4 judgements with and without reference (not shipped)"),
 )}
-
-
-def load_files(files: dict[Path, Converter], skip_invalid: bool = False) -> Loaded:
-    """Records of a benchmark kept in several files, each read with its own converter; ids must be unique across all."""
-    by_path = {str(p): convert for p, convert in files.items()}
-    items = itertools.chain.from_iterable(iter_json_objects(p) for p in files)
-    return load_objects(items, lambda obj, src: by_path[src.path](obj, src), skip_invalid)
 
 
 def benchmark_of(subset: str) -> str:
     """The benchmark a record belongs to, from its ``subset`` (``llmbar/Natural`` → ``llmbar``)."""
     return subset.split("/", 1)[0]
+
+
+def absolute_spec(spec: str) -> str:
+    """``spec`` with a file path (plain or after ``generic:``) made absolute, so that jobs starting in another
+    directory (the run's frozen code copy) read the same file. Benchmark names and suites are returned as given."""
+    prefix = GENERIC_PREFIX if spec.startswith(GENERIC_PREFIX) else ""
+    path = Path(spec[len(prefix):])
+    return prefix + str(path.resolve()) if path.exists() else spec
 
 
 def load_dataset(spec: str, skip_invalid: bool = False) -> Loaded:
@@ -119,6 +92,9 @@ def load_dataset(spec: str, skip_invalid: bool = False) -> Loaded:
 
     if is_combined(spec):
         return load_combined(spec, skip_invalid)
+    if spec.startswith(GENERIC_PREFIX):
+        from judgelm.benchmarks.generic import load_generic
+        return load_generic(spec[len(GENERIC_PREFIX):], skip_invalid)
     name, _, arg = spec.partition(":")
     if name in BENCHMARKS:
         return BENCHMARKS[name](skip_invalid, arg or None)

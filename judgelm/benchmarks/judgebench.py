@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from judgelm.benchmarks import load_files
+from judgelm.benchmarks.files import load_files
 from judgelm.records import Loaded, Record, RecordError, Source, require_id, require_text
 
 FILES = {
@@ -41,7 +41,8 @@ def record_from_judgebench(obj: Any, src: Source, subset: str) -> Record:
         raise RecordError(src, "source", f"unknown source {source!r} (expected mmlu-pro-*, livebench-reasoning, "
                                          "livebench-math or livecodebench)")
     return Record(question_id=require_id(obj, "pair_id", src), question=require_text(obj, "question", src),
-                  answers=(require_text(obj, "response_A", src), require_text(obj, "response_B", src)),
+                  answers=(require_text(obj, "response_A", src, allow_empty=True),  # an empty answer is data
+                           require_text(obj, "response_B", src, allow_empty=True)),
                   label=_TO_WIN[label], subset=f"judgebench/{subset}", category=category)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from judgelm.benchmarks import load_files
+from judgelm.benchmarks.files import load_files
 from judgelm.records import Loaded, Record, RecordError, Source, require_text
 
 SUBSETS = ("Natural", "Adversarial/Neighbor", "Adversarial/GPTInst", "Adversarial/GPTOut", "Adversarial/Manual")

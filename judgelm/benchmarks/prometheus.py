@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from judgelm.benchmarks import load_files
+from judgelm.benchmarks.files import load_files
 from judgelm.records import Loaded, Record, RecordError, Source, require_id, require_text
 
 FILES = {"mt_bench": "mt_bench_eval.json", "vicuna": "vicuna_eval.json"}

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from judgelm.benchmarks import load_files
+from judgelm.benchmarks.files import load_files
 from judgelm.records import Loaded, Record, RecordError, Source, require_id, require_text
 
 FILES = ("Chat.jsonl", "Chat_Hard.jsonl", "Safety.jsonl", "Reasoning.jsonl")
@@ -52,7 +52,8 @@ def record_from_rewardbench(obj: Any, src: Source) -> Record:
     section = require_text(obj, "section", src)
     if section != SECTION_OF[subset]:
         raise RecordError(src, "section", f"subset {subset!r} belongs to {SECTION_OF[subset]!r}, not {section!r}")
-    chosen, rejected = require_text(obj, "chosen", src), require_text(obj, "rejected", src)
+    # An empty answer is data (a model that answered nothing), as in every other source.
+    chosen, rejected = (require_text(obj, key, src, allow_empty=True) for key in ("chosen", "rejected"))
     chosen_first = rid % 2 == 0
     return Record(question_id=f"{subset}/{rid}", question=require_text(obj, "prompt", src),
                   answers=(chosen, rejected) if chosen_first else (rejected, chosen),

@@ -17,13 +17,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
-from judgelm.benchmarks import BENCHMARKS, load_dataset
-from judgelm.config import CONFIG_DIR, ConfigError
+from judgelm.benchmarks import BENCHMARKS, GENERIC_PREFIX, load_dataset
+from judgelm.config import ConfigError, load_config, load_group
 from judgelm.records import Loaded, Record
 
-SUITES_DIR = CONFIG_DIR / "suites"
 _LIMIT = re.compile(r"^(?P<part>.+)@(?P<n>\d+)$")
 
 
@@ -36,7 +33,7 @@ class Part:
     def name(self) -> str:
         """The benchmark name, or a file's stem."""
         head = self.spec.partition(":")[0]
-        return head if head in BENCHMARKS else Path(self.spec).stem
+        return head if head in BENCHMARKS else Path(self.spec.removeprefix(GENERIC_PREFIX)).stem
 
 
 def parse_spec(spec: str) -> list[Part]:
@@ -65,6 +62,7 @@ def load_combined(spec: str, skip_invalid: bool = False) -> Loaded:
         out.records += [dataclasses.replace(r, question_id=f"{part.name}/{r.question_id}", subset=r.subset or part.name)
                         for r in records]
         out.rejects += loaded.rejects
+        out.ids_from_lines |= loaded.ids_from_lines
     return out
 
 
@@ -104,19 +102,24 @@ def sources_by_mode(parts: list[str], limit: int = 0) -> dict[str, str]:
 class SuiteConfig:
     """A named suite (``configs/suites/<name>.yaml``)."""
 
+    base: str = ""
+    """Another suite whose benchmarks this one judges (so ``quick`` is ``default`` with a limit, not a copy)."""
     benchmarks: list[str] = field(default_factory=list)
-    """Benchmark names, ``name:ARG`` or data files; ``@N`` keeps N records per subset of that one."""
+    """Benchmark names, ``name:ARG`` or data files; ``@N`` keeps N records per subset of that one. Empty with a
+    ``base``: the base suite's."""
     limit: int = 0
     """Records per subset of every benchmark (0: all), for quick suites."""
     description: str = ""
+    """One line shown in listings."""
 
 
-def load_suite(name: str) -> SuiteConfig:
-    path = SUITES_DIR / f"{name}.yaml"
-    if not path.is_file():
-        choices = sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
-        raise ConfigError(f"no suite '{name}' (choices: {', '.join(choices)})")
+def load_suite(name: str, seen: tuple[str, ...] = ()) -> SuiteConfig:
+    if name in seen:
+        raise ConfigError(f"suite '{name}' is its own base ({' -> '.join(seen + (name,))})")
     try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SuiteConfig), OmegaConf.load(path)))  # type: ignore
-    except Exception as e:
-        raise ConfigError(f"{path}: {str(e).splitlines()[0]}") from None
+        suite = load_config(SuiteConfig, load_group("suites", name))
+    except ConfigError as e:
+        raise ConfigError(f"suite '{name}': {e}") from None
+    if suite.base and not suite.benchmarks:
+        suite.benchmarks = load_suite(suite.base, seen + (name,)).benchmarks
+    return suite

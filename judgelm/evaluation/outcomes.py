@@ -42,13 +42,13 @@ class Scores:
 
 def reference_modes(store: VerdictStore) -> list[bool]:
     """The reference modes the run judged, without the reference first."""
-    return sorted({bool(x) for x in np.unique(store["units/with_reference"][:])})
+    return sorted({bool(x) for x in np.unique(store.units("with_reference"))})
 
 
 def done_units(store: VerdictStore, with_reference: bool) -> Units:
-    keep = store.done() & (store["units/with_reference"][:] == with_reference)
-    pref = store[f"verdicts/{PREFERENCE}"][:][keep] if PREFERENCE in store.attrs.get("extra_arrays", []) else None
-    return Units(store["units/record"][:][keep], store["units/order"][:][keep], store["verdicts/scores"][:][keep], pref)
+    keep = store.done() & (store.units("with_reference") == with_reference)
+    pref = store.verdicts(PREFERENCE)[keep] if PREFERENCE in store.extras else None
+    return Units(store.units("record")[keep], store.units("order")[keep], store.verdicts("scores")[keep], pref)
 
 
 def _codes(values: np.ndarray) -> tuple[list[str], np.ndarray]:
@@ -73,11 +73,11 @@ def comparisons(store: VerdictStore, with_reference: bool = False) -> Comparison
     models = store.record_models()[:, :2]
     names, code = _codes(models[rec].ravel())
     code = code.reshape(-1, 2)
-    chars = store["records/answer_chars"][:, :2][rec]
-    _, question = _codes(store["records/question_id"][:][rec])
+    chars = store.records("answer_chars")[:, :2][rec]
+    _, question = _codes(store.records("question_id")[rec])
     consistent = np.where(count[rec] == 2, (lo[rec] == hi[rec]).astype(float), np.nan)
     return Comparisons(models=names, question=question, a=code[:, 0], b=code[:, 1], pref_b=mean[rec],
-                       len_a=chars[:, 0], len_b=chars[:, 1], category=store["records/category"][:][rec],
+                       len_a=chars[:, 0], len_b=chars[:, 1], category=store.records("category")[rec],
                        consistent=consistent)
 
 
@@ -85,6 +85,6 @@ def single_scores(store: VerdictStore) -> Scores:
     """The score of every judged single-answer unit (slot 2's generator is the model graded)."""
     u = done_units(store, False)
     names, code = _codes(store.record_models()[:, 1][u.record])
-    _, question = _codes(store["records/question_id"][:][u.record])
+    _, question = _codes(store.records("question_id")[u.record])
     return Scores(models=names, model=code, question=question,
-                  category=store["records/category"][:][u.record], score=u.scores[:, 0].astype(float))
+                  category=store.records("category")[u.record], score=u.scores[:, 0].astype(float))

@@ -13,7 +13,8 @@ class EngineConfig:
     """How judgements are generated."""
 
     backend: str = "hf"
-    """``hf`` (transformers, any device) or ``vllm`` (GPU nodes with the ``vllm`` extra installed)."""
+    """``hf`` (transformers, any device), ``vllm`` (GPU nodes with the ``vllm`` extra installed) or ``openai``
+    (any OpenAI-compatible server: vLLM, SGLang, ``transformers serve``, hosted APIs; the ``openai`` extra)."""
     mode: str = "fast"
     """``fast`` stops each row at the end of the score line (JudgeLM's ``--if-fast-eval 1``, used for all its
     metrics); ``full`` also generates the explanation."""
@@ -28,8 +29,14 @@ class EngineConfig:
     """Nucleus filter when sampling."""
     seed: int = 0
     """Seed of the per-unit sampling noise."""
-    batch_tokens: int = 65536
-    """Token budget of one batch: rows × (longest prompt + max_new_tokens). Bounds the memory a batch needs."""
+    batch_tokens: int = 0
+    """Token budget of one batch: rows × (longest prompt + max_new_tokens). Bounds the memory a batch needs.
+    0 derives it from the free GPU memory after loading and the model's KV bytes per token (65,536 on a CPU)."""
+    memory_margin: float = 0.10
+    """Share of each GPU's memory kept free when ``batch_tokens`` is derived (allocator fragmentation, spikes)."""
+    tensor_parallel_size: int = 0
+    """GPUs one model replica spans (vLLM's ``tensor_parallel_size``; the hf engine spreads layers over them).
+    0 uses every GPU the task sees, which ``gpus_per_task`` of the cluster profile sets."""
     max_batch: int = 64
     """At most this many rows per batch."""
     max_padding: float = 0.05
@@ -47,14 +54,49 @@ class EngineConfig:
     """If > 0, store the top-k log-probabilities at each of the first generated positions (fast mode), from
     which the merge derives an expected score and a confidence per verdict."""
 
+    # --- backend=openai: the server and how to talk to it -------------------------------------------------------
+    base_url: str = ""
+    """The server's API root (``http://host:8000/v1``), or ``file:PATH``: read it from the file a judge-server job
+    writes when its server answers (``launch/server.py``), waiting up to ``server_wait_s`` for it."""
+    api: str = "completions"
+    """``completions`` sends the prompt text exactly as the in-process engines would see it (verdicts comparable
+    with them); ``chat`` sends the profile's messages and lets the server apply the model's chat template."""
+    served_model: str = ""
+    """The ``model`` name sent to the server; empty sends ``model.path``. ``model.path`` still names the tokenizer
+    used to count and fit prompt tokens."""
+    api_key_env: str = ""
+    """Name of the environment variable holding the API key (the key itself is never in a config, log or store);
+    empty for servers without authentication."""
+    concurrency: int = 8
+    """Requests in flight at once per shard."""
+    request_timeout_s: float = 600.0
+    """Seconds before a request counts as timed out (and is retried)."""
+    max_retries: int = 6
+    """Retries of a request after a 429, a 5xx, a timeout or a refused connection; then the shard fails and a
+    resubmission resumes from its last committed chunk."""
+    backoff_s: float = 2.0
+    """First retry delay; it doubles with each retry (capped at 120 s)."""
+    server_wait_s: float = 1800.0
+    """With ``base_url=file:PATH``: how long to wait for the judge server to come up."""
+    cost_per_1k_prompt: float = 0.0
+    """Price per 1000 prompt tokens, for the cost in the run's usage summary (0: not priced)."""
+    cost_per_1k_completion: float = 0.0
+    """Price per 1000 generated tokens."""
+
     def new_tokens(self) -> int:
         if self.max_new_tokens > 0:
             return self.max_new_tokens
         return FAST_MAX_NEW_TOKENS if self.mode == "fast" else FULL_MAX_NEW_TOKENS
 
     def validate(self) -> None:
-        if self.backend not in ("hf", "vllm"):
-            raise ValueError(f"engine.backend must be hf or vllm, got {self.backend!r}")
+        from judgelm.inference import (
+            BACKENDS,  # the one table of backends; imported here as it imports this module
+        )
+
+        if self.backend not in BACKENDS:
+            raise ValueError(f"engine.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.backend == "openai":
+            self.validate_server()
         if self.mode not in ("fast", "full"):
             raise ValueError(f"engine.mode must be fast or full, got {self.mode!r}")
         if self.too_long not in ("truncate", "reject"):
@@ -63,8 +105,21 @@ class EngineConfig:
             raise ValueError("engine.temperature must be >= 0")
         if not 0 < self.top_p <= 1 or self.top_k < 0:
             raise ValueError(f"engine.top_p must be in (0, 1] and engine.top_k >= 0, got {self.top_p}, {self.top_k}")
-        if self.batch_tokens < 1 or self.max_batch < 1 or self.max_new_tokens < 0 or self.max_padding < 0:
-            raise ValueError("engine.batch_tokens and engine.max_batch must be positive, engine.max_new_tokens and "
+        if self.batch_tokens < 0 or self.max_batch < 1 or self.max_new_tokens < 0 or self.max_padding < 0:
+            raise ValueError("engine.max_batch must be positive, engine.batch_tokens, engine.max_new_tokens and "
                              "engine.max_padding not negative")
+        if not 0 <= self.memory_margin < 1 or self.tensor_parallel_size < 0:
+            raise ValueError(f"engine.memory_margin must be in [0, 1) and engine.tensor_parallel_size >= 0, got "
+                             f"{self.memory_margin}, {self.tensor_parallel_size}")
         if self.logprobs_topk < 0:
             raise ValueError("engine.logprobs_topk must be >= 0")
+
+    def validate_server(self) -> None:
+        if not self.base_url:
+            raise ValueError("engine.backend=openai needs engine.base_url (http://host:port/v1, or file:PATH "
+                             "written by a judge-server job)")
+        if self.api not in ("completions", "chat"):
+            raise ValueError(f"engine.api must be completions or chat, got {self.api!r}")
+        if self.concurrency < 1 or self.max_retries < 0 or self.request_timeout_s <= 0 or self.backoff_s < 0:
+            raise ValueError("engine.concurrency and engine.request_timeout_s must be positive, engine.max_retries "
+                             "and engine.backoff_s not negative")

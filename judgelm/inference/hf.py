@@ -13,14 +13,16 @@ bounded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from judgelm.inference.config import EngineConfig
 from judgelm.inference.kv_cache import batch_cache, row_block, seal
+from judgelm.inference.memory import gpu_budget
 from judgelm.inference.sampling import next_tokens
+from judgelm.inference.window import attention_window, position_mask
 
 
 @dataclass
@@ -37,8 +39,20 @@ class Generation:
 
 
 def newline_token_ids(tokenizer) -> list[int]:
-    """Every token whose text contains a newline (``\\n``, ``.\\n``, SentencePiece's ``<0x0A>``...)."""
+    """Every token whose text contains a newline (``\\n``, ``.\\n``, SentencePiece's ``<0x0A>``...). Each token is
+    decoded alone, so a byte-fallback ``<0x0A>`` counts even where it follows an incomplete UTF-8 sequence (decoded
+    in context, those bytes all become replacement characters and the newline is lost)."""
     return [i for i in range(len(tokenizer)) if "\n" in tokenizer.decode([i])]
+
+
+def end_token_ids(model, tokenizer) -> list[int]:
+    """Every id that ends a reply: the tokenizer's EOS and all of ``generation_config.eos_token_id`` (Llama-3 and
+    Qwen instruct judges list several, e.g. ``<|eot_id|>`` besides ``<|end_of_text|>``)."""
+    ids = {tokenizer.eos_token_id}
+    gen = getattr(model, "generation_config", None)
+    listed = getattr(gen, "eos_token_id", None)
+    ids |= set(listed) if isinstance(listed, (list, tuple)) else {listed}
+    return sorted(i for i in ids if i is not None)
 
 
 def plan_batches(lengths: list[int], max_new: int, batch_tokens: int, max_batch: int,
@@ -93,24 +107,32 @@ class HFEngine:
     """Judges lists of tokenized prompts with a loaded causal LM."""
 
     def __init__(self, model, tokenizer, device: torch.device, cfg: EngineConfig):
+        if not cfg.batch_tokens:  # measured once, now that the weights are in memory
+            cfg = replace(cfg, batch_tokens=gpu_budget(model, cfg.memory_margin))
         self.model, self.tokenizer, self.device, self.cfg = model, tokenizer, device, cfg
         self.max_new = cfg.new_tokens()
-        stop = set() if tokenizer.eos_token_id is None else {tokenizer.eos_token_id}
+        stop = set(end_token_ids(model, tokenizer))
         if cfg.mode == "fast":
             stop |= set(newline_token_ids(tokenizer))
         self.stop_ids = torch.tensor(sorted(stop), device=device, dtype=torch.long)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.logprob_steps = self.max_new if cfg.logprobs_topk > 0 else 0
         text_cfg = model.config.get_text_config()
-        self.plain_head = not any(getattr(text_cfg, k, None) for k in
+        # A replica spread over several GPUs returns outputs to the input GPU only from its top-level call; the
+        # decoder and head called one by one (plain_head) would leave hidden states on the last GPU.
+        spread = len(set(getattr(model, "hf_device_map", {}).values())) > 1
+        self.plain_head = not spread and not any(getattr(text_cfg, k, None) for k in
                                   ("final_logit_softcapping", "logit_scale", "logits_scaling"))
+        self.window = attention_window(text_cfg, model.config._attn_implementation)
+        self.eager = model.config._attn_implementation == "eager"
 
     @property
     def context_length(self) -> int:
         return int(getattr(self.model.config, "max_position_embeddings", 2048))
 
-    def generate(self, units: list[int], ids: list[list[int]]) -> list[Generation]:
-        """One ``Generation`` per prompt, in the order given."""
+    def generate(self, units: list[int], ids: list[list[int]], prompts: list | None = None) -> list[Generation]:
+        """One ``Generation`` per prompt, in the order given. ``prompts`` (the rendered texts) are for engines
+        that send text to a server; this one judges the token ids."""
         out: list[Generation | None] = [None] * len(ids)
         lengths = [len(x) for x in ids]
         groups = plan_batches(lengths, self.max_new, self.cfg.batch_tokens, self.cfg.max_batch, self.cfg.max_padding)
@@ -155,6 +177,12 @@ class HFEngine:
         out = self.model(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=ends)
         return out.logits[rows, col]
 
+    def _decode_mask(self, mask: torch.Tensor, lengths: torch.Tensor, step: int, width: int) -> torch.Tensor:
+        """The 2-D slot mask, or for a sliding-window model the window counted in each row's own positions."""
+        if self.window is None:
+            return mask
+        return position_mask(mask, lengths, step, width, self.window, self.model.dtype if self.eager else None)
+
     @torch.inference_mode()
     def _run_batch(self, units: list[int], groups: list[list[list[int]]]) -> list[Generation]:
         b, width = len(units), max(len(p) for g in groups for p in g)
@@ -194,7 +222,8 @@ class HFEngine:
                 rows, tok, mask, lengths = rows[keep], tok[keep], mask[keep], lengths[keep]
                 finished = finished[keep]
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-            out = self.model(input_ids=tok[:, None], attention_mask=mask, position_ids=(lengths + step)[:, None],
+            out = self.model(input_ids=tok[:, None], attention_mask=self._decode_mask(mask, lengths, step, width),
+                             position_ids=(lengths + step)[:, None],
                              past_key_values=cache, use_cache=True)
             cache, logits = out.past_key_values, out.logits[:, -1]
 

@@ -54,6 +54,7 @@ class AppendLayer(DynamicLayer):
         return self.length
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
+        indices = indices.to(self._k.device)  # a replica spread over GPUs keeps each layer on its own
         self._k, self._v = self._k[indices], self._v[indices]
         self.keys, self.values = self._k[..., : self.length, :], self._v[..., : self.length, :]
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
-from judgelm.models import encode_with_bos
-from judgelm.prompts import Mode, build_prompt
+from judgelm.profiles import Profile, Prompt
+from judgelm.profiles.encode import encode_prompts
+from judgelm.profiles.judgelm_profile import JudgeLM
+from judgelm.prompts import Mode
+
+JUDGELM = JudgeLM()  # the default profile: JudgeLM's own prompt
 
 
 @dataclass
@@ -18,6 +24,7 @@ class Prepared:
     ids: list[list[int]]
     truncated: np.ndarray  # bool: answers/reference were cut to fit
     rejected: np.ndarray  # bool: could not fit even after cutting, or the rule is ``reject``
+    prompts: list[Prompt | None]  # the rendered prompt of each unit (None: rejected), for engines that take text
 
 
 def unit_texts(inputs: dict, i: int, mode: Mode) -> tuple[str, list[str], str | None]:
@@ -30,48 +37,94 @@ def unit_texts(inputs: dict, i: int, mode: Mode) -> tuple[str, list[str], str | 
     return inputs["question"][r], answers, reference
 
 
-def _cut(tokenizer, text: str, n_tokens: int) -> str:
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    return tokenizer.decode(ids[: max(0, len(ids) - n_tokens)])
+Tokenize = Callable[[str], list[int]]
+
+
+@lru_cache(maxsize=4)
+def max_token_chars(tokenizer) -> int:
+    """An upper bound on the characters one token stands for: the longest vocabulary entry (byte-level entries
+    spell one character per byte, SentencePiece entries their text), doubled for normalizers that fold several
+    characters into one. A text longer than ``limit × this`` has more than ``limit`` tokens."""
+    return 2 * max(map(len, tokenizer.get_vocab()))
+
+
+def _token_caps(lengths: list[int], budget: int) -> list[int]:
+    """Tokens to keep per field: the longest fields are cut to one common length, the largest that fits ``budget``
+    (shorter fields are kept whole), so a long answer loses its tail before a short one loses anything."""
+    if sum(lengths) <= budget:
+        return list(lengths)
+    lo, hi = 0, max(lengths)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if sum(min(n, mid) for n in lengths) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return [min(n, lo) for n in lengths]
 
 
 def fit_prompt(tokenizer, question: str, answers: list[str], reference: str | None, mode: Mode,
-               limit: int, max_rounds: int = 12) -> list[int] | None:
-    """Cut the longest of the answers/reference from its end until the prompt has at most ``limit`` tokens.
+               limit: int, max_rounds: int = 8, tokenize: Tokenize | None = None,
+               profile: Profile = JUDGELM) -> tuple[list[int], Prompt] | None:
+    """Cut the longest of the answers/reference from their ends until the prompt has at most ``limit`` tokens.
 
-    Tokens do not add up exactly across a cut (merges at the new boundary), so this re-encodes the whole prompt
-    after each cut and cuts a little extra. Returns ``None`` when even empty answers would not fit.
+    Each field is tokenized once, and only as far as ``limit`` tokens can reach (``max_token_chars``), then cut by
+    tokens, so the cost does not grow with the field (a 10 MB answer costs what a ``limit``-token one does). Tokens
+    do not add up exactly across a cut (merges at the new boundaries), so the short, cut prompt is re-encoded and,
+    while it is still too long, the budget shrinks by the excess. Returns the ids and the prompt, or ``None`` when
+    even empty answers would not fit: the question and template are never cut. ``tokenize`` (text -> ids without
+    special tokens) lets a caller share the tokenization of a field between units.
     """
-    answers = list(answers)
+    tokenize = tokenize or (lambda text: tokenizer(text, add_special_tokens=False)["input_ids"])
+    span = limit * max_token_chars(tokenizer)  # no more of a field than this can be kept, so no more is tokenized
+    if len(question) > span:
+        return None
+    n = len(answers)
+    fields = list(answers) + ([reference] if reference is not None else [])
+
+    def render(texts: list[str]) -> Prompt:
+        return profile.render(question, texts[:n], texts[n] if n < len(texts) else None, mode)
+
+    budget = limit - len(encode_prompts(tokenizer, [render([""] * len(fields))])[0])
+    field_ids = [tokenize(f[:span]) for f in fields]
     for _ in range(max_rounds):
-        ids = encode_with_bos(tokenizer, [build_prompt(question, answers, reference, mode)])[0]
-        excess = len(ids) - limit
-        if excess <= 0:
-            return ids
-        fields = answers + ([reference] if reference is not None else [])
-        longest = max(range(len(fields)), key=lambda k: len(fields[k]))
-        if not fields[longest]:
+        if budget < 0:
             return None
-        cut = _cut(tokenizer, fields[longest], excess + 4)
-        if longest < len(answers):
-            answers[longest] = cut
-        else:
-            reference = cut
+        caps = _token_caps([len(x) for x in field_ids], budget)
+        prompt = render([f if k == len(x) and len(f) <= span else tokenizer.decode(x[:k])
+                         for f, x, k in zip(fields, field_ids, caps)])
+        ids = encode_prompts(tokenizer, [prompt])[0]
+        if len(ids) <= limit:
+            return ids, prompt
+        budget -= len(ids) - limit
     return None
 
 
-def prepare_chunk(inputs: dict, tokenizer, mode: Mode, limit: int, too_long: str) -> Prepared:
+def prepare_chunk(inputs: dict, tokenizer, mode: Mode, limit: int, too_long: str,
+                  profile: Profile = JUDGELM) -> Prepared:
     n = len(inputs["unit"])
     texts = [unit_texts(inputs, i, mode) for i in range(n)]
-    ids = encode_with_bos(tokenizer, [build_prompt(q, a, ref, mode) for q, a, ref in texts])
+    # A prompt with a text longer than ``span`` characters is too long for sure: it skips the full encoding, which
+    # for a 10 MB answer would cost more than judging the whole chunk.
+    span = limit * max_token_chars(tokenizer)
+    short = [i for i, (q, a, ref) in enumerate(texts) if max(len(t) for t in (q, *a, ref or "")) <= span]
+    ids: list[list[int]] = [[] for _ in range(n)]
+    prompts: list[Prompt | None] = [None] * n
+    for i in short:
+        prompts[i] = profile.render(*texts[i], mode)
+    for i, x in zip(short, encode_prompts(tokenizer, [prompts[i] for i in short])):
+        ids[i] = x
+    fits = np.zeros(n, dtype=bool)
+    fits[short] = [len(ids[i]) <= limit for i in short]
     truncated = np.zeros(n, dtype=bool)
     rejected = np.zeros(n, dtype=bool)
-    for i in range(n):
-        if len(ids[i]) <= limit:
-            continue
-        fitted = fit_prompt(tokenizer, *texts[i], mode, limit) if too_long == "truncate" else None
+    # Both answer orders of a record cut the same texts: tokenize each long field once per chunk.
+    tokenize = lru_cache(maxsize=16)(lambda text: tokenizer(text, add_special_tokens=False)["input_ids"])
+    for i in np.flatnonzero(~fits):
+        fitted = (fit_prompt(tokenizer, *texts[i], mode, limit, tokenize=tokenize, profile=profile)
+                  if too_long == "truncate" else None)
         if fitted is None:
-            ids[i], rejected[i] = [], True
+            ids[i], prompts[i], rejected[i] = [], None, True
         else:
-            ids[i], truncated[i] = fitted, True
-    return Prepared(np.asarray(inputs["unit"]), ids, truncated, rejected)
+            (ids[i], prompts[i]), truncated[i] = fitted, True
+    return Prepared(np.asarray(inputs["unit"]), ids, truncated, rejected, prompts)

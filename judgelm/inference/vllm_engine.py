@@ -46,7 +46,8 @@ class VLLMEngine:
             logprobs=self.cfg.logprobs_topk or None,
         )
 
-    def generate(self, units: list[int], ids: list[list[int]]) -> list[Generation]:
+    def generate(self, units: list[int], ids: list[list[int]], prompts: list | None = None) -> list[Generation]:
+        """Like ``HFEngine.generate``: the token ids are judged, ``prompts`` are for text-based engines."""
         outs = self.llm.generate([{"prompt_token_ids": x} for x in ids], [self._params(u) for u in units],
                                  use_tqdm=False)
         k = self.cfg.logprobs_topk

@@ -1,20 +1,23 @@
 """The typed config of a training run: ``configs/train/<size>.yaml`` plus ``key=value`` overrides.
 
-``size=NAME`` picks the base file, ``cluster=NAME`` a profile from ``configs/cluster/``; every other field is
-documented below and can be overridden on the command line (``optim.lr=1e-5``). The resolved config is saved
+``size=NAME`` picks the base file (the launcher adds the cluster profile, ``launch.configs.TrainLaunchConfig``);
+every field is documented below and can be overridden on the command line (``optim.lr=1e-5``). The resolved config is saved
 as ``runs/<run>/config.yaml``; a resumed run must resolve to the same training config.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TypeVar
 
 from omegaconf import OmegaConf
 
-from judgelm.config import CONFIG_DIR, REPO_ROOT, ConfigError, config_hash, load_config
-from launch.cluster import ClusterConfig
+from judgelm.config import REPO_ROOT, ConfigError, config_hash, load_config, load_group
+from judgelm.rundir import check_run_name
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -151,15 +154,6 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
-    default_cluster: str = "local"
-    """Cluster profile used when the command line names none: the sizes that need GPUs name their production
-    profile, so ``make train SIZE=33b DRY_RUN=1`` shows the real plan."""
-    cluster: ClusterConfig = field(default_factory=ClusterConfig)
-    """The cluster profile (``cluster=NAME`` loads ``configs/cluster/NAME.yaml``)."""
-    dry_run: bool = False
-    """Print the resolved config and the job script, submit nothing."""
-    wait: bool = False
-    """With Slurm, wait for the job and follow its log (a local run is always followed to the end)."""
 
     # --- derived ------------------------------------------------------------------------------------------------
 
@@ -187,10 +181,10 @@ class TrainConfig:
 
     def training_hash(self) -> str:
         """Fingerprint of what determines the trained weights; a resumed run must match it. Where the run
-        executes (cluster profile, time limits, dry-run) may change between attempts."""
-        d = OmegaConf.to_container(OmegaConf.structured(self))
-        for key in ("cluster", "default_cluster", "dry_run", "wait", "run", "runs_dir", "export_dir", "log_every", "save_every",
-                    "keep_checkpoints", "threads", "peak_tflops"):
+        executes, what it is called and how often it logs or saves may change between attempts."""
+        d = {f.name: getattr(self, f.name) for f in fields(TrainConfig)}
+        for key in ("run", "runs_dir", "export_dir", "log_every", "save_every", "keep_checkpoints", "threads",
+                    "peak_tflops"):
             d.pop(key)
         d["resources"] = {"world_size": self.world_size}
         return config_hash(d)
@@ -202,21 +196,16 @@ def repo_path(path: str) -> Path:
     return p if p.is_absolute() else REPO_ROOT / p
 
 
-def load_train_config(argv: list[str]) -> TrainConfig:
-    """``size=NAME`` (default ``tiny``) picks the base file, ``cluster=NAME`` a profile (default: the size's
-    ``default_cluster``); everything else overrides fields."""
+def load_train_config(argv: list[str], schema: type[T] = TrainConfig, groups: tuple[str, ...] = ()) -> T:  # type: ignore[assignment]
+    """``size=NAME`` (default ``tiny``) picks ``configs/train/<size>.yaml``; every other ``key=value`` overrides a
+    field of ``schema`` (the launcher passes its wider schema and ``groups=("cluster",)``)."""
     sizes = [a for a in argv if a.startswith("size=")]
     size = sizes[-1].split("=", 1)[1] if sizes else "tiny"
-    base = CONFIG_DIR / "train" / f"{size}.yaml"
-    if not base.is_file():
-        choices = sorted(p.stem for p in (CONFIG_DIR / "train").glob("*.yaml"))
-        raise ConfigError(f"no training size '{size}' (choices: {', '.join(choices)})")
-    overrides = [a for a in argv if not a.startswith("size=")]
-    if not any(a.startswith("cluster=") for a in overrides):
-        overrides.insert(0, f"cluster={OmegaConf.load(base).get('default_cluster', 'local')}")
-    cfg = load_config(TrainConfig, base, overrides, groups=("cluster",))
+    base = load_group("train", size)
+    known = OmegaConf.structured(schema)
+    base = OmegaConf.masked_copy(base, [k for k in base if k in known])  # launcher keys, for a library schema
+    cfg = load_config(schema, base, [a for a in argv if not a.startswith("size=")], groups)
     cfg.size = size
-    cfg.run = cfg.run or f"{size}-{time.strftime('%Y%m%d-%H%M%S')}"
+    cfg.run = check_run_name(cfg.run or f"{size}-{time.strftime('%Y%m%d-%H%M%S')}")
     cfg.validate()
     return cfg
-

@@ -52,6 +52,23 @@ def _export_launcher_env(need_group: bool) -> None:
                           MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ.get("MASTER_PORT") or str(_free_port()))
 
 
+def visible_gpu(local_rank: int, n_visible: int) -> int:
+    """The index, among the GPUs this process can see, of the one it uses. Sites that bind one GPU per task show
+    each task only its own GPU (index 0) while ``LOCAL_RANK`` still counts the tasks on the node."""
+    return local_rank % n_visible
+
+
+def collective_device(backend: str) -> torch.device:
+    """Where a collective's tensors must live for ``backend`` (``nccl``, ``gloo`` or ``cpu:gloo,cuda:nccl``):
+    NCCL reduces CUDA tensors only ("No backend type associated with device type cpu"), so CPU is used only
+    where the backend serves it."""
+    if ":" in backend:
+        served = [part.split(":")[0] for part in backend.split(",")]
+    else:
+        served = dist.Backend.backend_capability.get(backend, ["cpu"])
+    return torch.device("cpu" if "cpu" in served else served[0])
+
+
 def init(use_deepspeed: bool, threads: int = 0) -> DistEnv:
     """Join (or create) the process group. DeepSpeed always needs one, even for a single process.
     ``threads``: CPU threads for this process (0: its share of the node's cores)."""
@@ -61,8 +78,10 @@ def init(use_deepspeed: bool, threads: int = 0) -> DistEnv:
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
     if torch.cuda.is_available():
         # Not CUDA_VISIBLE_DEVICES: Slurm may already have narrowed it, and NCCL wants to see the node's GPUs.
-        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        device = torch.device("cuda", visible_gpu(local_rank, torch.cuda.device_count()))
         torch.cuda.set_device(device)
+        # DeepSpeed opens cuda:LOCAL_RANK as it finds it: "invalid device ordinal" where a task sees one GPU.
+        os.environ["LOCAL_RANK"] = str(device.index)
         backend = "nccl"
     else:
         device = torch.device("cpu")
@@ -80,8 +99,11 @@ def init(use_deepspeed: bool, threads: int = 0) -> DistEnv:
 
 
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks, reduced on the device the process group's backend serves; returned on ``t``'s device."""
     if dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(t)
+        on = t.to(collective_device(dist.get_backend()))
+        dist.all_reduce(on)
+        return on.to(t.device)
     return t
 
 

@@ -16,9 +16,9 @@ import json
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from judgelm.config import ConfigError, to_yaml
 from judgelm.records import write_rejects
+from judgelm.rundir import RunDir
 from judgelm.train import checkpoint, distributed, export
 from judgelm.train.backends import DeepSpeedBackend, SingleBackend, deepspeed_config, zero_stage
 from judgelm.train.config import TrainConfig, repo_path
@@ -47,7 +48,7 @@ class RunLog:
 
     def __init__(self, run_dir: Path, enabled: bool):
         self.enabled = enabled
-        self.text = run_dir / "train.log"
+        self.text = RunDir(run_dir).train_log
         self.metrics = run_dir / "metrics.jsonl"
 
     def info(self, msg: str) -> None:
@@ -103,31 +104,61 @@ def train(cfg: TrainConfig, run_dir: Path, stop: Callable[[], bool] = lambda: Fa
                           f"{cfg.world_size} (resources.*); the global batch split depends on it")
     # No teardown after an error: its barrier would wait for ranks that may never get there. The process
     # exits with the error, and the launcher (torchrun, Slurm) ends the others.
-    result = _train(cfg, run_dir, env, stop)
+    t = setup(cfg, RunDir(Path(run_dir)), env)
+    resume(t)
+    builder = SampleBuilder(t.records, t.tokenizer, cfg.data.max_length, cfg.seed, cfg.data.ref_prob,
+                            cfg.data.swap_prob)
+    while t.step < t.total_steps and train_step(t, builder, stop):
+        if cfg.save_every and t.step % cfg.save_every == 0 and t.step < t.total_steps:
+            save(t)
+    result = finish(t)
     distributed.teardown()
     return result
 
 
-def _train(cfg: TrainConfig, run_dir: Path, env: distributed.DistEnv, stop: Callable[[], bool]) -> TrainResult:
-    log = RunLog(run_dir, env.is_main)
-    ckpt_root = run_dir / "checkpoints"
+@dataclass
+class Trainer:
+    """Everything ``setup`` builds, and the position in the run (``step``) that checkpoints save and restore."""
+
+    cfg: TrainConfig
+    rd: RunDir
+    env: distributed.DistEnv
+    log: RunLog
+    records: list
+    tokenizer: object
+    plan: BatchPlan
+    backend: object
+    flops: FlopCounter
+    peak: float
+    total_steps: int
+    hf_ds: object = None  # transformers consults it while a ZeRO-3 model exists: kept alive until the export
+    step: int = 0
+    dropped_total: int = 0
+    saved_step: int | None = None
+
+    @property
+    def ckpt_root(self) -> Path:
+        return self.rd.root / "checkpoints"
+
+
+def setup(cfg: TrainConfig, rd: RunDir, env: distributed.DistEnv) -> Trainer:
+    """Records, tokenizer, batch plan and the backend holding the model, on every rank."""
+    log = RunLog(rd.root, env.is_main)
     if env.is_main:
-        ckpt_root.mkdir(parents=True, exist_ok=True)
-        checkpoint.remove_partial(ckpt_root)
-        (run_dir / "config.yaml").write_text(to_yaml(cfg))
+        (rd.root / "checkpoints").mkdir(parents=True, exist_ok=True)
+        checkpoint.remove_partial(rd.root / "checkpoints")
+        rd.config.write_text(to_yaml(cfg))
     _seed_all(cfg.seed + env.rank)
-
     loaded = load_train_records([repo_path(p) for p in cfg.data.train_files], cfg.data.skip_invalid)
-    records = loaded.records
     if loaded.rejects and env.is_main:
-        write_rejects(loaded.rejects, run_dir / "rejects.jsonl")
-    tokenizer = load_or_build_tokenizer(cfg, run_dir, records, env.is_main)
-    plan = BatchPlan(len(records), cfg.global_batch, cfg.micro_batch, env.world_size, cfg.seed)
+        write_rejects(loaded.rejects, rd.rejects)
+    tokenizer = load_or_build_tokenizer(cfg, rd.root, loaded.records, env.is_main)
+    plan = BatchPlan(len(loaded.records), cfg.global_batch, cfg.micro_batch, env.world_size, cfg.seed)
     if plan.steps_per_epoch == 0:
-        raise ConfigError(f"{len(records)} valid records do not fill one global batch of {cfg.global_batch}")
+        raise ConfigError(f"{len(loaded.records)} valid records do not fill one global batch of {cfg.global_batch}")
     total_steps = plan.steps_per_epoch * cfg.epochs
-
     dtype = param_dtype(cfg, env.device)
+    hf_ds = None
     if cfg.backend == "deepspeed":
         from transformers.integrations import HfDeepSpeedConfig
 
@@ -138,97 +169,103 @@ def _train(cfg: TrainConfig, run_dir: Path, env: distributed.DistEnv, stop: Call
         model = build_model(cfg.model, tokenizer, dtype, env.device, cfg.seed)
         backend = DeepSpeedBackend(model, cfg, total_steps, ds_config)
     else:
-        hf_ds = None
         model = build_model(cfg.model, tokenizer, dtype, env.device, cfg.seed)
         backend = SingleBackend(model, cfg, total_steps, env.device)
     flops = FlopCounter(model.config, count_params(model))
-    peak = peak_flops(env.device, cfg.peak_tflops) * env.world_size
     del model  # the backend owns it now (a stray reference would block the teardown, cpu-stack §3.2)
-
-    step, dropped_total, saved_step = 0, 0, None
-    resume = checkpoint.latest(ckpt_root)
-    if resume is not None:
-        marker = checkpoint.read_marker(resume)
-        if marker["training_hash"] != cfg.training_hash():
-            raise ConfigError(f"{resume} was written by a different training config; start a new run")
-        backend.load(resume)
-        _set_rng_state(torch.load(resume / f"rng-rank{env.rank:05d}.pt", weights_only=False))
-        step, dropped_total = marker["step"], marker["dropped"]
-        saved_step = step
-    log.info(f"run {run_dir.name}: {cfg.backend} on {env.world_size} × {env.device.type} (pid {os.getpid()}), "
+    log.info(f"run {rd.name}: {cfg.backend} on {env.world_size} × {env.device.type} (pid {os.getpid()}), "
              f"{dtype}, attention {backend.unwrapped().config._attn_implementation}, "
              f"{flops.body_params / 1e6:.2f} M non-embedding params")
-    log.info(f"{len(records)} records ({len(loaded.rejects)} rejected), {plan.steps_per_epoch} steps/epoch × "
+    log.info(f"{len(loaded.records)} records ({len(loaded.rejects)} rejected), {plan.steps_per_epoch} steps/epoch × "
              f"{cfg.epochs} epochs, global batch {cfg.global_batch} = {cfg.micro_batch} micro × "
-             f"{plan.grad_accum} accum × {env.world_size} procs"
-             + (f"; resumed from {resume.name}" if resume is not None else ""))
+             f"{plan.grad_accum} accum × {env.world_size} procs")
+    return Trainer(cfg, rd, env, log, loaded.records, tokenizer, plan, backend, flops,
+                   peak_flops(env.device, cfg.peak_tflops) * env.world_size, total_steps, hf_ds)
 
-    def save() -> int:
-        info = {"training_hash": cfg.training_hash(), "epoch": plan.epoch_of(step), "dropped": dropped_total}
-        with checkpoint.atomic_checkpoint(ckpt_root, step, env.is_main, info) as d:
-            backend.save(d)
-            torch.save(_rng_state(), d / f"rng-rank{env.rank:05d}.pt")
-        if env.is_main:
-            checkpoint.prune(ckpt_root, cfg.keep_checkpoints)
-        log.info(f"checkpoint step-{step:08d} complete")
-        return step
 
-    builder = SampleBuilder(records, tokenizer, cfg.data.max_length, cfg.seed, cfg.data.ref_prob, cfg.data.swap_prob)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.unk_token_id
-    while step < total_steps:
-        t0 = time.perf_counter()
-        epoch = plan.epoch_of(step)
-        groups = plan.micro_batches(step, env.rank, lambda i: builder.size_hint(epoch, i))
-        samples = [[builder.build(epoch, i) for i in g] for g in groups]
-        kept = [s for g in samples for s in g if s is not None]
-        my_targets = sum(sum(t != IGNORE for t in s.labels) for s in kept)
-        counts = torch.tensor([my_targets, sum(s is None for g in samples for s in g), float(stop())],
-                              dtype=torch.float64)
-        n_targets, n_dropped, n_stop = distributed.all_reduce_sum(counts).tolist()
-        if n_stop:
-            break
-        lr = backend.lr()  # the rate this step's update uses (DeepSpeed advances it inside the last backward)
-        loss_sum = torch.zeros((), dtype=torch.float64)
-        for g in samples:
-            batch = {k: v.to(env.device) for k, v in collate(g, pad_id, tokenizer.bos_token_id).items()}
-            ce = target_loss_sum(backend, batch)
-            # DDP-style averaging over ranks divides by the world size: scale it back in.
-            backend.backward(ce * (env.world_size / max(n_targets, 1.0)))
-            loss_sum += ce.detach().double().cpu()
-        grad_norm = backend.step()
-        step += 1
-        dropped_total += int(n_dropped)
-        seq_lens = [len(s.input_ids) for s in kept]
-        stats = torch.tensor([loss_sum.item(), sum(seq_lens), flops.step_flops(seq_lens, my_targets)],
-                             dtype=torch.float64)
-        loss_all, tokens, step_flops = distributed.all_reduce_sum(stats).tolist()
-        dt = time.perf_counter() - t0
-        row = {"step": step, "epoch": epoch, "loss": loss_all / max(n_targets, 1.0), "lr": lr,
-               "grad_norm": grad_norm, "tokens_per_s": tokens / dt, "mfu": step_flops / dt / peak if peak else None,
-               "target_tokens": int(n_targets), "dropped": int(n_dropped), "step_time_s": dt}
-        log.record(row)
-        if step % cfg.log_every == 0 or step == total_steps:
-            mfu = f"{100 * row['mfu']:.2f}%" if row["mfu"] is not None else "n/a"
-            log.info(f"step {step}/{total_steps} | epoch {epoch} | loss {row['loss']:.4f} | lr {row['lr']:.2e} | "
-                     f"grad_norm {grad_norm:.3f} | {row['tokens_per_s']:.0f} tok/s | mfu {mfu} | "
-                     f"dropped {dropped_total}")
-        if cfg.save_every and step % cfg.save_every == 0 and step < total_steps:
-            saved_step = save()
+def resume(t: Trainer) -> None:
+    """Continue from the latest complete checkpoint, if any: weights, optimizer, RNG and the exact step."""
+    latest = checkpoint.latest(t.ckpt_root)
+    if latest is None:
+        return
+    marker = checkpoint.read_marker(latest)
+    if marker["training_hash"] != t.cfg.training_hash():
+        raise ConfigError(f"{latest} was written by a different training config; start a new run")
+    t.backend.load(latest)
+    _set_rng_state(torch.load(latest / f"rng-rank{t.env.rank:05d}.pt", weights_only=False))
+    t.step, t.dropped_total = marker["step"], marker["dropped"]
+    t.saved_step = t.step
+    t.log.info(f"resumed from {latest.name}")
 
-    if saved_step != step:
-        save()
-    if step < total_steps:
-        log.info(f"stopping at step {step} on request (checkpoint saved; resume continues from here)")
-        return TrainResult("preempted", step, total_steps, None)
 
-    log.info(f"training finished: {total_steps} steps, {dropped_total} samples dropped as too long "
-             f"(max_length {cfg.data.max_length})")
-    out = run_dir / "model"
-    export.export_model(backend, tokenizer, out, env.is_main)
-    if env.is_main and cfg.export_dir:
-        export.publish(out, repo_path(cfg.export_dir))
-        log.info(f"exported {out} and published it to {repo_path(cfg.export_dir)}")
+def save(t: Trainer) -> None:
+    info = {"training_hash": t.cfg.training_hash(), "epoch": t.plan.epoch_of(t.step), "dropped": t.dropped_total}
+    with checkpoint.atomic_checkpoint(t.ckpt_root, t.step, t.env.is_main, info) as d:
+        t.backend.save(d)
+        torch.save(_rng_state(), d / f"rng-rank{t.env.rank:05d}.pt")
+    if t.env.is_main:
+        checkpoint.prune(t.ckpt_root, t.cfg.keep_checkpoints)
+    t.log.info(f"checkpoint step-{t.step:08d} complete")
+    t.saved_step = t.step
+
+
+def train_step(t: Trainer, builder: SampleBuilder, stop: Callable[[], bool]) -> bool:
+    """One optimizer step over this rank's micro-batches; ``False`` (and no step) when the ranks agree to stop."""
+    t0 = time.perf_counter()
+    env, epoch = t.env, t.plan.epoch_of(t.step)
+    groups = t.plan.micro_batches(t.step, env.rank, lambda i: builder.size_hint(epoch, i))
+    samples = [[builder.build(epoch, i) for i in g] for g in groups]
+    kept = [s for g in samples for s in g if s is not None]
+    my_targets = sum(sum(tok != IGNORE for tok in s.labels) for s in kept)
+    counts = torch.tensor([my_targets, sum(s is None for g in samples for s in g), float(stop())],
+                          dtype=torch.float64)
+    n_targets, n_dropped, n_stop = distributed.all_reduce_sum(counts).tolist()
+    if n_stop:
+        return False
+    lr = t.backend.lr()  # the rate this step's update uses (DeepSpeed advances it inside the last backward)
+    pad_id = t.tokenizer.pad_token_id if t.tokenizer.pad_token_id is not None else t.tokenizer.unk_token_id
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    for g in samples:
+        batch = {k: v.to(env.device) for k, v in collate(g, pad_id, t.tokenizer.bos_token_id).items()}
+        ce = target_loss_sum(t.backend, batch)
+        # DDP-style averaging over ranks divides by the world size: scale it back in.
+        t.backend.backward(ce * (env.world_size / max(n_targets, 1.0)))
+        loss_sum += ce.detach().double().cpu()
+    grad_norm = t.backend.step()
+    t.step += 1
+    t.dropped_total += int(n_dropped)
+    seq_lens = [len(s.input_ids) for s in kept]
+    stats = torch.tensor([loss_sum.item(), sum(seq_lens), t.flops.step_flops(seq_lens, my_targets)],
+                         dtype=torch.float64)
+    loss_all, tokens, step_flops = distributed.all_reduce_sum(stats).tolist()
+    dt = time.perf_counter() - t0
+    row = {"step": t.step, "epoch": epoch, "loss": loss_all / max(n_targets, 1.0), "lr": lr, "grad_norm": grad_norm,
+           "tokens_per_s": tokens / dt, "mfu": step_flops / dt / t.peak if t.peak else None,
+           "target_tokens": int(n_targets), "dropped": int(n_dropped), "step_time_s": dt}
+    t.log.record(row)
+    if t.step % t.cfg.log_every == 0 or t.step == t.total_steps:
+        mfu = f"{100 * row['mfu']:.2f}%" if row["mfu"] is not None else "n/a"
+        t.log.info(f"step {t.step}/{t.total_steps} | epoch {epoch} | loss {row['loss']:.4f} | lr {row['lr']:.2e} | "
+                   f"grad_norm {grad_norm:.3f} | {row['tokens_per_s']:.0f} tok/s | mfu {mfu} | "
+                   f"dropped {t.dropped_total}")
+    return True
+
+
+def finish(t: Trainer) -> TrainResult:
+    """Checkpoint unless the last step was saved; if the run is complete, export the Hugging Face model."""
+    if t.saved_step != t.step:
+        save(t)
+    if t.step < t.total_steps:
+        t.log.info(f"stopping at step {t.step} on request (checkpoint saved; resume continues from here)")
+        return TrainResult("preempted", t.step, t.total_steps, None)
+    t.log.info(f"training finished: {t.total_steps} steps, {t.dropped_total} samples dropped as too long "
+               f"(max_length {t.cfg.data.max_length})")
+    out = t.rd.root / "model"
+    export.export_model(t.backend, t.tokenizer, out, t.env.is_main)
+    if t.env.is_main and t.cfg.export_dir:
+        export.publish(out, repo_path(t.cfg.export_dir))
+        t.log.info(f"exported {out} and published it to {repo_path(t.cfg.export_dir)}")
     else:
-        log.info(f"exported {out}")
-    del hf_ds  # kept alive until here: transformers consults it while the ZeRO-3 model exists
-    return TrainResult("finished", step, total_steps, str(out))
+        t.log.info(f"exported {out}")
+    t.hf_ds = None
+    return TrainResult("finished", t.step, t.total_steps, str(out))

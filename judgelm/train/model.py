@@ -12,8 +12,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
-from judgelm.models import load_tokenizer
-from judgelm.models import pick_attention
+from judgelm.models import load_tokenizer, pick_attention
 from judgelm.train import distributed
 from judgelm.train.config import ModelConfig, ScratchConfig, TrainConfig
 from judgelm.train.tokenizer import build_tiny_tokenizer
@@ -49,7 +48,7 @@ def scratch_config(s: ScratchConfig, tokenizer) -> LlamaConfig:
 def build_model(cfg: ModelConfig, tokenizer, dtype: torch.dtype, device: torch.device, seed: int):
     """The model on CPU (the backend moves or partitions it). Under ZeRO-3 a pretrained model is loaded
     straight into partitions when the caller holds an ``HfDeepSpeedConfig``."""
-    attn = pick_attention(cfg.attn_implementation, device)
+    attn = pick_attention(cfg.attn_implementation, device, dtype)
     if cfg.path:
         model = AutoModelForCausalLM.from_pretrained(cfg.path, dtype=dtype, attn_implementation=attn)
     else:

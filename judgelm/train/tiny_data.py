@@ -42,7 +42,7 @@ from judgelm.config import REPO_ROOT
 MIN_WORDS = 8  # an output needs this many words to be truncated meaningfully
 KEEP_FRACTION = 0.20  # a truncated copy keeps up to this fraction of the output's words (at least one)
 
-LLMBAR_ROOT = Path("/work/shared/data/llmbar/raw")
+LLMBAR_ROOT = REPO_ROOT / "data" / "benchmarks" / "llmbar"  # the raw LLMBar copy, with the subsets used here
 SUBSETS = (
     "CaseStudy/Base_9", "CaseStudy/Base_10", "CaseStudy/Constraint", "CaseStudy/Negation", "CaseStudy/Normal",
     "Processed/FairEval", "Processed/LLMEval^2",
@@ -190,7 +190,7 @@ def render(records: list[dict]) -> bytes:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--llmbar", type=Path, default=LLMBAR_ROOT, help="LLMBar's Dataset/ folder (raw copy)")
+    ap.add_argument("--llmbar", type=Path, default=LLMBAR_ROOT, help="a raw copy of LLMBar's Dataset/ folder")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--check", action="store_true", help="compare with --out instead of writing it")
     args = ap.parse_args(argv)
