@@ -42,8 +42,8 @@ run_arg = $(if $(RUN),run=$(RUN))
 cluster_given = $(if $(filter command line environment,$(origin CLUSTER)),cluster=$(CLUSTER))
 wait_arg = $(if $(WAIT),wait=$(if $(filter 1 true yes,$(WAIT)),true,false))
 
-.PHONY: help env judge evaluate test lint train tiny-judge bench benchmark report import status resubmit cluster-up \
-  cluster-down prompts clean gpu-check
+.PHONY: help env judge evaluate test lint train tiny-judge bench benchmark report import panel status resubmit \
+  cluster-up cluster-down prompts clean gpu-check
 
 help:
 	@sed -n '1,200p' README.md | sed -n '/^## Commands/,/^## /p' | head -60
@@ -113,6 +113,10 @@ import: $(ENV_STAMP)
 SHAPE ?= 7b
 gpu-check: $(ENV_STAMP)
 	$(PYTHON) -m launch.gpu_check --shape $(SHAPE) $(ARGS)
+
+# make panel RUN=name JUDGE=name ARGS="model=DIR" | ARGS="verdicts=FILE format=..." | ARGS="labels=true"
+panel: $(ENV_STAMP)
+	$(PYTHON) -m launch.panel run=$(RUN) judge=$(JUDGE) $(cluster_given) $(wait_arg) $(ARGS)
 
 cluster-up:
 	bash slurm/start-cluster.sh

@@ -19,13 +19,20 @@ at each of the first generated positions. From them, per unit:
 
 Calibration compares confidence with correctness: a reliability curve over equal-width confidence bins, and the
 expected calibration error ECE = Σ_b (n_b / N) · |accuracy_b − mean confidence_b|.
+
+Temperature scaling (Guo et al. 2017, "On Calibration of Modern Neural Networks") corrects a judge that is sure
+too often: the label distribution becomes softmax(log p / T), with T fitted on one labelled benchmark by minimising
+the negative log-likelihood of the true labels, then applied unchanged to another (``transfer``). T > 1 softens an
+over-confident judge, T < 1 sharpens an under-confident one; the emitted label never changes, only its confidence.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,6 +52,7 @@ class UnitConfidence:
     label_probs: np.ndarray  # float (n_units, 3): P(-1), P(0), P(1); NaN for single-answer grading
     confidence: np.ndarray  # float: probability of the emitted label (pairs only)
     numeric_mass: np.ndarray  # float: smallest top-k mass on numbers over the unit's score positions
+    labels: np.ndarray | None = None  # int: the verdict label ``confidence`` is about (pairs only)
 
 
 class _Decoder:
@@ -161,7 +169,8 @@ def unit_confidence(top_ids: np.ndarray, top_logprobs: np.ndarray, texts: list[s
         if n_scores == 2:
             label_probs[u] = label_probabilities(*dists)
             confidence[u] = label_probs[u][int(labels[u]) + 1]
-    return UnitConfidence(available, expected, label_probs, confidence, numeric_mass)
+    return UnitConfidence(available, expected, label_probs, confidence, numeric_mass,
+                          np.asarray(labels) if n_scores == 2 else None)
 
 
 def reliability(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10) -> dict[str, Any]:
@@ -183,3 +192,52 @@ def reliability(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10) -
                      "count": count})
     return {"n": n, "ece": ece, "mean_confidence": float(confidence.mean()), "accuracy": float(correct.mean()),
             "bins": bins}
+
+
+_FLOOR = 1e-6  # a label the top-k candidates gave no mass: kept possible, so one such unit cannot make NLL infinite
+
+
+def temper(label_probs: np.ndarray, temperature: float) -> np.ndarray:
+    """``(n, 3)`` label distributions softened (T > 1) or sharpened (T < 1): softmax(log p / T) per row."""
+    logits = np.log(np.clip(label_probs, _FLOOR, 1.0)) / temperature
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(label_probs: np.ndarray, truth: np.ndarray) -> float:
+    """The T in [0.05, 20] that minimises the mean negative log-likelihood of ``truth`` (labels -1, 0, 1)."""
+    from scipy.optimize import minimize_scalar
+
+    rows, cols = np.arange(len(truth)), np.asarray(truth, dtype=np.int64) + 1
+
+    def nll(log_t: float) -> float:
+        return float(-np.log(temper(label_probs, math.exp(log_t))[rows, cols]).mean())
+
+    return math.exp(minimize_scalar(nll, bounds=(math.log(0.05), math.log(20.0)), method="bounded").x)
+
+
+def transfer(fit_probs: np.ndarray, fit_truth: np.ndarray, probs: np.ndarray, labels: np.ndarray,
+             truth: np.ndarray, n_bins: int = 10) -> dict[str, Any]:
+    """Fit a temperature on one labelled set, apply it to another: that set's reliability before and after."""
+    if not len(fit_truth) or not len(truth):
+        raise ValueError("temperature scaling needs verdicts with confidence and ground truth in both sets")
+    t = fit_temperature(fit_probs, fit_truth)
+    rows, cols = np.arange(len(labels)), np.asarray(labels, dtype=np.int64) + 1
+    correct = np.asarray(labels) == np.asarray(truth)
+    return {"temperature": t, "fit_units": int(len(fit_truth)), "units": int(len(truth)),
+            "before": reliability(probs[rows, cols], correct, n_bins),
+            "after": reliability(temper(probs, t)[rows, cols], correct, n_bins)}
+
+
+def read_labelled(path: str | Path, benchmark: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Label distributions, verdict labels and true labels of the verdicts in a run's ``confidence.jsonl`` that
+    have all three (of ``benchmark`` only, if given)."""
+    probs, labels, truth = [], [], []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            if "p_label" in row and "truth" in row and (not benchmark or row.get("benchmark") == benchmark):
+                probs.append([row["p_label"][k] for k in ("-1", "0", "1")])
+                labels.append(row["label"])
+                truth.append(row["truth"])
+    return np.array(probs, dtype=float).reshape(-1, 3), np.array(labels, dtype=np.int64), np.array(truth, np.int64)

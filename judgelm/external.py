@@ -164,7 +164,10 @@ def read_verdicts(path: str | Path, fmt: str, fields: GenericFields | None = Non
     raise ConfigError(f"verdict format must be one of {', '.join(FORMATS)}, got {fmt!r}")
 
 
-def _by_record(verdicts: list[Verdict], ids: dict[str, int], rejects: list[Reject] | None) -> dict[int, Verdict]:
+def verdicts_by_record(verdicts: list[Verdict], ids: dict[str, int],
+                       rejects: list[Reject] | None = None) -> dict[int, Verdict]:
+    """Verdicts keyed by record index; an unknown id or a second verdict for one id is an error naming the line
+    (with ``rejects`` a list, it is appended there and left out)."""
     out: dict[int, Verdict] = {}
     for v in verdicts:
         try:
@@ -199,8 +202,8 @@ def import_verdicts(store_path: str | Path, loaded: Loaded, original: list[Verdi
     an id, is an error, or with ``rejects`` a list (``skip_invalid``) is appended there and left out.
     """
     ids = {str(r.question_id): i for i, r in enumerate(loaded.records)}
-    seq = _by_record(original, ids, rejects)
-    rev = _by_record(swapped, ids, rejects) if swapped is not None else None
+    seq = verdicts_by_record(original, ids, rejects)
+    rev = verdicts_by_record(swapped, ids, rejects) if swapped is not None else None
     keep = [i for i in sorted(seq) if rev is None or i in rev]
     records: list[Record] = [loaded.records[i] for i in keep]
     if not records:

@@ -14,6 +14,7 @@ from judgelm.inference.config import EngineConfig
 from judgelm.models import ModelConfig
 from judgelm.profiles import PROFILES, JudgeProfileConfig
 from judgelm.rundir import RunDir
+from judgelm.verdict_policy import MergeConfig
 
 
 @dataclass
@@ -71,6 +72,8 @@ class JudgeConfig:
     prompt: PromptConfig = field(default_factory=PromptConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    merge: MergeConfig = field(default_factory=MergeConfig)
+    """How the merge turns a unit's verdicts into one (``merge.policy``): changeable without judging again."""
     judge: JudgeProfileConfig = field(default_factory=JudgeProfileConfig)
     """Which published judge's prompt and parser (``judge.profile=prometheus2``); ``judgelm`` is JudgeLM's own."""
 

@@ -14,6 +14,7 @@ per-category breakdowns and, when the run stored score-token log-probabilities, 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import asdict
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from omegaconf import OmegaConf
 
 from judgelm.benchmarks import BENCHMARKS, benchmark_of
 from judgelm.benchmarks.protocols import PAIR_PROTOCOLS, Graded, Pairs, correlation_protocol
@@ -30,10 +32,13 @@ from judgelm.evaluation.results import write_leaderboard
 from judgelm.inference.usage import total_usage
 from judgelm.metrics import (agreement_without_ties, bootstrap_ci, cohen_kappa, confusion, judgelm_metrics, kendall,
                              length_bias, pearson, position_bias, spearman, swap_metrics, weighted_mean)
+from judgelm.panel import panel_agreement, read_panel
 from judgelm.rundir import RunDir, write_text_atomic
 from judgelm.store import NO_LABEL, TOP_IDS, TOP_LOGPROBS, Columns, VerdictStore
 from judgelm.tables import TINY_NOTE, format_leaderboard, format_table, leaderboard_rows
 from judgelm.validate import DATA_NOTES
+from judgelm.verdict_policy import (Draws, choose, relabel_confidence, retry_summary, sample_agreement, samples_of,
+                                    status_of)
 from judgelm.verdicts import Status, win_array
 
 log = logging.getLogger("judgelm.merge")
@@ -277,11 +282,66 @@ def finite(obj: Any) -> Any:
     return obj
 
 
-def compute_metrics(store: VerdictStore, allow_partial: bool = False) -> dict[str, Any]:
-    return _compute(store, allow_partial)[0]
+def _headline(a: Columns, mode: str) -> dict[str, Any]:
+    """The few numbers that show how a run's verdicts move with the number of samples."""
+    if mode != "pair":
+        return {k: v for k, v in score_summary(a).items() if k in ("pearson", "spearman", "parse_failure_rate")}
+    g = pair_metrics(a, False) or pair_metrics(a, True) or {}
+    return {k: g.get(k) for k in ("agreement", "kappa", "consistency", "parse_failure_rate")}
 
 
-def _compute(store: VerdictStore, allow_partial: bool) -> tuple[dict[str, Any], UnitConfidence | None]:
+def apply_policy(store: VerdictStore, a: Columns, conf: UnitConfidence | None, policy: str,
+                 mode: str) -> tuple[Columns, UnitConfidence | None, dict[str, Any]]:
+    """The verdicts ``policy`` chooses from the stored draws (``judgelm.verdict_policy``), the judge's confidence
+    in the chosen labels, and what the draws show: parse failures before and after re-asks, agreement between a
+    unit's samples, and the headline metrics for the first k = 1, 3, 5, ... samples."""
+    draws = Draws.read(store, a.scores, a.status)
+    expected = None if conf is None else conf.expected
+    samples = samples_of(draws)
+
+    def chosen(k: int) -> Columns:
+        scores = choose(policy, samples[:, :k], expected)
+        return dataclasses.replace(a, scores=scores, status=status_of(scores, a.status))
+
+    out: dict[str, Any] = {"policy": policy, "samples": samples.shape[1], "retries": retry_summary(draws, a.done)}
+    if samples.shape[1] > 1:
+        out["sample_agreement"] = sample_agreement(samples[a.done])
+        ks = sorted({*range(1, samples.shape[1] + 1, 2), samples.shape[1]})
+        out["by_k"] = [{"k": k, **_headline(chosen(k), mode)} for k in ks]
+    a = chosen(samples.shape[1])
+    if conf is not None and a.scores.shape[1] == 2:
+        labels, confidence = relabel_confidence(conf.label_probs, a.scores)
+        conf = dataclasses.replace(conf, labels=labels, confidence=confidence)
+    return a, conf, out
+
+
+def panel_section(store: VerdictStore, a: Columns, mode: str, policy: str) -> dict[str, Any] | None:
+    """With panel judges in the store (``judgelm.panel``): every judge's headline metrics, the panel's by majority
+    vote and by mean score, and the agreement between judges, all on the units every judge judged."""
+    judges = read_panel(store, a.scores, a.status, a.done, policy)
+    if len(judges) < 2:
+        return None
+    common = np.logical_and.reduce([j.judged for j in judges])
+
+    def on_common(scores: np.ndarray, status: np.ndarray) -> dict[str, Any]:
+        # Only the common units, so a judge that saw one answer order is scored on that order alone.
+        per_unit = {"record": a.record, "order": a.order, "with_reference": a.with_reference, "scores": scores,
+                    "status": status, "truncated": a.truncated, "done": a.done}
+        return _headline(dataclasses.replace(a, **{k: v[common] for k, v in per_unit.items()}), mode)
+
+    stacked = np.stack([j.scores for j in judges], axis=1)
+    panel = {f"panel:{policy}": choose(policy, stacked) for policy in ("majority", "mean")}
+    return {"units": int(common.sum()), "judges": {j.name: on_common(j.scores, j.status) for j in judges},
+            **{name: on_common(s, status_of(s, a.status)) for name, s in panel.items()},
+            "agreement": panel_agreement(judges, np.flatnonzero(common))}
+
+
+def compute_metrics(store: VerdictStore, allow_partial: bool = False, policy: str = "primary") -> dict[str, Any]:
+    return _compute(store, allow_partial, policy)[0]
+
+
+def _compute(store: VerdictStore, allow_partial: bool,
+             policy: str = "primary") -> tuple[dict[str, Any], UnitConfidence | None]:
     """The metrics, and the per-unit confidence they were derived from (None without log-probabilities)."""
     a = store.columns()
     missing = missing_by_shard(store, a.done)
@@ -302,38 +362,55 @@ def _compute(store: VerdictStore, allow_partial: bool) -> tuple[dict[str, Any], 
         out["note"] = TINY_NOTE
     conf = confidence_of(store, a)
     mode = store.attrs.get("mode", "pair")
+    a, conf, out["verdicts"] = apply_policy(store, a, conf, policy, mode)
     if mode == "pair":
         groups = {name: pair_metrics(a, w, conf) for name, w in (("without_reference", False), ("with_reference", True))}
         out["groups"] = {k: v for k, v in groups.items() if v is not None}
     else:
         out["groups"] = {"all": score_summary(a, conf)}
     out["benchmarks"] = benchmark_results(a, mode, conf)
+    out["panel"] = panel_section(store, a, mode, policy)
     return finite(out), conf
 
 
 def write_confidence(path: Path, store: VerdictStore, conf: UnitConfidence) -> None:
     """One JSON line per unit with a derived confidence: the judge's expected scores, its probability for each
-    verdict label (pairs) and for the label it gave, so users can sort or filter verdicts by confidence."""
+    verdict label (pairs), the label the merge chose and the judge's probability of it, and the unit's benchmark and
+    ground-truth label, so users can sort or filter verdicts by confidence and fit a temperature on them
+    (``judgelm calibrate``)."""
     qid, record, order = store.records("question_id"), store.units("record"), store.units("order")
-    with_ref, text = store.units("with_reference"), store.verdicts("text")
+    with_ref, text, truth = store.units("with_reference"), store.verdicts("text"), store.unit_labels()
+    subsets, code = np.unique(store.records("subset"), return_inverse=True)
+    benchmark = [benchmark_of(str(s)) for s in subsets]
     with open(path, "w", encoding="utf-8") as f:
         for u in np.flatnonzero(conf.available):
             row = {"unit": int(u), "question_id": qid[record[u]], "order": int(order[u]),
-                   "with_reference": bool(with_ref[u]), "verdict": str(text[u]).strip(),
-                   "expected_scores": conf.expected[u].tolist(), "top_k_number_mass": float(conf.numeric_mass[u])}
+                   "with_reference": bool(with_ref[u]), "benchmark": benchmark[code.ravel()[record[u]]],
+                   "verdict": str(text[u]).strip(), "expected_scores": conf.expected[u].tolist(),
+                   "top_k_number_mass": float(conf.numeric_mass[u])}
             if np.isfinite(conf.confidence[u]):
                 row["p_label"] = dict(zip(("-1", "0", "1"), conf.label_probs[u].tolist()))
-                row["confidence"] = float(conf.confidence[u])
+                row["label"], row["confidence"] = int(conf.labels[u]), float(conf.confidence[u])
+            if truth[u] != NO_LABEL:
+                row["truth"] = int(truth[u])
             f.write(json.dumps(row) + "\n")
 
 
-def merge_run(run_dir: str | Path, allow_partial: bool = False) -> dict[str, Any]:
+def run_policy(rd: RunDir) -> str:
+    """The verdict policy a run was created with (``merge.policy``); imported runs have no config: ``primary``."""
+    if not rd.config.exists():
+        return "primary"
+    return OmegaConf.select(OmegaConf.load(rd.config), "merge.policy", default="primary")
+
+
+def merge_run(run_dir: str | Path, allow_partial: bool = False, policy: str | None = None) -> dict[str, Any]:
     """Merge a run: write ``metrics.json`` and ``metrics.md`` (with the benchmark rows), when the run stored
     log-probabilities ``confidence.jsonl`` (``write_confidence``), and for a model evaluation the model
-    leaderboard (``judgelm.evaluation.results``); returns the metrics."""
+    leaderboard (``judgelm.evaluation.results``); returns the metrics. ``policy`` overrides the run's
+    ``merge.policy``."""
     rd = RunDir(Path(run_dir))
     store = VerdictStore(rd.store)
-    m, conf = _compute(store, allow_partial)
+    m, conf = _compute(store, allow_partial, policy or run_policy(rd))
     usage = total_usage(rd.root)
     if usage is not None:
         m["usage"] = asdict(usage)

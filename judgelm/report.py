@@ -224,6 +224,24 @@ def reliability_figure(m: dict[str, Any], path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def samples_figure(m: dict[str, Any], path: Path) -> Path | None:
+    """The headline metrics against the number of samples each verdict is chosen from (``metrics["verdicts"]``)."""
+    by_k = (m.get("verdicts") or {}).get("by_k")
+    if not by_k:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.6, 3.6))
+    ks = [row["k"] for row in by_k]
+    for key in ("agreement", "consistency", "kappa", "pearson", "spearman"):
+        if any(row.get(key) is not None for row in by_k):
+            ax.plot(ks, [row.get(key) for row in by_k], marker="o", label=key)
+    ax.set_xticks(ks)
+    ax.set_xlabel(f"samples per unit ({m['verdicts']['policy']} policy)")
+    ax.set_title("Metrics against the number of samples")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def comparison_figure(names: list[str], tables: list[list[dict[str, Any]]], path: Path) -> Path | None:
     keys = _row_keys(tables)
     if not keys:
@@ -274,7 +292,11 @@ _DEFINITIONS = """## How to read this
 - **Calibration** (when log-probabilities were stored): the judge's probability for its own verdict, from its
   score-token distributions; the reliability curve bins it against correctness, ECE is the weighted gap.
 
-Formulas: `judgelm/metrics.py`, `judgelm/calibration.py`.
+- **Samples and panels** (when a run drew several verdicts per unit or has panel judges): the verdict policy that
+  chose each unit's verdict, the agreement between a unit's samples, the metrics for the first k samples, and each
+  panel judge's metrics with Fleiss' kappa and Krippendorff's alpha between judges.
+
+Formulas: `judgelm/metrics.py`, `judgelm/calibration.py`, `judgelm/verdict_policy.py`, `judgelm/agreement.py`.
 """
 
 
@@ -285,7 +307,8 @@ def _figures_for(run: JudgedRun, prefix: str, fig_dir: Path) -> list[tuple[str, 
            ("Scores per ground-truth label", score_figure(run, mode, fig_dir / f"{prefix}scores.png")),
            ("Benchmarks and subsets", subset_figure(leaderboard_rows(m), fig_dir / f"{prefix}subsets.png")),
            ("Position bias", position_figure(m, fig_dir / f"{prefix}position_bias.png")),
-           ("Reliability curve", reliability_figure(m, fig_dir / f"{prefix}reliability.png"))]
+           ("Reliability curve", reliability_figure(m, fig_dir / f"{prefix}reliability.png")),
+           ("Metrics against samples per unit", samples_figure(m, fig_dir / f"{prefix}samples.png"))]
     return [(title, p) for title, p in out if p is not None]
 
 

@@ -25,7 +25,7 @@ from judgelm.models import resolve_model
 from judgelm.prompts import Mode
 from judgelm.records import Loaded, write_rejects
 from judgelm.rundir import RunDir
-from judgelm.store import VerdictStore, logprob_arrays, plan_chunks
+from judgelm.store import VerdictStore, draw_arrays, logprob_arrays, plan_chunks
 from judgelm.units import UnitPlan, plan_units, spread_records
 from judgelm.validate import check_run_inputs, data_notes
 
@@ -140,7 +140,9 @@ def _write_run(rd: RunDir, planned: PlannedRun, saved_config: str, attrs: dict) 
         log.warning("skipped %d invalid records (see %s)", len(loaded.rejects), rd.rejects)
     mode = Mode(cfg.prompt.mode)
     VerdictStore.create(rd.store, loaded.records, planned.plan, n_scores_of(mode, loaded), cfg.store.chunk_units,
-                        extra_arrays=logprob_arrays(cfg.engine.new_tokens(), cfg.engine.logprobs_topk), attrs={
+                        extra_arrays={**logprob_arrays(cfg.engine.new_tokens(), cfg.engine.logprobs_topk),
+                                      **draw_arrays(n_scores_of(mode, loaded), cfg.engine.samples,
+                                                    cfg.engine.parse_retries)}, attrs={
         "run": cfg.run, "model": cfg.model.path, "data": cfg.data.source, "mode": mode.value,
         "n_shards": cfg.shards, **data_notes(loaded), **store_attrs(cfg.judge), "tiny_judge": is_tiny_judge(cfg.model.path), "created": time.time(), "config_hash": cfg.fingerprint(),
         **attrs,

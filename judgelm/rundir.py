@@ -63,8 +63,9 @@ class RunDir:
     def progress(self) -> Path:
         return self.root / "progress"
 
-    def shard_progress(self, shard: int) -> Path:
-        return self.progress / f"shard-{shard:04d}.json"
+    def shard_progress(self, shard: int, judge: str = "") -> Path:
+        """A shard's progress file; a panel judge's shards (``judgelm.panel``) keep theirs in their own folder."""
+        return (self.progress / judge if judge else self.progress) / f"shard-{shard:04d}.json"
 
     @property
     def logs(self) -> Path:

@@ -21,10 +21,12 @@ from judgelm.inference import make_engine
 from judgelm.inference.prepare import prepare_chunk
 from judgelm.inference.usage import write_usage
 from judgelm.judge_config import JudgeConfig, load_run_config
+from judgelm.panel import panel_member
 from judgelm.preemption import StopRequest
 from judgelm.profiles import make_profile
 from judgelm.progress import ShardProgress, read_progress, write_progress
 from judgelm.prompts import Mode
+from judgelm.resample import ChunkDraws, extra_draws
 from judgelm.rundir import RunDir
 from judgelm.store import TOP_IDS, TOP_LOGPROBS, ChunkVerdicts, VerdictStore
 from judgelm.verdict_cache import VerdictCache, generate_with_cache, open_cache
@@ -74,17 +76,24 @@ def judge_chunk(store: VerdictStore, chunk: int, engine, cfg: JudgeConfig,
             status[i], scores[i] = Status.OK, parsed
         if TOP_IDS in extras and g.top_ids is not None:
             extras[TOP_IDS][i], extras[TOP_LOGPROBS][i] = g.top_ids, g.top_logprobs
+    draws = ChunkDraws(todo, prep.unit[todo], [prep.ids[i] for i in todo], n)
+    extras = {**extras, **extra_draws(engine, cfg.engine, draws, texts, store.n_scores, store.n_units,
+                                      lambda text, n_scores: profile.parse(text, mode, n_scores))}
     return ChunkVerdicts(scores=scores, status=status, text=texts,
                          prompt_tokens=np.array([len(x) for x in prep.ids], dtype=np.int32),
                          new_tokens=new_tokens, truncated=prep.truncated, extras=extras or None, cached=cached)
 
 
 def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest | None = None,
-              job_id: str = "", threads: int = 0) -> ShardResult:
-    """Judge shard ``shard`` of ``n_shards`` of the run in ``run_dir``; ``threads`` overrides the config's."""
+              job_id: str = "", threads: int = 0, judge: str = "") -> ShardResult:
+    """Judge shard ``shard`` of ``n_shards`` of the run in ``run_dir``; ``threads`` overrides the config's.
+    ``judge`` names a panel judge (``judgelm.panel``): its model judges and its verdict arrays are filled."""
     rd = RunDir(Path(run_dir))
     cfg = load_run_config(rd.root)
     store = VerdictStore(rd.store, mode="r+")
+    if judge:
+        store, cfg = panel_member(store, cfg, judge)
+    progress_path = rd.shard_progress(shard, judge)
     chunks = store.shard_chunks(shard, n_shards)
     todo = [c for c in chunks if not store.chunk_done(c)]
 
@@ -92,10 +101,10 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
         sl = store.chunk_slice(c)
         return sl.stop - sl.start
 
-    progress = read_progress(rd.shard_progress(shard)) or ShardProgress(shard, store.shard_units(shard, n_shards))
+    progress = read_progress(progress_path) or ShardProgress(shard, store.shard_units(shard, n_shards))
     progress.units_done = progress.units_total - sum(size(c) for c in todo)
     attempt = progress.start_attempt(job_id or os.environ.get("SLURM_JOB_ID", str(os.getpid())))
-    write_progress(rd.shard_progress(shard), progress)
+    write_progress(progress_path, progress)
     log.info("shard %d/%d: %d chunks, %d to do (%d of %d units done), attempt %d, code %s", shard, n_shards,
              len(chunks), len(todo), progress.units_done, progress.units_total, attempt.attempt,
              Path(__file__).resolve().parent)
@@ -119,7 +128,7 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
             attempt.chunks_judged += 1
             attempt.updated = time.time()
             progress.units_done += size(c)
-            write_progress(rd.shard_progress(shard), progress)
+            write_progress(progress_path, progress)
             if hasattr(engine, "usage"):  # server engines report tokens and cost per attempt
                 write_usage(rd.root, shard, attempt.attempt, engine.usage)
             left = progress.units_total - progress.units_done
@@ -128,10 +137,10 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
                      progress.units_done, progress.units_total, rate, left / rate if rate > 0 else float("nan"))
     except BaseException:
         attempt.state, attempt.updated = "failed", time.time()
-        write_progress(rd.shard_progress(shard), progress)
+        write_progress(progress_path, progress)
         raise
     interrupted = progress.units_done < progress.units_total
     attempt.state = "interrupted" if interrupted else "finished"
     attempt.updated = time.time()
-    write_progress(rd.shard_progress(shard), progress)
+    write_progress(progress_path, progress)
     return ShardResult(shard, progress.units_total, progress.units_done, attempt.units_judged, interrupted, stop.signum)

@@ -9,6 +9,10 @@ Layout (``verdicts.zarr``):
 - ``verdicts/*`` (one row per unit): scores as the judge wrote them (in the order it saw the answers; NaN when
   they did not parse), status, generated text, token counts, the attempt that judged it, whether the verdict came
   from the verdict cache (``cached``, ``judgelm.verdict_cache``), and ``done``.
+  Optional arrays declared at creation: score-token log-probabilities (``top_ids``, ``top_logprobs``) and the draws
+  beyond the primary verdict (``sample_*``, ``retry_*``: ``draw_arrays``).
+- ``judges/<name>/*`` (optional, one row per unit): the same verdict arrays for each further judge of a panel
+  (``add_judge``, ``judge(name)``); the run's own judge stays in ``verdicts/``.
 
 Concurrency rule: a shard owns whole chunks of the unit axis and writes a chunk in one go, ``done`` last.
 Writers that share a chunk silently lose rows in Zarr (read-modify-write), and a chunk file is replaced
@@ -18,6 +22,8 @@ most its current chunk unfinished, and re-running it skips every chunk whose ``d
 
 from __future__ import annotations
 
+import copy
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +48,7 @@ def logprob_arrays(steps: int, k: int) -> ExtraSchema:
     if not k:
         return {}
     return {TOP_IDS: ((steps, k), "int32", 0), TOP_LOGPROBS: ((steps, k), "float16", float("nan"))}
+_JUDGE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 def plan_chunks(n_units: int, shards: int, chunk_units: int) -> tuple[int, int]:
@@ -57,8 +64,36 @@ def plan_chunks(n_units: int, shards: int, chunk_units: int) -> tuple[int, int]:
     return chunk, min(shards, max(1, -(-n_units // chunk)))
 
 
+NOT_ASKED = -1  # status of a sample or re-ask that was never drawn (int8 fill of the draw arrays)
+
+
+def draw_arrays(n_scores: int, samples: int, retries: int) -> dict[str, tuple[tuple[int, ...], str, Any]]:
+    """The ``extra_arrays`` that hold every draw beyond the primary verdict (``judgelm.resample``): all ``samples``
+    verdicts of each unit (``sample_*``, sample 0 a copy of the primary) when there are several, and the
+    ``retries`` re-asks of a unit whose primary verdict did not parse (``retry_*``)."""
+    out: dict[str, tuple[tuple[int, ...], str, Any]] = {}
+    for prefix, k in (("sample", samples if samples > 1 else 0), ("retry", retries)):
+        if k:
+            out.update({f"{prefix}_scores": ((k, n_scores), "float32", np.nan),
+                        f"{prefix}_status": ((k,), "int8", NOT_ASKED), f"{prefix}_text": ((k,), str, "")})
+    return out
+
+
 def _text_array(values: list[str]) -> np.ndarray:
     return np.array(values, dtype=object)
+
+
+def _declare_verdicts(g: zarr.Group, prefix: str, n_units: int, chunk_units: int, n_scores: int,
+                      extra_arrays: dict[str, tuple[tuple[int, ...], str, Any]] | None) -> None:
+    """The empty per-unit verdict arrays of one judge under ``prefix``, chunked along the unit axis."""
+    uc = (chunk_units,)
+    for name, shape, dtype, fill in (("scores", (n_scores,), "float32", np.nan), ("status", (), "int8", -1),
+                                     ("text", (), str, ""), ("prompt_tokens", (), "int32", 0),
+                                     ("new_tokens", (), "int32", 0), ("attempt", (), "int16", -1),
+                                     ("truncated", (), bool, False), ("cached", (), bool, False),
+                                     ("done", (), bool, False),
+                                     *((n, tuple(sh), dt, f) for n, (sh, dt, f) in (extra_arrays or {}).items())):
+        g.create_array(f"{prefix}/{name}", shape=(n_units,) + shape, chunks=uc + shape, dtype=dtype, fill_value=fill)
 
 
 @dataclass(frozen=True)
@@ -95,10 +130,11 @@ class ChunkVerdicts:
 
 
 class VerdictStore:
-    """Open an existing store. ``create`` makes a new one."""
+    """Open an existing store. ``create`` makes a new one; ``judge(name)`` is the view of a panel judge's verdicts."""
 
     def __init__(self, path: str | Path, mode: str = "r"):
         self.path = Path(path)
+        self.prefix = "verdicts"  # where this view's verdict arrays live: a panel judge's are judges/<name>/
         if not (self.path / "zarr.json").exists():
             raise FileNotFoundError(f"no verdict store at {self.path}")
         self.group = zarr.open_group(str(self.path), mode=mode)
@@ -169,15 +205,7 @@ class VerdictStore:
         put("units/record", plan.record, uc, "int32", -1)
         put("units/order", plan.order, uc, "int8", 0)
         put("units/with_reference", plan.with_reference, uc, bool, False)
-        for name, shape, dtype, fill in (("scores", (n_scores,), "float32", np.nan), ("status", (), "int8", -1),
-                                         ("text", (), str, ""), ("prompt_tokens", (), "int32", 0),
-                                         ("new_tokens", (), "int32", 0), ("attempt", (), "int16", -1),
-                                         ("truncated", (), bool, False), ("cached", (), bool, False),
-                                         ("done", (), bool, False)):
-            g.create_array(f"verdicts/{name}", shape=(n_units,) + shape, chunks=uc + shape, dtype=dtype, fill_value=fill)
-        for name, (shape, dtype, fill) in (extra_arrays or {}).items():
-            g.create_array(f"verdicts/{name}", shape=(n_units,) + tuple(shape), chunks=uc + tuple(shape),
-                           dtype=dtype, fill_value=fill)
+        _declare_verdicts(g, "verdicts", n_units, chunk_units, n_scores, extra_arrays)
         g.attrs.update({
             **(attrs or {}), "format_version": FORMAT_VERSION, "n_units": n_units, "n_records": n_records,
             "chunk_units": chunk_units, "n_chunks": max(1, -(-n_units // chunk_units)), "n_scores": n_scores,
@@ -218,8 +246,9 @@ class VerdictStore:
         return self.group[f"units/{name}"][:]
 
     def verdicts(self, name: str) -> np.ndarray:
-        """A per-unit verdict column (``scores``, ``status``, ``text``, ``attempt``, an extra array...), whole."""
-        return self.group[f"verdicts/{name}"][:]
+        """A per-unit verdict column (``scores``, ``status``, ``text``, ``attempt``, an extra array...) of this
+        view's judge (the run's own, or a panel judge's: ``judge(name)``), whole."""
+        return self.group[f"{self.prefix}/{name}"][:]
 
     @property
     def extras(self) -> list[str]:
@@ -233,7 +262,7 @@ class VerdictStore:
         """Fill-valued buffers for ``n`` units of every extra array, for a shard to fill and ``write_chunk``."""
         out = {}
         for name in self.extras:
-            arr = self.group[f"verdicts/{name}"]
+            arr = self.group[f"{self.prefix}/{name}"]
             out[name] = np.full((n,) + arr.shape[1:], arr.fill_value, dtype=arr.dtype)
         return out
 
@@ -250,20 +279,28 @@ class VerdictStore:
         model evaluation)."""
         if "models" not in self.group["records"]:
             return None
-        models = self.group["records/models"][:]
+        models = self.records("models")
         return models if (models != "").any() else None
 
     def cached(self) -> np.ndarray:
         """Per unit: the verdict came from the verdict cache (all False in stores made before the cache)."""
-        if "cached" not in self.group["verdicts"]:
+        if "cached" not in self.group[self.prefix]:
             return np.zeros(self.n_units, dtype=bool)
-        return self.group["verdicts/cached"][:]
+        return self.verdicts("cached")
 
     def done(self) -> np.ndarray:
-        return self.group["verdicts/done"][:]
+        return self.verdicts("done")
+
+    def unit_labels(self) -> np.ndarray:
+        """Each unit's ground-truth label (1, 0, -1) as the unit shows the answers (a swapped unit's is negated),
+        from the reference mode it was judged in; ``NO_LABEL`` where the record has none."""
+        record, with_reference = self.units("record"), self.units("with_reference")
+        label = np.where(with_reference, self.records("label_w_reference")[record], self.records("label")[record])
+        flipped = np.where(self.units("order") == 1, -label, label)
+        return np.where(label == NO_LABEL, NO_LABEL, flipped).astype(np.int8)
 
     def chunk_done(self, chunk: int) -> bool:
-        return bool(self.group["verdicts/done"][self.chunk_slice(chunk)].all())
+        return bool(self.group[f"{self.prefix}/done"][self.chunk_slice(chunk)].all())
 
     def chunk_inputs(self, chunk: int) -> dict[str, Any]:
         """Everything needed to build the prompts of one chunk's units."""
@@ -293,15 +330,48 @@ class VerdictStore:
         if len(v.status) != n or v.scores.shape != (n, self.n_scores) or len(v.text) != n:
             raise ValueError(f"chunk {chunk} holds {n} units; got {len(v.status)} verdicts "
                              f"with scores of shape {v.scores.shape}")
-        g = self.group
-        g["verdicts/scores"][sl] = v.scores.astype(np.float32)
-        g["verdicts/status"][sl] = v.status.astype(np.int8)
-        g["verdicts/text"][sl] = _text_array(v.text)
-        g["verdicts/prompt_tokens"][sl] = v.prompt_tokens.astype(np.int32)
-        g["verdicts/new_tokens"][sl] = v.new_tokens.astype(np.int32)
-        g["verdicts/truncated"][sl] = v.truncated.astype(bool)
-        g["verdicts/attempt"][sl] = np.full(n, attempt, dtype=np.int16)
-        g["verdicts/cached"][sl] = np.zeros(n, dtype=bool) if v.cached is None else v.cached.astype(bool)
+        g, p = self.group, self.prefix
+        g[f"{p}/scores"][sl] = v.scores.astype(np.float32)
+        g[f"{p}/status"][sl] = v.status.astype(np.int8)
+        g[f"{p}/text"][sl] = _text_array(v.text)
+        g[f"{p}/prompt_tokens"][sl] = v.prompt_tokens.astype(np.int32)
+        g[f"{p}/new_tokens"][sl] = v.new_tokens.astype(np.int32)
+        g[f"{p}/truncated"][sl] = v.truncated.astype(bool)
+        g[f"{p}/attempt"][sl] = np.full(n, attempt, dtype=np.int16)
+        if "cached" in g[p]:  # stores made before the verdict cache have no such array
+            g[f"{p}/cached"][sl] = np.zeros(n, dtype=bool) if v.cached is None else v.cached.astype(bool)
         for name, arr in (v.extras or {}).items():
-            g[f"verdicts/{name}"][sl] = arr
-        g["verdicts/done"][sl] = np.ones(n, dtype=bool)
+            g[f"{p}/{name}"][sl] = arr
+        g[f"{p}/done"][sl] = np.ones(n, dtype=bool)
+
+    # --- panels: other judges of the same units ---------------------------------------------------------------
+
+    def add_judge(self, name: str, attrs: dict[str, Any],
+                  extra_arrays: dict[str, tuple[tuple[int, ...], str, Any]] | None = None) -> "VerdictStore":
+        """Declare the verdict arrays of another judge of this store's units (``judges/<name>/``, chunked like the
+        run's own, so one array of shards per judge can fill them); returns that judge's view. ``extra_arrays``
+        defaults to the run's own (a panel judge records what the run's judge records)."""
+        if extra_arrays is None:
+            own = [self.group[f"verdicts/{n}"] for n in self.attrs.get("extra_arrays", [])]
+            extra_arrays = {a.basename: (a.shape[1:], a.dtype, a.fill_value) for a in own}
+        if not _JUDGE_NAME.fullmatch(name):
+            raise ValueError(f"judge name {name!r}: use letters, digits, '.', '_' and '-'")
+        if name in self.judges():
+            raise ValueError(f"{self.path} already has a judge {name!r}; choose another name")
+        _declare_verdicts(self.group, f"judges/{name}", self.n_units, self.chunk_units, self.n_scores, extra_arrays)
+        self.group[f"judges/{name}"].attrs.update({**attrs, "extra_arrays": sorted(extra_arrays or {})})
+        return self.judge(name)
+
+    def judges(self) -> list[str]:
+        """The names of the panel judges added to this store (the run's own judge is not among them)."""
+        return sorted(self.group["judges"].group_keys()) if "judges" in self.group else []
+
+    def judge(self, name: str) -> "VerdictStore":
+        """The view of judge ``name``: reading and writing verdicts goes to ``judges/<name>/``; ``attrs`` are the
+        judge's (model, imported_from, ...) over the run's."""
+        if name not in self.judges():
+            raise KeyError(f"{self.path} has no judge {name!r} (judges: {', '.join(self.judges()) or 'none'})")
+        view = copy.copy(self)
+        view.prefix = f"judges/{name}"
+        view.attrs = {**self.attrs, **dict(self.group[view.prefix].attrs)}
+        return view

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from judgelm.trust_tables import format_trust
+
 TINY_NOTE = ("These are the metrics of a tiny judge (well under 100M parameters) trained on this machine: they "
              "prove that the pipeline works end to end, not that the judge is any good.")
 
@@ -80,8 +82,7 @@ def format_table(m: dict[str, Any]) -> str:
                       f"{m['units'] - m['units_from_cache']} judged."]
     if m.get("note"):
         lines += ["", f"Note: {m['note']}"]
-    return "\n".join(lines) + "\n"
-
+    return "\n".join(lines) + "\n" + format_trust(m)
 
 
 def leaderboard_rows(m: dict[str, Any]) -> list[dict[str, Any]]:

@@ -81,6 +81,7 @@ def benchmark(argv: list[str]) -> int:
     started = time.time()
     cfg = load_judge_config(argv, BenchmarkConfig, DEFAULTS, prefix="bench")
     cfg.engine.validate()
+    cfg.merge.validate()
     parent = Path(cfg.runs_dir).resolve() / cfg.run
     if parent.exists():
         raise ConfigError(f"{parent} already exists: continue its runs with `make resubmit RUN={cfg.run}/pair` (and "

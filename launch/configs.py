@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any, Optional
 
 from omegaconf import OmegaConf
 
@@ -47,6 +48,19 @@ class TrainLaunchConfig(TrainConfig, LaunchFields):
     profile, so ``make train SIZE=33b DRY_RUN=1`` shows the real plan."""
     wait: bool = False
     """With Slurm, wait for the job and follow its log (a local run is always followed to the end)."""
+
+
+@dataclass
+class GenericFieldsConfig:
+    id: Optional[str] = "id"
+    """The field holding the record id; empty: the verdicts are in the data's order (line numbers)."""
+    winner: str = ""
+    """The field holding the verdict (mapped by ``winner_values``)..."""
+    winner_values: Any = field(default_factory=dict)
+    """...raw value -> 1 (answer 1 better), 0 (tie), -1 (answer 2 better): ``{A:1,B:-1,tie:0}`` or, safe from the
+    shell's brace expansion, ``A:1,B:-1,tie:0``."""
+    scores: list[str] = field(default_factory=list)
+    """...or the two fields holding the scores of answer 1 and answer 2."""
 
 
 def load_judge_config(argv: list[str], schema: type[JudgeLaunchConfig] = JudgeLaunchConfig,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
-from typing import Any, Optional
 from pathlib import Path
 
 from omegaconf import MISSING
@@ -34,19 +33,7 @@ from judgelm.rundir import RunDir, check_run_name
 from judgelm.tables import format_table
 from judgelm.validate import data_notes
 from launch.cli import run_main
-
-
-@dataclass
-class GenericFieldsConfig:
-    id: Optional[str] = "id"
-    """The field holding the record id; empty: the verdicts are in the data's order (line numbers)."""
-    winner: str = ""
-    """The field holding the verdict (mapped by ``winner_values``)..."""
-    winner_values: Any = field(default_factory=dict)
-    """...raw value -> 1 (answer 1 better), 0 (tie), -1 (answer 2 better): ``{A:1,B:-1,tie:0}`` or, safe from the
-    shell's brace expansion, ``A:1,B:-1,tie:0``."""
-    scores: list[str] = field(default_factory=list)
-    """...or the two fields holding the scores of answer 1 and answer 2."""
+from launch.configs import GenericFieldsConfig
 
 
 @dataclass

@@ -25,6 +25,7 @@ def judge(argv: list[str]) -> int:
     cfg = load_judge_config(argv)
     point_shards_at_server(cfg, Path(cfg.runs_dir).resolve() / cfg.run)
     cfg.engine.validate()
+    cfg.merge.validate()
     if cfg.dry_run:
         print(f"# resolved config (cfg={cfg.fingerprint()})\n{to_yaml(cfg)}\n# plan\n{gpu_plan_text(cfg)}")
         return 0

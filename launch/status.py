@@ -33,10 +33,13 @@ def read_submissions(rd: RunDir) -> list[dict]:
 
 
 def latest_jobs(subs: list[dict]) -> tuple[dict[int, str], str | None]:
-    """Each shard's most recent job id, and the most recent merge job id."""
+    """Each shard's most recent job id, and the most recent merge job id, of the run's own judge (a panel judge's
+    arrays, ``make panel``, have their own shards)."""
     by_shard: dict[int, str] = {}
     merge = None
     for s in subs:
+        if s.get("judge"):
+            continue
         for shard, jid in zip(s["shards"], s["job_ids"]):
             by_shard[shard] = jid
         merge = s.get("merge_job_id") or merge

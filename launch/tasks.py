@@ -27,12 +27,13 @@ class JudgeShardTask(submitit.helpers.Checkpointable):
     current chunk, then submitit's own handler checkpoints this callable and requeues the job; the next attempt
     resumes from the store. Resuming needs no state here, so the default ``checkpoint`` (same callable, same
     arguments) is right. ctrl-C at a local run's terminal (SIGINT) also stops the shard after its chunk, quietly.
+    ``judge`` names a panel judge whose arrays the shard fills (``launch/panel.py``).
     """
 
-    def __call__(self, run_dir: str, shard: int, n_shards: int, threads: int = 0) -> ShardResult:
+    def __call__(self, run_dir: str, shard: int, n_shards: int, threads: int = 0, judge: str = "") -> ShardResult:
         setup_logging()
         stop = StopRequest((signal.SIGUSR2, signal.SIGTERM, signal.SIGINT))
-        result = run_shard(run_dir, shard, n_shards, stop, threads=threads)
+        result = run_shard(run_dir, shard, n_shards, stop, threads=threads, judge=judge)
         if result.interrupted and stop.signum == signal.SIGUSR2:
             log.warning("shard %d stopped after its chunk with %d/%d units done: requeueing", shard,
                         result.units_done, result.units_total)

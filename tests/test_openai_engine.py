@@ -61,7 +61,7 @@ def openai_args(server, *extra):
 
 def verdicts(rd):
     store = VerdictStore(rd.store)
-    return store["verdicts/text"][:], store["verdicts/scores"][:], store["verdicts/status"][:]
+    return store.verdicts("text"), store.verdicts("scores"), store.verdicts("status")
 
 
 @pytest.mark.slow

@@ -53,6 +53,15 @@ class EngineConfig:
     logprobs_topk: int = 0
     """If > 0, store the top-k log-probabilities at each of the first generated positions (fast mode), from
     which the merge derives an expected score and a confidence per verdict."""
+    samples: int = 1
+    """Verdicts per unit. With k > 1 the unit is judged k times at ``temperature`` (which must be above 0), each
+    draw seeded by (seed, unit, sample) so it does not depend on batching or sharding; sample 0 is the unit's
+    primary verdict and ``merge.policy`` decides from all k (``judgelm.verdict_policy``)."""
+    parse_retries: int = 0
+    """Re-asks of a unit whose primary verdict did not parse, until one parses; each sampled at
+    ``retry_temperature`` and seeded by (seed, unit, attempt), every attempt stored (``judgelm.resample``)."""
+    retry_temperature: float = 0.7
+    """Temperature of re-asks: a greedy judge asked again would only repeat the answer that failed."""
 
     # --- backend=openai: the server and how to talk to it -------------------------------------------------------
     base_url: str = ""
@@ -113,6 +122,12 @@ class EngineConfig:
                              f"{self.memory_margin}, {self.tensor_parallel_size}")
         if self.logprobs_topk < 0:
             raise ValueError("engine.logprobs_topk must be >= 0")
+        if self.samples < 1 or self.parse_retries < 0 or self.retry_temperature <= 0:
+            raise ValueError(f"engine.samples must be >= 1, engine.parse_retries >= 0 and engine.retry_temperature "
+                             f"> 0, got {self.samples}, {self.parse_retries}, {self.retry_temperature}")
+        if self.samples > 1 and self.temperature <= 0:
+            raise ValueError(f"engine.samples={self.samples} draws several verdicts per unit, which needs sampling: "
+                             f"set engine.temperature above 0 (JudgeLM samples at 0.2)")
 
     def validate_server(self) -> None:
         if not self.base_url:
