@@ -42,7 +42,7 @@ run_arg = $(if $(RUN),run=$(RUN))
 cluster_given = $(if $(filter command line environment,$(origin CLUSTER)),cluster=$(CLUSTER))
 wait_arg = $(if $(WAIT),wait=$(if $(filter 1 true yes,$(WAIT)),true,false))
 
-.PHONY: help env judge test lint train tiny-judge bench benchmark report import panel status resubmit \
+.PHONY: help env judge evaluate test lint train tiny-judge bench benchmark report import panel status resubmit \
   cluster-up cluster-down prompts clean gpu-check
 
 help:
@@ -67,6 +67,11 @@ tiny-judge: $(ENV_STAMP)
 judge: $(ENV_STAMP) $(if $(filter $(TINY_JUDGE),$(MODEL)),tiny-judge)
 	$(PYTHON) -m launch.judge shards=$(SHARDS) cluster=$(CLUSTER) model.path=$(MODEL) data.source=$(DATA) \
 	  $(run_arg) $(wait_arg) $(if $(DRY_RUN),dry_run=true) $(ARGS)
+
+# The tiny judge evaluates the six shipped AlpacaEval models against their baseline, next to GPT-4 Turbo's ranking.
+evaluate: $(ENV_STAMP) $(if $(filter $(TINY_JUDGE),$(MODEL)),tiny-judge)
+	$(PYTHON) -m launch.evaluate cluster=$(CLUSTER) model.path=$(MODEL) $(if $(filter command line,$(origin SHARDS)),shards=$(SHARDS)) \
+	  $(run_arg) $(wait_arg) $(ARGS)
 
 train: $(ENV_STAMP)
 	$(PYTHON) -m launch.train size=$(SIZE) $(cluster_given) $(run_arg) $(if $(DRY_RUN),dry_run=true) $(ARGS)
@@ -98,8 +103,9 @@ report: $(ENV_STAMP)
 	$(PYTHON) -m launch.report 'runs=[$(subst $(space),$(comma),$(strip $(RUN)))]' $(ARGS)
 
 # make import FORMAT=pandalm|judgelm|generic DATA=... VERDICTS=file [SWAPPED=file] RUN=name [JUDGE=name]
+# make import FORMAT=alpaca_eval VERDICTS=annotations.json[,more.json] RUN=name (no DATA: the files hold the answers)
 import: $(ENV_STAMP)
-	$(PYTHON) -m launch.import_verdicts format=$(FORMAT) data=$(DATA) verdicts=$(VERDICTS) \
+	$(PYTHON) -m launch.import_verdicts format=$(FORMAT) data=$(DATA) 'verdicts=$(VERDICTS)' \
 	  $(if $(SWAPPED),swapped=$(SWAPPED)) $(run_arg) $(if $(JUDGE),judge=$(JUDGE)) $(ARGS)
 
 # On a GPU node: ~7 minutes, no downloads; writes gpu-check.json and gpu-check.md (README: GPU nodes).

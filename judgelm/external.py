@@ -12,6 +12,8 @@ Formats (one file per answer order; the swapped-order file is optional and gives
   without ids numbers its records) and either a winner field (its values mapped to 1 / 0 / -1 by
   ``judgelm.labels.label_map``, so ``{A:1,B:-1,tie:0}`` works as written, and ``A:1,B:-1,tie:0`` on a command
   line) or two score fields.
+- ``alpaca_eval``: AlpacaEval annotation files, which hold the answers and their generators too, so they need no
+  data; they become a model evaluation (``judgelm.evaluation.alpaca_eval``).
 
 Every error is one line naming the file, line and field; with ``skip_invalid`` (``rejects`` given) bad rows, unknown
 ids and repeated verdicts are collected instead, like invalid records when judging.
@@ -46,7 +48,7 @@ from judgelm.store import ChunkVerdicts, VerdictStore
 from judgelm.units import plan_units
 from judgelm.verdicts import Status, parse_prediction
 
-FORMATS = ("judgelm", "pandalm", "generic")
+FORMATS = ("judgelm", "pandalm", "generic", "alpaca_eval")  # alpaca_eval: judgelm.evaluation.alpaca_eval
 _WINNER_SCORES = {1: (1.0, 0.0), 0: (0.0, 0.0), -1: (0.0, 1.0)}
 _PANDALM_GPT = {"1": 1, "2": -1, "Tie": 0, "tie": 0}
 _PANDALM_MODEL = {1: 1, 2: -1, 0: 0}

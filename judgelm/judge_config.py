@@ -64,6 +64,9 @@ class JudgeConfig:
     """Number of shards (array tasks); each owns a contiguous run of chunks."""
     allow_partial: bool = False
     """Let the merge compute metrics from an incomplete store, saying what is missing."""
+    verdict_cache: bool = True
+    """Reuse verdicts that any run next to this one already computed with the same judge, decoding settings and
+    prompt, and add this run's (``<runs_dir>/.verdict-cache/``, ``judgelm.verdict_cache``)."""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)

@@ -28,6 +28,7 @@ from omegaconf import OmegaConf
 from judgelm.benchmarks import BENCHMARKS, benchmark_of
 from judgelm.benchmarks.protocols import PAIR_PROTOCOLS, Graded, Pairs, correlation_protocol
 from judgelm.calibration import UnitConfidence, reliability, unit_confidence
+from judgelm.evaluation.results import write_leaderboard
 from judgelm.inference.usage import total_usage
 from judgelm.metrics import (agreement_without_ties, bootstrap_ci, cohen_kappa, confusion, judgelm_metrics, kendall,
                              length_bias, pearson, position_bias, spearman, swap_metrics, weighted_mean)
@@ -355,6 +356,8 @@ def _compute(store: VerdictStore, allow_partial: bool,
         "complete": n_missing == 0, "missing_units": n_missing, "missing_by_shard": {str(k): v for k, v in missing.items()},
     }
     out["data_notes"] = {k: store.attrs[k] for k in DATA_NOTES if k in store.attrs}
+    if not store.attrs.get("imported"):  # imported verdicts were neither judged here nor cached
+        out["units_from_cache"] = int(store.cached().sum())
     if store.attrs.get("tiny_judge"):
         out["note"] = TINY_NOTE
     conf = confidence_of(store, a)
@@ -401,9 +404,10 @@ def run_policy(rd: RunDir) -> str:
 
 
 def merge_run(run_dir: str | Path, allow_partial: bool = False, policy: str | None = None) -> dict[str, Any]:
-    """Merge a run: write ``metrics.json`` and ``metrics.md`` (with the benchmark rows) and, when the run stored
-    log-probabilities, ``confidence.jsonl`` (``write_confidence``); returns the metrics. ``policy`` overrides the
-    run's ``merge.policy``."""
+    """Merge a run: write ``metrics.json`` and ``metrics.md`` (with the benchmark rows), when the run stored
+    log-probabilities ``confidence.jsonl`` (``write_confidence``), and for a model evaluation the model
+    leaderboard (``judgelm.evaluation.results``); returns the metrics. ``policy`` overrides the run's
+    ``merge.policy``."""
     rd = RunDir(Path(run_dir))
     store = VerdictStore(rd.store)
     m, conf = _compute(store, allow_partial, policy or run_policy(rd))
@@ -415,6 +419,8 @@ def merge_run(run_dir: str | Path, allow_partial: bool = False, policy: str | No
     write_text_atomic(rd.metrics, json.dumps(m, indent=2) + "\n")
     rows = leaderboard_rows(m)
     write_text_atomic(rd.table, format_table(m) + ("\n" + format_leaderboard(rows) if rows else ""))
+    if store.record_models() is not None:
+        write_leaderboard(rd.root, store)
     return m
 
 

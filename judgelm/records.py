@@ -43,6 +43,7 @@ class Record:
     judged_w_reference: bool = False  # the source has a with-reference judgement (even one that did not parse)
     subset: str = ""
     category: str = ""
+    models: tuple[str, ...] = ()  # the generator of each answer, in slot order (model evaluation); empty otherwise
 
     def gt_label(self, with_reference: bool = False) -> int | None:
         """The ground-truth winner for a unit judged with or without the reference, or ``None`` if unknown.

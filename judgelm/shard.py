@@ -29,6 +29,7 @@ from judgelm.prompts import Mode
 from judgelm.resample import ChunkDraws, extra_draws
 from judgelm.rundir import RunDir
 from judgelm.store import TOP_IDS, TOP_LOGPROBS, ChunkVerdicts, VerdictStore
+from judgelm.verdict_cache import VerdictCache, generate_with_cache, open_cache
 from judgelm.verdicts import Status
 
 log = logging.getLogger("judgelm.shard")
@@ -49,7 +50,8 @@ def set_threads(cfg_threads: int) -> None:
     torch.set_num_threads(max(1, n))
 
 
-def judge_chunk(store: VerdictStore, chunk: int, engine, cfg: JudgeConfig) -> ChunkVerdicts:
+def judge_chunk(store: VerdictStore, chunk: int, engine, cfg: JudgeConfig,
+                cache: VerdictCache | None = None) -> ChunkVerdicts:
     mode = Mode(cfg.prompt.mode)
     max_new = cfg.engine.new_tokens()
     limit = cfg.engine.max_prompt_tokens or engine.context_length - max_new
@@ -63,8 +65,7 @@ def judge_chunk(store: VerdictStore, chunk: int, engine, cfg: JudgeConfig) -> Ch
     new_tokens = np.zeros(n, dtype=np.int32)
     extras = store.empty_extras(n)
     todo = np.flatnonzero(~prep.rejected)
-    gens = engine.generate([int(prep.unit[i]) for i in todo], [prep.ids[i] for i in todo],
-                           [prep.prompts[i] for i in todo]) if len(todo) else []
+    gens, cached = generate_with_cache(engine, prep, todo, cache)
     for i, g in zip(todo, gens):
         texts[i] = g.text
         new_tokens[i] = len(g.token_ids)
@@ -80,7 +81,7 @@ def judge_chunk(store: VerdictStore, chunk: int, engine, cfg: JudgeConfig) -> Ch
                                       lambda text, n_scores: profile.parse(text, mode, n_scores))}
     return ChunkVerdicts(scores=scores, status=status, text=texts,
                          prompt_tokens=np.array([len(x) for x in prep.ids], dtype=np.int32),
-                         new_tokens=new_tokens, truncated=prep.truncated, extras=extras or None)
+                         new_tokens=new_tokens, truncated=prep.truncated, extras=extras or None, cached=cached)
 
 
 def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest | None = None,
@@ -115,11 +116,14 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
             if getattr(engine, "runtime", None) is not None:
                 attempt.runtime = dataclasses.asdict(engine.runtime)
                 log.info("judge loaded with %s", attempt.runtime)
+            cache = open_cache(rd.root.parent, cfg)
         for c in todo:
             if stop():
                 break
-            verdicts = judge_chunk(store, c, engine, cfg)
+            verdicts = judge_chunk(store, c, engine, cfg, cache)
             store.write_chunk(c, verdicts, attempt.attempt)
+            if cache is not None:  # only verdicts of a committed chunk enter the cache
+                cache.flush()
             attempt.units_judged += size(c)
             attempt.chunks_judged += 1
             attempt.updated = time.time()

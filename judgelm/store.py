@@ -2,11 +2,13 @@
 
 Layout (``verdicts.zarr``):
 
-- ``records/*`` (one row per record): question, answers, reference, ground truth, subset and category, so a
+- ``records/*`` (one row per record): question, answers, reference, ground truth, subset, category and the
+  generator of each answer (``models``, empty outside model evaluations), so a
   shard needs nothing but the store and a queued run cannot be changed by editing the data file afterwards.
 - ``units/*`` (one row per unit): record index, answer order, with-reference flag.
 - ``verdicts/*`` (one row per unit): scores as the judge wrote them (in the order it saw the answers; NaN when
-  they did not parse), status, generated text, token counts, the attempt that judged it, and ``done``.
+  they did not parse), status, generated text, token counts, the attempt that judged it, whether the verdict came
+  from the verdict cache (``cached``, ``judgelm.verdict_cache``), and ``done``.
   Optional arrays declared at creation: score-token log-probabilities (``top_ids``, ``top_logprobs``) and the draws
   beyond the primary verdict (``sample_*``, ``retry_*``: ``draw_arrays``).
 - ``judges/<name>/*`` (optional, one row per unit): the same verdict arrays for each further judge of a panel
@@ -88,7 +90,8 @@ def _declare_verdicts(g: zarr.Group, prefix: str, n_units: int, chunk_units: int
     for name, shape, dtype, fill in (("scores", (n_scores,), "float32", np.nan), ("status", (), "int8", -1),
                                      ("text", (), str, ""), ("prompt_tokens", (), "int32", 0),
                                      ("new_tokens", (), "int32", 0), ("attempt", (), "int16", -1),
-                                     ("truncated", (), bool, False), ("done", (), bool, False),
+                                     ("truncated", (), bool, False), ("cached", (), bool, False),
+                                     ("done", (), bool, False),
                                      *((n, tuple(sh), dt, f) for n, (sh, dt, f) in (extra_arrays or {}).items())):
         g.create_array(f"{prefix}/{name}", shape=(n_units,) + shape, chunks=uc + shape, dtype=dtype, fill_value=fill)
 
@@ -123,6 +126,7 @@ class ChunkVerdicts:
     new_tokens: np.ndarray  # int32
     truncated: np.ndarray  # bool: the prompt's answers/reference were cut to fit the context
     extras: dict[str, np.ndarray] | None = None  # optional per-unit arrays declared at creation
+    cached: np.ndarray | None = None  # bool: the verdict was reused from the verdict cache (None: none was)
 
 
 class VerdictStore:
@@ -194,6 +198,8 @@ class VerdictStore:
         put("records/gt_scores", gt, rc, "float32", np.nan)
         put("records/subset", _text_array([r.subset for r in records]), rc, str, "")
         put("records/category", _text_array([r.category for r in records]), rc, str, "")
+        models = _text_array([list(r.models) + [""] * (n_answers - len(r.models)) for r in records])
+        put("records/models", models.reshape(n_records, n_answers), rc, str, "")
 
         uc = (chunk_units,)
         put("units/record", plan.record, uc, "int32", -1)
@@ -268,6 +274,20 @@ class VerdictStore:
                        subset=self.records("subset"), category=self.records("category"),
                        gt_scores=self.records("gt_scores"), answer_chars=self.records("answer_chars")[:, :2])
 
+    def record_models(self) -> np.ndarray | None:
+        """The generator of each answer, ``(n_records, n_answers)``; ``None`` unless some record names one (a
+        model evaluation)."""
+        if "models" not in self.group["records"]:
+            return None
+        models = self.records("models")
+        return models if (models != "").any() else None
+
+    def cached(self) -> np.ndarray:
+        """Per unit: the verdict came from the verdict cache (all False in stores made before the cache)."""
+        if "cached" not in self.group[self.prefix]:
+            return np.zeros(self.n_units, dtype=bool)
+        return self.verdicts("cached")
+
     def done(self) -> np.ndarray:
         return self.verdicts("done")
 
@@ -318,6 +338,8 @@ class VerdictStore:
         g[f"{p}/new_tokens"][sl] = v.new_tokens.astype(np.int32)
         g[f"{p}/truncated"][sl] = v.truncated.astype(bool)
         g[f"{p}/attempt"][sl] = np.full(n, attempt, dtype=np.int16)
+        if "cached" in g[p]:  # stores made before the verdict cache have no such array
+            g[f"{p}/cached"][sl] = np.zeros(n, dtype=bool) if v.cached is None else v.cached.astype(bool)
         for name, arr in (v.extras or {}).items():
             g[f"{p}/{name}"][sl] = arr
         g[f"{p}/done"][sl] = np.ones(n, dtype=bool)

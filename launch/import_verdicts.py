@@ -6,6 +6,8 @@
         verdicts=answers.jsonl swapped=answers_reversed.jsonl judge=JudgeLM-7B run=judgelm7b-val
     python -m launch.import_verdicts format=generic data=my_pairs.yaml verdicts=v.jsonl \\
         generic.id=uid generic.winner=choice 'generic.winner_values={A:1,B:-1,tie:0}' run=mine
+    python -m launch.import_verdicts format=alpaca_eval 'verdicts=data/evaluation/alpaca_eval/*/annotations.json' \\
+        judge=gpt4_turbo run=alpaca-eval-gpt4-turbo
 
 The run directory (``<runs_dir>/<run>/``) gets a verdict store, ``metrics.json`` and ``metrics.md`` like a judged
 run, so ``make report`` and run comparisons treat it the same way.
@@ -21,6 +23,9 @@ from omegaconf import MISSING
 
 from judgelm.benchmarks import load_dataset
 from judgelm.config import ConfigError, load_config
+from judgelm.evaluation.alpaca_eval import import_annotations
+from judgelm.evaluation.answers import expand_paths
+from judgelm.evaluation.results import LEADERBOARD_MD
 from judgelm.external import FORMATS, GenericFields, import_verdicts, read_verdicts
 from judgelm.merge import merge_run
 from judgelm.records import write_rejects
@@ -35,10 +40,11 @@ from launch.configs import GenericFieldsConfig
 class ImportConfig:
     format: str = MISSING
     """``judgelm`` (answer files with pred_text), ``pandalm`` (PandaLM result files) or ``generic``."""
-    data: str = MISSING
-    """The data the verdicts judged (any ``data.source`` spec: a benchmark name, ``name:ARG`` or a file)."""
+    data: str = ""
+    """The data the verdicts judged (any ``data.source`` spec: a benchmark name, ``name:ARG`` or a file); none for
+    ``alpaca_eval``, whose files hold the answers."""
     verdicts: str = MISSING
-    """The verdict file for the answers in their original order."""
+    """The verdict file for the answers in their original order (``alpaca_eval``: files and globs, comma-separated)."""
     swapped: str = ""
     """Optional verdict file for the same pairs with the answers swapped (gives consistency and position bias)."""
     with_reference: bool = False
@@ -63,6 +69,10 @@ def import_run(argv: list[str]) -> int:
     rd = RunDir(Path(cfg.runs_dir).resolve() / check_run_name(cfg.run))
     if rd.root.exists():
         raise ConfigError(f"{rd.root} already exists; choose another run")
+    if cfg.format == "alpaca_eval":
+        return import_alpaca_eval(cfg, rd)
+    if not cfg.data:
+        raise ConfigError(f"format={cfg.format} needs data=... (the records the verdicts judged)")
     fields = GenericFields(cfg.generic.id or "", cfg.generic.winner, cfg.generic.winner_values,
                            tuple(cfg.generic.scores))
     rejects: list | None = [] if cfg.skip_invalid else None
@@ -85,6 +95,23 @@ def import_run(argv: list[str]) -> int:
     print(f"imported {result.records} records ({result.records_without_verdict} records of {cfg.data} had no verdict"
           + (f"; {len(skipped)} invalid rows skipped, see {rd.rejects}" if skipped else "") + ")")
     print(format_table(metrics), end="")
+    print(f"run directory: {rd.root}")
+    return 0
+
+
+def import_alpaca_eval(cfg: ImportConfig, rd: RunDir) -> int:
+    """AlpacaEval annotation files: the answers, their generators and the verdicts at once; a model evaluation."""
+    paths = expand_paths(cfg.verdicts)
+    try:  # a failed import leaves no directory behind that would later pass for a run
+        store = import_annotations(rd.store, paths, attrs={
+            "run": cfg.run, "model": cfg.judge or "alpaca_eval annotator", "data": cfg.verdicts,
+            "imported_from": [str(p.resolve()) for p in paths], "verdict_format": cfg.format})
+        metrics = merge_run(rd.root)
+    except BaseException:
+        shutil.rmtree(rd.root, ignore_errors=True)
+        raise
+    print(f"imported {store.n_records} annotations from {len(paths)} file(s)")
+    print(format_table(metrics) + "\n" + (rd.root / LEADERBOARD_MD).read_text(), end="")
     print(f"run directory: {rd.root}")
     return 0
 

@@ -78,7 +78,7 @@ def test_shard_killed_with_sigkill_resumes_to_the_same_store(tmp_path, random_ju
     data = write_pairs(tmp_path / "pairs.jsonl", 120)
     args = ("shards=1", "store.chunk_units=6", "engine.mode=full", "engine.max_new_tokens=24")
     killed = new_run(tmp_path, random_judge, data, "killed", *args)
-    clean = new_run(tmp_path, random_judge, data, "clean", *args)
+    clean = new_run(tmp_path, random_judge, data, "clean", *args, "verdict_cache=false")  # judged afresh
     total = VerdictStore(killed.store).n_units
 
     proc = shard_process(killed.root)

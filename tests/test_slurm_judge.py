@@ -47,8 +47,10 @@ SLOW = ("engine.mode=full", "engine.max_new_tokens=96", "store.chunk_units=3")
 
 
 def run_args(judge, data, runs, name, cluster, *extra):
+    # The runs share one runs directory and one data set: without the verdict cache off, every run after the first
+    # would take its verdicts from the cache, and nothing here would be judged (or cancelled, or requeued) on Slurm.
     return [f"model.path={judge}", f"data.source={data}", f"run={name}", f"runs_dir={runs}", f"cluster={cluster}",
-            *extra]
+            "verdict_cache=false", *extra]
 
 
 @pytest.fixture(scope="module")

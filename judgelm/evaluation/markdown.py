@@ -1,0 +1,77 @@
+"""The model leaderboard as Markdown (``leaderboard.md`` and what ``make evaluate`` prints)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _num(v: Any, digits: int = 2) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, list):
+        return "—" if None in v else "–".join(_num(x, digits) for x in v)
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            + ["| " + " | ".join(_num(v, 1 if isinstance(v, list) else 2) for v in row) + " |" for row in rows])
+
+
+def pairwise_section(board: dict[str, Any]) -> list[str]:
+    cols = ["win_rate", "standard_error", "length_controlled_winrate", "discrete_win_rate", "n_wins", "n_wins_base",
+            "n_draws", "n_total", "avg_length", "rating", "rating_ci95"]
+    lines = _table(["model"] + cols, [[r["model"]] + [r.get(c) for c in cols] for r in board["rows"]])
+    if "win_rate_matrix" in board:
+        wm = board["win_rate_matrix"]
+        lines += ["", "Win rate of the row model against the column model:", ""]
+        lines += _table([""] + wm["models"], [[m] + row for m, row in zip(wm["models"], wm["values"])])
+    if board.get("by_category"):
+        cats = board["by_category"]
+        models = sorted({m for per in cats.values() for m in per})
+        lines += ["", "Win rate per category:", ""]
+        lines += _table(["category"] + models, [[c] + [cats[c].get(m) for m in models] for c in cats])
+    if board.get("order_consistency"):
+        lines += ["", "Order consistency of the judge (both orders give the same verdict):", ""]
+        lines += _table(["pair", "consistency", "n"], [[k, v["consistency"], v["n"]]
+                                                       for k, v in board["order_consistency"].items()])
+    if board.get("reference"):
+        lines += [""] + reference_section(board)
+    return lines
+
+
+def reference_section(board: dict[str, Any]) -> list[str]:
+    """Our ranking next to the reference judge's, the rank correlations and the pairs whose order flips."""
+    ref = board["reference"]
+    ours = {r["model"]: r.get(ref["key"]) for r in board["rows"]}
+    models = sorted(ref["models"], key=lambda m: -ref["scores"][m])
+    lines = [f"Against {ref['name']} on the same answers ({ref['key']}, models ranked by {ref['name']}):", ""]
+    lines += _table(["model", ref["name"], "this judge"], [[m, ref["scores"][m], ours.get(m)] for m in models])
+    flips = ", ".join(f"{a} > {b} here" for a, b in ref["flips"]) or "none"
+    return lines + ["", f"Spearman {_num(ref['spearman'])}, Kendall {_num(ref['kendall'])} over {len(models)} "
+                        f"models; pairs whose order flips: {flips}."]
+
+
+def single_section(board: dict[str, Any]) -> list[str]:
+    lines = _table(["model", "mean_score", "score_ci95", "n_total", "parse_failures"],
+                   [[r["model"], r["mean_score"], r["score_ci95"], r["n_total"], r["parse_failures"]]
+                    for r in board["rows"]])
+    if board.get("by_category"):
+        cats = board["by_category"]
+        models = [r["model"] for r in board["rows"]]
+        lines += ["", "Mean score per category:", ""]
+        lines += _table(["category"] + models, [[c] + [cats[c].get(m) for m in models] for c in cats])
+    return lines
+
+
+def format_leaderboard(lb: dict[str, Any]) -> str:
+    base = f", baseline {lb['baseline']}" if lb.get("baseline") else ""
+    lines = [f"# Model leaderboard: run {lb.get('run')}, judge {lb.get('judge')}, pairing {lb.get('pairing')}{base}"]
+    for name, board in lb["boards"].items():
+        lines += ["", f"## {name.replace('_', ' ')}", ""]
+        lines += single_section(board) if name == "single" else pairwise_section(board)
+    if lb.get("figures"):
+        lines += ["", "Figures: " + ", ".join(f"[{f}]({f})" for f in lb["figures"])]
+    if lb.get("note"):
+        lines += ["", f"Note: {lb['note']}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,101 @@
+"""Answer loaders (every format, on real files) and pairing plans, with their errors."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from judgelm.evaluation.answers import load_answers
+from judgelm.evaluation.pairing import REFERENCE_MODEL, pair_records, spread_questions
+from judgelm.records import RecordError
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "evaluation"
+
+
+def jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_fastchat_layout_first_turns_and_references(tmp_path):
+    # The shipped MT-Bench files in FastChat's layout: a writing question and question 101, which has a GPT-4
+    # reference answer, with two models' answers.
+    root = tmp_path / "mt_bench"
+    (root / "reference_answer").mkdir(parents=True)
+    ref = DATA / "mt_bench" / "reference_answer" / "gpt-4.jsonl"
+    (root / "reference_answer" / "gpt-4.jsonl").write_text(ref.read_text())
+    qs = (DATA / "mt_bench" / "question.jsonl").read_text().splitlines()
+    (root / "question.jsonl").write_text(qs[0] + "\n" + next(q for q in qs if '"question_id": 101' in q) + "\n")
+    for model in ("vicuna", "llama"):
+        jsonl(root / "model_answer" / f"{model}.jsonl", [
+            {"question_id": q, "choices": [{"turns": [f"{model} on {q}", "second"]}]} for q in (81, 101)])
+    data = load_answers(f"fastchat:{root}")
+    assert data.models == ["llama", "vicuna"] and list(data.questions) == ["81", "101"]
+    assert data.questions["81"].category == "writing" and data.questions["81"].reference is None
+    assert data.questions["101"].reference.startswith("If you have just overtaken the second person")
+    assert data.answers["101"]["llama"] == "llama on 101"
+    with pytest.raises(ValueError, match="question 81 has no reference answer"):  # single grading needs a gold answer
+        pair_records(data, "single")
+    # The reference is the gold answer where there is one, the baseline's answer elsewhere.
+    anchored = pair_records(data, "single", baseline="llama")
+    assert [(r.question_id, r.models) for r in anchored] == [
+        (81, ("llama", "vicuna")), (101, (REFERENCE_MODEL, "llama")), (101, (REFERENCE_MODEL, "vicuna"))]
+
+
+def test_alpaca_eval_files_share_instruction_ids(tmp_path):
+    ann = json.loads((DATA / "alpaca_eval" / "alpaca-7b" / "annotations.json").read_text())[:4]
+    (tmp_path / "ann.json").write_text(json.dumps(ann))
+    outputs = [{"instruction": a["instruction"], "output": f"mine {i}", "generator": "mine", "dataset": a["dataset"]}
+               for i, a in enumerate(reversed(ann))]
+    (tmp_path / "outputs.json").write_text(json.dumps(outputs))
+    data = load_answers([f"alpaca_eval_annotations:{tmp_path / 'ann.json'}",
+                         f"alpaca_eval:{tmp_path / 'outputs.json'}"])
+    assert data.models == ["alpaca-7b", "gpt4_1106_preview", "mine"] and len(data.questions) == 4
+    assert data.answers["0"]["mine"] == "mine 3" and data.questions["0"].category == ann[0]["dataset"]
+    records = pair_records(data, "vs-baseline", baseline="gpt4_1106_preview")
+    assert len(records) == 8 and all(r.models[0] == "gpt4_1106_preview" for r in records)
+    assert records[0].answers == (ann[0]["output_1"], ann[0]["output_2"])
+
+
+def test_judgelm_and_generic_formats(tmp_path):
+    pairs = jsonl(tmp_path / "pairs.jsonl", [
+        {"question_id": 1, "question_body": "Q1", "answer1_body": "a", "answer2_body": "b",
+         "answer1_model_id": "m1", "answer2_model_id": "m2", "reference": {"text": "gold"}},
+        {"question_id": 1, "question_body": "Q1", "answer1_body": "a", "answer2_body": "c",
+         "answer1_model_id": "m1", "answer2_model_id": "m3"}])
+    generic = jsonl(tmp_path / "more.jsonl", [{"question_id": 2, "question": "Q2", "model": m, "answer": m + "!",
+                                               "category": "math"} for m in ("m1", "m2", "m3")])
+    data = load_answers([f"judgelm:{pairs}", f"generic:{generic}"])
+    assert data.questions["1"].reference == "gold" and data.answers["1"] == {"m1": "a", "m2": "b", "m3": "c"}
+    every = pair_records(data, "all-pairs")
+    assert [(r.question_id, r.models) for r in every][:3] == [(1, ("m1", "m2")), (1, ("m1", "m3")), (1, ("m2", "m3"))]
+    budget = pair_records(data, "all-pairs", budget=2, seed=5)
+    assert len(budget) == 4 and budget == pair_records(data, "all-pairs", budget=2, seed=5)
+    assert len(spread_questions(data, 1).questions) == 1
+
+
+@pytest.mark.parametrize("rows, field, reason", [
+    ([{"question_id": 1, "question": "Q", "model": "m"}], "answer", "missing"),
+    ([{"question_id": 1.5, "question": "Q", "model": "m", "answer": "a"}], "question_id", "expected an integer"),
+    ([{"question_id": 1, "question": "Q", "model": "m", "answer": "a"},
+      {"question_id": 1, "question": "Other", "model": "n", "answer": "b"}], "question", "another text"),
+    ([{"question_id": 1, "question": "Q", "model": "m", "answer": "a"},
+      {"question_id": 1, "question": "Q", "model": "m", "answer": "b"}], "answer", "a second, different answer"),
+])
+def test_generic_errors_name_file_line_and_field(tmp_path, rows, field, reason):
+    path = jsonl(tmp_path / "answers.jsonl", rows)
+    with pytest.raises(RecordError, match=reason) as e:
+        load_answers(f"generic:{path}")
+    assert e.value.field == field and e.value.source.line == len(rows) and str(path) in str(e.value)
+
+
+def test_unknown_format_model_or_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="FORMAT one of fastchat"):
+        load_answers("sharegpt:x.json")
+    with pytest.raises(FileNotFoundError, match="no file matches"):
+        load_answers(f"generic:{tmp_path}/nothing*.jsonl")
+    one = jsonl(tmp_path / "a.jsonl", [{"question_id": 1, "question": "Q", "model": "m", "answer": "a"}])
+    data = load_answers(f"generic:{one}")
+    with pytest.raises(ValueError, match=r"models \['gpt-5'\] have no answers"):
+        pair_records(data, "vs-baseline", baseline="gpt-5")
