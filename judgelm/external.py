@@ -33,17 +33,26 @@ so the same test-set size but other predictions; no scoring rule applied to the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from judgelm.config import ConfigError
 from judgelm.labels import label_map
-from judgelm.records import (Loaded, Record, RecordError, Reject, Source, check_data_file, iter_json_objects, require_id,
-                             require_text)
+from judgelm.records import (
+    Loaded,
+    Record,
+    RecordError,
+    Reject,
+    Source,
+    check_data_file,
+    iter_json_objects,
+    require_id,
+    require_text,
+)
 from judgelm.store import ChunkVerdicts, VerdictStore
 from judgelm.units import plan_units
 from judgelm.verdicts import Status, parse_prediction

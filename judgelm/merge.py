@@ -17,8 +17,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from dataclasses import asdict
 import math
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +30,34 @@ from judgelm.benchmarks.protocols import PAIR_PROTOCOLS, Graded, Pairs, correlat
 from judgelm.calibration import UnitConfidence, reliability, unit_confidence
 from judgelm.evaluation.results import write_leaderboard
 from judgelm.inference.usage import total_usage
-from judgelm.metrics import (agreement_without_ties, bootstrap_ci, cohen_kappa, confusion, judgelm_metrics, kendall,
-                             length_bias, pearson, position_bias, spearman, swap_metrics, weighted_mean)
+from judgelm.metrics import (
+    agreement_without_ties,
+    bootstrap_ci,
+    cohen_kappa,
+    confusion,
+    judgelm_metrics,
+    kendall,
+    length_bias,
+    pearson,
+    position_bias,
+    spearman,
+    swap_metrics,
+    weighted_mean,
+)
 from judgelm.panel import panel_agreement, read_panel
 from judgelm.rundir import RunDir, write_text_atomic
 from judgelm.store import NO_LABEL, TOP_IDS, TOP_LOGPROBS, Columns, VerdictStore
 from judgelm.tables import TINY_NOTE, format_leaderboard, format_table, leaderboard_rows
 from judgelm.validate import DATA_NOTES
-from judgelm.verdict_policy import (Draws, choose, relabel_confidence, retry_summary, sample_agreement, samples_of,
-                                    status_of)
+from judgelm.verdict_policy import (
+    Draws,
+    choose,
+    relabel_confidence,
+    retry_summary,
+    sample_agreement,
+    samples_of,
+    status_of,
+)
 from judgelm.verdicts import Status, win_array
 
 log = logging.getLogger("judgelm.merge")

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from judgelm.merge import align_orders
-from judgelm.tables import TINY_NOTE, format_leaderboard, format_table, leaderboard_rows
 from judgelm.rundir import RunDir
 from judgelm.store import NO_LABEL, VerdictStore
+from judgelm.tables import TINY_NOTE, format_leaderboard, format_table, leaderboard_rows
 
 BENCHMARK_FILE = "benchmark.json"
 LEADERBOARD_MD = "leaderboard.md"

@@ -13,9 +13,9 @@ attempt that parses ends it. Extra samples are never re-asked (the merge's ``fir
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import numpy as np
 

@@ -20,8 +20,8 @@ from judgelm.benchmarks import absolute_spec, load_dataset
 from judgelm.benchmarks.suites import check_mode
 from judgelm.config import ConfigError
 from judgelm.judge_config import JudgeConfig
-from judgelm.profiles import make_profile, store_attrs
 from judgelm.models import resolve_model
+from judgelm.profiles import make_profile, store_attrs
 from judgelm.prompts import Mode
 from judgelm.records import Loaded, write_rejects
 from judgelm.rundir import RunDir

@@ -36,7 +36,7 @@ class RunDir:
     root: Path
 
     @classmethod
-    def existing(cls, runs_dir: str | Path, run: str) -> "RunDir":
+    def existing(cls, runs_dir: str | Path, run: str) -> RunDir:
         """The directory of run ``run`` (a name below ``runs_dir``, or an absolute path), which must exist."""
         if not run:
             raise ConfigError("which run? give run=NAME (make ... RUN=NAME)")

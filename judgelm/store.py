@@ -152,7 +152,7 @@ class VerdictStore:
     @classmethod
     def create(cls, path: str | Path, records: list[Record], plan: UnitPlan, n_scores: int, chunk_units: int,
                attrs: dict[str, Any] | None = None,
-               extra_arrays: ExtraSchema | None = None) -> "VerdictStore":
+               extra_arrays: ExtraSchema | None = None) -> VerdictStore:
         """Write a new store for ``records`` and ``plan``; refuses to overwrite an existing one.
 
         ``extra_arrays`` declares additional per-unit verdict arrays as ``name: (trailing shape, dtype, fill)``,
@@ -347,7 +347,7 @@ class VerdictStore:
     # --- panels: other judges of the same units ---------------------------------------------------------------
 
     def add_judge(self, name: str, attrs: dict[str, Any],
-                  extra_arrays: dict[str, tuple[tuple[int, ...], str, Any]] | None = None) -> "VerdictStore":
+                  extra_arrays: dict[str, tuple[tuple[int, ...], str, Any]] | None = None) -> VerdictStore:
         """Declare the verdict arrays of another judge of this store's units (``judges/<name>/``, chunked like the
         run's own, so one array of shards per judge can fill them); returns that judge's view. ``extra_arrays``
         defaults to the run's own (a panel judge records what the run's judge records)."""
@@ -366,7 +366,7 @@ class VerdictStore:
         """The names of the panel judges added to this store (the run's own judge is not among them)."""
         return sorted(self.group["judges"].group_keys()) if "judges" in self.group else []
 
-    def judge(self, name: str) -> "VerdictStore":
+    def judge(self, name: str) -> VerdictStore:
         """The view of judge ``name``: reading and writing verdicts goes to ``judges/<name>/``; ``attrs`` are the
         judge's (model, imported_from, ...) over the run's."""
         if name not in self.judges():

@@ -87,7 +87,7 @@ class Entry:
     top_logprobs: list | None = None
 
     @classmethod
-    def of(cls, g: Generation) -> "Entry":
+    def of(cls, g: Generation) -> Entry:
         return cls(g.text, list(g.token_ids), None if g.top_ids is None else g.top_ids.tolist(),
                    None if g.top_logprobs is None else g.top_logprobs.tolist())
 
@@ -114,7 +114,7 @@ class VerdictCache:
     staged: dict[str, Entry] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, root: str | Path, fingerprint: str, decoding: dict[str, Any]) -> "VerdictCache":
+    def open(cls, root: str | Path, fingerprint: str, decoding: dict[str, Any]) -> VerdictCache:
         """Read every entry in ``root`` (the union of its files; other judges' entries simply never match)."""
         cache = cls(Path(root), fingerprint, decoding)
         for path in sorted(cache.root.glob("*.jsonl")):

@@ -56,7 +56,7 @@ class Draws:
     sample_scores: np.ndarray | None  # (n, k, n_scores), sample 0 = the primary verdict
 
     @classmethod
-    def read(cls, store: VerdictStore, scores: np.ndarray, status: np.ndarray) -> "Draws":
+    def read(cls, store: VerdictStore, scores: np.ndarray, status: np.ndarray) -> Draws:
         names = set(store.attrs.get("extra_arrays", []))
 
         def get(name: str) -> np.ndarray | None:

@@ -8,8 +8,8 @@ against the published numbers, so leniency is not offered.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import IntEnum
-from typing import Sequence
 
 import numpy as np
 

@@ -21,7 +21,6 @@ import shutil
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Optional
 
 from judgelm.benchmarks import load_dataset
 from judgelm.benchmarks.suites import load_suite, sources_by_mode
@@ -43,7 +42,7 @@ class BenchmarkConfig(JudgeLaunchConfig):
     """A suite in ``configs/suites/``."""
     benchmarks: list[str] = field(default_factory=list)
     """Replaces the suite's list: benchmark names, ``name:ARG`` (``judgelm_val:/path``) or data files."""
-    limit: Optional[int] = None
+    limit: int | None = None
     """Records per subset of every benchmark (0: all); unset takes the suite's."""
 
 

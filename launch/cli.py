@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import textwrap
-from typing import Callable
+from collections.abc import Callable
 
 from judgelm.config import ConfigError
 from judgelm.records import RecordError

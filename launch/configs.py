@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -52,7 +52,7 @@ class TrainLaunchConfig(TrainConfig, LaunchFields):
 
 @dataclass
 class GenericFieldsConfig:
-    id: Optional[str] = "id"
+    id: str | None = "id"
     """The field holding the record id; empty: the verdicts are in the data's order (line numbers)."""
     winner: str = ""
     """The field holding the verdict (mapped by ``winner_values``)..."""

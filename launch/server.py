@@ -22,8 +22,8 @@ from pathlib import Path
 import submitit
 
 from judgelm.rundir import write_text_atomic
-from launch.cluster import ClusterConfig, JudgeServerConfig, make_executor
 from launch.cli import setup_logging
+from launch.cluster import ClusterConfig, JudgeServerConfig, make_executor
 
 log = logging.getLogger("judgelm.server")
 URL_FILE, STOP_FILE = "server.url", "server.stop"

@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 
 from judgelm.benchmarks import load_dataset
-from judgelm.benchmarks.protocols import (Graded, Pairs, correlation_protocol, judgebench_protocol, llmbar_protocol,
-                                          rewardbench_protocol)
+from judgelm.benchmarks.protocols import (
+    Graded,
+    Pairs,
+    correlation_protocol,
+    judgebench_protocol,
+    llmbar_protocol,
+    rewardbench_protocol,
+)
 from judgelm.merge import compute_metrics, leaderboard_rows
 from judgelm.store import ChunkVerdicts, VerdictStore
 from judgelm.units import plan_units

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from judgelm.config import to_yaml
 from judgelm.merge import IncompleteStore, merge_run
 from judgelm.progress import read_progress
+from judgelm.run import create_run, plan_run
 from judgelm.rundir import RunDir
 from judgelm.store import VerdictStore
-from judgelm.config import to_yaml
-from judgelm.run import create_run, plan_run
 from launch import judge as launch_judge
 from launch import resubmit as launch_resubmit
 from launch import status as launch_status

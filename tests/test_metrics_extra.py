@@ -3,9 +3,21 @@
 import numpy as np
 import pytest
 
-from judgelm.metrics import (agreement_without_ties, bootstrap_ci, cohen_kappa, grouped_mean, kendall, length_bias,
-                             macro_prf, pearson, position_bias, spearman, weighted_grouped_mean, weighted_mean,
-                             weighted_pearson)
+from judgelm.metrics import (
+    agreement_without_ties,
+    bootstrap_ci,
+    cohen_kappa,
+    grouped_mean,
+    kendall,
+    length_bias,
+    macro_prf,
+    pearson,
+    position_bias,
+    spearman,
+    weighted_grouped_mean,
+    weighted_mean,
+    weighted_pearson,
+)
 
 
 def test_kappa_hand_case():

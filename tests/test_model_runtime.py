@@ -12,8 +12,7 @@ import torch
 from judgelm.config import REPO_ROOT
 from judgelm.inference.config import EngineConfig
 from judgelm.inference.hf import HFEngine, end_token_ids
-from judgelm.models import (ModelConfig, encode_with_bos, flash_attn_problem, load_judge, pick_attention,
-                            resolve_dtype)
+from judgelm.models import ModelConfig, encode_with_bos, flash_attn_problem, load_judge, pick_attention, resolve_dtype
 from judgelm.prompts import build_prompt
 from tests.sp_judge import build_sentencepiece_judge
 

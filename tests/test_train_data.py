@@ -12,8 +12,16 @@ import pytest
 from judgelm.prompts import build_prompt
 from judgelm.records import RecordError
 from judgelm.train import tiny_data
-from judgelm.train.data import (IGNORE, BatchPlan, SampleBuilder, collate, load_train_records, record_from_json,
-                                swap_judgement, swapped)
+from judgelm.train.data import (
+    IGNORE,
+    BatchPlan,
+    SampleBuilder,
+    collate,
+    load_train_records,
+    record_from_json,
+    swap_judgement,
+    swapped,
+)
 from judgelm.train.tokenizer import build_tiny_tokenizer
 from judgelm.verdicts import parse_scores
 from tests.test_train_fixtures import micro_record, write_micro_data

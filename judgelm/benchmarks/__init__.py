@@ -15,9 +15,9 @@ the merge finds the benchmark, and so its protocol, of every verdict in a mixed 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from judgelm.benchmarks.files import DATA_DIR
 from judgelm.benchmarks.judgebench import load_judgebench

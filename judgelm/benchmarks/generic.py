@@ -39,8 +39,18 @@ from omegaconf import MISSING, OmegaConf
 
 from judgelm.config import ConfigError
 from judgelm.labels import LABEL_MEANING, label_map
-from judgelm.records import (LABELS, Loaded, Record, RecordError, Source, iter_json_objects, load_objects, optional_text,
-                             require_id, require_text)
+from judgelm.records import (
+    LABELS,
+    Loaded,
+    Record,
+    RecordError,
+    Source,
+    iter_json_objects,
+    load_objects,
+    optional_text,
+    require_id,
+    require_text,
+)
 
 
 @dataclass

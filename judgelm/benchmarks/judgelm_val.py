@@ -15,11 +15,19 @@ wins, 2,303 answer-2 wins and 219 ties.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from judgelm.records import (Loaded, RecordError, Source, iter_dicts, iter_json_objects, load_objects,
-                             record_from_judgelm)
+from judgelm.records import (
+    Loaded,
+    RecordError,
+    Source,
+    iter_dicts,
+    iter_json_objects,
+    load_objects,
+    record_from_judgelm,
+)
 
 QUESTIONS = "judgelm_val_5k.jsonl"
 GPT4 = "judgelm_val_5k_gpt4.jsonl"

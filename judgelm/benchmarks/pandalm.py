@@ -15,7 +15,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from judgelm.records import Loaded, Record, RecordError, Source, iter_json_objects, load_objects, require_id, require_text
+from judgelm.records import (
+    Loaded,
+    Record,
+    RecordError,
+    Source,
+    iter_json_objects,
+    load_objects,
+    require_id,
+    require_text,
+)
 
 _TO_WIN = {1: 1, 2: -1, 0: 0}
 

@@ -32,8 +32,19 @@ from typing import Any
 import numpy as np
 
 from judgelm.benchmarks.rewardbench import EXAMPLE_COUNTS, SECTION_OF, SECTIONS
-from judgelm.metrics import (agreement_without_ties, bootstrap_ci, cohen_kappa, grouped_mean, judgelm_metrics,
-                             kendall, pearson, spearman, weighted_grouped_mean, weighted_mean, weighted_pearson)
+from judgelm.metrics import (
+    agreement_without_ties,
+    bootstrap_ci,
+    cohen_kappa,
+    grouped_mean,
+    judgelm_metrics,
+    kendall,
+    pearson,
+    spearman,
+    weighted_grouped_mean,
+    weighted_mean,
+    weighted_pearson,
+)
 
 
 @dataclass(frozen=True)

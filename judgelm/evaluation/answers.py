@@ -23,9 +23,9 @@ missing field, two different texts for one question id, or two different answers
 from __future__ import annotations
 
 import glob
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from judgelm.records import RecordError, Source, iter_dicts, optional_text, require_id, require_text
 

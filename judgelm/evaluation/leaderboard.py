@@ -50,7 +50,7 @@ class Comparisons:
     def __len__(self) -> int:
         return len(self.pref_b)
 
-    def subset(self, keep: np.ndarray) -> "Comparisons":
+    def subset(self, keep: np.ndarray) -> Comparisons:
         return replace(self, question=self.question[keep], a=self.a[keep], b=self.b[keep], pref_b=self.pref_b[keep],
                        len_a=self.len_a[keep], len_b=self.len_b[keep], category=self.category[keep],
                        consistent=self.consistent[keep])

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import sys
 
-from judgelm.train.config import load_train_config, repo_path
 from judgelm.preemption import StopRequest
+from judgelm.train.config import load_train_config, repo_path
 from judgelm.train.loop import train
 
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
