@@ -159,8 +159,9 @@ def decoding_settings(cfg: JudgeConfig) -> dict[str, Any]:
 
 
 def open_cache(runs_dir: str | Path, cfg: JudgeConfig) -> VerdictCache | None:
-    """The cache next to the runs for this run's judge and decoding, or None when off or decoding is sampled."""
-    if not cfg.verdict_cache or cfg.engine.temperature > 0:
+    """The cache next to the runs for this run's judge and decoding, or None when off, when decoding is sampled, or
+    when a unit keeps more than its verdict (re-asks on parse failure: a cached unit would have no attempts)."""
+    if not cfg.verdict_cache or cfg.engine.temperature > 0 or cfg.engine.parse_retries > 0:
         return None
     return VerdictCache.open(Path(runs_dir) / CACHE_DIR, judge_fingerprint(cfg.model.path), decoding_settings(cfg))
 
