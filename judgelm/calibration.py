@@ -69,7 +69,8 @@ class _Decoder:
 
 
 def score_starts(text: str, n_scores: int) -> list[int] | None:
-    """Character offsets in ``text`` where each score of the first line starts (as ``verdicts.parse_scores`` reads it)."""
+    """Character offsets in ``text`` where each score of the first line starts
+    (as ``verdicts.parse_scores`` reads it)."""
     if parse_prediction(text, n_scores) is None:
         return None
     pos = len(text) - len(text.lstrip())

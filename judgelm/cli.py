@@ -28,8 +28,9 @@ def cmd_prompts(args) -> int:
             if args.order == "swapped":
                 answers[0], answers[1] = answers[1], answers[0]
             reference = r.reference if args.reference == "with" else None
-            out.write(json.dumps({"question_id": r.question_id, "prompt": build_prompt(r.question, answers, reference,
-                                                                                       mode)}, ensure_ascii=False) + "\n")
+            out.write(json.dumps({"question_id": r.question_id,
+                                  "prompt": build_prompt(r.question, answers, reference, mode)},
+                                 ensure_ascii=False) + "\n")
     finally:
         if args.output:
             out.close()
@@ -86,7 +87,8 @@ def cmd_calibrate(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="judgelm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="judgelm", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("prompts", help="write each record's judge prompt as JSON lines")
     p.add_argument("data", help="benchmark name, JudgeLM-format JSON/JSONL file or generic:MAPPING.yaml")

@@ -181,7 +181,8 @@ def verdicts_by_record(verdicts: list[Verdict], ids: dict[str, int],
     for v in verdicts:
         try:
             if v.record_id not in ids:
-                raise RecordError(v.source, v.id_field or None, f"{v.record_id!r} is not the id of a record of the data")
+                raise RecordError(v.source, v.id_field or None,
+                                  f"{v.record_id!r} is not the id of a record of the data")
             if ids[v.record_id] in out:
                 raise RecordError(v.source, v.id_field or None, f"second verdict for {v.record_id!r} "
                                                                 f"(first at {out[ids[v.record_id]].source})")

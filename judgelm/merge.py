@@ -372,7 +372,8 @@ def _compute(store: VerdictStore, allow_partial: bool,
     out: dict[str, Any] = {
         "run": store.attrs.get("run"), "model": store.attrs.get("model"), "data": store.attrs.get("data"),
         "mode": store.attrs.get("mode"), "records": store.n_records, "units": store.n_units,
-        "complete": n_missing == 0, "missing_units": n_missing, "missing_by_shard": {str(k): v for k, v in missing.items()},
+        "complete": n_missing == 0, "missing_units": n_missing,
+        "missing_by_shard": {str(k): v for k, v in missing.items()},
     }
     out["data_notes"] = {k: store.attrs[k] for k in DATA_NOTES if k in store.attrs}
     if not store.attrs.get("imported"):  # imported verdicts were neither judged here nor cached
@@ -383,7 +384,8 @@ def _compute(store: VerdictStore, allow_partial: bool,
     mode = store.attrs.get("mode", "pair")
     a, conf, out["verdicts"] = apply_policy(store, a, conf, policy, mode)
     if mode == "pair":
-        groups = {name: pair_metrics(a, w, conf) for name, w in (("without_reference", False), ("with_reference", True))}
+        groups = {name: pair_metrics(a, w, conf)
+                  for name, w in (("without_reference", False), ("with_reference", True))}
         out["groups"] = {k: v for k, v in groups.items() if v is not None}
     else:
         out["groups"] = {"all": score_summary(a, conf)}

@@ -10,8 +10,9 @@ The run's own judge writes ``verdicts/``; every further judge gets ``judges/<nam
 - the records' own ground-truth labels (``label_judge``), e.g. PandaLM's human majority, as a reference rater.
 
 A unit a judge gave no verdict keeps status ``NOT_ASKED``. The merge compares judges on the units every judge
-judged, each judge's verdicts chosen by the run's verdict policy from its own draws: each judge's metrics, the panel's verdicts (``judgelm.verdict_policy``'s ``majority`` and ``mean`` with the
-judges in place of samples) and the agreement between judges (``panel_agreement``).
+judged, each judge's verdicts chosen by the run's verdict policy from its own draws: each judge's metrics, the
+panel's verdicts (``judgelm.verdict_policy``'s ``majority`` and ``mean`` with the judges in place of samples) and
+the agreement between judges (``panel_agreement``).
 """
 
 from __future__ import annotations

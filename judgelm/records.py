@@ -158,7 +158,8 @@ def _iter_items(path: Path) -> Iterator[tuple[Source, Any, str]]:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            yield src, RecordError(src, None, f"not valid UTF-8 at byte {e.start} ({e.reason})"), raw.decode("utf-8", "replace")
+            yield (src, RecordError(src, None, f"not valid UTF-8 at byte {e.start} ({e.reason})"),
+                   raw.decode("utf-8", "replace"))
             continue
         try:
             yield src, json.loads(text), text
@@ -278,7 +279,8 @@ def record_from_judgelm(obj: Any, src: Source) -> Record:
         k += 1
     label = obj.get("label")
     if label is not None and (isinstance(label, bool) or label not in LABELS):
-        raise RecordError(src, "label", f"expected one of 1 (answer 1 better), 0 (tie), -1 (answer 2 better), got {label!r}")
+        raise RecordError(src, "label",
+                          f"expected one of 1 (answer 1 better), 0 (tie), -1 (answer 2 better), got {label!r}")
     n = len(answers)
     return Record(
         question_id=qid, question=question, answers=tuple(answers), reference=_reference(obj, src), label=label,

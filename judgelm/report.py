@@ -78,7 +78,8 @@ def write_leaderboard(path: str | Path) -> str:
     model = next((run.metrics().get("model") for run in judged_runs(path)), None)
     text = format_leaderboard(rows, f"Leaderboard: {model}", _note(path))
     (path / LEADERBOARD_MD).write_text(text)
-    (path / LEADERBOARD_JSON).write_text(json.dumps({"model": model, "rows": rows, "note": _note(path)}, indent=2) + "\n")
+    (path / LEADERBOARD_JSON).write_text(json.dumps({"model": model, "rows": rows, "note": _note(path)}, indent=2)
+                                         + "\n")
     return text
 
 

@@ -144,7 +144,8 @@ def _write_run(rd: RunDir, planned: PlannedRun, saved_config: str, attrs: dict) 
                                       **draw_arrays(n_scores_of(mode, loaded), cfg.engine.samples,
                                                     cfg.engine.parse_retries)}, attrs={
         "run": cfg.run, "model": cfg.model.path, "data": cfg.data.source, "mode": mode.value,
-        "n_shards": cfg.shards, **data_notes(loaded), **store_attrs(cfg.judge), "tiny_judge": is_tiny_judge(cfg.model.path), "created": time.time(), "config_hash": cfg.fingerprint(),
+        "n_shards": cfg.shards, **data_notes(loaded), **store_attrs(cfg.judge),
+        "tiny_judge": is_tiny_judge(cfg.model.path), "created": time.time(), "config_hash": cfg.fingerprint(),
         **attrs,
     })
     rd.config.write_text(saved_config)

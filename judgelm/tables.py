@@ -76,7 +76,8 @@ def format_table(m: dict[str, Any]) -> str:
     if m.get("usage"):
         u = m["usage"]
         lines += ["", f"Server usage: {u['requests']} requests ({u['retries']} retries), {u['prompt_tokens']} prompt + "
-                      f"{u['completion_tokens']} completion tokens" + (f", ${u['cost_usd']:.2f}" if u["cost_usd"] else "")]
+                      f"{u['completion_tokens']} completion tokens"
+                      + (f", ${u['cost_usd']:.2f}" if u["cost_usd"] else "")]
     if m.get("units_from_cache") is not None:
         lines += ["", f"{m['units_from_cache']} of {m['units']} units from the verdict cache, "
                       f"{m['units'] - m['units_from_cache']} judged."]

@@ -40,7 +40,8 @@ def check_answer_counts(records: list[Record], mode: Mode) -> None:
     for r in records:
         if len(r.answers) != want:
             rule = "exactly 2 answers" if mode is not Mode.MULTI else f"the same number of answers ({want})"
-            raise ValueError(f"record {r.question_id!r} has {len(r.answers)} answers; {mode.value} grading needs {rule}")
+            raise ValueError(f"record {r.question_id!r} has {len(r.answers)} answers; "
+                             f"{mode.value} grading needs {rule}")
 
 
 def plan_units(records: list[Record], mode: Mode | str = Mode.PAIR, reference: str = "both",

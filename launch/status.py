@@ -99,7 +99,8 @@ def status_table(rd: RunDir, show_all: bool = True) -> str:
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
     done_all = sum(d for d, _ in counts)
-    summary = (f"run {store.attrs.get('run', rd.name)} (cfg {store.attrs.get('config_hash')}): {done_all}/{store.n_units} units "
+    summary = (f"run {store.attrs.get('run', rd.name)} (cfg {store.attrs.get('config_hash')}): "
+               f"{done_all}/{store.n_units} units "
                f"({100 * done_all / max(store.n_units, 1):.1f} %); shards: "
                + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
     if merge:

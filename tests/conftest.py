@@ -27,7 +27,8 @@ def build_random_judge(path: Path, seed: int = 0, context: int = 4096, hidden: i
     tok.train_from_iterator(corpus * 10, trainers.BpeTrainer(
         vocab_size=600, special_tokens=["<pad>", "<s>", "</s>", "<unk>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))])
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A",
+                                                       special_tokens=[("<s>", tok.token_to_id("<s>"))])
     hf = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
                                  unk_token="<unk>", padding_side="left")
     torch.manual_seed(seed)
@@ -49,11 +50,11 @@ def write_pairs(path: Path, n: int, with_reference_every: int = 0) -> Path:
     """``n`` JudgeLM-format pairs with varied lengths and GPT-4-style ground truth."""
     rows = []
     for i in range(n):
-        row = {"question_id": i, "question_body": SAMPLE_QUESTIONS[i % 4] + " (case %d)" % i,
+        row = {"question_id": i, "question_body": SAMPLE_QUESTIONS[i % 4] + f" (case {i})",
                "answer1_body": "first answer " * (1 + i % 7), "answer2_body": "second " * (1 + i % 3),
                "text": f"{1 + i % 10} {1 + (i * 3) % 10}\nAssistant 1 ..."}
         if with_reference_every and i % with_reference_every == 0:
-            row["reference"] = {"text": "reference answer %d" % i}
+            row["reference"] = {"text": f"reference answer {i}"}
             row["text_w_reference"] = f"{1 + (i * 7) % 10} {1 + i % 10}\n..."
         rows.append(row)
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")

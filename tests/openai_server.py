@@ -41,7 +41,7 @@ class Server:
                 return self
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"transformers serve did not come up: {self.log.read_text()[-2000:]}")
+                    raise RuntimeError(f"transformers serve did not come up: {self.log.read_text()[-2000:]}") from None
                 time.sleep(0.5)
 
     def kill(self) -> None:

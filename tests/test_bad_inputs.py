@@ -55,7 +55,8 @@ CASES = [
          "field 'question_id': missing; not a JudgeLM-format file? describe its fields in a mapping file and use "
          "DATA=generic:mapping.yaml", {"plain.jsonl": PLAIN}),
     Case("YAML syntax error in a mapping", (*JUDGE, "data.source=generic:{d}/m.yaml"), 2,
-         "m.yaml:3: YAML syntax error: did not find expected ',' or ']' (while parsing a flow sequence at line 2)", {"m.yaml": "path: plain.jsonl\nquestion: [prompt\n", "plain.jsonl": PLAIN}),
+         "m.yaml:3: YAML syntax error: did not find expected ',' or ']' (while parsing a flow sequence at line 2)",
+         {"m.yaml": "path: plain.jsonl\nquestion: [prompt\n", "plain.jsonl": PLAIN}),
     Case("unquoted boolean label_values key", (*JUDGE, "data.source=generic:{d}/m.yaml"), 2,
          "label_values: key True is read by YAML as a bool, not as text; quote it",
          {"m.yaml": MAPPING + "label: label\nlabel_values: {yes: 1, no: -1}\n", "plain.jsonl": PLAIN}),

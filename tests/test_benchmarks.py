@@ -77,14 +77,16 @@ def test_rewardbench_sections_subsets_and_chosen_placement():
 
 def test_prometheus_single_answer_sets():
     recs = BENCHMARKS["prometheus"]().records
-    assert len(recs) == 640 and counts(recs, lambda r: r.subset) == {"prometheus/mt_bench": 320, "prometheus/vicuna": 320}
+    assert len(recs) == 640 and counts(recs, lambda r: r.subset) == {"prometheus/mt_bench": 320,
+                                                                     "prometheus/vicuna": 320}
     assert counts(recs, lambda r: r.label) == {1: 530, 0: 110}  # 0: GPT-4 gave 5 in all three samples
     assert all(1 <= r.gt_scores[0] <= 5 and r.answers[0] == r.reference for r in recs)
     assert sum(r.gt_scores[0] for r in recs) / 640 == pytest.approx(3.8171875)
     assert not any("###" in r.question or "###" in r.answers[1] for r in recs)
     assert BENCHMARKS["prometheus"].mode == "single"
     raw = json.loads((DATA_DIR / "prometheus/mt_bench_eval.json").read_text())[0]
-    assert recs[0].gt_scores == (sum(raw["gpt4_score"]) / 3,) and recs[0].answers[1].startswith("Sure, here's a limerick")
+    assert (recs[0].gt_scores == (sum(raw["gpt4_score"]) / 3,)
+            and recs[0].answers[1].startswith("Sure, here's a limerick"))
 
 
 def test_suite_ids_are_unique_and_limits_apply_per_subset():
@@ -153,7 +155,8 @@ def write_generic(tmp_path, config: str, rows: list[dict]):
     return tmp_path / "mine.yaml"
 
 
-ROWS = [{"uid": "a", "instr": "Say hi", "inp": "", "x": "hi", "y": "hello there", "w": "A", "dom": "chat", "sa": 8, "sb": 3},
+ROWS = [{"uid": "a", "instr": "Say hi", "inp": "", "x": "hi", "y": "hello there", "w": "A", "dom": "chat",
+         "sa": 8, "sb": 3},
         {"uid": "b", "instr": "Add", "inp": "2+2", "x": "4", "y": "5", "w": "B", "dom": "math", "sa": 2, "sb": 9},
         {"uid": "c", "instr": "Add", "inp": "2+3", "x": "5", "y": "5", "w": "tie", "sa": 7, "sb": 7}]
 
@@ -218,7 +221,8 @@ def test_mapping_file_mistakes_are_one_line(tmp_path, config, fragment):
 def test_generic_prefix_integer_and_compact_label_keys_and_extract(tmp_path):
     rows = [{"t": "Q: add 2+2\nA: 4", "u": "5", "w": 0}, {"t": "Q: name a prime\nA: ", "u": "7", "w": 2}]
     cfg = write_generic(tmp_path, "path: data.jsonl\nquestion: q\nanswer1: a\nanswer2: u\nlabel: w\n"
-                                  "label_values: {0: 1, 1: -1, 2: 0}\nextract: {t: 'Q: (?P<q>.*)\\nA: (?P<a>.*)'}\n", rows)
+                                  "label_values: {0: 1, 1: -1, 2: 0}\n"
+                                  "extract: {t: 'Q: (?P<q>.*)\\nA: (?P<a>.*)'}\n", rows)
     loaded = load_dataset(f"generic:{cfg}")
     assert [(r.question, r.answers, r.label) for r in loaded.records] == [("add 2+2", ("4", "5"), 1),
                                                                           ("name a prime", ("", "7"), 0)]

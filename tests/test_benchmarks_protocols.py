@@ -51,7 +51,8 @@ def test_judgebench_counts_a_pair_correct_only_when_its_two_verdicts_favour_the_
               categories=["math", "coding", "math", "math", "coding", "coding"])
     r = judgebench_protocol("judgebench", p, n_boot=50)
     assert row(r, "all")["score"] == pytest.approx(3 / 6)
-    assert row(r, "gpt-4o")["score"] == pytest.approx(2 / 3) and row(r, "claude-3.5-sonnet")["score"] == pytest.approx(1 / 3)
+    assert (row(r, "gpt-4o")["score"] == pytest.approx(2 / 3)
+            and row(r, "claude-3.5-sonnet")["score"] == pytest.approx(1 / 3))
     assert r["details"]["all"]["by_category"] == {"coding": pytest.approx(2 / 3), "math": pytest.approx(1 / 3)}
     assert r["details"]["all"]["inconsistent"] == pytest.approx(4 / 6)
 
@@ -70,7 +71,8 @@ def test_rewardbench_scores_ties_as_half_and_weights_subsets_officially():
 def test_correlation_protocol_per_set_ignores_parse_failures():
     gt = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 2.0, 4.0, 3.0])
     score = np.array([2.0, 4.0, 6.0, np.nan, 10.0, 1.0, 1.0, 1.0])
-    g = Graded(score=score, gt=gt, subset=np.array(["prometheus/mt_bench"] * 5 + ["prometheus/vicuna"] * 3, dtype=object),
+    g = Graded(score=score, gt=gt,
+               subset=np.array(["prometheus/mt_bench"] * 5 + ["prometheus/vicuna"] * 3, dtype=object),
                category=np.array([""] * 8, dtype=object))
     r = correlation_protocol("prometheus", g, n_boot=50)
     assert row(r, "mt_bench")["score"] == pytest.approx(1.0)  # linear where parsed

@@ -99,8 +99,8 @@ def test_merge_reports_calibration_when_log_probabilities_were_stored(tmp_path, 
         "n_shards": 1, "mode": "pair", "model": str(random_judge)},
         extra_arrays=logprob_arrays(*top_ids.shape[1:]))
     scores = np.array([[float(x) for x in t.split()] for t in texts], dtype=np.float32)
-    store.write_chunk(0, ChunkVerdicts(scores=scores, status=np.zeros(4, np.int8), text=texts, prompt_tokens=np.zeros(4),
-                                       new_tokens=np.full(4, 3), truncated=np.zeros(4, bool),
+    store.write_chunk(0, ChunkVerdicts(scores=scores, status=np.zeros(4, np.int8), text=texts,
+                                       prompt_tokens=np.zeros(4), new_tokens=np.full(4, 3), truncated=np.zeros(4, bool),
                                        extras={TOP_IDS: top_ids, TOP_LOGPROBS: top_lp}), attempt=0)
     cal = merge_run(tmp_path)["groups"]["without_reference"]["calibration"]
     # every verdict has confidence 0.9 (P(s1 = emitted) with s2 certain); half of them are right

@@ -141,8 +141,9 @@ def test_a_10_mb_answer_is_cut_by_tokens_and_both_orders_fit(judge):
     _, tok, _ = judge
     huge = ("The answer goes on and on, word after word. " * 230_000)[:10_000_000]
     inputs = {"unit": np.arange(4), "record": np.array([0, 0, 1, 1]), "order": np.array([0, 1, 0, 1]),
-              "with_reference": np.array([True, False, False, False]), "record_offset": 0, "question": ["What?", "Why?"],
-              "answers": [[huge, "short"], ["a", ""]], "reference": ["the reference", ""], "n_answers": np.array([2, 2])}
+              "with_reference": np.array([True, False, False, False]), "record_offset": 0,
+              "question": ["What?", "Why?"], "answers": [[huge, "short"], ["a", ""]],
+              "reference": ["the reference", ""], "n_answers": np.array([2, 2])}
     prep = prepare_chunk(inputs, tok, Mode.PAIR, 1000, "truncate")
     assert prep.truncated.tolist() == [True, True, False, False] and not prep.rejected.any()
     assert all(len(x) <= 1000 for x in prep.ids) and len(prep.ids[0]) > 900  # cut to fit, not emptied

@@ -116,7 +116,8 @@ def test_skip_invalid_collects_bad_rows_unknown_ids_and_repeats(tmp_path):
     data = write_pairs(tmp_path / "d.jsonl", 3)
     path = tmp_path / "v.jsonl"
     path.write_text('{"question_id": 0, "pred_text": "1 2"}\n{oops\n{"question_id": 9, "pred_text": "1 2"}\n'
-                    '{"question_id": 0, "pred_text": "2 1"}\n{"question_id": 1}\n{"question_id": 2, "pred_text": "3 1"}\n')
+                    '{"question_id": 0, "pred_text": "2 1"}\n{"question_id": 1}\n'
+                    '{"question_id": 2, "pred_text": "3 1"}\n')
     rejects = []
     result = import_verdicts(tmp_path / "s.zarr", load_dataset(str(data)), read_judgelm(path, rejects), rejects=rejects)
     assert (result.records, result.records_without_verdict) == (2, 1)

@@ -110,11 +110,13 @@ def test_empty_answers_are_data_rendered_raw_and_counted(tmp_path):
     assert [r.answers for r in loaded.records][:2] == [("4", ""), (" \n", "5")]
     assert loaded.empty_answers == 2 and not loaded.rejects
     prompt = build_prompt(loaded.records[0].question, loaded.records[0].answers)
-    assert "[The Start of Assistant 2's Answer]\n\n\n[The End of Assistant 2's Answer]" in prompt  # as JudgeLM renders ""
+    # as JudgeLM renders ""
+    assert "[The Start of Assistant 2's Answer]\n\n\n[The End of Assistant 2's Answer]" in prompt
 
 
 def test_a_blank_reference_is_no_reference(tmp_path):
-    f = write_lines(tmp_path / "d.jsonl", [good(1, reference="  "), good(2, reference={"text": "\n"}), good(3, reference="4")])
+    f = write_lines(tmp_path / "d.jsonl",
+                    [good(1, reference="  "), good(2, reference={"text": "\n"}), good(3, reference="4")])
     assert [r.reference for r in load_records(f).records] == [None, None, "4"]
 
 

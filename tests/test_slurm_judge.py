@@ -109,7 +109,7 @@ def test_array_then_merge_matches_local_executor_and_sacct_tells_operators(slurm
         job_ids=[*shard_jobs.values(), merge], fields=("JobID", "JobName", "State", "Comment"))
     names = {r["JobID"]: (r["JobName"], r["State"], r["Comment"]) for r in rows}
     cfg_hash = VerdictStore(rd.store).attrs["config_hash"]
-    for k, jid in shard_jobs.items():
+    for _k, jid in shard_jobs.items():
         assert names[jid] == ("judgelm-judge:slurm-4", "COMPLETED", f"run=slurm-4 cfg={cfg_hash} shards=4")
     assert names[merge][:2] == ("judgelm-merge:slurm-4", "COMPLETED")
     # each array task logs into its own folder, and ran the code frozen into the run at submission

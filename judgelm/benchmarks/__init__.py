@@ -68,7 +68,8 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
               description="RewardBench filtered: 2,985 chosen/rejected pairs in Chat, Chat Hard, Safety, Reasoning"),
     Benchmark("prometheus", load_prometheus, "prometheus", "correlation", mode="single",
               description="Prometheus absolute grading: 640 answers on MT-Bench and Vicuna-bench, GPT-4 1-5 scores"),
-    Benchmark("judgelm_val", load_judgelm_val, "", "judgelm", needs_arg="the directory holding JudgeLM-100K's val files",
+    Benchmark("judgelm_val", load_judgelm_val, "", "judgelm",
+              needs_arg="the directory holding JudgeLM-100K's val files",
               description="JudgeLM val: 5,000 pairs, GPT-4 judgements with and without reference (not shipped)"),
 )}
 

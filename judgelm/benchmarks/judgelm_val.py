@@ -39,7 +39,8 @@ _QUESTION_KEYS = ("question_id", "question_body", "answer1_body", "answer2_body"
 def _joined(root: Path) -> Iterator[tuple[Source, Any, str]]:
     """JudgeLM-format objects: each question row with its ground truth and reference merged in."""
     questions = list(iter_json_objects(root / QUESTIONS))
-    extra = {name: list(iter_dicts(root / name)) for name in (GPT4, GPT4_WITH_REFERENCE, REFERENCES) if (root / name).exists()}
+    extra = {name: list(iter_dicts(root / name)) for name in (GPT4, GPT4_WITH_REFERENCE, REFERENCES)
+             if (root / name).exists()}
     for name, rows in extra.items():
         if len(rows) != len(questions):
             raise RecordError(Source(str(root / name)), None,

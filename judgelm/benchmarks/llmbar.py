@@ -25,7 +25,8 @@ def record_from_llmbar(obj: Any, src: Source, benchmark: str, subset: str) -> Re
     label = obj.get("label")
     if isinstance(label, bool) or label not in _TO_WIN:
         raise RecordError(src, "label", f"expected 1 (output_1 better) or 2 (output_2 better), got {label!r}")
-    answers = (require_text(obj, "output_1", src, allow_empty=True), require_text(obj, "output_2", src, allow_empty=True))
+    answers = (require_text(obj, "output_1", src, allow_empty=True),
+               require_text(obj, "output_2", src, allow_empty=True))
     index = src.item if src.item is not None else src.line
     return Record(question_id=f"{subset}/{index}" if subset else index,
                   question=require_text(obj, "input", src), answers=answers, label=_TO_WIN[label],

@@ -54,7 +54,8 @@ def record_from_pandalm(obj: Any, src: Source) -> Record:
     question = instruction + ("\n" + inp if inp.strip() else "")
     if not question.strip():
         raise RecordError(src, "instruction", "empty, and so is input")
-    return Record(question_id=idx, question=question, answers=(_response(obj, "response1", src), _response(obj, "response2", src)),
+    return Record(question_id=idx, question=question,
+                  answers=(_response(obj, "response1", src), _response(obj, "response2", src)),
                   label=_TO_WIN[vote], subset="pandalm", category=str(obj.get("motivation_app") or ""))
 
 

@@ -48,8 +48,10 @@ def record_from_prometheus(obj: Any, src: Source, subset: str) -> Record:
         raise RecordError(src, None, f"expected a JSON object, got {type(obj).__name__}")
     scores = obj.get("gpt4_score")
     if (not isinstance(scores, list) or not scores
-            or not all(isinstance(s, (int, float)) and not isinstance(s, bool) and 1 <= s <= MAX_SCORE for s in scores)):
-        raise RecordError(src, "gpt4_score", f"expected a non-empty list of scores from 1 to {MAX_SCORE}, got {scores!r}")
+            or not all(isinstance(s, (int, float)) and not isinstance(s, bool) and 1 <= s <= MAX_SCORE
+                       for s in scores)):
+        raise RecordError(src, "gpt4_score",
+                          f"expected a non-empty list of scores from 1 to {MAX_SCORE}, got {scores!r}")
     question, response, reference = split_prompt(require_text(obj, "instruction", src), src)
     mean = sum(scores) / len(scores)
     model = require_text(obj, "response_source", src)

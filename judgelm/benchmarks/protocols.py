@@ -107,7 +107,8 @@ def _consistency(p: Pairs, sel: np.ndarray) -> float | None:
 
 def _short(benchmark: str, subset: str) -> str:
     """``llmbar/Natural`` → ``Natural``; a benchmark without subsets → ``""``."""
-    return subset[len(benchmark) + 1:] if subset.startswith(benchmark + "/") else ("" if subset == benchmark else subset)
+    return (subset[len(benchmark) + 1:] if subset.startswith(benchmark + "/")
+            else ("" if subset == benchmark else subset))
 
 
 def judgelm_protocol(benchmark: str, p: Pairs, n_boot: int) -> dict[str, Any]:

@@ -52,10 +52,10 @@ def write_figures(run_dir: Path, leaderboard: dict[str, Any]) -> list[str]:
     for group, board in leaderboard["boards"].items():
         if group == "single":
             continue
-        plots = [("ratings", lambda ax: _ratings(ax, board["rows"])),
-                 ("win_rate_vs_length", lambda ax: _length(ax, board["rows"], board.get("baseline")))]
+        plots = [("ratings", lambda ax, board=board: _ratings(ax, board["rows"])),
+                 ("win_rate_vs_length", lambda ax, board=board: _length(ax, board["rows"], board.get("baseline")))]
         if "win_rate_matrix" in board:
-            plots.append(("win_rate_matrix", lambda ax: _heatmap(ax, board["win_rate_matrix"])))
+            plots.append(("win_rate_matrix", lambda ax, board=board: _heatmap(ax, board["win_rate_matrix"])))
         for kind, draw in plots:
             fig, ax = plt.subplots(figsize=(7, 1.5 + 0.4 * len(board["rows"])))
             draw(ax)

@@ -55,9 +55,10 @@ def context_length(model_cfg: ModelConfig, cfg: EngineConfig) -> int:
 
     try:
         return int(AutoConfig.from_pretrained(model_cfg.path).max_position_embeddings)
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError) as e:
         if not cfg.max_prompt_tokens:
-            raise ValueError(f"cannot read the context length of {model_cfg.path}: set engine.max_prompt_tokens")
+            raise ValueError(f"cannot read the context length of {model_cfg.path}: "
+                             f"set engine.max_prompt_tokens") from e
         return cfg.max_prompt_tokens + cfg.new_tokens()
 
 

@@ -23,9 +23,10 @@ REL_SYSTEM_PROMPT = ("You are a fair judge assistant assigned to deliver insight
 _ABS_TASK = (
     "###Task Description:\nAn instruction (might include an Input inside it), a response to evaluate, {given}and a "
     "score rubric representing a evaluation criteria are given.\n1. Write a detailed feedback that assess the quality "
-    "of the response strictly based on the given score rubric, not evaluating in general.\n2. After writing a feedback, "
-    "write a score that is an integer between 1 and 5. You should refer to the score rubric.\n3. The output format "
-    "should look as follows: \"(write a feedback for criteria) [RESULT] (an integer number between 1 and 5)\"\n4. "
+    "of the response strictly based on the given score rubric, not evaluating in general.\n2. After writing a "
+    "feedback, write a score that is an integer between 1 and 5. You should refer to the score rubric.\n3. The "
+    "output format should look as follows: \"(write a feedback for criteria) [RESULT] (an integer number between 1 "
+    "and 5)\"\n4. "
     "Please do not generate any other opening, closing, and explanations.\n\n###The instruction to evaluate:\n"
     "{instruction}\n\n###Response to evaluate:\n{response}\n\n")
 ABSOLUTE_PROMPT = (_ABS_TASK.replace("{given}", "a reference answer that gets a score of 5, ")

@@ -1,8 +1,8 @@
 """The typed config of a training run: ``configs/train/<size>.yaml`` plus ``key=value`` overrides.
 
 ``size=NAME`` picks the base file (the launcher adds the cluster profile, ``launch.configs.TrainLaunchConfig``);
-every field is documented below and can be overridden on the command line (``optim.lr=1e-5``). The resolved config is saved
-as ``runs/<run>/config.yaml``; a resumed run must resolve to the same training config.
+every field is documented below and can be overridden on the command line (``optim.lr=1e-5``). The resolved config
+is saved as ``runs/<run>/config.yaml``; a resumed run must resolve to the same training config.
 """
 
 from __future__ import annotations
