@@ -13,7 +13,8 @@ class EngineConfig:
     """How judgements are generated."""
 
     backend: str = "hf"
-    """``hf`` (transformers, any device) or ``vllm`` (GPU nodes with the ``vllm`` extra installed)."""
+    """``hf`` (transformers, any device) or ``vllm`` (the ``vllm`` extra on GPU nodes; ``make vllm-env`` and
+    ``python`` below on a CPU machine)."""
     mode: str = "fast"
     """``fast`` stops each row at the end of the score line (JudgeLM's ``--if-fast-eval 1``, used for all its
     metrics); ``full`` also generates the explanation."""
@@ -47,6 +48,19 @@ class EngineConfig:
     """If > 0, store the top-k log-probabilities at each of the first generated positions (fast mode), from
     which the merge derives an expected score and a confidence per verdict."""
 
+    prefix_sharing: bool = True
+    """Compute a prompt prefix shared by several units once (the question, and in model evaluation the baseline
+    answer too): HF groups such rows in one prefill, vLLM keeps its prefix cache on."""
+    python: str = ""
+    """The Python the shards run with; empty: the one that submits. vLLM's CPU build needs a transformers older
+    than this project's, so on a CPU machine ``backend=vllm`` goes with ``python=.venv-vllm/bin/python``
+    (made by ``make vllm-env``)."""
+    tensor_parallel_size: int = 1
+    """vLLM: GPUs one model replica is split across (a judge larger than one GPU)."""
+    gpu_memory_utilization: float = 0.0
+    """vLLM: share of the GPU's memory it may take (on a CPU: of host RAM, for its KV cache); 0 picks 0.9 on a
+    GPU and 0.1 on a CPU, where the memory is shared with everything else."""
+
     def new_tokens(self) -> int:
         if self.max_new_tokens > 0:
             return self.max_new_tokens
@@ -68,3 +82,5 @@ class EngineConfig:
                              "engine.max_padding not negative")
         if self.logprobs_topk < 0:
             raise ValueError("engine.logprobs_topk must be >= 0")
+        if self.tensor_parallel_size < 1 or not 0 <= self.gpu_memory_utilization <= 1:
+            raise ValueError("engine.tensor_parallel_size must be >= 1 and engine.gpu_memory_utilization in [0, 1]")

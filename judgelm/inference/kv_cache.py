@@ -103,3 +103,12 @@ def seal(cache: DynamicCache, width: int) -> None:
     """After the prefill groups: every row of ``cache`` counts as ``width`` long (the widest group)."""
     for layer in cache.layers:
         layer.seal(width)
+
+
+def share_prefix(cache: DynamicCache, block: DynamicCache, src: int, start: int, rows: int, length: int) -> None:
+    """Rows ``start..start + rows`` of ``cache`` get row ``src``'s first ``length`` positions, a prefix they all
+    share; their prefill ``block`` then continues after it."""
+    for layer, part in zip(cache.layers, block.layers):
+        for buf in (layer._k, layer._v):
+            buf[start: start + rows, :, :length] = buf[src, :, :length].clone()
+        part.length = length
