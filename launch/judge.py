@@ -75,6 +75,11 @@ def create_run(cfg: JudgeLaunchConfig) -> RunDir:
         cfg.data.source = str(Path(source).resolve())
     if Path(cfg.model.path).exists():
         cfg.model.path = str(Path(cfg.model.path).resolve())
+    if cfg.engine.python:  # the shards' interpreter, as an absolute path jobs can start from anywhere
+        if not os.access(cfg.engine.python, os.X_OK):
+            raise FileNotFoundError(f"engine.python={cfg.engine.python} is not an executable Python; for the "
+                                    f"vllm backend on a CPU machine run `make vllm-env` first")
+        cfg.engine.python = os.path.abspath(cfg.engine.python)
     mode = Mode(cfg.prompt.mode)
     check_mode(cfg.data.source, mode.value)
     loaded = load_dataset(cfg.data.source, cfg.data.skip_invalid)
@@ -150,7 +155,8 @@ def submit(rd: RunDir, cfg: JudgeLaunchConfig, shards: list[int], wait_for: list
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     jobs, merge = [], None
     if shards:
-        ex = make_executor(cfg.cluster, rd.logs, f"judgelm-judge:{cfg.run}", comment=comment, chdir=chdir)
+        ex = make_executor(cfg.cluster, rd.logs, f"judgelm-judge:{cfg.run}", comment=comment, chdir=chdir,
+                           python=cfg.engine.python or None)
         jobs = ex.map_array(JudgeShardTask(), [str(rd.root)] * len(shards), shards, [cfg.shards] * len(shards),
                             [threads] * len(shards))
     if slurm:
