@@ -4,7 +4,7 @@ import pytest
 
 from judgelm.inference.config import EngineConfig
 from judgelm.inference.hf import HFEngine, prefill_plan
-from judgelm.inference.prefix import prefix_groups
+from judgelm.inference.prefix import attention_positions_per_token, prefix_groups, worth_sharing
 from judgelm.models import ModelConfig, encode_with_bos, load_judge
 from judgelm.prompts import build_prompt
 from tests.test_engine import reference_generate
@@ -20,6 +20,12 @@ def test_groups_are_cut_where_they_save_the_most_positions():
     # a prefix leaves the last token of its shortest prompt to the suffix pass
     assert prefix_groups([base, base + [5]], min_prefix=32) == [(39, [0, 1])]
     assert prefix_groups([base, [1] * 20 + [2] * 20], min_prefix=32) == [(0, [0]), (0, [1])]  # 20 < 32
+
+
+def test_a_prefix_is_shared_only_where_it_saves_work():
+    tiny, big = attention_positions_per_token(128, 352), attention_positions_per_token(4096, 11008)  # 7B-shaped
+    assert worth_sharing(835, 400, tiny) and not worth_sharing(50, 1000, tiny)  # baseline answer vs question
+    assert worth_sharing(50, 1000, big)  # on a 7B judge the projections dominate: share even the question
 
 
 def model_eval_prompts(tok):
@@ -43,15 +49,16 @@ def test_shared_prefixes_give_the_tokens_of_one_prompt_at_a_time(judge, mode, ma
     model, tok, device = judge
     ids = model_eval_prompts(tok)
     cfg = EngineConfig(mode=mode, max_new_tokens=10, max_batch=max_batch)
-    groups, prefix_of = prefill_plan(ids, 10, cfg.batch_tokens, max_batch, cfg.max_padding, share=True)
+    engine = HFEngine(model, tok, device, cfg)
+    groups, prefix_of = prefill_plan(ids, 10, cfg.batch_tokens, max_batch, cfg.max_padding, engine.per_token)
     shared = {g[0]: g for g in groups if g[0] in prefix_of}
     # the original order shares the baseline answer (four rows each), and rows are really grouped by it
     assert max(prefix_of.values()) > 60 and max(len(g) for g in shared.values()) >= 2
     for first, g in shared.items():
         assert len({tuple(ids[i][: prefix_of[first]]) for i in g}) == 1
-    gens = HFEngine(model, tok, device, cfg).generate(list(range(len(ids))), ids)
+    gens = engine.generate(list(range(len(ids))), ids)
     plain = HFEngine(model, tok, device, EngineConfig(mode=mode, max_new_tokens=10, max_batch=max_batch,
                                                       prefix_sharing=False)).generate(list(range(len(ids))), ids)
     assert [g.token_ids for g in gens] == [g.token_ids for g in plain]
     for g, p in zip(gens, ids):
-        assert g.token_ids == reference_generate(model, p, HFEngine(model, tok, device, cfg).stop_ids.tolist(), 10)
+        assert g.token_ids == reference_generate(model, p, engine.stop_ids.tolist(), 10)

@@ -21,7 +21,7 @@ import torch
 
 from judgelm.inference.config import EngineConfig
 from judgelm.inference.kv_cache import batch_cache, row_block, seal, share_prefix
-from judgelm.inference.prefix import prefix_groups
+from judgelm.inference.prefix import attention_positions_per_token, prefix_groups, worth_sharing
 from judgelm.inference.sampling import next_tokens
 
 
@@ -92,24 +92,28 @@ def decode_batches(groups: list[list[int]], lengths: list[int], max_new: int, ba
 
 
 def prefill_plan(ids: list[list[int]], max_new: int, batch_tokens: int, max_batch: int, max_padding: float,
-                 share: bool) -> tuple[list[list[int]], dict[int, int]]:
+                 per_token: float | None) -> tuple[list[list[int]], dict[int, int]]:
     """Prefill groups, longest first, and the shared prefix length of each group that has one (keyed by its first
-    row).
+    row). ``per_token``: the model's ``attention_positions_per_token``; ``None`` shares nothing.
 
     Rows sharing a prefix are grouped by the length of what follows it, under the same padding and token budget
     rules as other rows; a prefix split over several groups is still computed once per decode batch.
     """
     lengths = [len(x) for x in ids]
-    shared = prefix_groups(ids) if share else [(0, list(range(len(ids))))]
-    alone = [i for p, rows in shared if not p for i in rows]
+    shared, alone = [], []
+    for p, rows in (prefix_groups(ids) if per_token is not None else [(0, list(range(len(ids))))]):
+        worth = [i for i in rows if p and worth_sharing(p, lengths[i] - p, per_token)]
+        worth = worth if len(worth) > 1 else []
+        if worth:
+            shared.append((p, worth))
+        alone += [i for i in rows if i not in worth]
     groups = [[alone[i] for i in g] for g in
               plan_batches([lengths[i] for i in alone], max_new, batch_tokens, max_batch, max_padding)]
     prefix_of = {}
-    for p, rows in shared:
-        if p:  # the budget counts whole rows: the prefix rides along with max_new
-            for g in plan_batches([lengths[i] - p for i in rows], max_new + p, batch_tokens, max_batch, max_padding):
-                groups.append([rows[i] for i in g])
-                prefix_of[groups[-1][0]] = p
+    for p, rows in shared:  # the budget counts whole rows: the prefix rides along with max_new
+        for g in plan_batches([lengths[i] - p for i in rows], max_new + p, batch_tokens, max_batch, max_padding):
+            groups.append([rows[i] for i in g])
+            prefix_of[groups[-1][0]] = p
     groups.sort(key=lambda g: -lengths[g[0]])
     return groups, prefix_of
 
@@ -127,6 +131,7 @@ class HFEngine:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.logprob_steps = self.max_new if cfg.logprobs_topk > 0 else 0
         text_cfg = model.config.get_text_config()
+        self.per_token = attention_positions_per_token(text_cfg.hidden_size, text_cfg.intermediate_size)
         self.plain_head = not any(getattr(text_cfg, k, None) for k in
                                   ("final_logit_softcapping", "logit_scale", "logits_scaling"))
 
@@ -139,7 +144,7 @@ class HFEngine:
         out: list[Generation | None] = [None] * len(ids)
         lengths = [len(x) for x in ids]
         groups, prefix_of = prefill_plan(ids, self.max_new, self.cfg.batch_tokens, self.cfg.max_batch,
-                                         self.cfg.max_padding, self.cfg.prefix_sharing)
+                                         self.cfg.max_padding, self.per_token if self.cfg.prefix_sharing else None)
         for batch in decode_batches(groups, lengths, self.max_new, self.cfg.batch_tokens, self.cfg.max_batch):
             rows = [i for g in batch for i in g]
             prompts = [[ids[i] for i in g] for g in batch]

@@ -56,3 +56,21 @@ def prefix_groups(ids: list[list[int]], min_prefix: int = MIN_PREFIX) -> list[tu
         groups.append((min(lcp[i: j - 1]) if len(rows) > 1 else 0, rows))
         j = i
     return groups[::-1]
+
+
+def attention_positions_per_token(hidden: int, intermediate: int) -> float:
+    """A token's projections and MLP cost, in positions of attention context (~4 hidden flops each)."""
+    return (4 * hidden * hidden + 3 * hidden * intermediate) / (4 * hidden)
+
+
+def worth_sharing(prefix: int, suffix: int, per_token: float) -> bool:
+    """Whether a row prefilled after a shared ``prefix`` costs less than the row prefilled whole.
+
+    After a cached prefix the suffix attends through an explicit mask, so attention computes its whole
+    suffix × (prefix + suffix) rectangle, where a whole row computes only the causal half of its square; what
+    sharing saves is the prefix's projections and MLP (``per_token`` each). On a small model with long answers
+    (the tiny judge) a short shared question is not worth it; on a 7B judge nearly every shared prefix is.
+    """
+    whole = (prefix + suffix) ** 2 / 2 + per_token * (prefix + suffix)
+    shared = suffix * (prefix + suffix) + per_token * suffix
+    return shared < whole
