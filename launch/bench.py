@@ -135,15 +135,16 @@ def model_eval_prompts(tok, raw_dir: Path, n_instructions: int, max_tokens: int)
 
 
 @contextlib.contextmanager
-def vllm_peers(python: str | None, model, tok, model_dir: str | None):
+def vllm_peers(python: str | None, model, tok, model_dir: str | None, threads: int):
     """Two vLLM engines in vLLM's venv, prefix caching off and on, loaded with this model (saved to a temporary
-    directory when it has none), or none without ``python``. vLLM gets all cores, as ours."""
+    directory when it has none), or none without ``python``. vLLM computes on as many cores as ours (by default
+    it keeps one core of this 2-core machine for its scheduler and computes on the other)."""
     if not python:
         yield {}
         return
     from launch.vllm_peer import Peer
 
-    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{(os.cpu_count() or 1) - 1}")
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", ",".join(str(c) for c in range(threads)))
     with tempfile.TemporaryDirectory() as tmp:
         if model_dir is None:
             model_dir = tmp
@@ -156,7 +157,7 @@ def vllm_peers(python: str | None, model, tok, model_dir: str | None):
                 r = peer.request(load={"model": {"path": model_dir, "dtype": "float32"},
                                        "engine": {"backend": "vllm", "prefix_sharing": key == "vllm_cached"}})
                 print(f"  vLLM loaded in {r['load_s']:.0f} s ({key})", flush=True)
-            peers["versions"] = r["versions"]
+            peers["versions"] = {**r["versions"], "VLLM_CPU_OMP_THREADS_BIND": os.environ["VLLM_CPU_OMP_THREADS_BIND"]}
             yield peers
         finally:
             for key in ("vllm", "vllm_cached"):
@@ -166,8 +167,9 @@ def vllm_peers(python: str | None, model, tok, model_dir: str | None):
 def compare_engines(model, tok, device, peers: dict, ids: list[list[int]], mode: str, max_new: int,
                     repeats: int) -> dict:
     """Ours with prefix sharing off and on and vLLM with prefix caching off and on, on the same token ids, the four
-    interleaved in every repeat; medians. vLLM's prefix cache is emptied before each of its runs, so it gains only
-    from what the prompts share among themselves, as ours does."""
+    interleaved in every repeat; medians of wall time and of CPU time (vLLM's: its whole process tree). On a
+    machine shared with other work the CPU time is the steadier measure. vLLM's prefix cache is emptied before each
+    of its runs, so it gains only from what the prompts share among themselves, as ours does."""
     units = list(range(len(ids)))
     ours = {key: HFEngine(model, tok, device, EngineConfig(mode=mode, max_new_tokens=max_new, prefix_sharing=share))
             for key, share in (("hf", False), ("hf_shared", True))}
@@ -180,18 +182,20 @@ def compare_engines(model, tok, device, peers: dict, ids: list[list[int]], mode:
     for _ in range(repeats):
         for key in runs:
             if key in ours:
-                t = time.perf_counter()
+                t, cpu = time.perf_counter(), time.process_time()
                 new = sum(len(g.token_ids) for g in ours[key].generate(units, ids))
-                runs[key].append((time.perf_counter() - t, new))
+                runs[key].append((time.perf_counter() - t, time.process_time() - cpu, new))
             else:
                 r = peers[key].request(generate={"units": units, "ids": ids, "engine": engine,
                                                  "reset_prefix_cache": True})
-                runs[key].append((r["seconds"], r["new_tokens"]))
-    out = {f"{key}_units_per_s": len(ids) / statistics.median(t for t, _ in v) for key, v in runs.items()}
-    out.update({f"{key}_new_tokens": v[-1][1] for key, v in runs.items()})
-    out["prompt_tokens"] = sum(len(x) for x in ids)
-    line = ", ".join(f"{key} {out[f'{key}_units_per_s']:.2f}" for key in runs)
-    print(f"    {mode:4s} {len(ids):4d} units: {line} units/s", flush=True)
+                runs[key].append((r["seconds"], r["cpu_seconds"], r["new_tokens"]))
+    out = {"prompt_tokens": sum(len(x) for x in ids)}
+    for key, v in runs.items():
+        out[f"{key}_units_per_s"] = len(ids) / statistics.median(x[0] for x in v)
+        out[f"{key}_units_per_cpu_s"] = len(ids) / statistics.median(x[1] for x in v)
+        out[f"{key}_new_tokens"] = v[-1][2]
+    line = ", ".join(f"{key} {out[f'{key}_units_per_s']:.2f} ({out[f'{key}_units_per_cpu_s']:.2f})" for key in runs)
+    print(f"    {mode:4s} {len(ids):4d} units: {line} units/s (per CPU second)", flush=True)
     return out
 
 
@@ -220,7 +224,8 @@ def reference_and_ceiling(model, tok, device, prompts: list[list[int]], n_ref: i
     return {"new_tokens": new_tokens, "mean_new_tokens": new_tokens / len(prompts),
             "ours_s": t_ours, "ours_units_per_s": len(prompts) / t_ours, "ours_tokens_per_s": ours_tps,
             "ours_new_tokens_per_s": new_tokens / t_ours,
-            "reference_units": len(ref_prompts), "reference_s": t_ref, "reference_units_per_s": len(ref_prompts) / t_ref,
+            "reference_units": len(ref_prompts), "reference_s": t_ref,
+            "reference_units_per_s": len(ref_prompts) / t_ref,
             "reference_new_tokens": sum(len(x) for x in ref_out), "reference_tokens_per_s": ref_tps,
             "ceiling": ceiling, "ceiling_s": ceiling["seconds"],
             "speedup_vs_reference": ours_tps / ref_tps, "fraction_of_ceiling": ceiling["seconds"] / t_ours}
@@ -245,7 +250,7 @@ def bench_model(name: str, args, score_line_tokens: float | None) -> tuple[list[
     head = {"model": name, "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1)}
     rows = []
     print(f"  {name}:", flush=True)
-    with vllm_peers(args.vllm_python, model, tok, args.judge if tiny else None) as peers:
+    with vllm_peers(args.vllm_python, model, tok, args.judge if tiny else None, torch.get_num_threads()) as peers:
         for mode in ("fast", "full"):
             max_new = args.full_new_tokens if mode == "full" else 16
             if mode == "fast" and not tiny and score_line_tokens:
@@ -326,16 +331,23 @@ def ratio(a: float | None, b: float | None) -> str:
 
 
 def vllm_table(rows: list[dict]) -> str:
-    """Ours against vLLM, units/s; × is ours / vLLM."""
-    lines = ["| model | workload | mode | units | ours, sharing off | vLLM, caching off | × | ours, sharing on | "
-             "vLLM, caching on | × |", "|---|---|---|---|---|---|---|---|---|---|"]
+    """Ours against vLLM: units per second of wall time (per CPU second); × is ours / vLLM for each."""
+    lines = ["| model | workload | mode | units | ours, sharing off | vLLM, caching off | × wall (CPU) | "
+             "ours, sharing on | vLLM, caching on | × wall (CPU) |", "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def cell(r: dict, key: str) -> str:
+        return f"{r.get(f'{key}_units_per_s', 0):.2f} ({r.get(f'{key}_units_per_cpu_s', 0):.2f})"
+
+    def times(r: dict, ours: str, peer: str) -> str:
+        return (f"{ratio(r[f'{ours}_units_per_s'], r.get(f'{peer}_units_per_s'))} "
+                f"({ratio(r[f'{ours}_units_per_cpu_s'], r.get(f'{peer}_units_per_cpu_s'))})")
+
     for r in rows:
-        v, vc = r.get("vllm_units_per_s"), r.get("vllm_cached_units_per_s")
         new = r["hf_shared_new_tokens"] / r["units"]
-        lines.append(f"| {r['model']} ({r['params_m']}M) | {r['workload']} | {r['mode']} (≤{r['max_new_tokens']}, mean "
-                     f"{new:.1f} new) | {r['units']} | {r['hf_units_per_s']:.2f} | {v or 0:.2f} | "
-                     f"{ratio(r['hf_units_per_s'], v)} | {r['hf_shared_units_per_s']:.2f} | {vc or 0:.2f} | "
-                     f"{ratio(r['hf_shared_units_per_s'], vc)} |")
+        lines.append(f"| {r['model']} ({r['params_m']}M) | {r['workload']} | {r['mode']} (≤{r['max_new_tokens']}, "
+                     f"mean {new:.1f} new) | {r['units']} | {cell(r, 'hf')} | {cell(r, 'vllm')} | "
+                     f"{times(r, 'hf', 'vllm')} | {cell(r, 'hf_shared')} | {cell(r, 'vllm_cached')} | "
+                     f"{times(r, 'hf_shared', 'vllm_cached')} |")
     return "\n".join(lines)
 
 

@@ -9,7 +9,7 @@ venv) run vLLM in this separate process and hand it the very token ids they give
   backend shards use); reply ``{"load_s": ..., "versions": {...}}``.
 - ``{"generate": {"units": [...], "ids": [[...]], "engine": {EngineConfig fields}, "reset_prefix_cache": bool,
   "outputs": bool}}`` judges them with the loaded model and those sampling settings; reply ``{"seconds": ...,
-  "new_tokens": ..., "generations": [...] (if outputs)}``. Resetting the prefix cache first makes a repeat
+  "cpu_seconds": ... (of the whole process tree), "new_tokens": ..., "generations": [...] (if outputs)}``. Resetting the prefix cache first makes a repeat
   start cold, so a timed run gains only from what its own prompts share.
 
 Replies go to the original stdout; everything vLLM prints goes to stderr.
@@ -45,6 +45,21 @@ def generation_json(g) -> dict:
     return {"token_ids": g.token_ids, "text": g.text, "stopped": g.stopped, "top": top}
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and all its descendants (vLLM's engine core and workers) so far."""
+    import psutil
+
+    me = psutil.Process()
+    total = 0.0
+    for p in [me, *me.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 def serve(requests, reply) -> None:
     from judgelm.inference.vllm_engine import VLLMEngine
 
@@ -60,9 +75,10 @@ def serve(requests, reply) -> None:
             engine.cfg = EngineConfig(**g["engine"])
             if g.get("reset_prefix_cache"):
                 engine.llm.reset_prefix_cache()
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), cpu_seconds()
             gens = engine.generate(g["units"], g["ids"])
-            out = {"seconds": time.perf_counter() - t, "new_tokens": sum(len(x.token_ids) for x in gens)}
+            out = {"seconds": time.perf_counter() - t, "cpu_seconds": cpu_seconds() - cpu,
+                   "new_tokens": sum(len(x.token_ids) for x in gens)}
             if g.get("outputs"):
                 out["generations"] = [generation_json(x) for x in gens]
         reply.write(json.dumps(out) + "\n")

@@ -143,7 +143,8 @@ def test_requeue_signal_stops_the_shard_after_its_chunk_not_the_engine(tmp_path,
     from judgelm.shard import run_shard
     run_shard(clean.root, 0, 1, threads=1)
     hf = VerdictStore(clean.store)
-    assert list(text[done]) == list(hf["verdicts/text"][:][done]) and (status[done] == hf["verdicts/status"][:][done]).all()
+    assert list(text[done]) == list(hf["verdicts/text"][:][done])
+    assert (status[done] == hf["verdicts/status"][:][done]).all()
 
 
 def test_a_missing_shard_python_is_one_clear_error(tmp_path, capsys):
