@@ -167,10 +167,11 @@ class HFEngine:
         lengths = [len(p) for g in groups for p in g]
         width = max(lengths)
         cache = batch_cache(self.model.config.get_text_config().num_hidden_layers, len(lengths), width, self.max_new)
-        logits, start = [], 0
+        logits, start, blocks = [], 0, []
         computed: dict[tuple[int, ...], int] = {}  # a prefix -> a row of the batch that holds its keys and values
         for g, p in zip(groups, prefixes):
             block = row_block(cache, start)
+            blocks.append(block)
             if p:
                 key = tuple(g[0][:p])
                 if key not in computed:
@@ -179,7 +180,7 @@ class HFEngine:
                 share_prefix(cache, block, computed[key], start, len(g), p)
             logits.append(self._prefill_group([x[p:] for x in g], block))
             start += len(g)
-        seal(cache, width)
+        seal(cache, width, blocks)
         return cache, torch.tensor(lengths, device=self.device), torch.cat(logits)
 
     def _prefill_group(self, prompts: list[list[int]], cache):
