@@ -147,8 +147,8 @@ class HFEngine:
                                          self.cfg.max_padding, self.per_token if self.cfg.prefix_sharing else None)
         for batch in decode_batches(groups, lengths, self.max_new, self.cfg.batch_tokens, self.cfg.max_batch):
             rows = [i for g in batch for i in g]
-            prompts = [[ids[i] for i in g] for g in batch]
-            for i, g in zip(rows, self._run_batch([units[i] for i in rows], prompts,
+            batch_ids = [[ids[i] for i in g] for g in batch]
+            for i, g in zip(rows, self._run_batch([units[i] for i in rows], batch_ids,
                                                   [prefix_of.get(g[0], 0) for g in batch])):
                 out[i] = g
         return out  # type: ignore[return-value]
