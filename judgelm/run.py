@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -89,6 +90,11 @@ class PlannedRun:
 def plan_run(cfg: JudgeConfig, loaded: Loaded | None = None) -> PlannedRun:
     """Load (unless given) and validate the data, lay out the units and size the chunks for ``cfg.shards``."""
     cfg.data.source = absolute_spec(cfg.data.source)  # jobs must not depend on the submitter's directory
+    if cfg.engine.python:  # the shards' interpreter, as an absolute path jobs can start from anywhere
+        if not os.access(cfg.engine.python, os.X_OK):
+            raise ConfigError(f"engine.python={cfg.engine.python} is not an executable Python; for the vllm backend "
+                              f"on a CPU machine run `make vllm-env` first")
+        cfg.engine.python = os.path.abspath(cfg.engine.python)
     cfg.model.path = local_model(cfg.model.path)
     # Behind a server (engine.backend=openai) model.path only needs to give the judge's tokenizer.
     check_model(cfg.model.path, weights=cfg.engine.backend != "openai")

@@ -1,43 +1,48 @@
-"""``make bench``: judging throughput against JudgeLM's method and against the hardware's ceiling, and the merge at scale.
+"""``make bench``: judging throughput against vLLM, JudgeLM's method and the hardware's ceiling; the merge at scale.
 
-    python -m launch.bench [--models tiny,llama-50m] [--pairs 32] [--reference-pairs 8] [--repeats 3]
-                           [--full-new-tokens 128] [--merge-units 1000000] [--judge DIR] [--runs-dir runs]
+    python -m launch.bench [vllm_python=.venv-vllm/bin/python] [models='[tiny,llama-50m]'] [pairs=32]
+                           [instructions=4] [repeats=5] [full_new_tokens=128] [merge_units=1000000] ...
 
-For each model and mode (fast: score line only; full: explanation up to N new tokens) over the same real prompts
-(PandaLM pairs in both orders), in one process:
+For each model and mode (fast: score line only; full: explanation up to N new tokens), in one process:
 
-- ours: the batched engine (``judgelm.inference.hf``);
+- against vLLM, on two workloads: PandaLM pairs in both orders, and model evaluation (AlpacaEval's six models
+  each judged against the baseline answer, both orders, ``instructions``). Ours with prefix
+  sharing off and on, and vLLM (in its own venv, ``launch.vllm_peer``) with prefix caching off and on, on the
+  same token ids, interleaved in every repeat;
 - reference: JudgeLM's method, one record per ``generate`` call with a keyword stopping criterion
-  (``judgelm.inference.reference_method``), on the first ``--reference-pairs`` pairs; compared per unit;
+  (``judgelm.inference.reference_method``), on ``reference_pairs`` pairs; compared per token;
 - ceiling: a plain forward pass (last-position logits only) over the same sequences (each unit's prompt and the
   tokens ours generated), length-sorted, at the best of a few batch sizes, with no generation at all.
 
-Then the merge of a synthetic store of ``--merge-units`` units against computing the same metrics from JudgeLM's
-JSONL files. Timings are medians of ``--repeats`` runs; the figures and the hardware go to
-``<runs-dir>/bench-<time>/bench.json``. Nothing here is asserted: timings are reported, not tested.
+Then the merge of a synthetic store of ``merge_units`` units against computing the same metrics from JudgeLM's
+JSONL files. Timings are medians of ``repeats`` runs; the figures, the hardware and the versions go to
+``<runs_dir>/bench-<time>/bench.json``. Nothing here is asserted: timings are reported, not tested.
 """
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import json
 import os
 import platform
 import statistics
 import tempfile
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from judgelm.benchmarks import load_dataset
+from judgelm.config import ConfigError, load_config
 from judgelm.inference.config import EngineConfig
 from judgelm.inference.hf import HFEngine
-from judgelm.models import encode_with_bos
 from judgelm.inference.reference_method import judge_one_at_a_time
-from judgelm.models import ModelConfig, load_judge, load_tokenizer
+from judgelm.models import ModelConfig, encode_with_bos, load_judge, load_tokenizer
 from judgelm.prompts import build_prompt
+from launch.cli import run_main
+
 
 def hardware() -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -98,62 +103,167 @@ def forward_ceiling(model, sequences: list[list[int]], repeats: int) -> dict:
             model(input_ids=x, logits_to_keep=1)
 
     run(4)  # warm-up
-    trials = {rows: median_time(lambda: run(rows), 2)[0] for rows in (1, 4, 16)}
+    trials = {rows: median_time(lambda rows=rows: run(rows), 2)[0] for rows in (1, 4, 16)}
     rows = min(trials, key=trials.get)
     t, _ = median_time(lambda: run(rows), repeats)
     tokens = sum(len(x) for x in sequences)
     return {"tokens_per_s": tokens / t, "rows": rows, "seconds": t}
 
 
-def bench_model(name: str, args, score_line_tokens: float | None) -> list[dict]:
-    """Ours vs reference vs ceiling for one model, fast then full mode.
+def model_eval_prompts(tok, raw_dir: Path, n_instructions: int, max_tokens: int) -> list[list[int]]:
+    """Model evaluation as AlpacaEval does it: each of the six models' answers (``output_2``) judged against the
+    baseline answer (``output_1``, the same for every model), both orders, for the first ``n_instructions``
+    instructions whose prompts all fit in ``max_tokens``. Units come record by record, the two orders adjacent,
+    as the pipeline schedules them."""
+    models = sorted(d.name for d in raw_dir.iterdir() if (d / "annotations.json").exists())
+    answers = {m: {a["instruction"]: a for a in json.loads((raw_dir / m / "annotations.json").read_text())}
+               for m in models}
+    out: list[list[int]] = []
+    for question in answers[models[0]]:
+        if not all(question in answers[m] for m in models):
+            continue
+        texts = []
+        for m in models:
+            a = answers[m][question]
+            texts += [build_prompt(question, [a["output_1"], a["output_2"]]),
+                      build_prompt(question, [a["output_2"], a["output_1"]])]
+        ids = encode_with_bos(tok, texts)
+        if max(len(x) for x in ids) <= max_tokens:
+            out += ids
+            if len(out) == 2 * len(models) * n_instructions:
+                break
+    return out
+
+
+@contextlib.contextmanager
+def vllm_peers(python: str | None, model, tok, model_dir: str | None, threads: int):
+    """Two vLLM engines in vLLM's venv, prefix caching off and on, loaded with this model (saved to a temporary
+    directory when it has none), or none without ``python``. vLLM computes on as many cores as ours (by default
+    it keeps one core of this 2-core machine for its scheduler and computes on the other)."""
+    if not python:
+        yield {}
+        return
+    from launch.vllm_peer import Peer
+
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", ",".join(str(c) for c in range(threads)))
+    with tempfile.TemporaryDirectory() as tmp:
+        if model_dir is None:
+            model_dir = tmp
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+        log = (Path(tmp) / "vllm.log").open("w")
+        peers = {"vllm": Peer(python, stderr=log), "vllm_cached": Peer(python, stderr=log)}
+        try:
+            for key, peer in peers.items():
+                r = peer.request(load={"model": {"path": model_dir, "dtype": "float32"},
+                                       "engine": {"backend": "vllm", "prefix_sharing": key == "vllm_cached"}})
+                print(f"  vLLM loaded in {r['load_s']:.0f} s ({key})", flush=True)
+            peers["versions"] = {**r["versions"], "VLLM_CPU_OMP_THREADS_BIND": os.environ["VLLM_CPU_OMP_THREADS_BIND"]}
+            yield peers
+        finally:
+            for key in ("vllm", "vllm_cached"):
+                peers[key].close()
+
+
+def compare_engines(model, tok, device, peers: dict, ids: list[list[int]], mode: str, max_new: int,
+                    repeats: int) -> dict:
+    """Ours with prefix sharing off and on and vLLM with prefix caching off and on, on the same token ids, the four
+    interleaved in every repeat; medians of wall time and of CPU time (vLLM's: its whole process tree). On a
+    machine shared with other work the CPU time is the steadier measure. vLLM's prefix cache is emptied before each
+    of its runs, so it gains only from what the prompts share among themselves, as ours does."""
+    units = list(range(len(ids)))
+    ours = {key: HFEngine(model, tok, device, EngineConfig(mode=mode, max_new_tokens=max_new, prefix_sharing=share))
+            for key, share in (("hf", False), ("hf_shared", True))}
+    engine = {"mode": mode, "max_new_tokens": max_new}
+    runs = {key: [] for key in (*ours, "vllm", "vllm_cached") if key in ours or key in peers}
+    for eng in ours.values():
+        eng.generate(units[:2], ids[:2])  # warm-up
+    for key in runs.keys() - ours.keys():
+        peers[key].request(generate={"units": units[:2], "ids": ids[:2], "engine": engine})
+    for _ in range(repeats):
+        for key in runs:
+            if key in ours:
+                t, cpu = time.perf_counter(), time.process_time()
+                new = sum(len(g.token_ids) for g in ours[key].generate(units, ids))
+                runs[key].append((time.perf_counter() - t, time.process_time() - cpu, new))
+            else:
+                r = peers[key].request(generate={"units": units, "ids": ids, "engine": engine,
+                                                 "reset_prefix_cache": True})
+                runs[key].append((r["seconds"], r["cpu_seconds"], r["new_tokens"]))
+    out = {"prompt_tokens": sum(len(x) for x in ids)}
+    for key, v in runs.items():
+        out[f"{key}_units_per_s"] = len(ids) / statistics.median(x[0] for x in v)
+        out[f"{key}_units_per_cpu_s"] = len(ids) / statistics.median(x[1] for x in v)
+        out[f"{key}_new_tokens"] = v[-1][2]
+    line = ", ".join(f"{key} {out[f'{key}_units_per_s']:.2f} ({out[f'{key}_units_per_cpu_s']:.2f})" for key in runs)
+    print(f"    {mode:4s} {len(ids):4d} units: {line} units/s (per CPU second)", flush=True)
+    return out
+
+
+def reference_and_ceiling(model, tok, device, prompts: list[list[int]], n_ref: int, mode: str, max_new: int,
+                          repeats: int) -> dict:
+    """Ours (default settings) against JudgeLM's one-at-a-time method and against a plain forward pass.
+
+    The baseline is slow, so it judges a subset spread evenly over the prompts (not the first ones, which would
+    bias the comparison by prompt length); rates are compared per token processed.
+    """
+    units = list(range(len(prompts)))
+    ref_prompts = [prompts[i] for i in np.linspace(0, len(prompts) - 1, min(n_ref, len(prompts))).round().astype(int)]
+    prompt_tokens = sum(len(p) for p in prompts)
+    eng = HFEngine(model, tok, device, EngineConfig(mode=mode, max_new_tokens=max_new))
+    eng.generate(units[:2], prompts[:2])  # warm-up
+    t_ours, gens = median_time(lambda: eng.generate(units, prompts), repeats)
+    new_tokens = sum(len(g.token_ids) for g in gens)
+    t_ref, ref_out = median_time(lambda: judge_one_at_a_time(model, tok, ref_prompts, max_new, mode == "fast"),
+                                 min(repeats, 3))
+    ceiling = forward_ceiling(model, [p + g.token_ids for p, g in zip(prompts, gens)], repeats)
+    ours_tps = (prompt_tokens + new_tokens) / t_ours
+    ref_tps = (sum(len(p) for p in ref_prompts) + sum(len(x) for x in ref_out)) / t_ref
+    print(f"    {mode:4s}: ours {len(prompts) / t_ours:8.2f} units/s, reference {len(ref_prompts) / t_ref:7.2f} "
+          f"units/s (x{ours_tps / ref_tps:5.1f} per token), {100 * ceiling['seconds'] / t_ours:5.1f} % of the "
+          f"forward ceiling ({new_tokens / len(prompts):.1f} new tokens per unit)", flush=True)
+    return {"new_tokens": new_tokens, "mean_new_tokens": new_tokens / len(prompts),
+            "ours_s": t_ours, "ours_units_per_s": len(prompts) / t_ours, "ours_tokens_per_s": ours_tps,
+            "ours_new_tokens_per_s": new_tokens / t_ours,
+            "reference_units": len(ref_prompts), "reference_s": t_ref,
+            "reference_units_per_s": len(ref_prompts) / t_ref,
+            "reference_new_tokens": sum(len(x) for x in ref_out), "reference_tokens_per_s": ref_tps,
+            "ceiling": ceiling, "ceiling_s": ceiling["seconds"],
+            "speedup_vs_reference": ours_tps / ref_tps, "fraction_of_ceiling": ceiling["seconds"] / t_ours}
+
+
+def bench_model(name: str, args, score_line_tokens: float | None) -> tuple[list[dict], dict | None]:
+    """For one model, fast then full mode: ours against vLLM on every workload, then against JudgeLM's method and
+    the forward ceiling on PandaLM. Returns the rows and vLLM's versions.
 
     A model with random weights never writes the newline that ends a score line, so in fast mode it would always
     run to the limit; it is capped at ``score_line_tokens``, the trained tiny judge's mean score-line length
     measured in the same run.
     """
     model, tok, device = load_model(name, args.judge)
-    n_params = sum(p.numel() for p in model.parameters())
-    pairs = args.pairs if name == "tiny" else args.pairs_big
-    prompts = pandalm_prompts(tok, pairs)
-    units = list(range(len(prompts)))
-    # The baseline is slow, so it judges a subset spread evenly over the prompts (not the first ones, which
-    # would bias the comparison by prompt length); rates are compared per token processed.
-    n_ref = 2 * (args.reference_pairs if name == "tiny" else args.reference_pairs_big)
-    ref_prompts = [prompts[i] for i in np.linspace(0, len(prompts) - 1, min(n_ref, len(prompts))).round().astype(int)]
-    prompt_tokens = sum(len(p) for p in prompts)
+    tiny = name == "tiny"
+    workloads = {"pandalm": pandalm_prompts(tok, args.pairs if tiny else args.pairs_big)}
+    if args.alpaca_eval and Path(args.alpaca_eval).is_dir():
+        workloads["model-eval"] = model_eval_prompts(tok, Path(args.alpaca_eval), args.instructions if tiny
+                                                     else args.instructions_big, args.max_prompt_tokens)
+    repeats = args.repeats if tiny else min(args.repeats, 3)  # the 50M model takes minutes per repeat on a CPU
+    n_ref = 2 * (args.reference_pairs if tiny else args.reference_pairs_big)
+    head = {"model": name, "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1)}
     rows = []
-    for mode in ("fast", "full"):
-        max_new = args.full_new_tokens if mode == "full" else 16
-        if mode == "fast" and name != "tiny" and score_line_tokens:
-            max_new = max(1, round(score_line_tokens))
-        eng = HFEngine(model, tok, device, EngineConfig(mode=mode, max_new_tokens=max_new))
-        eng.generate(units[:2], prompts[:2])  # warm-up
-        # The 50M model takes minutes per repeat on a CPU: fewer repeats there.
-        repeats = args.repeats if name == "tiny" else min(args.repeats, 3)
-        t_ours, gens = median_time(lambda: eng.generate(units, prompts), repeats)
-        new_tokens = sum(len(g.token_ids) for g in gens)
-        t_ref, ref_out = median_time(lambda: judge_one_at_a_time(model, tok, ref_prompts, max_new, mode == "fast"),
-                                     repeats if name == "tiny" else 2)
-        ceiling = forward_ceiling(model, [p + g.token_ids for p, g in zip(prompts, gens)], repeats)
-        ours_ups, ref_ups = len(prompts) / t_ours, len(ref_prompts) / t_ref
-        ours_tps = (prompt_tokens + new_tokens) / t_ours
-        ref_tps = (sum(len(p) for p in ref_prompts) + sum(len(x) for x in ref_out)) / t_ref
-        rows.append({
-            "model": name, "params_m": round(n_params / 1e6, 1), "mode": mode, "max_new_tokens": max_new,
-            "units": len(prompts), "prompt_tokens": prompt_tokens, "new_tokens": new_tokens,
-            "mean_new_tokens": new_tokens / len(prompts),
-            "ours_s": t_ours, "ours_units_per_s": ours_ups, "ours_tokens_per_s": ours_tps,
-            "ours_new_tokens_per_s": new_tokens / t_ours,
-            "reference_units": len(ref_prompts), "reference_s": t_ref, "reference_units_per_s": ref_ups,
-            "reference_new_tokens": sum(len(x) for x in ref_out), "reference_tokens_per_s": ref_tps,
-            "ceiling": ceiling, "ceiling_s": ceiling["seconds"],
-            "speedup_vs_reference": ours_tps / ref_tps, "fraction_of_ceiling": ceiling["seconds"] / t_ours,
-        })
-        print(f"  {name:10s} {mode:4s}: ours {ours_ups:8.2f} units/s, reference {ref_ups:7.2f} units/s "
-              f"(x{ours_tps / ref_tps:5.1f} per token), {100 * ceiling['seconds'] / t_ours:5.1f} % of the forward ceiling "
-              f"({new_tokens / len(prompts):.1f} new tokens per unit)", flush=True)
-    return rows
+    print(f"  {name}:", flush=True)
+    with vllm_peers(args.vllm_python, model, tok, args.judge if tiny else None, torch.get_num_threads()) as peers:
+        for mode in ("fast", "full"):
+            max_new = args.full_new_tokens if mode == "full" else 16
+            if mode == "fast" and not tiny and score_line_tokens:
+                max_new = max(1, round(score_line_tokens))
+            for workload, ids in workloads.items():
+                row = {**head, "mode": mode, "workload": workload, "max_new_tokens": max_new, "units": len(ids),
+                       **compare_engines(model, tok, device, peers, ids, mode, max_new, repeats)}
+                if workload == "pandalm":
+                    row.update(reference_and_ceiling(model, tok, device, ids, n_ref, mode, max_new, repeats))
+                rows.append(row)
+        versions = peers.get("versions")
+    return rows, versions
 
 
 def bench_merge(n_units: int, repeats: int) -> dict:
@@ -161,7 +271,7 @@ def bench_merge(n_units: int, repeats: int) -> dict:
     from judgelm.judgelm_files import metrics_from_judgelm_files
     from judgelm.merge import compute_metrics
     from judgelm.records import Record
-    from judgelm.store import VerdictStore
+    from judgelm.store import ChunkVerdicts, VerdictStore
     from judgelm.units import plan_units
 
     rng = np.random.default_rng(0)
@@ -174,10 +284,12 @@ def bench_merge(n_units: int, repeats: int) -> dict:
     scores[rng.random(len(plan)) < 0.02] = np.nan  # some parse failures
     with tempfile.TemporaryDirectory() as tmp:
         store = VerdictStore.create(Path(tmp) / "s.zarr", records, plan, 2, chunk_units=16384, attrs={"n_shards": 64})
-        g = store.group
-        g["verdicts/scores"][:] = scores
-        g["verdicts/status"][:] = np.isnan(scores[:, 0]).astype(np.int8)
-        g["verdicts/done"][:] = True
+        for c in range(store.n_chunks):
+            sl = store.chunk_slice(c)
+            n = sl.stop - sl.start
+            store.write_chunk(c, ChunkVerdicts(scores=scores[sl], status=np.isnan(scores[sl, 0]).astype(np.int8),
+                                               text=[""] * n, prompt_tokens=np.zeros(n), new_tokens=np.zeros(n),
+                                               truncated=np.zeros(n, bool)), attempt=0)
         t_merge, m = median_time(lambda: compute_metrics(VerdictStore(Path(tmp) / "s.zarr")), repeats)
         t_same, same_store = median_time(lambda: judgelm_metrics_from_store(Path(tmp) / "s.zarr"), repeats)
 
@@ -205,69 +317,127 @@ def bench_merge(n_units: int, repeats: int) -> dict:
 
 def judgelm_metrics_from_store(path: Path) -> dict:
     """Only JudgeLM's metrics, straight from the store's arrays: what the JSONL route computes, nothing more."""
-    import zarr
-
     from judgelm.metrics import judgelm_metrics
+    from judgelm.store import VerdictStore
     from judgelm.verdicts import win_array
 
-    g = zarr.open_group(str(path), mode="r")
-    order, record, scores = g["units/order"][:], g["units/record"][:], g["verdicts/scores"][:]
+    store = VerdictStore(path)
+    order, record, scores = store.units("order"), store.units("record"), store.verdicts("scores")
     seq, rev = order == 0, order == 1  # one reference mode here: the two orders of a record are adjacent
-    return judgelm_metrics(g["records/label"][:][record[seq]].astype(np.int64), win_array(scores[seq]),
+    return judgelm_metrics(store.records("label")[record[seq]].astype(np.int64), win_array(scores[seq]),
                            win_array(scores[rev]))
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}" if a and b else "—"
+
+
+def vllm_table(rows: list[dict]) -> str:
+    """Ours against vLLM: units per second of wall time (per CPU second); × is ours / vLLM for each."""
+    lines = ["| model | workload | mode | units | ours, sharing off | vLLM, caching off | × wall (CPU) | "
+             "ours, sharing on | vLLM, caching on | × wall (CPU) |", "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def cell(r: dict, key: str) -> str:
+        return f"{r.get(f'{key}_units_per_s', 0):.2f} ({r.get(f'{key}_units_per_cpu_s', 0):.2f})"
+
+    def times(r: dict, ours: str, peer: str) -> str:
+        return (f"{ratio(r[f'{ours}_units_per_s'], r.get(f'{peer}_units_per_s'))} "
+                f"({ratio(r[f'{ours}_units_per_cpu_s'], r.get(f'{peer}_units_per_cpu_s'))})")
+
+    for r in rows:
+        new = r["hf_shared_new_tokens"] / r["units"]
+        lines.append(f"| {r['model']} ({r['params_m']}M) | {r['workload']} | {r['mode']} (≤{r['max_new_tokens']}, "
+                     f"mean {new:.1f} new) | {r['units']} | {cell(r, 'hf')} | {cell(r, 'vllm')} | "
+                     f"{times(r, 'hf', 'vllm')} | {cell(r, 'hf_shared')} | {cell(r, 'vllm_cached')} | "
+                     f"{times(r, 'hf_shared', 'vllm_cached')} |")
+    return "\n".join(lines)
 
 
 def table(rows: list[dict], merge: dict | None) -> str:
     head = ("| model | mode | units | ours units/s | ours tok/s | reference tok/s | × reference (per token) | "
             "ceiling tok/s (best rows) | % of ceiling |\n|---|---|---|---|---|---|---|---|---|")
     lines = [head]
-    for r in rows:
+    for r in (r for r in rows if "ceiling" in r):
         c = r["ceiling"]
         lines.append(f"| {r['model']} ({r['params_m']}M) | {r['mode']} (≤{r['max_new_tokens']}, mean "
                      f"{r['mean_new_tokens']:.1f} new) | {r['units']} | "
-                     f"{r['ours_units_per_s']:.2f} | {r['ours_tokens_per_s']:.0f} | {r['reference_tokens_per_s']:.0f} | "
+                     f"{r['ours_units_per_s']:.2f} | {r['ours_tokens_per_s']:.0f} | "
+                     f"{r['reference_tokens_per_s']:.0f} | "
                      f"{r['speedup_vs_reference']:.1f} | {c['tokens_per_s']:.0f} ({c['rows']} rows) | "
                      f"{100 * r['fraction_of_ceiling']:.1f} |")
     if merge:
         lines.append(f"\nStore of {merge['units']:,} units: full merge (every metric, bootstrap intervals, benchmark "
                      f"protocols) {merge['merge_s']:.2f} s; JudgeLM's metrics from the store "
-                     f"{merge['judgelm_metrics_from_store_s']:.3f} s vs from JudgeLM's JSONL files {merge['jsonl_s']:.2f} s "
-                     f"(× {merge['speedup_same_metrics']:.0f}; × {merge['speedup_full_merge']:.1f} for the full merge); "
+                     f"{merge['judgelm_metrics_from_store_s']:.3f} s vs from JudgeLM's JSONL files "
+                     f"{merge['jsonl_s']:.2f} s (× {merge['speedup_same_metrics']:.0f}; "
+                     f"× {merge['speedup_full_merge']:.1f} for the full merge); "
                      f"identical: {merge['same_metrics']}")
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="launch.bench", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default="tiny,llama-50m")
-    ap.add_argument("--judge", default="artifacts/tiny-judge", help="the 'tiny' model (and the 50M model's tokenizer)")
-    ap.add_argument("--pairs", type=int, default=32, help="PandaLM pairs judged by the engine (x2 orders), tiny model")
-    ap.add_argument("--reference-pairs", type=int, default=8, help="pairs judged by the one-at-a-time baseline")
-    ap.add_argument("--pairs-big", type=int, default=12, help="--pairs for the 50M model")
-    ap.add_argument("--reference-pairs-big", type=int, default=4, help="--reference-pairs for the 50M model")
-    ap.add_argument("--full-new-tokens", type=int, default=128)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--merge-units", type=int, default=1_000_000, help="0 skips the merge benchmark")
-    ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--runs-dir", default="runs")
-    args = ap.parse_args(argv)
+@dataclass
+class BenchConfig:
+    models: list[str] = field(default_factory=lambda: ["tiny", "llama-50m"])
+    """Models to time: ``tiny`` (the tiny judge) and ``llama-50m`` (a random-weight 50M Llama)."""
+    judge: str = "artifacts/tiny-judge"
+    """The ``tiny`` model (and the 50M model's tokenizer)."""
+    pairs: int = 32
+    """PandaLM pairs judged by the engine (× 2 orders), tiny model."""
+    reference_pairs: int = 8
+    """Pairs judged by JudgeLM's one-at-a-time method."""
+    pairs_big: int = 12
+    """``pairs`` for the 50M model."""
+    reference_pairs_big: int = 4
+    """``reference_pairs`` for the 50M model."""
+    full_new_tokens: int = 128
+    """Generation limit in full mode."""
+    repeats: int = 5
+    """Timings are medians over this many repeats."""
+    merge_units: int = 1_000_000
+    """Units of the synthetic store merged; 0 skips the merge benchmark."""
+    threads: int = 0
+    """torch threads of this process; 0 leaves torch's default."""
+    runs_dir: str = "runs"
+    """Where ``bench-<time>/bench.json`` goes."""
+    vllm_python: str = ""
+    """The Python of vLLM's venv (``make vllm-env``); empty: no vLLM rows."""
+    alpaca_eval: str = "data/evaluation/alpaca_eval"
+    """AlpacaEval's ``<model>/annotations.json`` files, for the model-evaluation workload."""
+    instructions: int = 4
+    """AlpacaEval instructions (× 6 models × 2 orders)."""
+    instructions_big: int = 2
+    """``instructions`` for the 50M model."""
+    max_prompt_tokens: int = 1536
+    """Model-evaluation instructions must fit in this."""
+
+
+def bench(argv: list[str]) -> int:
+    args = load_config(BenchConfig, None, argv)
+    if args.vllm_python and not os.access(args.vllm_python, os.X_OK):
+        raise ConfigError(f"vllm_python={args.vllm_python} is not an executable; run `make vllm-env`")
     if args.threads:
         torch.set_num_threads(args.threads)
     hw = hardware()
     print(f"hardware: {hw}", flush=True)
     rows: list[dict] = []
-    for name in [m for m in args.models.split(",") if m]:
-        score_line = next((r["mean_new_tokens"] for r in rows if r["model"] == "tiny" and r["mode"] == "fast"), None)
-        rows += bench_model(name, args, score_line)
+    for name in args.models:
+        score_line = next((r["mean_new_tokens"] for r in rows if r["model"] == "tiny" and r["mode"] == "fast"
+                           and r["workload"] == "pandalm"), None)
+        model_rows, versions = bench_model(name, args, score_line)
+        rows += model_rows
+        hw["vllm"] = versions or hw.get("vllm")
     merge = bench_merge(args.merge_units, args.repeats) if args.merge_units else None
     out_dir = Path(args.runs_dir) / time.strftime("bench-%Y%m%d-%H%M%S")
     out_dir.mkdir(parents=True)
-    (out_dir / "bench.json").write_text(json.dumps({"hardware": hw, "args": vars(args), "engine": rows,
+    (out_dir / "bench.json").write_text(json.dumps({"hardware": hw, "args": asdict(args), "engine": rows,
                                                     "merge": merge}, indent=2) + "\n")
-    print(table(rows, merge))
+    print(vllm_table(rows) + "\n\n" + table(rows, merge))
     print(f"\nwritten: {out_dir / 'bench.json'}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(bench, __doc__, BenchConfig, argv)
 
 
 if __name__ == "__main__":

@@ -89,15 +89,17 @@ class ClusterConfig:
 
 def make_executor(cfg: ClusterConfig, folder: str | Path, job_name: str, comment: str = "",
                   tasks_per_node: int = 1, gpus_per_node: int | None = None, dependency: str | None = None,
-                  chdir: str | Path | None = None) -> submitit.Executor:
+                  chdir: str | Path | None = None, python: str | None = None) -> submitit.Executor:
     """A submitit executor for ``cfg``, logging under ``folder`` (one subfolder per job id).
 
-    ``dependency`` (e.g. ``afterany:123``) and ``chdir`` (where the job starts) only apply to Slurm.
+    ``dependency`` (e.g. ``afterany:123``) and ``chdir`` (where the job starts) only apply to Slurm; ``python``
+    (the interpreter jobs run with; default: this one) to Slurm and local jobs.
     """
     if cfg.executor not in ("local", "slurm", "debug"):
         raise ValueError(f"cluster.executor must be local, slurm or debug, got {cfg.executor!r}")
+    interpreter = {"slurm_python": python, "local_python": python} if python else {}
     ex = submitit.AutoExecutor(folder=Path(folder) / "%j", cluster=cfg.executor,
-                               slurm_max_num_timeout=cfg.max_num_timeout)
+                               slurm_max_num_timeout=cfg.max_num_timeout, **interpreter)
     gpus = cfg.gpus_per_node if gpus_per_node is None else gpus_per_node
     params: dict[str, Any] = dict(name=job_name, timeout_min=cfg.timeout_min, tasks_per_node=tasks_per_node,
                                   cpus_per_task=cfg.cpus_per_task, nodes=cfg.nodes)

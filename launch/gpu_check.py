@@ -1,6 +1,6 @@
 """``make gpu-check``: everything GPU-side checked in one run of a few minutes, with no downloads.
 
-    python -m launch.gpu_check [--shape 7b|tiny] [--out gpu-check.json] [--skip vllm,train]
+    python -m launch.gpu_check [shape=7b|tiny] [out=gpu-check.json] [skip='[vllm,train]']
 
 1. the environment: torch, CUDA, GPUs, whether ``flash_attn`` really imports, vLLM, DeepSpeed;
 2. a random-weight Llama of the chosen shape (7B by default) built on the GPU, with a BPE tokenizer trained here on
@@ -11,13 +11,12 @@
    same for vLLM when installed, against the reference method's rate in the same run;
 5. three DeepSpeed steps with ZeRO-2 and with ZeRO-3 on a ~1B model (NCCL), export, reload, judge 4 prompts.
 
-Writes ``gpu-check.json`` and prints a table (also written next to it as ``.md``). ``--shape tiny`` runs the same
+Writes ``gpu-check.json`` and prints a table (also written next to it as ``.md``). ``shape=tiny`` runs the same
 on a CPU in about a minute, which is how the test suite covers it. Exit status 1 when a required check fails.
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import os
@@ -26,12 +25,13 @@ import sys
 import tempfile
 import time
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from judgelm.benchmarks import load_dataset
-from judgelm.config import REPO_ROOT
+from judgelm.config import REPO_ROOT, ConfigError, load_config
 from judgelm.gpu_plan import REFERENCE_SHAPES
 from judgelm.inference.config import EngineConfig
 from judgelm.inference.hf import HFEngine
@@ -39,6 +39,7 @@ from judgelm.inference.reference_method import judge_one_at_a_time
 from judgelm.models import ModelConfig, encode_with_bos, flash_attn_problem, load_judge
 from judgelm.prompts import build_prompt
 from judgelm.train.tokenizer import train_tokenizer
+from launch.cli import run_main
 
 SHAPES = {"7b": REFERENCE_SHAPES["7b"],
           "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4)}
@@ -196,7 +197,7 @@ def judging_checks(results: dict, shape: str, work: Path, skip: set[str]) -> Non
     run_part(results, "hf_at_budget", engine_at_budget, model, tok, device, many)
     vllm_problem = "needs CUDA" if device.type != "cuda" else None
     if "vllm" in skip or vllm_problem or str(results["env"]["vllm"]).startswith("unavailable"):
-        results["vllm"] = {"skipped": "--skip vllm" if "vllm" in skip else vllm_problem or results["env"]["vllm"]}
+        results["vllm"] = {"skipped": "skip=[vllm]" if "vllm" in skip else vllm_problem or results["env"]["vllm"]}
     else:
         model.save_pretrained(work / "judge")  # next to its tokenizer
         del model  # vLLM sizes its cache from the memory free when it starts
@@ -231,7 +232,7 @@ def table(r: dict) -> str:
     lines.append(f"| vLLM, units/s (pairs/s) | {cell(v, 'units_per_s')}"
                  + ("" if "skipped" in v or "error" in v else f" ({cell(v, 'pairs_per_s')})") + " |")
     for stage in (2, 3):
-        d = r.get(f"zero{stage}", {"skipped": "--skip train"})
+        d = r.get(f"zero{stage}", {"skipped": "skip=[train]"})
         ok = cell(d, "steps", "{} steps") + ("" if "steps" not in d else f", losses {d['losses']}, export "
                                              f"{d['export_dtype']}, judged {d['judged']}/4, {d['log']}")
         lines.append(f"| DeepSpeed ZeRO-{stage}: train, export, reload, judge | {ok} |")
@@ -245,16 +246,22 @@ def failed(r: dict) -> list[str]:
     return bad
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--shape", choices=sorted(SHAPES), default="7b")
-    ap.add_argument("--out", default="gpu-check.json")
-    ap.add_argument("--skip", default="", help="comma-separated: vllm, train")
-    args = ap.parse_args(argv)
-    skip = set(filter(None, args.skip.split(",")))
-    if skip - {"vllm", "train"}:
-        print(f"error: --skip takes vllm and/or train, got {args.skip!r}", file=sys.stderr)
-        return 2
+@dataclass
+class GpuCheckConfig:
+    shape: str = "7b"
+    """The judge's shape: ``7b`` (random weights, built on the GPU) or ``tiny`` (any device, for tests)."""
+    out: str = "gpu-check.json"
+    """Where the results go (and the table, beside it as ``.md``)."""
+    skip: list[str] = field(default_factory=list)
+    """Parts to leave out: ``vllm``, ``train``."""
+
+
+def gpu_check(argv: list[str]) -> int:
+    args = load_config(GpuCheckConfig, None, argv)
+    skip = set(args.skip)
+    if skip - {"vllm", "train"} or args.shape not in SHAPES:
+        raise ConfigError(f"shape must be one of {', '.join(sorted(SHAPES))} and skip a list of vllm, train; got "
+                          f"shape={args.shape} skip={args.skip}")
     started = time.perf_counter()
     results: dict = {"env": env_report()}
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
@@ -275,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         print(f"FAILED: {', '.join(bad)} (details in {out})", file=sys.stderr)
     return 1 if bad else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(gpu_check, __doc__, GpuCheckConfig, argv)
 
 
 if __name__ == "__main__":

@@ -118,7 +118,7 @@ def submit(rd: RunDir, cfg: JudgeLaunchConfig, shards: list[int], wait_for: list
         submit_server(rd.root, cfg.run, cfg.model.path, cfg.cluster, cfg.cluster.server, chdir)
     if shards:
         ex = make_executor(cfg.cluster, rd.logs, f"judgelm-judge:{cfg.run}", comment=comment, chdir=chdir,
-                           gpus_per_node=task_gpus(cfg))
+                           gpus_per_node=task_gpus(cfg), python=cfg.engine.python or None)
         n = len(shards)
         with ctrl_c_left_to_shards(not slurm):
             jobs = ex.map_array(JudgeShardTask(), [str(rd.root)] * n, shards, [cfg.shards] * n, [threads] * n)

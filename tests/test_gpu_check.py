@@ -10,7 +10,7 @@ from launch.gpu_check import deepspeed_roundtrip, main
 @pytest.mark.slow  # ~15 s alone, 45 s on the shared 2-core machine (bf16 matmuls on a CPU are slow)
 def test_judging_checks_run_on_cpu_and_report_what_needs_a_gpu(tmp_path):
     out = tmp_path / "gpu-check.json"
-    assert main(["--shape", "tiny", "--skip", "train", "--out", str(out)]) == 0
+    assert main(["shape=tiny", "skip=[train]", f"out={out}"]) == 0
     r = json.loads(out.read_text())
     assert r["env"]["gpus"] == [] and r["env"]["torch"]
     assert r["fp32_sdpa"]["identical"] == 1.0 and r["fp32_sdpa"]["prompts"] == 4
@@ -22,8 +22,8 @@ def test_judging_checks_run_on_cpu_and_report_what_needs_a_gpu(tmp_path):
 
 
 def test_a_wrong_skip_is_one_error_line(capsys):
-    assert main(["--shape", "tiny", "--skip", "trian"]) == 2
-    assert "--skip takes vllm and/or train" in capsys.readouterr().err
+    assert main(["shape=tiny", "skip=[trian]"]) == 2
+    assert "skip a list of vllm, train" in capsys.readouterr().err
 
 
 @pytest.mark.slow

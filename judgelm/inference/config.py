@@ -13,8 +13,9 @@ class EngineConfig:
     """How judgements are generated."""
 
     backend: str = "hf"
-    """``hf`` (transformers, any device), ``vllm`` (GPU nodes with the ``vllm`` extra installed) or ``openai``
-    (any OpenAI-compatible server: vLLM, SGLang, ``transformers serve``, hosted APIs; the ``openai`` extra)."""
+    """``hf`` (transformers, any device), ``vllm`` (the ``vllm`` extra on GPU nodes; ``make vllm-env`` and ``python``
+    below on a CPU machine) or ``openai`` (any OpenAI-compatible server: vLLM, SGLang, ``transformers serve``, hosted
+    APIs; the ``openai`` extra)."""
     mode: str = "fast"
     """``fast`` stops each row at the end of the score line (JudgeLM's ``--if-fast-eval 1``, used for all its
     metrics); ``full`` also generates the explanation."""
@@ -92,6 +93,17 @@ class EngineConfig:
     cost_per_1k_completion: float = 0.0
     """Price per 1000 generated tokens."""
 
+    prefix_sharing: bool = True
+    """Compute a prompt prefix shared by several units once (the question, and in model evaluation the baseline
+    answer too): HF groups such rows in one prefill, vLLM keeps its prefix cache on."""
+    python: str = ""
+    """The Python the shards run with; empty: the one that submits. vLLM's CPU build needs a transformers older
+    than this project's, so on a CPU machine ``backend=vllm`` goes with ``python=.venv-vllm/bin/python``
+    (made by ``make vllm-env``)."""
+    gpu_memory_utilization: float = 0.0
+    """vLLM: share of the GPU's memory it may take (on a CPU: of host RAM, for its KV cache); 0 picks 0.9 on a
+    GPU and 0.1 on a CPU, where the memory is shared with everything else."""
+
     def new_tokens(self) -> int:
         if self.max_new_tokens > 0:
             return self.max_new_tokens
@@ -128,6 +140,9 @@ class EngineConfig:
         if self.samples > 1 and self.temperature <= 0:
             raise ValueError(f"engine.samples={self.samples} draws several verdicts per unit, which needs sampling: "
                              f"set engine.temperature above 0 (JudgeLM samples at 0.2)")
+
+        if not 0 <= self.gpu_memory_utilization <= 1:
+            raise ValueError(f"engine.gpu_memory_utilization must be in [0, 1], got {self.gpu_memory_utilization}")
 
     def validate_server(self) -> None:
         if not self.base_url:

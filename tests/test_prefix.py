@@ -1,0 +1,64 @@
+"""Prefix-grouped prefill: shared prompt prefixes are found, computed once, and change no generated token."""
+
+import pytest
+
+from judgelm.inference.config import EngineConfig
+from judgelm.inference.hf import HFEngine, prefill_plan
+from judgelm.inference.prefix import attention_positions_per_token, prefix_groups, worth_sharing
+from judgelm.models import ModelConfig, encode_with_bos, load_judge
+from judgelm.prompts import build_prompt
+from tests.test_engine import reference_generate
+
+
+def test_groups_are_cut_where_they_save_the_most_positions():
+    base, q1, q2 = [1] * 40, [2] * 30, [3] * 30
+    ids = [base + q1 + [7, 8], base + q2 + [9], base + q1 + [5] * 4, [4] * 50, base + q1 + [6]]
+    groups = prefix_groups(ids, min_prefix=32)
+    assert sorted(i for _, rows in groups for i in rows) == list(range(5))
+    # the three prompts of q1 share 70 tokens (saving 140) rather than all four of `base` sharing 40 (saving 120)
+    assert sorted((p, sorted(rows)) for p, rows in groups) == [(0, [1]), (0, [3]), (70, [0, 2, 4])]
+    # a prefix leaves the last token of its shortest prompt to the suffix pass
+    assert prefix_groups([base, base + [5]], min_prefix=32) == [(39, [0, 1])]
+    assert prefix_groups([base, [1] * 20 + [2] * 20], min_prefix=32) == [(0, [0]), (0, [1])]  # 20 < 32
+
+
+def test_a_prefix_is_shared_only_where_it_saves_work():
+    tiny, big = attention_positions_per_token(128, 352), attention_positions_per_token(4096, 11008)  # 7B-shaped
+    assert worth_sharing(835, 400, tiny) and not worth_sharing(50, 1000, tiny)  # baseline answer vs question
+    assert worth_sharing(50, 1000, big)  # on a 7B judge the projections dominate: share even the question
+
+
+def model_eval_prompts(tok):
+    """Three questions, each answer of four 'models' judged against one baseline answer, in both orders."""
+    texts = []
+    for q in range(3):
+        question, baseline = f"Question {q}: " + "explain this " * (3 + q), "The baseline answer. " * (4 + 2 * q)
+        for m in range(4):
+            answer = f"model {m} says " + "yes " * (1 + 5 * m)
+            texts += [build_prompt(question, [baseline, answer]), build_prompt(question, [answer, baseline])]
+    return encode_with_bos(tok, texts)
+
+
+@pytest.fixture(scope="module")
+def judge(random_judge):
+    return load_judge(ModelConfig(path=str(random_judge)))[:3]
+
+
+@pytest.mark.parametrize("mode,max_batch", [("full", 64), ("fast", 5)])
+def test_shared_prefixes_give_the_tokens_of_one_prompt_at_a_time(judge, mode, max_batch):
+    model, tok, device = judge
+    ids = model_eval_prompts(tok)
+    cfg = EngineConfig(mode=mode, max_new_tokens=10, max_batch=max_batch)
+    engine = HFEngine(model, tok, device, cfg)
+    groups, prefix_of = prefill_plan(ids, 10, cfg.batch_tokens, max_batch, cfg.max_padding, engine.per_token)
+    shared = {g[0]: g for g in groups if g[0] in prefix_of}
+    # the original order shares the baseline answer (four rows each), and rows are really grouped by it
+    assert max(prefix_of.values()) > 60 and max(len(g) for g in shared.values()) >= 2
+    for first, g in shared.items():
+        assert len({tuple(ids[i][: prefix_of[first]]) for i in g}) == 1
+    gens = engine.generate(list(range(len(ids))), ids)
+    plain = HFEngine(model, tok, device, EngineConfig(mode=mode, max_new_tokens=10, max_batch=max_batch,
+                                                      prefix_sharing=False)).generate(list(range(len(ids))), ids)
+    assert [g.token_ids for g in gens] == [g.token_ids for g in plain]
+    for g, p in zip(gens, ids):
+        assert g.token_ids == reference_generate(model, p, engine.stop_ids.tolist(), 10)
