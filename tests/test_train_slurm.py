@@ -37,7 +37,7 @@ def test_zero3_job_is_requeued_by_signal_resumes_and_exports(slurm_cluster: Slur
             time.sleep(0.1)
         else:
             pytest.fail("training did not start")
-        job_id = re.search(r'"job_id": "(\d+)"', (run / "jobs.jsonl").read_text()).group(1)
+        job_id = re.search(r'"job_ids": \["(\d+)"\]', (run / "jobs.jsonl").read_text()).group(1)
         # What Slurm sends before the time limit (--signal=USR2@...), to every task of the job.
         subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
         out, _ = proc.communicate(timeout=300)
