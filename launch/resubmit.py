@@ -19,8 +19,7 @@ from judgelm.rundir import RunDir
 from launch.cli import run_main
 from launch.configs import saved_judge_config
 from launch.sacct import active
-from launch.status import latest_jobs, read_submissions
-from launch.submission import launch
+from launch.submission import latest_jobs, launch, read_submissions
 
 log = logging.getLogger("judgelm.resubmit")
 

@@ -10,7 +10,6 @@ are left out of the table (``all=true`` shows them) and counted in the summary l
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from dataclasses import dataclass
@@ -24,26 +23,7 @@ from judgelm.rundir import RunDir
 from judgelm.store import VerdictStore
 from launch.cli import run_main
 from launch.sacct import sacct
-
-
-def read_submissions(rd: RunDir) -> list[dict]:
-    if not rd.jobs.exists():
-        return []
-    return [json.loads(x) for x in rd.jobs.read_text().splitlines() if x.strip()]
-
-
-def latest_jobs(subs: list[dict]) -> tuple[dict[int, str], str | None]:
-    """Each shard's most recent job id, and the most recent merge job id, of the run's own judge (a panel judge's
-    arrays, ``make panel``, have their own shards)."""
-    by_shard: dict[int, str] = {}
-    merge = None
-    for s in subs:
-        if s.get("judge"):
-            continue
-        for shard, jid in zip(s["shards"], s["job_ids"]):
-            by_shard[shard] = jid
-        merge = s.get("merge_job_id") or merge
-    return by_shard, merge
+from launch.submission import latest_jobs, read_submissions
 
 
 def shard_done_counts(store: VerdictStore, n_shards: int) -> list[tuple[int, int]]:

@@ -59,6 +59,26 @@ def gpu_plan_text(cfg: JudgeLaunchConfig) -> str:
                          cfg.model.dtype, cfg.engine.memory_margin)
 
 
+def read_submissions(rd: RunDir) -> list[dict]:
+    if not rd.jobs.exists():
+        return []
+    return [json.loads(x) for x in rd.jobs.read_text().splitlines() if x.strip()]
+
+
+def latest_jobs(subs: list[dict]) -> tuple[dict[int, str], str | None]:
+    """Each shard's most recent job id, and the most recent merge job id, of the run's own judge (a panel judge's
+    arrays, ``make panel``, have their own shards)."""
+    by_shard: dict[int, str] = {}
+    merge = None
+    for s in subs:
+        if s.get("judge"):
+            continue
+        for shard, jid in zip(s["shards"], s["job_ids"]):
+            by_shard[shard] = jid
+        merge = s.get("merge_job_id") or merge
+    return by_shard, merge
+
+
 def merge_cluster(c: ClusterConfig) -> ClusterConfig:
     """The merge needs one CPU, no GPU: its own partition (or the shards' one) and no GPU constraint."""
     return dataclasses.replace(c, partition=c.merge_partition or c.partition, constraint=None, gpus_per_node=0,
