@@ -21,6 +21,7 @@ from judgelm.config import ConfigError, load_config
 from judgelm.progress import read_progress
 from judgelm.rundir import RunDir
 from judgelm.store import VerdictStore
+from judgelm.tables import data_line
 from launch.cli import run_main
 from launch.sacct import sacct
 from launch.submission import latest_jobs, read_submissions
@@ -88,7 +89,8 @@ def status_table(rd: RunDir, show_all: bool = True) -> str:
         summary += f"; merge job {merge}: {m.get('State', 'unknown')}"
     if rd.metrics.exists():
         summary += f"; metrics: {rd.table}"
-    return "\n".join(lines + [summary] + ([warning] if warning else []))
+    notes = data_line(store.attrs)
+    return "\n".join(lines + [summary] + ([f"data: {notes}"] if notes else []) + ([warning] if warning else []))
 
 
 @dataclass

@@ -133,6 +133,15 @@ def test_invalid_records_are_skipped_into_rejects_when_asked(tmp_path, random_ju
     rd = new_run(tmp_path, random_judge, data, "lenient", "data.skip_invalid=true")
     assert VerdictStore(rd.store).n_records == 5 and VerdictStore(rd.store).attrs["rejected_records"] == 1
     assert json.loads(rd.rejects.read_text())["line"] == 3
+    # the skipped record is said wherever the run is read, not only in a start-up warning
+    assert "data: 1 invalid records skipped (rejects.jsonl)" in launch_status.status_table(rd)
+    from judgelm.shard import run_shard
+    n_shards = VerdictStore(rd.store).attrs["n_shards"]
+    for k in range(n_shards):
+        run_shard(rd.root, k, n_shards, threads=1)
+    m = merge_run(rd.root)
+    assert m["data_notes"]["rejected_records"] == 1
+    assert "Data: 1 invalid records skipped (rejects.jsonl)" in rd.table.read_text()
 
 
 def test_single_and_multi_answer_runs_end_to_end(tmp_path, random_judge):
