@@ -50,7 +50,7 @@ def test_shared_prefixes_give_the_tokens_of_one_prompt_at_a_time(judge, mode, ma
     ids = model_eval_prompts(tok)
     cfg = EngineConfig(mode=mode, max_new_tokens=10, max_batch=max_batch)
     engine = HFEngine(model, tok, device, cfg)
-    groups, prefix_of = prefill_plan(ids, 10, cfg.batch_tokens, max_batch, cfg.max_padding, engine.per_token)
+    groups, prefix_of = prefill_plan(ids, 10, engine.cfg.batch_tokens, max_batch, cfg.max_padding, engine.per_token)
     shared = {g[0]: g for g in groups if g[0] in prefix_of}
     # the original order shares the baseline answer (four rows each), and rows are really grouped by it
     assert max(prefix_of.values()) > 60 and max(len(g) for g in shared.values()) >= 2
