@@ -97,7 +97,9 @@ def test_a_killed_server_is_retried_until_it_is_back_then_resumed_when_retries_r
                                                                                       monkeypatch):
     monkeypatch.setenv("JUDGELM_TEST_KEY", SECRET)
     data = write_pairs(tmp_path / "pairs.jsonl", 24)
-    rd = new_run(tmp_path, random_judge, data, "restart", "shards=1", "store.chunk_units=4",
+    # Both runs judge the same prompts: without the verdict cache off, the second would take them all from it and
+    # never call the server this test kills.
+    rd = new_run(tmp_path, random_judge, data, "restart", "shards=1", "store.chunk_units=4", "verdict_cache=false",
                  *openai_args(server, "engine.max_retries=8", "engine.backoff_s=1"))
     n_units = VerdictStore(rd.store).n_units
     # 1. killed after the first commit and restarted: the requests in flight are retried, the shard finishes
@@ -108,7 +110,7 @@ def test_a_killed_server_is_retried_until_it_is_back_then_resumed_when_retries_r
     assert shard.wait() == 0 and VerdictStore(rd.store).done().all()
     assert total_usage(rd.root).retries > 0 and read_progress(rd.shard_progress(0)).attempts[-1].state == "finished"
     # 2. killed for good: retries run out, the chunk in flight is not committed, the shard fails ...
-    rd2 = new_run(tmp_path, random_judge, data, "resume", "shards=1", "store.chunk_units=4",
+    rd2 = new_run(tmp_path, random_judge, data, "resume", "shards=1", "store.chunk_units=4", "verdict_cache=false",
                   *openai_args(server, "engine.max_retries=1", "engine.backoff_s=0.1"))
     shard = shard_process(rd2.root)
     wait_for_commit(rd2.store, 4)
