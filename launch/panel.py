@@ -13,7 +13,6 @@ table printed, with the panel's section. RUN is a name under ``runs_dir`` or an 
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +25,8 @@ from judgelm.rundir import RunDir
 from judgelm.store import VerdictStore
 from judgelm.tables import format_table
 from launch.cli import run_main
-from launch.cluster import make_executor
 from launch.configs import GenericFieldsConfig, JudgeLaunchConfig, saved_judge_config
-from launch.snapshot import snapshot_code
-from launch.submission import merge_cluster, record_submission
-from launch.tasks import JudgeShardTask, merge_task
+from launch.submission import submit
 
 _WHERE = ("cluster", "wait")  # overrides that go to the run's saved config: where the judge's shards run
 
@@ -67,23 +63,9 @@ def judge_with_model(rd: RunDir, run: JudgeLaunchConfig, name: str, model: str) 
     view = store.judge(name)
     done = view.done()
     todo = [k for k in range(run.shards) if not done[view.shard_slice(k, run.shards)].all()]
-    slurm = run.cluster.executor == "slurm"
-    chdir = snapshot_code(rd.root / "code") if slurm else None
-    if not slurm:  # as in `make judge`: local shards share the cores, idle OpenMP threads sleep
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    threads = 0 if slurm else max(1, (os.cpu_count() or 1) // max(1, len(todo)))
-    comment = f"run={run.run} judge={name} shards={run.shards}"
-    ex = make_executor(run.cluster, rd.logs, f"judgelm-judge:{run.run}:{name}", comment=comment, chdir=chdir)
-    n = len(todo)
-    jobs = ex.map_array(JudgeShardTask(), [str(rd.root)] * n, todo, [run.shards] * n, [threads] * n, [name] * n)
-    merge = None
-    if slurm:
-        after = "afterany:" + jobs[0].job_id.split("_")[0] if jobs else None
-        merge = make_executor(merge_cluster(run.cluster), rd.logs, f"judgelm-merge:{run.run}", comment=comment,
-                              chdir=chdir, dependency=after).submit(merge_task, str(rd.root), run.allow_partial)
-    record_submission(rd, "judge", run.cluster.executor, [j.job_id for j in jobs], todo,
-                      merge.job_id if merge else None, judge=name)
-    if slurm and not run.wait:
+    sub = submit(rd, run, todo, judge=name)
+    jobs, merge = sub.shard_jobs, sub.merge_job
+    if run.cluster.executor == "slurm" and not run.wait:
         print(f"judge {name}: array {jobs[0].job_id.split('_')[0] if jobs else '-'} (shards {todo}), merge job "
               f"{merge.job_id}; follow with sacct -j <ids>, then `judgelm merge {rd.root}`")
         return 0

@@ -116,14 +116,16 @@ class Submission:
 
 
 def submit(rd: RunDir, cfg: JudgeLaunchConfig, shards: list[int], wait_for: list[str] = (),
-           running_here: int = 0) -> Submission:
+           running_here: int = 0, judge: str = "") -> Submission:
     """Submit ``shards`` as one job array (and, on Slurm, a merge job after it); record the job ids.
 
     ``wait_for`` are other jobs still working on this run (shards left to an earlier submission): the merge waits
     for them too. ``running_here`` is how many local shards will share this machine in all (several runs
-    submitted together); by default just these.
+    submitted together); by default just these. ``judge`` names a panel judge (``make panel``) whose arrays the
+    shards fill instead of the run's own.
     """
-    comment = f"run={cfg.run} cfg={cfg.fingerprint()} shards={cfg.shards}"
+    comment = f"run={cfg.run} cfg={cfg.fingerprint()} shards={cfg.shards}" + (f" judge={judge}" if judge else "")
+    name = f"judgelm-judge:{cfg.run}" + (f":{judge}" if judge else "")
     slurm = cfg.cluster.executor == "slurm"
     chdir = snapshot_code(rd.root / "code") if slurm else None
     # Locally, share this machine's cores between the shards that run at once; Slurm gives each its own. Idle
@@ -132,23 +134,24 @@ def submit(rd: RunDir, cfg: JudgeLaunchConfig, shards: list[int], wait_for: list
     if not slurm:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     jobs, merge = [], None
-    server = cfg.cluster.server.enabled and shards
+    server = cfg.cluster.server.enabled and shards and not judge
     if server:  # the shards wait for its address; a resubmission starts a fresh one
         (rd.root / STOP_FILE).unlink(missing_ok=True)
         submit_server(rd.root, cfg.run, cfg.model.path, cfg.cluster, cfg.cluster.server, chdir)
     if shards:
-        ex = make_executor(cfg.cluster, rd.logs, f"judgelm-judge:{cfg.run}", comment=comment, chdir=chdir,
+        ex = make_executor(cfg.cluster, rd.logs, name, comment=comment, chdir=chdir,
                            gpus_per_node=task_gpus(cfg), python=cfg.engine.python or None)
         n = len(shards)
         with ctrl_c_left_to_shards(not slurm):
-            jobs = ex.map_array(JudgeShardTask(), [str(rd.root)] * n, shards, [cfg.shards] * n, [threads] * n)
+            jobs = ex.map_array(JudgeShardTask(), [str(rd.root)] * n, shards, [cfg.shards] * n, [threads] * n,
+                                [judge] * n)
     if slurm:
         after = ([jobs[0].job_id.split("_")[0]] if jobs else []) + list(wait_for)
         ex = make_executor(merge_cluster(cfg.cluster), rd.logs, f"judgelm-merge:{cfg.run}", comment=comment,
                            chdir=chdir, dependency="afterany:" + ":".join(after) if after else None)
         merge = ex.submit(merge_task, str(rd.root), cfg.allow_partial, bool(server))
     record_submission(rd, "judge", cfg.cluster.executor, [j.job_id for j in jobs], shards,
-                      merge.job_id if merge else None)
+                      merge.job_id if merge else None, judge=judge)
     return Submission(rd, cfg, shards, jobs, merge)
 
 
