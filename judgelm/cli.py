@@ -13,8 +13,8 @@ import json
 import signal
 import sys
 
-from judgelm.benchmarks import load_dataset
-from judgelm.prompts import Mode, build_prompt
+from judgelm.data.benchmarks import load_dataset
+from judgelm.profiles.prompts import Mode, build_prompt
 
 
 def cmd_prompts(args) -> int:
@@ -40,15 +40,15 @@ def cmd_prompts(args) -> int:
 
 
 def cmd_judgelm_metrics(args) -> int:
-    from judgelm.judgelm_files import metrics_from_judgelm_files
+    from judgelm.scoring.judgelm_files import metrics_from_judgelm_files
 
     print(json.dumps(metrics_from_judgelm_files(args.gt, args.seq, args.rev), indent=2))
     return 0
 
 
 def cmd_merge(args) -> int:
-    from judgelm.merge import IncompleteStore, merge_run
-    from judgelm.tables import format_table
+    from judgelm.results.merge import IncompleteStore, merge_run
+    from judgelm.results.tables import format_table
 
     try:
         print(format_table(merge_run(args.run_dir, args.allow_partial, args.policy)))
@@ -62,9 +62,9 @@ def cmd_calibrate(args) -> int:
     """Fit a temperature on one run's labelled verdicts, apply it to another's: reliability before and after."""
     from pathlib import Path
 
-    from judgelm.calibration import read_labelled, transfer
-    from judgelm.merge import CONFIDENCE_FILE
-    from judgelm.report import reliability_figure
+    from judgelm.results.merge import CONFIDENCE_FILE
+    from judgelm.results.report import reliability_figure
+    from judgelm.scoring.calibration import read_labelled, transfer
 
     try:
         fit = read_labelled(Path(args.fit_run) / CONFIDENCE_FILE, args.fit_benchmark)
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run_dir")
     p.add_argument("--allow-partial", action="store_true")
     p.add_argument("--policy", help="how a unit's stored draws become its verdict (default: the run's merge.policy); "
-                   "see judgelm.verdict_policy")
+                   "see judgelm.scoring.verdict_policy")
     p.set_defaults(fn=cmd_merge)
     p = sub.add_parser("calibrate", help="fit a confidence temperature on one run, apply it to another")
     p.add_argument("fit_run", help="run directory whose confidence.jsonl has labelled verdicts to fit on")

@@ -1,11 +1,13 @@
-"""Where things live inside a run directory, in one place."""
+"""Where things live inside a run directory, in one place, and how its files are written."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from judgelm.config import ConfigError
 
@@ -16,6 +18,17 @@ def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def finite(obj: Any) -> Any:
+    """``obj`` with every NaN or infinity replaced by ``None``: valid JSON, and equal when recomputed."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -64,7 +77,8 @@ class RunDir:
         return self.root / "progress"
 
     def shard_progress(self, shard: int, judge: str = "") -> Path:
-        """A shard's progress file; a panel judge's shards (``judgelm.panel``) keep theirs in their own folder."""
+        """A shard's progress file; a panel judge's shards (``judgelm.judging.panel``) keep theirs in their own
+        folder."""
         return (self.progress / judge if judge else self.progress) / f"shard-{shard:04d}.json"
 
     @property

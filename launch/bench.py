@@ -34,13 +34,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from judgelm.benchmarks import load_dataset
 from judgelm.config import ConfigError, load_config
-from judgelm.inference.config import EngineConfig
+from judgelm.data.benchmarks import load_dataset
+from judgelm.inference.config import EngineConfig, ModelConfig
 from judgelm.inference.hf import HFEngine
+from judgelm.inference.models import encode_with_bos, load_judge, load_tokenizer
 from judgelm.inference.reference_method import judge_one_at_a_time
-from judgelm.models import ModelConfig, encode_with_bos, load_judge, load_tokenizer
-from judgelm.prompts import build_prompt
+from judgelm.profiles.prompts import build_prompt
 from launch.cli import run_main
 
 
@@ -268,11 +268,11 @@ def bench_model(name: str, args, score_line_tokens: float | None) -> tuple[list[
 
 def bench_merge(n_units: int, repeats: int) -> dict:
     """Merge of a synthetic store vs the same metrics from JudgeLM's three JSONL files."""
-    from judgelm.judgelm_files import metrics_from_judgelm_files
-    from judgelm.merge import compute_metrics
-    from judgelm.records import Record
-    from judgelm.store import ChunkVerdicts, VerdictStore
-    from judgelm.units import plan_units
+    from judgelm.data.records import Record
+    from judgelm.judging.store import ChunkVerdicts, VerdictStore
+    from judgelm.judging.units import plan_units
+    from judgelm.results.merge import compute_metrics
+    from judgelm.scoring.judgelm_files import metrics_from_judgelm_files
 
     rng = np.random.default_rng(0)
     n_records = n_units // 2
@@ -317,9 +317,9 @@ def bench_merge(n_units: int, repeats: int) -> dict:
 
 def judgelm_metrics_from_store(path: Path) -> dict:
     """Only JudgeLM's metrics, straight from the store's arrays: what the JSONL route computes, nothing more."""
-    from judgelm.metrics import judgelm_metrics
-    from judgelm.store import VerdictStore
-    from judgelm.verdicts import win_array
+    from judgelm.data.verdicts import win_array
+    from judgelm.judging.store import VerdictStore
+    from judgelm.scoring.metrics import judgelm_metrics
 
     store = VerdictStore(path)
     order, record, scores = store.units("order"), store.units("record"), store.verdicts("scores")

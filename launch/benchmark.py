@@ -22,13 +22,13 @@ import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from judgelm.benchmarks import load_dataset
-from judgelm.benchmarks.suites import load_suite, sources_by_mode
 from judgelm.config import ConfigError, to_yaml
-from judgelm.records import Loaded
-from judgelm.report import BENCHMARK_FILE, write_leaderboard
-from judgelm.run import PlannedRun, create_run, plan_run
-from judgelm.units import plan_units
+from judgelm.data.benchmarks import load_dataset
+from judgelm.data.benchmarks.suites import load_suite, sources_by_mode
+from judgelm.data.records import Loaded
+from judgelm.judging.run import PlannedRun, create_run, plan_run
+from judgelm.judging.units import plan_units
+from judgelm.results.report import BENCHMARK_FILE, write_leaderboard
 from launch.cli import run_main
 from launch.configs import JudgeLaunchConfig, load_judge_config
 from launch.submission import finish, follow, print_how_to_follow, submit

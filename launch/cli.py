@@ -17,7 +17,7 @@ import textwrap
 from collections.abc import Callable
 
 from judgelm.config import ConfigError
-from judgelm.records import RecordError
+from judgelm.data.records import RecordError
 
 USER_ERRORS = (ConfigError, RecordError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
                IsADirectoryError, PermissionError)

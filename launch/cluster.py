@@ -60,7 +60,7 @@ class ClusterConfig:
     """Memory of one GPU in GB (e.g. 80 for A100-80GB); with it a judging task's GPUs follow the model's size."""
     gpus_per_task: int = 0
     """GPUs of one judging array task (= one model replica); 0 picks the fewest that hold the model and a useful
-    batch (``judgelm.gpu_plan``), or 1 when ``gpu_mem_gb`` is not given."""
+    batch (``judgelm.inference.gpu_plan``), or 1 when ``gpu_mem_gb`` is not given."""
     cpus_per_task: int = 2
     """CPU cores per task (tokenisation, data loading)."""
     mem_gb: int | None = None

@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from judgelm.config import CONFIG_DIR, ConfigError, load_config, load_group, load_saved
-from judgelm.judge_config import JudgeConfig
+from judgelm.judging.config import JudgeConfig
 from judgelm.rundir import RunDir, check_run_name
 from judgelm.train.config import TrainConfig, load_train_config
 from launch.cluster import ClusterConfig

@@ -6,7 +6,7 @@
 The default (``configs/evaluate.yaml``): the tiny judge evaluates the six AlpacaEval models shipped in
 ``data/evaluation/alpaca_eval`` against the baseline gpt4_1106_preview in both orders, on 100 of the 805
 instructions spread evenly (``evaluate.limit=0``: all), and puts its leaderboard next to GPT-4 Turbo's on the same
-instructions. Every comparison becomes an ordinary judging record (``judgelm.evaluation.pairing``), so shards,
+instructions. Every comparison becomes an ordinary judging record (``judgelm.data.pairing``), so shards,
 resume, Slurm and the merge work as for ``make judge``; verdicts already in the verdict cache are not judged again.
 """
 
@@ -17,12 +17,12 @@ import time
 from dataclasses import dataclass, field
 
 from judgelm.config import CONFIG_DIR, load_config, to_yaml
-from judgelm.evaluation.alpaca_eval import import_annotations
-from judgelm.evaluation.answers import expand_paths, load_answers
-from judgelm.evaluation.pairing import pair_records, spread_questions
-from judgelm.evaluation.results import LEADERBOARD_MD, REFERENCE_JSON, build_leaderboard
-from judgelm.records import Loaded
-from judgelm.run import create_run, plan_run
+from judgelm.data.answers import expand_paths, load_answers
+from judgelm.data.pairing import pair_records, spread_questions
+from judgelm.data.records import Loaded
+from judgelm.judging.alpaca_eval import import_annotations
+from judgelm.judging.run import create_run, plan_run
+from judgelm.results.leaderboard import LEADERBOARD_MD, REFERENCE_JSON, build_leaderboard
 from judgelm.rundir import RunDir, check_run_name, write_text_atomic
 from launch.cli import run_main
 from launch.configs import JudgeLaunchConfig
@@ -35,7 +35,7 @@ class EvaluationConfig:
 
     answers: list[str] = field(default_factory=list)
     """``FORMAT:PATH[,PATH]`` specs (globs allowed): fastchat, alpaca_eval, alpaca_eval_annotations, judgelm, generic
-    (``judgelm.evaluation.answers``)."""
+    (``judgelm.data.answers``)."""
     pairing: str = "vs-baseline"
     """``vs-baseline`` (every model against ``baseline``), ``all-pairs`` or ``single`` (absolute scores)."""
     baseline: str = ""

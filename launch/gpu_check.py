@@ -30,14 +30,14 @@ from pathlib import Path
 
 import torch
 
-from judgelm.benchmarks import load_dataset
 from judgelm.config import REPO_ROOT, ConfigError, load_config
-from judgelm.gpu_plan import REFERENCE_SHAPES
-from judgelm.inference.config import EngineConfig
+from judgelm.data.benchmarks import load_dataset
+from judgelm.inference.config import EngineConfig, ModelConfig
+from judgelm.inference.gpu_plan import REFERENCE_SHAPES
 from judgelm.inference.hf import HFEngine
+from judgelm.inference.models import encode_with_bos, flash_attn_problem, load_judge
 from judgelm.inference.reference_method import judge_one_at_a_time
-from judgelm.models import ModelConfig, encode_with_bos, flash_attn_problem, load_judge
-from judgelm.prompts import build_prompt
+from judgelm.profiles.prompts import build_prompt
 from judgelm.train.tokenizer import train_tokenizer
 from launch.cli import run_main
 

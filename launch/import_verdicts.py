@@ -1,4 +1,4 @@
-"""Import another judge's verdicts as a run, merge it, print its metrics (``judgelm.external`` for the formats).
+"""Import another judge's verdicts as a run, merge it, print its metrics (``judgelm.judging.external`` for the formats).
 
     python -m launch.import_verdicts format=pandalm data=pandalm \\
         verdicts=data/benchmarks/pandalm/gpt-3.5-turbo-testset-v1.json judge=gpt-3.5-turbo run=gpt35-pandalm
@@ -21,17 +21,17 @@ from pathlib import Path
 
 from omegaconf import MISSING
 
-from judgelm.benchmarks import load_dataset
 from judgelm.config import ConfigError, load_config
-from judgelm.evaluation.alpaca_eval import import_annotations
-from judgelm.evaluation.answers import expand_paths
-from judgelm.evaluation.results import LEADERBOARD_MD
-from judgelm.external import FORMATS, GenericFields, import_verdicts, read_verdicts
-from judgelm.merge import merge_run
-from judgelm.records import write_rejects
+from judgelm.data.answers import expand_paths
+from judgelm.data.benchmarks import load_dataset
+from judgelm.data.records import write_rejects
+from judgelm.judging.alpaca_eval import import_annotations
+from judgelm.judging.external import FORMATS, GenericFields, import_verdicts, read_verdicts
+from judgelm.judging.validate import data_notes
+from judgelm.results.leaderboard import LEADERBOARD_MD
+from judgelm.results.merge import merge_run
+from judgelm.results.tables import format_table
 from judgelm.rundir import RunDir, check_run_name
-from judgelm.tables import format_table
-from judgelm.validate import data_notes
 from launch.cli import run_main
 from launch.configs import GenericFieldsConfig
 

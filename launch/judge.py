@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from judgelm.config import to_yaml
-from judgelm.run import create_run, plan_run
+from judgelm.judging.run import create_run, plan_run
 from launch.cli import run_main
 from launch.configs import JudgeLaunchConfig, load_judge_config
 from launch.server import point_shards_at_server

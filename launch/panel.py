@@ -1,4 +1,5 @@
-"""``make panel``: add a judge to a judged run, so the merge compares the run's judge with a panel (``judgelm.panel``).
+"""``make panel``: add a judge to a judged run, so the merge compares the run's judge with a panel
+(``judgelm.judging.panel``).
 
     python -m launch.panel run=RUN judge=NAME model=DIR [cluster=NAME] [cluster.key=value ...] [wait=true|false]
     python -m launch.panel run=RUN judge=NAME verdicts=FILE format=judgelm|pandalm|generic [swapped=FILE] [generic.*=..]
@@ -18,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from judgelm.config import ConfigError, load_config
-from judgelm.external import FORMATS, GenericFields, read_verdicts
-from judgelm.merge import merge_run
-from judgelm.panel import add_model_judge, import_judge, label_judge
+from judgelm.judging.external import FORMATS, GenericFields, read_verdicts
+from judgelm.judging.panel import add_model_judge, import_judge, label_judge
+from judgelm.judging.store import VerdictStore
+from judgelm.results.merge import merge_run
+from judgelm.results.tables import format_table
 from judgelm.rundir import RunDir
-from judgelm.store import VerdictStore
-from judgelm.tables import format_table
 from launch.cli import run_main
 from launch.configs import GenericFieldsConfig, JudgeLaunchConfig, saved_judge_config
 from launch.submission import submit
@@ -44,7 +45,7 @@ class PanelConfig:
     swapped: str = ""
     """Imported verdicts for the swapped answer order (optional)."""
     format: str = "generic"
-    """Format of ``verdicts``: ``judgelm``, ``pandalm`` or ``generic`` (``judgelm.external``)."""
+    """Format of ``verdicts``: ``judgelm``, ``pandalm`` or ``generic`` (``judgelm.judging.external``)."""
     id_prefix: str = ""
     """Put before each imported verdict's id: records of a ``make benchmark`` run are ``<benchmark>/<id>``."""
     generic: GenericFieldsConfig = field(default_factory=GenericFieldsConfig)

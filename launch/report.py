@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from judgelm.config import ConfigError, load_config
-from judgelm.report import BENCHMARK_FILE, write_leaderboard, write_report
+from judgelm.results.report import BENCHMARK_FILE, write_leaderboard, write_report
 from judgelm.rundir import RunDir
 from launch.cli import run_main
 

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 
 from judgelm.config import ConfigError, load_config
-from judgelm.run import incomplete_shards
+from judgelm.judging.run import incomplete_shards
 from judgelm.rundir import RunDir
 from launch.cli import run_main
 from launch.configs import saved_judge_config

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from judgelm.config import ConfigError, load_config
-from judgelm.progress import read_progress
+from judgelm.judging.progress import read_progress
+from judgelm.judging.store import VerdictStore
+from judgelm.results.tables import data_line
 from judgelm.rundir import RunDir
-from judgelm.store import VerdictStore
-from judgelm.tables import data_line
 from launch.cli import run_main
 from launch.sacct import sacct
 from launch.submission import latest_jobs, read_submissions

@@ -18,12 +18,11 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from judgelm.gpu_plan import plan_replica, run_plan_text
-from judgelm.merge import IncompleteStore, merge_run
-from judgelm.progress import read_progress
+from judgelm.judging.progress import read_progress
+from judgelm.judging.store import VerdictStore
+from judgelm.results.merge import IncompleteStore, merge_run
+from judgelm.results.tables import format_table
 from judgelm.rundir import RunDir
-from judgelm.store import VerdictStore
-from judgelm.tables import format_table
 from launch.cluster import ClusterConfig, make_executor
 from launch.configs import JudgeLaunchConfig
 from launch.server import STOP_FILE, request_stop, submit_server
@@ -46,14 +45,16 @@ def record_submission(rd: RunDir, kind: str, executor: str, job_ids: list[str], 
 
 def task_gpus(cfg: JudgeLaunchConfig) -> int | None:
     """GPUs per judging array task: the profile's ``gpus_per_task``, or from the model's size and ``gpu_mem_gb``
-    (``judgelm.gpu_plan``); ``None`` leaves the profile's ``gpus_per_node``."""
+    (``judgelm.inference.gpu_plan``); ``None`` leaves the profile's ``gpus_per_node``."""
     c = cfg.cluster
     if not c.gpus_per_node or not c.gpu_mem_gb:
         return c.gpus_per_task or None
+    from judgelm.inference.gpu_plan import plan_replica  # torch and transformers: not for status, which reads jobs here
     return plan_replica(cfg.model.path, c.gpu_mem_gb, c.gpus_per_task, cfg.model.dtype, cfg.engine.memory_margin).gpus
 
 
 def gpu_plan_text(cfg: JudgeLaunchConfig) -> str:
+    from judgelm.inference.gpu_plan import run_plan_text  # as in task_gpus
     c = cfg.cluster
     return run_plan_text(cfg.model.path, cfg.shards, c.gpu_mem_gb if c.gpus_per_node else None, c.gpus_per_task,
                          cfg.model.dtype, cfg.engine.memory_margin)

@@ -5,17 +5,20 @@ from __future__ import annotations
 import logging
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import submitit
 
-from judgelm.merge import merge_run
-from judgelm.preemption import StopRequest
-from judgelm.shard import ShardResult, run_shard
-from judgelm.tables import format_table
-from judgelm.train.config import TrainConfig
-from judgelm.train.loop import TrainResult, train
+from judgelm.judging.preemption import StopRequest
+from judgelm.results.merge import merge_run
+from judgelm.results.tables import format_table
 from launch.cli import setup_logging
 from launch.server import request_stop
+
+if TYPE_CHECKING:
+    from judgelm.judging.shard import ShardResult
+    from judgelm.train.config import TrainConfig
+    from judgelm.train.loop import TrainResult
 
 log = logging.getLogger("judgelm.tasks")
 
@@ -31,6 +34,7 @@ class JudgeShardTask(submitit.helpers.Checkpointable):
     """
 
     def __call__(self, run_dir: str, shard: int, n_shards: int, threads: int = 0, judge: str = "") -> ShardResult:
+        from judgelm.judging.shard import run_shard  # torch: loaded where a shard runs, not where jobs are named
         setup_logging()
         stop = StopRequest((signal.SIGUSR2, signal.SIGTERM, signal.SIGINT))
         result = run_shard(run_dir, shard, n_shards, stop, threads=threads, judge=judge)
@@ -65,6 +69,7 @@ class TrainJob(submitit.helpers.Checkpointable):
     """
 
     def __call__(self, cfg: TrainConfig, run_dir: str) -> TrainResult:
+        from judgelm.train.loop import train  # as in JudgeShardTask
         setup_logging()
         flag = StopRequest()
         result = train(cfg, Path(run_dir), stop=flag)

@@ -26,8 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from judgelm.inference.config import EngineConfig
-from judgelm.models import ModelConfig
+from judgelm.inference.config import EngineConfig, ModelConfig
 
 
 def versions() -> dict:

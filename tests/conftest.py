@@ -18,7 +18,7 @@ def build_random_judge(path: Path, seed: int = 0, context: int = 4096, hidden: i
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    from judgelm.prompts import build_prompt
+    from judgelm.profiles.prompts import build_prompt
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

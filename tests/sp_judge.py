@@ -7,7 +7,7 @@ import io
 import json
 from pathlib import Path
 
-from judgelm.prompts import build_prompt
+from judgelm.profiles.prompts import build_prompt
 
 
 def build_sentencepiece_judge(path: Path, eos_ids: list[int] | None = None, weights: bool = False) -> Path:

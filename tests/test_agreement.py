@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from judgelm.agreement import category_counts, fleiss_kappa, krippendorff_alpha
+from judgelm.scoring.agreement import category_counts, fleiss_kappa, krippendorff_alpha
 
 N = np.nan
 

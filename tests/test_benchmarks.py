@@ -6,16 +6,16 @@ from collections import Counter
 
 import pytest
 
-from judgelm.benchmarks import BENCHMARKS, DATA_DIR, absolute_spec, load_dataset
-from judgelm.benchmarks.files import load_files
-from judgelm.benchmarks.generic import load_generic
-from judgelm.benchmarks.judgebench import record_from_judgebench
-from judgelm.benchmarks.llmbar import record_from_llmbar
-from judgelm.benchmarks.prometheus import record_from_prometheus
-from judgelm.benchmarks.rewardbench import EXAMPLE_COUNTS, SECTIONS, record_from_rewardbench
-from judgelm.benchmarks.suites import load_suite, sources_by_mode
 from judgelm.config import ConfigError
-from judgelm.records import RecordError
+from judgelm.data.benchmarks import BENCHMARKS, DATA_DIR, absolute_spec, load_dataset
+from judgelm.data.benchmarks.files import load_files
+from judgelm.data.benchmarks.generic import load_generic
+from judgelm.data.benchmarks.judgebench import record_from_judgebench
+from judgelm.data.benchmarks.llmbar import record_from_llmbar
+from judgelm.data.benchmarks.prometheus import record_from_prometheus
+from judgelm.data.benchmarks.rewardbench import EXAMPLE_COUNTS, SECTIONS, record_from_rewardbench
+from judgelm.data.benchmarks.suites import load_suite, sources_by_mode
+from judgelm.data.records import RecordError
 
 
 def counts(records, key):

@@ -3,8 +3,11 @@
 import numpy as np
 import pytest
 
-from judgelm.benchmarks import load_dataset
-from judgelm.benchmarks.protocols import (
+from judgelm.data.benchmarks import load_dataset
+from judgelm.judging.store import ChunkVerdicts, VerdictStore
+from judgelm.judging.units import plan_units
+from judgelm.results.merge import compute_metrics, leaderboard_rows
+from judgelm.scoring.protocols import (
     Graded,
     Pairs,
     correlation_protocol,
@@ -12,9 +15,6 @@ from judgelm.benchmarks.protocols import (
     llmbar_protocol,
     rewardbench_protocol,
 )
-from judgelm.merge import compute_metrics, leaderboard_rows
-from judgelm.store import ChunkVerdicts, VerdictStore
-from judgelm.units import plan_units
 
 
 def pairs(gt, seq, rev_original_frame, subsets, categories=None):

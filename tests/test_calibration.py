@@ -1,4 +1,4 @@
-"""Confidence from score-token log-probabilities, and calibration (judgelm/calibration.py), on hand cases."""
+"""Confidence from score-token log-probabilities, and calibration (judgelm/scoring/calibration.py), on hand cases."""
 
 import json
 import math
@@ -6,12 +6,12 @@ import math
 import numpy as np
 import pytest
 
-from judgelm.calibration import _Decoder, label_probabilities, reliability, unit_confidence, unit_distributions
-from judgelm.merge import merge_run
-from judgelm.models import load_tokenizer
-from judgelm.records import Record
-from judgelm.store import TOP_IDS, TOP_LOGPROBS, ChunkVerdicts, VerdictStore, logprob_arrays
-from judgelm.units import plan_units
+from judgelm.data.records import Record
+from judgelm.inference.models import load_tokenizer
+from judgelm.judging.store import TOP_IDS, TOP_LOGPROBS, ChunkVerdicts, VerdictStore, logprob_arrays
+from judgelm.judging.units import plan_units
+from judgelm.results.merge import merge_run
+from judgelm.scoring.calibration import _Decoder, label_probabilities, reliability, unit_confidence, unit_distributions
 
 
 @pytest.fixture(scope="module")

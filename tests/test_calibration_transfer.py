@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from judgelm import cli
-from judgelm.calibration import fit_temperature, temper
+from judgelm.scoring.calibration import fit_temperature, temper
 
 
 def over_confident(n, seed):

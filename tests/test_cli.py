@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from judgelm.cli import main
-from judgelm.judgelm_files import metrics_from_judgelm_files
-from judgelm.merge import compute_metrics
-from judgelm.prompts import Mode, build_prompt
-from judgelm.records import load_records
-from judgelm.store import ChunkVerdicts, VerdictStore
-from judgelm.units import plan_units
-from judgelm.verdicts import parse_prediction
+from judgelm.data.records import load_records
+from judgelm.data.verdicts import parse_prediction
+from judgelm.judging.store import ChunkVerdicts, VerdictStore
+from judgelm.judging.units import plan_units
+from judgelm.profiles.prompts import Mode, build_prompt
+from judgelm.results.merge import compute_metrics
+from judgelm.scoring.judgelm_files import metrics_from_judgelm_files
 from tests.conftest import write_pairs
 
 

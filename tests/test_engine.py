@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from judgelm.inference.config import EngineConfig
+from judgelm.inference.config import EngineConfig, ModelConfig
 from judgelm.inference.hf import HFEngine, decode_batches, newline_token_ids, plan_batches
+from judgelm.inference.models import encode_with_bos, load_judge
 from judgelm.inference.prepare import fit_prompt, prepare_chunk
 from judgelm.inference.sampling import uniform_noise
-from judgelm.models import ModelConfig, encode_with_bos, load_judge
-from judgelm.prompts import Mode, build_prompt
+from judgelm.profiles.prompts import Mode, build_prompt
 
 
 @pytest.fixture(scope="module")

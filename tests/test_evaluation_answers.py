@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from judgelm.evaluation.answers import load_answers
-from judgelm.evaluation.pairing import REFERENCE_MODEL, pair_records, spread_questions
-from judgelm.records import RecordError
+from judgelm.data.answers import load_answers
+from judgelm.data.pairing import REFERENCE_MODEL, pair_records, spread_questions
+from judgelm.data.records import RecordError
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "evaluation"
 

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from judgelm.evaluation import leaderboard as lb
-from judgelm.evaluation.outcomes import comparisons
-from judgelm.evaluation.results import build_leaderboard, write_leaderboard
-from judgelm.records import Record
-from judgelm.store import ChunkVerdicts, VerdictStore
-from judgelm.units import plan_units
+from judgelm.data.records import Record
+from judgelm.judging.store import ChunkVerdicts, VerdictStore
+from judgelm.judging.units import plan_units
+from judgelm.results.leaderboard import build_leaderboard, write_leaderboard
+from judgelm.scoring import ratings as lb
+from judgelm.scoring.outcomes import comparisons
 
 
 def comps(models, rows, lengths=None):

@@ -1,14 +1,14 @@
-"""Importing another judge's verdicts (judgelm/external.py, launch/import_verdicts.py)."""
+"""Importing another judge's verdicts (judgelm/judging/external.py, launch/import_verdicts.py)."""
 
 import json
 
 import pytest
 
-from judgelm.benchmarks import DATA_DIR, load_dataset
 from judgelm.config import ConfigError
-from judgelm.external import GenericFields, import_verdicts, read_generic, read_judgelm, read_pandalm
-from judgelm.merge import compute_metrics
-from judgelm.records import RecordError
+from judgelm.data.benchmarks import DATA_DIR, load_dataset
+from judgelm.data.records import RecordError
+from judgelm.judging.external import GenericFields, import_verdicts, read_generic, read_judgelm, read_pandalm
+from judgelm.results.merge import compute_metrics
 from launch import import_verdicts as cli
 from tests.conftest import write_pairs
 

@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from judgelm.benchmarks import load_dataset
-from judgelm.benchmarks.generic import load_generic_config
 from judgelm.config import REPO_ROOT
-from judgelm.external import GenericFields, import_verdicts, read_generic
-from judgelm.merge import merge_run
+from judgelm.data.benchmarks import load_dataset
+from judgelm.data.benchmarks.generic import load_generic_config
+from judgelm.judging.external import GenericFields, import_verdicts, read_generic
+from judgelm.results.merge import merge_run
 
 EXAMPLES = REPO_ROOT / "data" / "generic_examples"
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from judgelm.gpu_plan import count_params, model_config, plan_replica
+from judgelm.inference.gpu_plan import count_params, model_config, plan_replica
 from launch.judge import main as judge_main
 
 

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from judgelm.config import to_yaml
-from judgelm.merge import IncompleteStore, merge_run
-from judgelm.progress import read_progress
-from judgelm.run import create_run, plan_run
+from judgelm.judging.progress import read_progress
+from judgelm.judging.run import create_run, plan_run
+from judgelm.judging.store import VerdictStore
+from judgelm.results.merge import IncompleteStore, merge_run
 from judgelm.rundir import RunDir
-from judgelm.store import VerdictStore
 from launch import judge as launch_judge
 from launch import resubmit as launch_resubmit
 from launch import status as launch_status
@@ -69,7 +69,7 @@ def test_local_executor_run_end_to_end(tmp_path, random_judge, capsys):
 
 
 def shard_process(run_dir):
-    return subprocess.Popen([sys.executable, "-c", f"from judgelm.shard import run_shard; "
+    return subprocess.Popen([sys.executable, "-c", f"from judgelm.judging.shard import run_shard; "
                              f"run_shard({str(run_dir)!r}, 0, 1, threads=1)"], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -110,7 +110,7 @@ def test_shard_killed_with_sigkill_resumes_to_the_same_store(tmp_path, random_ju
 def test_merge_refuses_an_incomplete_store_and_names_the_shards(tmp_path, random_judge):
     data = write_pairs(tmp_path / "pairs.jsonl", 16)
     rd = new_run(tmp_path, random_judge, data, "partial", "shards=4", "store.chunk_units=4")
-    from judgelm.shard import run_shard
+    from judgelm.judging.shard import run_shard
     run_shard(rd.root, 1, 4, threads=1)
     run_shard(rd.root, 3, 4, threads=1)
     with pytest.raises(IncompleteStore, match=r"16 of 32 units are not judged; missing in shard 0 \(8 units\), "
@@ -127,7 +127,7 @@ def test_invalid_records_are_skipped_into_rejects_when_asked(tmp_path, random_ju
     lines = data.read_text().splitlines()
     lines[2] = lines[2].replace('"question_body": "Translate \'chat\' to English. (case 2)"', '"question_body": " "')
     data.write_text("\n".join(lines) + "\n")
-    from judgelm.records import RecordError
+    from judgelm.data.records import RecordError
     with pytest.raises(RecordError, match=r"pairs.jsonl:3: field 'question_body': empty"):
         new_run(tmp_path, random_judge, data, "strict")
     rd = new_run(tmp_path, random_judge, data, "lenient", "data.skip_invalid=true")
@@ -135,7 +135,7 @@ def test_invalid_records_are_skipped_into_rejects_when_asked(tmp_path, random_ju
     assert json.loads(rd.rejects.read_text())["line"] == 3
     # the skipped record is said wherever the run is read, not only in a start-up warning
     assert "data: 1 invalid records skipped (rejects.jsonl)" in launch_status.status_table(rd)
-    from judgelm.shard import run_shard
+    from judgelm.judging.shard import run_shard
     n_shards = VerdictStore(rd.store).attrs["n_shards"]
     for k in range(n_shards):
         run_shard(rd.root, k, n_shards, threads=1)
@@ -153,7 +153,7 @@ def test_single_and_multi_answer_runs_end_to_end(tmp_path, random_judge):
     rd = new_run(tmp_path, random_judge, multi, "multi", "prompt.mode=multi", "shards=2")
     store = VerdictStore(rd.store)
     assert store.n_units == 5 and store.n_scores == 3  # one order: N-answer prompts are not swapped
-    from judgelm.shard import run_shard
+    from judgelm.judging.shard import run_shard
     for k in range(2):
         run_shard(rd.root, k, 2, threads=1)
     m = merge_run(rd.root)
@@ -188,7 +188,7 @@ def test_a_shard_that_crashes_says_so_in_its_progress(tmp_path, random_judge):
     judge = shutil.copytree(random_judge, tmp_path / "judge")  # checked at creation, then gone when the shard runs
     rd = new_run(tmp_path, judge, data, "crash", "shards=1")
     (judge / "model.safetensors").unlink()
-    from judgelm.shard import run_shard
+    from judgelm.judging.shard import run_shard
     with pytest.raises(OSError):
         run_shard(rd.root, 0, 1, threads=1)
     assert [a.state for a in read_progress(rd.shard_progress(0)).attempts] == ["failed"]

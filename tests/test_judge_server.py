@@ -5,8 +5,8 @@ import urllib.request
 
 import pytest
 
-from judgelm.shard import run_shard
-from judgelm.store import VerdictStore
+from judgelm.judging.shard import run_shard
+from judgelm.judging.store import VerdictStore
 from launch.cluster import ClusterConfig
 from launch.server import URL_FILE, JudgeServerConfig, request_stop, submit_server
 from tests.conftest import write_pairs

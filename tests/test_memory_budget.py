@@ -3,10 +3,10 @@
 import torch
 from transformers import LlamaConfig
 
-from judgelm.inference.config import EngineConfig
+from judgelm.inference.config import EngineConfig, ModelConfig
 from judgelm.inference.hf import HFEngine
 from judgelm.inference.memory import CPU_BATCH_TOKENS, batch_token_budget, kv_bytes_per_token
-from judgelm.models import ModelConfig, load_judge
+from judgelm.inference.models import load_judge
 
 GB = 1 << 30
 LLAMA_7B = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32)

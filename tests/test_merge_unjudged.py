@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from judgelm.merge import compute_metrics
-from judgelm.records import Record
-from judgelm.store import ChunkVerdicts, VerdictStore
-from judgelm.tables import format_table
-from judgelm.units import plan_units
-from judgelm.verdicts import Status
+from judgelm.data.records import Record
+from judgelm.data.verdicts import Status
+from judgelm.judging.store import ChunkVerdicts, VerdictStore
+from judgelm.judging.units import plan_units
+from judgelm.results.merge import compute_metrics
+from judgelm.results.tables import format_table
 
 
 def test_pairs_with_an_unjudged_unit_are_dropped_not_scored_as_ties(tmp_path):

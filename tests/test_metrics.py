@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from judgelm.metrics import confusion, judgelm_metrics, macro_prf, swap_metrics
+from judgelm.scoring.metrics import confusion, judgelm_metrics, macro_prf, swap_metrics
 
 
 def test_hand_computed_agreement_precision_recall_f1():

@@ -1,9 +1,10 @@
-"""The metrics beyond JudgeLM's (judgelm/metrics.py), on hand-computed cases and against scikit-learn and SciPy."""
+"""The metrics beyond JudgeLM's (judgelm/scoring/metrics.py), on hand-computed cases and against scikit-learn and
+SciPy."""
 
 import numpy as np
 import pytest
 
-from judgelm.metrics import (
+from judgelm.scoring.metrics import (
     agreement_without_ties,
     bootstrap_ci,
     cohen_kappa,

@@ -10,10 +10,16 @@ import pytest
 import torch
 
 from judgelm.config import REPO_ROOT
-from judgelm.inference.config import EngineConfig
+from judgelm.inference.config import EngineConfig, ModelConfig
 from judgelm.inference.hf import HFEngine, end_token_ids
-from judgelm.models import ModelConfig, encode_with_bos, flash_attn_problem, load_judge, pick_attention, resolve_dtype
-from judgelm.prompts import build_prompt
+from judgelm.inference.models import (
+    encode_with_bos,
+    flash_attn_problem,
+    load_judge,
+    pick_attention,
+    resolve_dtype,
+)
+from judgelm.profiles.prompts import build_prompt
 from tests.sp_judge import build_sentencepiece_judge
 
 
@@ -48,7 +54,7 @@ def test_flash_attention_needs_cuda_half_precision_and_a_package_that_imports():
 def resolve_in_subprocess(name: str, cache) -> subprocess.CompletedProcess:
     # huggingface_hub reads its cache location when imported: a fresh process per setting.
     env = dict(os.environ, HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO_ROOT))
-    code = f"from judgelm.models import resolve_model; print(resolve_model({name!r}))"
+    code = f"from judgelm.inference.models import resolve_model; print(resolve_model({name!r}))"
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
 
 

@@ -12,9 +12,9 @@ from judgelm.inference import BACKENDS
 from judgelm.inference.config import EngineConfig
 from judgelm.inference.openai_engine import ServerUnavailable, resolve_base_url
 from judgelm.inference.usage import Usage, total_usage, write_usage
-from judgelm.progress import read_progress
-from judgelm.shard import run_shard
-from judgelm.store import VerdictStore
+from judgelm.judging.progress import read_progress
+from judgelm.judging.shard import run_shard
+from judgelm.judging.store import VerdictStore
 from tests.conftest import write_pairs
 from tests.openai_server import SERVE, Server
 from tests.test_judge_run import new_run, shard_process

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from judgelm.external import GenericFields, read_verdicts
-from judgelm.merge import merge_run
-from judgelm.panel import add_model_judge, import_judge, label_judge
-from judgelm.records import Record
+from judgelm.data.records import Record
+from judgelm.judging.external import GenericFields, read_verdicts
+from judgelm.judging.panel import add_model_judge, import_judge, label_judge
+from judgelm.judging.shard import run_shard
+from judgelm.judging.store import ChunkVerdicts, VerdictStore
+from judgelm.judging.units import plan_units
+from judgelm.results.merge import merge_run
 from judgelm.rundir import RunDir
-from judgelm.shard import run_shard
-from judgelm.store import ChunkVerdicts, VerdictStore
-from judgelm.units import plan_units
 from launch import panel as launch_panel
 from tests.conftest import write_pairs
 from tests.test_judge_run import new_run

@@ -2,11 +2,11 @@
 
 import pytest
 
-from judgelm.inference.config import EngineConfig
+from judgelm.inference.config import EngineConfig, ModelConfig
 from judgelm.inference.hf import HFEngine, prefill_plan
+from judgelm.inference.models import encode_with_bos, load_judge
 from judgelm.inference.prefix import attention_positions_per_token, prefix_groups, worth_sharing
-from judgelm.models import ModelConfig, encode_with_bos, load_judge
-from judgelm.prompts import build_prompt
+from judgelm.profiles.prompts import build_prompt
 from tests.test_engine import reference_generate
 
 

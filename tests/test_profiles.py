@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from judgelm.inference.encode import encode_prompts
 from judgelm.profiles import PROFILES, JudgeProfileConfig, make_profile, store_attrs
 from judgelm.profiles.autoj import SINGLE
 from judgelm.profiles.base import FIRST, SECOND, TIE, UnsupportedMode
-from judgelm.profiles.encode import encode_prompts
-from judgelm.prompts import Mode, build_prompt
+from judgelm.profiles.prompts import Mode, build_prompt
 
 GOLDEN = Path(__file__).parent / "golden" / "profiles"
 QUESTION, ANSWERS, REFERENCE = "\nWhat is {x}?\n", ("Forty-two.", "{answer_2} 41"), "It is 42."

@@ -3,9 +3,9 @@
 import numpy as np
 
 from judgelm.config import to_yaml
-from judgelm.progress import ShardProgress, write_progress
-from judgelm.run import create_run, plan_run
-from judgelm.store import ChunkVerdicts, VerdictStore
+from judgelm.judging.progress import ShardProgress, write_progress
+from judgelm.judging.run import create_run, plan_run
+from judgelm.judging.store import ChunkVerdicts, VerdictStore
 from launch.configs import load_judge_config
 from launch.submission import ProgressView
 from tests.conftest import write_pairs

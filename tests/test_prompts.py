@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from judgelm.prompts import INSTRUCTION, Mode, build_prompt, multi_instruction
+from judgelm.profiles.prompts import INSTRUCTION, Mode, build_prompt, multi_instruction
 
 GOLDEN = Path(__file__).parent / "golden" / "prompts"
 QUESTION = "\nWhat is {x}?\n"  # JudgeLM inserts text raw: newlines kept, braces not interpreted

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from judgelm.benchmarks import load_dataset
-from judgelm.records import RecordError, load_records, write_rejects
+from judgelm.data.benchmarks import load_dataset
+from judgelm.data.records import RecordError, load_records, write_rejects
 
 
 def good(qid, **extra):
@@ -103,7 +103,7 @@ def test_pandalm_default_benchmark_uses_the_human_majority():
 
 
 def test_empty_answers_are_data_rendered_raw_and_counted(tmp_path):
-    from judgelm.prompts import build_prompt
+    from judgelm.profiles.prompts import build_prompt
 
     f = write_lines(tmp_path / "d.jsonl", [good(1, answer2_body=""), good(2, answer1_body=" \n"), good(3)])
     loaded = load_records(f)

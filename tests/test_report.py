@@ -7,10 +7,10 @@ import re
 import numpy as np
 import pytest
 
-from judgelm.benchmarks import DATA_DIR
-from judgelm.benchmarks.suites import load_suite
-from judgelm.merge import TINY_NOTE
-from judgelm.report import judged_runs, write_report
+from judgelm.data.benchmarks import DATA_DIR
+from judgelm.data.benchmarks.suites import load_suite
+from judgelm.results.merge import TINY_NOTE
+from judgelm.results.report import judged_runs, write_report
 from launch import benchmark, import_verdicts
 from launch import report as report_cli
 from launch.configs import saved_judge_config

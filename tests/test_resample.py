@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from judgelm.inference.config import EngineConfig
+from judgelm.data.verdicts import Status
+from judgelm.inference.config import EngineConfig, ModelConfig
 from judgelm.inference.hf import HFEngine
-from judgelm.models import ModelConfig, encode_with_bos, load_judge
-from judgelm.prompts import build_prompt
-from judgelm.resample import ChunkDraws, extra_draws, noise_key
-from judgelm.shard import run_shard
-from judgelm.store import NOT_ASKED, VerdictStore
-from judgelm.verdicts import Status
+from judgelm.inference.models import encode_with_bos, load_judge
+from judgelm.judging.resample import ChunkDraws, extra_draws, noise_key
+from judgelm.judging.shard import run_shard
+from judgelm.judging.store import NOT_ASKED, VerdictStore
+from judgelm.profiles.prompts import build_prompt
 from tests.conftest import write_pairs
 from tests.test_judge_run import new_run
 

@@ -4,7 +4,7 @@ transformers with ``sentencepiece`` and ``protobuf``), pads with unk as JudgeLM 
 import pytest
 
 from judgelm.inference.hf import newline_token_ids
-from judgelm.models import encode_with_bos, load_tokenizer
+from judgelm.inference.models import encode_with_bos, load_tokenizer
 from tests.sp_judge import build_sentencepiece_judge
 
 

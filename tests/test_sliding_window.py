@@ -4,11 +4,11 @@ are counted in positions, not cache slots, so every row matches one-at-a-time ge
 import pytest
 import torch
 
-from judgelm.inference.config import EngineConfig
+from judgelm.inference.config import EngineConfig, ModelConfig
 from judgelm.inference.hf import HFEngine, decode_batches, plan_batches
+from judgelm.inference.models import encode_with_bos, load_judge
 from judgelm.inference.window import attention_window
-from judgelm.models import ModelConfig, encode_with_bos, load_judge
-from judgelm.prompts import build_prompt
+from judgelm.profiles.prompts import build_prompt
 
 WINDOW = 64
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from judgelm.progress import read_progress
+from judgelm.judging.progress import read_progress
+from judgelm.judging.store import VerdictStore
 from judgelm.rundir import RunDir
-from judgelm.store import VerdictStore
 from launch import judge as launch_judge
 from launch import resubmit as launch_resubmit
 from launch.status import latest_jobs, read_submissions, status_table

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from judgelm.records import Record
-from judgelm.store import NO_LABEL, ChunkVerdicts, VerdictStore, plan_chunks
-from judgelm.units import plan_units
+from judgelm.data.records import Record
+from judgelm.judging.store import NO_LABEL, ChunkVerdicts, VerdictStore, plan_chunks
+from judgelm.judging.units import plan_units
 
 REPO = Path(__file__).resolve().parents[1]
 

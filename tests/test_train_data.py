@@ -9,8 +9,9 @@ import random
 import numpy as np
 import pytest
 
-from judgelm.prompts import build_prompt
-from judgelm.records import RecordError
+from judgelm.data.records import RecordError
+from judgelm.data.verdicts import parse_scores
+from judgelm.profiles.prompts import build_prompt
 from judgelm.train import tiny_data
 from judgelm.train.data import (
     IGNORE,
@@ -23,7 +24,6 @@ from judgelm.train.data import (
     swapped,
 )
 from judgelm.train.tokenizer import build_tiny_tokenizer
-from judgelm.verdicts import parse_scores
 from tests.test_train_fixtures import micro_record, write_micro_data
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 
-from judgelm.records import Record
-from judgelm.units import plan_units, spread_records
+from judgelm.data.records import Record
+from judgelm.judging.units import plan_units, spread_records
 
 
 def _records(n: int, ref_every: int = 3) -> list[Record]:

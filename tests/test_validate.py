@@ -1,11 +1,11 @@
-"""Run settings checked against the data at run creation (judgelm/validate.py)."""
+"""Run settings checked against the data at run creation (judgelm/judging/validate.py)."""
 
 import pytest
 
 from judgelm.config import ConfigError
-from judgelm.judge_config import JudgeConfig
-from judgelm.records import Loaded, Record, Reject, Source
-from judgelm.validate import check_run_inputs, data_notes
+from judgelm.data.records import Loaded, Record, Reject, Source
+from judgelm.judging.config import JudgeConfig
+from judgelm.judging.validate import check_run_inputs, data_notes
 
 PAIRS = Loaded([Record(1, "q", ("a", ""), label=1), Record(2, "q", ("a", "b"), label=0)])
 UNLABELLED = Loaded([Record(1, "q", ("a", "b", "c")), Record(2, "q", ("a", "b", "c"))])

@@ -4,9 +4,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from judgelm.judge_config import JudgeConfig
+from judgelm.judging.config import JudgeConfig
+from judgelm.judging.verdict_cache import (
+    CACHE_DIR,
+    Entry,
+    VerdictCache,
+    decoding_settings,
+    judge_fingerprint,
+    open_cache,
+)
 from judgelm.profiles.base import Prompt
-from judgelm.verdict_cache import CACHE_DIR, Entry, VerdictCache, decoding_settings, judge_fingerprint, open_cache
 
 DECODING = decoding_settings(JudgeConfig())
 REPO = Path(__file__).resolve().parents[1]
@@ -56,7 +63,7 @@ def test_sampled_decoding_and_a_disabled_cache_are_not_cached(tmp_path):
 # the writers race on one os.replace target), then one of its own.
 WRITER = """
 import sys
-from judgelm.verdict_cache import Entry, VerdictCache
+from judgelm.judging.verdict_cache import Entry, VerdictCache
 root, worker, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 cache = VerdictCache.open(root, "judge", {decoding!r})
 for r in range(rounds):

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from judgelm import cli
-from judgelm.merge import merge_run
-from judgelm.records import Record
-from judgelm.report import write_report
-from judgelm.store import NOT_ASKED, ChunkVerdicts, VerdictStore, draw_arrays
-from judgelm.units import plan_units
-from judgelm.verdict_policy import choose
-from judgelm.verdicts import Status
+from judgelm.data.records import Record
+from judgelm.data.verdicts import Status
+from judgelm.judging.store import NOT_ASKED, ChunkVerdicts, VerdictStore, draw_arrays
+from judgelm.judging.units import plan_units
+from judgelm.results.merge import merge_run
+from judgelm.results.report import write_report
+from judgelm.scoring.verdict_policy import choose
 from launch import benchmark, judge
 
 N = np.nan

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from judgelm.verdicts import parse_prediction, parse_scores, win, win_array
+from judgelm.data.verdicts import parse_prediction, parse_scores, win, win_array
 
 
 @pytest.mark.parametrize("text, expected", [

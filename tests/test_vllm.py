@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from judgelm.benchmarks import load_dataset
-from judgelm.inference.config import EngineConfig
+from judgelm.data.benchmarks import load_dataset
+from judgelm.data.verdicts import parse_prediction
+from judgelm.inference.config import EngineConfig, ModelConfig
 from judgelm.inference.hf import HFEngine
-from judgelm.models import ModelConfig, encode_with_bos, load_judge
-from judgelm.progress import read_progress
-from judgelm.prompts import build_prompt
-from judgelm.store import VerdictStore
-from judgelm.verdicts import parse_prediction
+from judgelm.inference.models import encode_with_bos, load_judge
+from judgelm.judging.progress import read_progress
+from judgelm.judging.store import VerdictStore
+from judgelm.profiles.prompts import build_prompt
 
 REPO = Path(__file__).resolve().parents[1]
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
@@ -106,7 +106,7 @@ def test_top_logprobs_match_the_hf_engine(vllm_out, hf_out):
 
 def new_run(tmp_path, name, *overrides):
     from judgelm.config import to_yaml
-    from judgelm.run import create_run, plan_run
+    from judgelm.judging.run import create_run, plan_run
     from launch.configs import load_judge_config
 
     cfg = load_judge_config([f"model.path={TINY_JUDGE}", "data.source=pandalm", "data.limit=24",
@@ -121,7 +121,7 @@ def test_requeue_signal_stops_the_shard_after_its_chunk_not_the_engine(tmp_path,
     rd = new_run(tmp_path, "vllm", "engine.backend=vllm", f"engine.python={VLLM_PYTHON}")
     log = (tmp_path / "shard.log").open("w")
     proc = subprocess.Popen([str(VLLM_PYTHON), "-c", "import logging; logging.basicConfig(level=logging.INFO); "
-                             f"from judgelm.shard import run_shard; print(run_shard({str(rd.root)!r}, 0, 1))"],
+                             f"from judgelm.judging.shard import run_shard; print(run_shard({str(rd.root)!r}, 0, 1))"],
                             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True,
                             stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 600
@@ -142,7 +142,7 @@ def test_requeue_signal_stops_the_shard_after_its_chunk_not_the_engine(tmp_path,
     text, status = store.verdicts("text"), store.verdicts("status")
     assert all(t.endswith("\n") for t in text[done]) and not any(text[~done])
     clean = new_run(tmp_path, "hf")
-    from judgelm.shard import run_shard
+    from judgelm.judging.shard import run_shard
     run_shard(clean.root, 0, 1, threads=1)
     hf = VerdictStore(clean.store)
     assert list(text[done]) == list(hf.verdicts("text")[done])

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from judgelm.inference.config import EngineConfig
-from judgelm.models import ModelConfig
+from judgelm.inference.config import EngineConfig, ModelConfig
 
 
 def _hf(model_cfg: ModelConfig, engine_cfg: EngineConfig):
     from judgelm.inference.hf import HFEngine
-    from judgelm.models import load_judge
+    from judgelm.inference.models import load_judge
     judge = load_judge(model_cfg)
     engine = HFEngine(judge.model, judge.tokenizer, judge.device, engine_cfg)
     engine.runtime = judge.runtime  # recorded by the shard: what the judge really ran with (dtype, attention)

@@ -1,4 +1,4 @@
-"""Settings of the judging engine."""
+"""Settings of the judge model and of the engine that runs it; torch-free, so reading a run's config is cheap."""
 
 from __future__ import annotations
 
@@ -6,6 +6,31 @@ from dataclasses import dataclass
 
 FAST_MAX_NEW_TOKENS = 16
 FULL_MAX_NEW_TOKENS = 512
+
+
+@dataclass
+class ModelConfig:
+    """Which judge to load and how."""
+
+    path: str = "artifacts/tiny-judge"
+    """A local model directory or a hub id (``BAAI/JudgeLM-7B-v1.0``). The default is the tiny judge that
+    ``make train SIZE=tiny`` builds on this machine."""
+    dtype: str = "auto"
+    """``auto`` (the checkpoint's own dtype on a GPU, fp32 on a CPU), ``bfloat16``, ``float16`` or ``float32``.
+    The same for the HF and vLLM engines."""
+    attn_implementation: str = "auto"
+    """``auto`` (flash_attention_2 where usable, else sdpa), ``sdpa``, ``eager`` or ``flash_attention_2``."""
+    device: str = "auto"
+    """``auto`` (CUDA when present), ``cpu`` or ``cuda``. On CUDA one replica spans every GPU the task sees."""
+
+
+@dataclass
+class Runtime:
+    """What a judge was loaded with, for the run's records."""
+
+    dtype: str
+    attention: str
+    devices: list[str]
 
 
 @dataclass
@@ -57,10 +82,10 @@ class EngineConfig:
     samples: int = 1
     """Verdicts per unit. With k > 1 the unit is judged k times at ``temperature`` (which must be above 0), each
     draw seeded by (seed, unit, sample) so it does not depend on batching or sharding; sample 0 is the unit's
-    primary verdict and ``merge.policy`` decides from all k (``judgelm.verdict_policy``)."""
+    primary verdict and ``merge.policy`` decides from all k (``judgelm.scoring.verdict_policy``)."""
     parse_retries: int = 0
     """Re-asks of a unit whose primary verdict did not parse, until one parses; each sampled at
-    ``retry_temperature`` and seeded by (seed, unit, attempt), every attempt stored (``judgelm.resample``)."""
+    ``retry_temperature`` and seeded by (seed, unit, attempt), every attempt stored (``judgelm.judging.resample``)."""
     retry_temperature: float = 0.7
     """Temperature of re-asks: a greedy judge asked again would only repeat the answer that failed."""
 

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from judgelm.inference.config import EngineConfig
+from judgelm.inference.config import EngineConfig, ModelConfig
+from judgelm.inference.encode import chat_text
 from judgelm.inference.hf import Generation
+from judgelm.inference.models import load_tokenizer
 from judgelm.inference.usage import Usage
-from judgelm.models import ModelConfig, load_tokenizer
 from judgelm.profiles import Prompt
-from judgelm.profiles.encode import chat_text
 
 log = logging.getLogger("judgelm.openai")
 MAX_BACKOFF_S = 120.0

@@ -8,10 +8,10 @@ from functools import lru_cache
 
 import numpy as np
 
+from judgelm.inference.encode import encode_prompts
 from judgelm.profiles import Profile, Prompt
-from judgelm.profiles.encode import encode_prompts
 from judgelm.profiles.judgelm_profile import JudgeLM
-from judgelm.prompts import Mode
+from judgelm.profiles.prompts import Mode
 
 JUDGELM = JudgeLM()  # the default profile: JudgeLM's own prompt
 

@@ -18,9 +18,9 @@ import signal
 import numpy as np
 import torch
 
-from judgelm.inference.config import EngineConfig
+from judgelm.inference.config import EngineConfig, ModelConfig, Runtime
 from judgelm.inference.hf import Generation, newline_token_ids
-from judgelm.models import ModelConfig, Runtime, load_tokenizer, resolve_dtype
+from judgelm.inference.models import load_tokenizer, resolve_dtype
 
 CPU_MEMORY_SHARE = 0.1  # of host RAM for the KV cache: vLLM's default (0.92) fails beside other processes
 GPU_MEMORY_SHARE = 0.9

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from judgelm.profiles.base import FIRST, SECOND, TIE, Profile, Prompt, Scores
-from judgelm.prompts import Mode
+from judgelm.profiles.prompts import Mode
 
 WRAPPER = "[INST] {input} [/INST]"
 SINGLE = (

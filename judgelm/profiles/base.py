@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from judgelm.prompts import Mode
+from judgelm.profiles.prompts import Mode
 
 Scores = tuple[float, ...]
 

@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 
 from judgelm.profiles.base import FIRST, SECOND, TIE, Profile, Prompt, Scores
-from judgelm.prompts import Mode
+from judgelm.profiles.prompts import Mode
 
 PAIR_INSTRUCTION = (
     "Compare the two responses to the user's question below for helpfulness, relevance, accuracy and level of "

@@ -1,12 +1,13 @@
-"""``judgelm``: JudgeLM's own prompt and score-line parser (``judgelm.prompts``, ``judgelm.verdicts``), the default."""
+"""``judgelm``: JudgeLM's own prompt and score-line parser (``judgelm.profiles.prompts``,
+``judgelm.data.verdicts``), the default."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from judgelm.data.verdicts import parse_prediction
 from judgelm.profiles.base import Profile, Prompt, Scores
-from judgelm.prompts import Mode, build_prompt
-from judgelm.verdicts import parse_prediction
+from judgelm.profiles.prompts import Mode, build_prompt
 
 
 class JudgeLM(Profile):

@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from judgelm.profiles.base import FIRST, SECOND, TIE, Profile, Prompt, Scores
-from judgelm.prompts import Mode
+from judgelm.profiles.prompts import Mode
 
 PROMPTS_FILE = Path(__file__).parent / "data" / "mtbench_judge_prompts.jsonl"
 # FastChat reads "[[N]]" first and falls back to "[N]"; anything else is an error (its -1).

@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 
 from judgelm.profiles.base import FIRST, SECOND, TIE, Profile, Prompt, Scores
-from judgelm.prompts import Mode
+from judgelm.profiles.prompts import Mode
 
 # The prompt text, verbatim from build_pandalm_prompt (records carry no separate "input", so the no-input form).
 PROMPT = ("Below are two responses for a given task. The task is defined by the Instruction. Evaluate the responses "

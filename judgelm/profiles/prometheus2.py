@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 
 from judgelm.profiles.base import FIRST, SECOND, Profile, Prompt, Scores
-from judgelm.prompts import Mode
+from judgelm.profiles.prompts import Mode
 
 ABS_SYSTEM_PROMPT = ("You are a fair judge assistant tasked with providing clear, objective feedback based on specific "
                      "criteria, ensuring each assessment reflects the absolute standards set for performance.")

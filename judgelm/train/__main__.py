@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from judgelm.preemption import StopRequest
+from judgelm.judging.preemption import StopRequest
 from judgelm.train.config import load_train_config, repo_path
 from judgelm.train.loop import train
 

@@ -3,7 +3,7 @@
 A sample is drawn as a pure function of ``(seed, epoch, index)``: whether it shows the reference and whether
 its answers are swapped come from a generator seeded with those three numbers, and the augmented view is a new
 frozen record, so the source records never change and a resumed run sees exactly the samples an uninterrupted
-run would have. The prompt is byte-for-byte the inference prompt (``judgelm.prompts.build_prompt``); the
+run would have. The prompt is byte-for-byte the inference prompt (``judgelm.profiles.prompts.build_prompt``); the
 target is the judgement plus EOS, and only target tokens carry a label. A sample that does not fit in
 ``max_length`` is dropped (and counted) rather than truncated.
 
@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from judgelm.models import encode_with_bos
-from judgelm.prompts import build_prompt
-from judgelm.records import Loaded, RecordError, Source, iter_json_objects, load_objects, require_id, require_text
-from judgelm.verdicts import parse_scores
+from judgelm.data.records import Loaded, RecordError, Source, iter_json_objects, load_objects, require_id, require_text
+from judgelm.data.verdicts import parse_scores
+from judgelm.inference.models import encode_with_bos
+from judgelm.profiles.prompts import build_prompt
 
 IGNORE = -100
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from judgelm.config import ConfigError, to_yaml
-from judgelm.records import write_rejects
+from judgelm.data.records import write_rejects
 from judgelm.rundir import RunDir
 from judgelm.train import checkpoint, distributed, export
 from judgelm.train.backends import DeepSpeedBackend, SingleBackend, deepspeed_config, zero_stage

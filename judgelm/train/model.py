@@ -1,6 +1,6 @@
 """The model and tokenizer a run trains: a pretrained checkpoint, or the tiny judge built from scratch.
 
-Runtime choices follow the judging side (``judgelm.models``): flash-attention 2 only where CUDA and the
+Runtime choices follow the judging side (``judgelm.inference.models``): flash-attention 2 only where CUDA and the
 package exist, else SDPA. Weights are bf16 only under DeepSpeed on a GPU (DeepSpeed keeps fp32 masters);
 the single backend keeps fp32 weights and autocasts on a GPU, and a CPU run is fp32 throughout.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
-from judgelm.models import load_tokenizer, pick_attention
+from judgelm.inference.models import load_tokenizer, pick_attention
 from judgelm.train import distributed
 from judgelm.train.config import ModelConfig, ScratchConfig, TrainConfig
 from judgelm.train.tokenizer import build_tiny_tokenizer

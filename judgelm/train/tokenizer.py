@@ -17,7 +17,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-from judgelm.prompts import build_prompt
+from judgelm.profiles.prompts import build_prompt
 from judgelm.train.data import TrainRecord
 
 UNK, BOS, EOS, PAD = "<unk>", "<s>", "</s>", "<pad>"

@@ -1,0 +1,190 @@
+"""Answers of many models to the same questions, from the formats people keep them in.
+
+``load_answers(spec)`` reads ``FORMAT:PATH[,PATH...]`` (each path may be a glob):
+
+- ``fastchat``: a FastChat llm_judge directory: ``question.jsonl`` (``question_id``, ``turns``, ``category``,
+  optional ``reference``), ``model_answer/<model>.jsonl`` (``question_id``, ``choices[0].turns``; the model is the
+  file's stem, as in FastChat) and optional ``reference_answer/*.jsonl`` (same layout, the reference answers).
+  JudgeLM's prompt holds one question and one answer per assistant, so only the first turn is judged.
+- ``alpaca_eval``: AlpacaEval model outputs, a JSON list of ``instruction``, ``output``, ``generator`` (optional
+  ``dataset``, used as the category).
+- ``alpaca_eval_annotations``: AlpacaEval annotation files (``instruction``, ``output_1``/``generator_1``,
+  ``output_2``/``generator_2``, ``dataset``); both answers of each row are taken.
+- ``judgelm``: JudgeLM-format pairs with ``answer1_model_id`` / ``answer2_model_id`` naming the generators.
+- ``generic``: JSONL rows of ``question_id``, ``question``, ``model``, ``answer`` (optional ``category``,
+  ``reference``).
+
+AlpacaEval files have no question ids: an instruction's id is its position among the distinct instructions, in
+the order first read. Every problem raises ``RecordError`` naming the file, line and field, as records do: a
+missing field, two different texts for one question id, or two different answers of one model to one question
+(the same answer read twice, like the baseline's in every AlpacaEval annotation file, is fine).
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from judgelm.data.records import RecordError, Source, iter_dicts, optional_text, require_id, require_text
+
+
+@dataclass(frozen=True)
+class Question:
+    question_id: int | str
+    text: str
+    category: str = ""
+    reference: str | None = None
+
+
+@dataclass
+class AnswerSet:
+    """Questions (in the order first read) and, per question, each model's answer."""
+
+    questions: dict[str, Question] = field(default_factory=dict)
+    answers: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def models(self) -> list[str]:
+        return sorted({m for per_question in self.answers.values() for m in per_question})
+
+    def add_question(self, q: Question, src: Source, text_field: str) -> str:
+        key = str(q.question_id)
+        old = self.questions.get(key)
+        if old is None:
+            self.questions[key] = q
+            self.answers.setdefault(key, {})
+        elif old.text != q.text:
+            raise RecordError(src, text_field, f"question {q.question_id!r} was read before with another text")
+        elif q.reference is not None and old.reference is None:
+            self.questions[key] = Question(old.question_id, old.text, old.category or q.category, q.reference)
+        return key
+
+    def add_answer(self, key: str, model: str, text: str, src: Source, answer_field: str) -> None:
+        if key not in self.questions:
+            raise RecordError(src, "question_id", f"{key!r} is not a question of the data")
+        old = self.answers[key].get(model)
+        if old is not None and old != text:
+            raise RecordError(src, answer_field, f"a second, different answer of {model!r} to question {key!r}")
+        self.answers[key][model] = text
+
+
+def _first_turn(obj: dict, src: Source, key: str) -> str:
+    """``obj[key]``'s first turn: ``turns`` directly, or FastChat's ``choices[0].turns``."""
+    if key == "choices":
+        choices = obj.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise RecordError(src, "choices", "expected a non-empty list of objects with 'turns'")
+        obj, key = choices[0], "choices[0].turns"
+    turns = obj.get("turns")
+    if not isinstance(turns, list) or not turns or not isinstance(turns[0], str) or not turns[0].strip():
+        raise RecordError(src, key, "expected a list whose first item is a non-empty string")
+    return turns[0]
+
+
+def _fastchat(path: Path, out: AnswerSet) -> None:
+    questions = path / "question.jsonl"
+    if not questions.is_file():
+        raise FileNotFoundError(f"{path}: no question.jsonl (expected a FastChat llm_judge data directory)")
+    for src, obj in iter_dicts(questions):
+        ref = obj.get("reference")
+        ref = ref[0] if isinstance(ref, list) and ref and isinstance(ref[0], str) else None
+        out.add_question(Question(require_id(obj, "question_id", src), _first_turn(obj, src, "turns"),
+                                  optional_text(obj, "category", src) or "", ref), src, "turns")
+    for ref_file in sorted((path / "reference_answer").glob("*.jsonl")):
+        for src, obj in iter_dicts(ref_file):
+            key = str(require_id(obj, "question_id", src))
+            if key in out.questions:  # reference files cover the whole benchmark; the questions may be fewer
+                q = out.questions[key]
+                out.questions[key] = Question(q.question_id, q.text, q.category, _first_turn(obj, src, "choices"))
+    answer_files = sorted((path / "model_answer").glob("*.jsonl"))
+    if not answer_files:
+        raise FileNotFoundError(f"{path}: no model_answer/<model>.jsonl files")
+    for answer_file in answer_files:
+        for src, obj in iter_dicts(answer_file):
+            key = str(require_id(obj, "question_id", src))
+            out.add_answer(key, answer_file.stem, _first_turn(obj, src, "choices"), src, "choices[0].turns")
+
+
+class _InstructionIds:
+    """Ids for files keyed by instruction text: the instruction's position among those read so far."""
+
+    def __init__(self, out: AnswerSet):
+        self.out = out
+        self.by_text = {q.text: key for key, q in out.questions.items()}
+
+    def key(self, obj: dict, src: Source) -> str:
+        text = require_text(obj, "instruction", src)
+        if text not in self.by_text:
+            q = Question(len(self.out.questions), text, optional_text(obj, "dataset", src) or "")
+            self.by_text[text] = self.out.add_question(q, src, "instruction")
+        return self.by_text[text]
+
+
+def _alpaca_eval(path: Path, out: AnswerSet) -> None:
+    ids = _InstructionIds(out)
+    for src, obj in iter_dicts(path):
+        out.add_answer(ids.key(obj, src), require_text(obj, "generator", src),
+                       require_text(obj, "output", src, allow_empty=True), src, "output")
+
+
+def _alpaca_eval_annotations(path: Path, out: AnswerSet) -> None:
+    ids = _InstructionIds(out)
+    for src, obj in iter_dicts(path):
+        key = ids.key(obj, src)
+        for k in (1, 2):
+            out.add_answer(key, require_text(obj, f"generator_{k}", src),
+                           require_text(obj, f"output_{k}", src, allow_empty=True), src, f"output_{k}")
+
+
+def _judgelm(path: Path, out: AnswerSet) -> None:
+    for src, obj in iter_dicts(path):
+        ref = obj.get("reference")
+        ref = ref.get("text") if isinstance(ref, dict) else ref
+        q = Question(require_id(obj, "question_id", src), require_text(obj, "question_body", src),
+                     optional_text(obj, "category", src) or "", ref if isinstance(ref, str) and ref.strip() else None)
+        key = out.add_question(q, src, "question_body")
+        for k in (1, 2):
+            out.add_answer(key, str(require_id(obj, f"answer{k}_model_id", src)),
+                           require_text(obj, f"answer{k}_body", src), src, f"answer{k}_body")
+
+
+def _generic(path: Path, out: AnswerSet) -> None:
+    for src, obj in iter_dicts(path):
+        q = Question(require_id(obj, "question_id", src), require_text(obj, "question", src),
+                     optional_text(obj, "category", src) or "", optional_text(obj, "reference", src) or None)
+        key = out.add_question(q, src, "question")
+        out.add_answer(key, require_text(obj, "model", src), require_text(obj, "answer", src), src, "answer")
+
+
+READERS: dict[str, Callable[[Path, AnswerSet], None]] = {
+    "fastchat": _fastchat, "alpaca_eval": _alpaca_eval, "alpaca_eval_annotations": _alpaca_eval_annotations,
+    "judgelm": _judgelm, "generic": _generic,
+}
+
+
+def expand_paths(paths: str) -> list[Path]:
+    """``a,b*`` → the files (or directories) named, globs expanded in sorted order; a pattern matching nothing is
+    an error."""
+    out = []
+    for pattern in filter(None, (p.strip() for p in paths.split(","))):
+        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        if not matches or not Path(matches[0]).exists():
+            raise FileNotFoundError(f"no file matches {pattern!r}")
+        out += [Path(m) for m in matches]
+    return out
+
+
+def load_answers(specs: str | list[str]) -> AnswerSet:
+    """All answers named by ``FORMAT:PATH[,PATH...]`` specs, merged (the module docs list the formats)."""
+    out = AnswerSet()
+    for spec in [specs] if isinstance(specs, str) else specs:
+        fmt, sep, paths = spec.partition(":")
+        if not sep or fmt not in READERS:
+            raise ValueError(f"answers {spec!r}: expected FORMAT:PATH with FORMAT one of {', '.join(READERS)}")
+        for path in expand_paths(paths):
+            READERS[fmt](path, out)
+    if not out.questions:
+        raise ValueError(f"answers {specs!r}: no questions")
+    return out

@@ -1,0 +1,101 @@
+"""Which comparisons a model evaluation makes, as ordinary judging ``Record``s with the generator of each answer.
+
+- ``vs-baseline``: per question, every model against the baseline model; the baseline's answer is in slot 1 (as
+  AlpacaEval's ``output_1``), and the unit plan's ``orders=both`` adds the swapped order.
+- ``all-pairs``: per question, every pair of models (in sorted name order), or at most ``budget`` pairs drawn per
+  question with a fixed seed; both orders again come from the unit plan.
+- ``single``: one record per (question, model) for JudgeLM's single-answer mode, which puts a gold answer in slot
+  1, pre-scored 10, and reads the score of slot 2. The gold answer is the question's reference; a question without
+  one uses the baseline model's answer as the anchor when a baseline is given (a score relative to that model),
+  and is an error otherwise.
+
+A question is judged for the models that answered it; a model without an answer to it is simply not paired there
+(the leaderboard counts each model's comparisons, ``n_total``).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from judgelm.data.answers import AnswerSet, Question
+from judgelm.data.records import Record
+
+PAIRINGS = ("vs-baseline", "all-pairs", "single")
+REFERENCE_MODEL = "reference"  # the name of the gold slot in single-answer records that use the reference
+
+
+def spread_questions(data: AnswerSet, limit: int) -> AnswerSet:
+    """``limit`` questions evenly spread over ``data`` (0: all), so a quick evaluation still samples every part of a
+    data set ordered by source (AlpacaEval's 805 instructions are grouped by ``dataset``)."""
+    keys = list(data.questions)
+    if not limit or limit >= len(keys):
+        return data
+    keep = [keys[i] for i in np.unique(np.linspace(0, len(keys) - 1, limit).round().astype(int))]
+    return AnswerSet({k: data.questions[k] for k in keep}, {k: data.answers[k] for k in keep})
+
+
+def _record(q: Question, a: str, b: str, answers: dict[str, str], reference: str | None) -> Record:
+    return Record(question_id=q.question_id, question=q.text, answers=(answers[a], answers[b]),
+                  reference=reference, category=q.category, models=(a, b))
+
+
+def vs_baseline(data: AnswerSet, baseline: str, models: list[str]) -> list[Record]:
+    out = []
+    for key, q in data.questions.items():
+        answers = data.answers[key]
+        if baseline not in answers:
+            continue
+        out += [_record(q, baseline, m, answers, q.reference) for m in models if m != baseline and m in answers]
+    return out
+
+
+def all_pairs(data: AnswerSet, models: list[str], budget: int = 0, seed: int = 0) -> list[Record]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for key, q in data.questions.items():
+        answers = data.answers[key]
+        pairs = list(itertools.combinations(sorted(m for m in models if m in answers), 2))
+        if budget and len(pairs) > budget:
+            pairs = [pairs[i] for i in sorted(rng.choice(len(pairs), size=budget, replace=False))]
+        out += [_record(q, a, b, answers, q.reference) for a, b in pairs]
+    return out
+
+
+def single(data: AnswerSet, models: list[str], baseline: str = "") -> list[Record]:
+    out = []
+    for key, q in data.questions.items():
+        answers = data.answers[key]
+        if q.reference is not None:
+            gold, gold_name = q.reference, REFERENCE_MODEL
+        elif baseline and baseline in answers:
+            gold, gold_name = answers[baseline], baseline
+        else:
+            raise ValueError(f"question {q.question_id!r} has no reference answer for single-answer grading; "
+                             "give evaluate.baseline=MODEL to grade against that model's answer instead")
+        out += [Record(question_id=q.question_id, question=q.text, answers=(gold, answers[m]), category=q.category,
+                       models=(gold_name, m)) for m in models if m in answers and m != gold_name]
+    return out
+
+
+def pair_records(data: AnswerSet, pairing: str, baseline: str = "", models: list[str] | None = None,
+                 budget: int = 0, seed: int = 0) -> list[Record]:
+    """The records of a ``pairing`` over ``models`` (default: every model in ``data``)."""
+    models = sorted(models or data.models)
+    unknown = sorted(set(models) - set(data.models)) + ([baseline] if baseline and baseline not in data.models else [])
+    if unknown:
+        raise ValueError(f"models {unknown} have no answers; the answers hold {data.models}")
+    if pairing == "vs-baseline":
+        if not baseline:
+            raise ValueError("pairing vs-baseline needs evaluate.baseline=MODEL")
+        records = vs_baseline(data, baseline, models)
+    elif pairing == "all-pairs":
+        records = all_pairs(data, models, budget, seed)
+    elif pairing == "single":
+        records = single(data, models, baseline)
+    else:
+        raise ValueError(f"evaluate.pairing must be one of {', '.join(PAIRINGS)}, got {pairing!r}")
+    if not records:
+        raise ValueError(f"pairing {pairing} makes no comparison: no question has answers from the models needed")
+    return records

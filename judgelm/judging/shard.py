@@ -1,0 +1,146 @@
+"""One shard of a judging run: judge the chunks it owns that are not done yet, committing each chunk whole.
+
+Running a shard again is always safe: finished chunks are skipped, so a killed, cancelled or requeued shard
+resumes where it stopped and never judges a committed unit twice. A stop request (the requeue signal) is
+honoured between chunks, so the work in flight is not thrown away.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from judgelm.data.verdicts import Status
+from judgelm.inference import make_engine
+from judgelm.inference.prepare import prepare_chunk
+from judgelm.inference.usage import write_usage
+from judgelm.judging.config import JudgeConfig, load_run_config
+from judgelm.judging.panel import panel_member
+from judgelm.judging.preemption import StopRequest
+from judgelm.judging.progress import ShardProgress, read_progress, write_progress
+from judgelm.judging.resample import ChunkDraws, extra_draws
+from judgelm.judging.store import TOP_IDS, TOP_LOGPROBS, ChunkVerdicts, VerdictStore
+from judgelm.judging.verdict_cache import VerdictCache, generate_with_cache, open_cache
+from judgelm.profiles import make_profile
+from judgelm.profiles.prompts import Mode
+from judgelm.rundir import RunDir
+
+log = logging.getLogger("judgelm.judging.shard")
+
+
+@dataclass
+class ShardResult:
+    shard: int
+    units_total: int
+    units_done: int
+    units_judged: int  # by this attempt
+    interrupted: bool
+    signum: int | None = None
+
+
+def set_threads(cfg_threads: int) -> None:
+    n = cfg_threads or int(os.environ.get("SLURM_CPUS_PER_TASK", 0)) or os.cpu_count() or 1
+    torch.set_num_threads(max(1, n))
+
+
+def judge_chunk(store: VerdictStore, chunk: int, engine, cfg: JudgeConfig,
+                cache: VerdictCache | None = None) -> ChunkVerdicts:
+    mode = Mode(cfg.prompt.mode)
+    max_new = cfg.engine.new_tokens()
+    limit = cfg.engine.max_prompt_tokens or engine.context_length - max_new
+    profile = make_profile(cfg.judge)
+    profile.check_mode(mode)
+    prep = prepare_chunk(store.chunk_inputs(chunk), engine.tokenizer, mode, limit, cfg.engine.too_long, profile)
+    n = len(prep.unit)
+    scores = np.full((n, store.n_scores), np.nan, dtype=np.float32)
+    status = np.full(n, Status.PROMPT_TOO_LONG, dtype=np.int8)
+    texts = [""] * n
+    new_tokens = np.zeros(n, dtype=np.int32)
+    extras = store.empty_extras(n)
+    todo = np.flatnonzero(~prep.rejected)
+    gens, cached = generate_with_cache(engine, prep, todo, cache)
+    for i, g in zip(todo, gens):
+        texts[i] = g.text
+        new_tokens[i] = len(g.token_ids)
+        parsed = profile.parse(g.text, mode, store.n_scores)
+        if parsed is None:
+            status[i] = Status.PARSE_FAILED
+        else:
+            status[i], scores[i] = Status.OK, parsed
+        if TOP_IDS in extras and g.top_ids is not None:
+            extras[TOP_IDS][i], extras[TOP_LOGPROBS][i] = g.top_ids, g.top_logprobs
+    draws = ChunkDraws(todo, prep.unit[todo], [prep.ids[i] for i in todo], n)
+    extras = {**extras, **extra_draws(engine, cfg.engine, draws, texts, store.n_scores, store.n_units,
+                                      lambda text, n_scores: profile.parse(text, mode, n_scores))}
+    return ChunkVerdicts(scores=scores, status=status, text=texts,
+                         prompt_tokens=np.array([len(x) for x in prep.ids], dtype=np.int32),
+                         new_tokens=new_tokens, truncated=prep.truncated, extras=extras or None, cached=cached)
+
+
+def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest | None = None,
+              job_id: str = "", threads: int = 0, judge: str = "") -> ShardResult:
+    """Judge shard ``shard`` of ``n_shards`` of the run in ``run_dir``; ``threads`` overrides the config's.
+    ``judge`` names a panel judge (``judgelm.judging.panel``): its model judges and its verdict arrays are filled."""
+    rd = RunDir(Path(run_dir))
+    cfg = load_run_config(rd.root)
+    store = VerdictStore(rd.store, mode="r+")
+    if judge:
+        store, cfg = panel_member(store, cfg, judge)
+    progress_path = rd.shard_progress(shard, judge)
+    chunks = store.shard_chunks(shard, n_shards)
+    todo = [c for c in chunks if not store.chunk_done(c)]
+
+    def size(c: int) -> int:
+        sl = store.chunk_slice(c)
+        return sl.stop - sl.start
+
+    progress = read_progress(progress_path) or ShardProgress(shard, store.shard_units(shard, n_shards))
+    progress.units_done = progress.units_total - sum(size(c) for c in todo)
+    attempt = progress.start_attempt(job_id or os.environ.get("SLURM_JOB_ID", str(os.getpid())))
+    write_progress(progress_path, progress)
+    log.info("shard %d/%d: %d chunks, %d to do (%d of %d units done), attempt %d, code %s", shard, n_shards,
+             len(chunks), len(todo), progress.units_done, progress.units_total, attempt.attempt,
+             Path(__file__).resolve().parent)
+    stop = stop or StopRequest()
+    try:
+        if todo:
+            set_threads(threads or cfg.engine.threads)
+            engine = make_engine(cfg.model, cfg.engine)
+            if getattr(engine, "runtime", None) is not None:
+                attempt.runtime = dataclasses.asdict(engine.runtime)
+                log.info("judge loaded with %s", attempt.runtime)
+            cache = open_cache(rd.root.parent, cfg)
+        for c in todo:
+            if stop():
+                break
+            verdicts = judge_chunk(store, c, engine, cfg, cache)
+            store.write_chunk(c, verdicts, attempt.attempt)
+            if cache is not None:  # only verdicts of a committed chunk enter the cache
+                cache.flush()
+            attempt.units_judged += size(c)
+            attempt.chunks_judged += 1
+            attempt.updated = time.time()
+            progress.units_done += size(c)
+            write_progress(progress_path, progress)
+            if hasattr(engine, "usage"):  # server engines report tokens and cost per attempt
+                write_usage(rd.root, shard, attempt.attempt, engine.usage)
+            left = progress.units_total - progress.units_done
+            rate = progress.rate
+            log.info("shard %d: chunk %d done, %d/%d units, %.1f units/s, ETA %.0f s", shard, c,
+                     progress.units_done, progress.units_total, rate, left / rate if rate > 0 else float("nan"))
+    except BaseException:
+        attempt.state, attempt.updated = "failed", time.time()
+        write_progress(progress_path, progress)
+        raise
+    interrupted = progress.units_done < progress.units_total
+    attempt.state = "interrupted" if interrupted else "finished"
+    attempt.updated = time.time()
+    write_progress(progress_path, progress)
+    return ShardResult(shard, progress.units_total, progress.units_done, attempt.units_judged, interrupted, stop.signum)

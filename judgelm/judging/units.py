@@ -1,0 +1,88 @@
+"""Which judgements a run makes: one unit per (record, answer order, reference mode).
+
+JudgeLM's protocol judges every pair in both orders (for swap consistency) and, where a reference exists, both
+without and with it (reported separately). Units of one record are adjacent, so they usually share a chunk, and
+both orders of a pair, having the same prompt length, usually share a batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from judgelm.data.records import Record
+from judgelm.profiles.prompts import Mode
+
+REFERENCE_POLICIES = ("both", "without", "with")
+ORDER_POLICIES = ("both", "original")
+
+
+@dataclass(frozen=True)
+class UnitPlan:
+    """Parallel arrays, one entry per unit."""
+
+    record: np.ndarray  # int32 index into the run's records
+    order: np.ndarray  # int8: 0 = answers as given, 1 = answers 1 and 2 swapped
+    with_reference: np.ndarray  # bool: the prompt includes the record's reference answer
+
+    def __len__(self) -> int:
+        return len(self.record)
+
+
+def check_answer_counts(records: list[Record], mode: Mode) -> None:
+    """Refuse, before anything is submitted, records the mode cannot judge.
+
+    Pairwise and single-answer prompts hold exactly two answers; an N-answer run asks every prompt for the same N
+    scores, so its records must all have the same number of answers.
+    """
+    want = 2 if mode is not Mode.MULTI else (len(records[0].answers) if records else 2)
+    for r in records:
+        if len(r.answers) != want:
+            rule = "exactly 2 answers" if mode is not Mode.MULTI else f"the same number of answers ({want})"
+            raise ValueError(f"record {r.question_id!r} has {len(r.answers)} answers; "
+                             f"{mode.value} grading needs {rule}")
+
+
+def plan_units(records: list[Record], mode: Mode | str = Mode.PAIR, reference: str = "both",
+               orders: str = "both") -> UnitPlan:
+    """Lay out the units for ``records``.
+
+    ``reference``: ``both`` judges without the reference and, where a record has one, with it too; ``without``
+    never shows it; ``with`` shows it where there is one. ``orders``: ``both`` adds the swapped order, which only
+    pairwise judging has (single-answer grading always puts the gold answer in slot 1).
+    """
+    mode = Mode(mode)
+    check_answer_counts(records, mode)
+    if reference not in REFERENCE_POLICIES:
+        raise ValueError(f"reference must be one of {REFERENCE_POLICIES}, got {reference!r}")
+    if orders not in ORDER_POLICIES:
+        raise ValueError(f"orders must be one of {ORDER_POLICIES}, got {orders!r}")
+    order_values = (0, 1) if orders == "both" and mode is Mode.PAIR else (0,)
+    rec, order, ref = [], [], []
+    for i, r in enumerate(records):
+        has_ref = r.reference is not None
+        ref_modes = {"both": (False, True) if has_ref else (False,), "without": (False,), "with": (has_ref,)}[reference]
+        for w in ref_modes:
+            for o in order_values:
+                rec.append(i)
+                order.append(o)
+                ref.append(w)
+    return UnitPlan(np.asarray(rec, dtype=np.int32), np.asarray(order, dtype=np.int8), np.asarray(ref, dtype=bool))
+
+
+_GOLDEN = (5 ** 0.5 - 1) / 2
+
+
+def spread_records(plan: UnitPlan) -> UnitPlan:
+    """The same units with whole records reordered so that any contiguous run of units samples all the records.
+
+    Shards own contiguous runs of chunks, and data sets are often concatenations of parts with very different
+    prompt lengths (a benchmark suite, a file sorted by source): in record order one shard would get the longest
+    part and finish last, holding up the merge. Records are ordered by ``frac(i × golden ratio)``, whose every
+    stretch is spread almost evenly over ``0..n`` (the three-distance theorem), so each shard gets its share of
+    every part. Deterministic, and the units of a record stay adjacent and in their order.
+    """
+    key = (plan.record.astype(np.float64) * _GOLDEN) % 1.0
+    idx = np.argsort(key, kind="stable")
+    return UnitPlan(plan.record[idx], plan.order[idx], plan.with_reference[idx])
