@@ -3,7 +3,7 @@
 # Environment: by default a virtual environment in .venv, created on first use. On a machine without CUDA the
 # CPU build of torch is installed first (a bare `pip install torch` would pull a multi-GB CUDA build). On a GPU
 # cluster, point PYTHON at your own environment instead: `make judge PYTHON=/path/to/env/bin/python`.
-# flash-attn is never installed here (see README: GPU nodes). vLLM gets its own venv (`make vllm-env`): its CPU
+# flash-attn is never installed here (see docs/gpu-nodes.md). vLLM gets its own venv (`make vllm-env`): its CPU
 # build pins a transformers older than the main venv's.
 
 SHELL := /bin/bash
@@ -13,7 +13,7 @@ TORCH_CPU_VERSION ?= 2.13.0
 
 SHARDS ?= 4
 CLUSTER ?= local
-MODEL ?= artifacts/tiny-judge
+MODEL ?= models/tiny-judge
 DATA ?= pandalm
 RUN ?=
 WAIT ?=
@@ -76,18 +76,17 @@ $(VLLM_VENV)/.installed: pyproject.toml
 	$(VLLM_VENV)/bin/pip install -q -e . -c <($(VLLM_VENV)/bin/pip freeze | grep -iE '^(torch|transformers|tokenizers)==')
 	@touch $@
 
-TINY_JUDGE := artifacts/tiny-judge
-
-# The tiny judge every default run uses, built once by the same trainer as the 7B-33B judges.
+# The tiny judge every default run uses is shipped in models/tiny-judge (models/tiny-judge/BUILD.md). This rebuilds
+# it from scratch with the same trainer as the 7B-33B judges, into artifacts/tiny-judge.
 tiny-judge: $(ENV_STAMP)
-	@test -f $(TINY_JUDGE)/config.json || $(MAKE) --no-print-directory train SIZE=tiny
+	$(MAKE) --no-print-directory train SIZE=tiny
 
-judge: $(ENV_STAMP) $(if $(filter $(TINY_JUDGE),$(MODEL)),tiny-judge)
+judge: $(ENV_STAMP)
 	$(PYTHON) -m launch.judge shards=$(SHARDS) cluster=$(CLUSTER) model.path=$(MODEL) data.source=$(DATA) \
 	  $(run_arg) $(wait_arg) $(if $(DRY_RUN),dry_run=true) $(ARGS)
 
 # The tiny judge evaluates the six shipped AlpacaEval models against their baseline, next to GPT-4 Turbo's ranking.
-evaluate: $(ENV_STAMP) $(if $(filter $(TINY_JUDGE),$(MODEL)),tiny-judge)
+evaluate: $(ENV_STAMP)
 	$(PYTHON) -m launch.evaluate cluster=$(CLUSTER) model.path=$(MODEL) $(if $(filter command line,$(origin SHARDS)),shards=$(SHARDS)) \
 	  $(run_arg) $(wait_arg) $(ARGS)
 
@@ -110,11 +109,11 @@ status: $(ENV_STAMP)
 resubmit: $(ENV_STAMP)
 	$(PYTHON) -m launch.resubmit run=$(RUN) $(cluster_given) $(wait_arg) $(ARGS)
 
-bench: $(ENV_STAMP) tiny-judge vllm-env
+bench: $(ENV_STAMP) vllm-env
 	$(PYTHON) -m launch.bench vllm_python=$(VLLM_VENV)/bin/python $(ARGS)
 
 SUITE ?= default
-benchmark: $(ENV_STAMP) $(if $(filter $(TINY_JUDGE),$(MODEL)),tiny-judge)
+benchmark: $(ENV_STAMP)
 	$(PYTHON) -m launch.benchmark model.path=$(MODEL) suite=$(SUITE) cluster=$(CLUSTER) $(run_arg) $(wait_arg) $(ARGS)
 
 report: $(ENV_STAMP)
@@ -126,7 +125,7 @@ import: $(ENV_STAMP)
 	$(PYTHON) -m launch.import_verdicts format=$(FORMAT) data=$(DATA) 'verdicts=$(VERDICTS)' \
 	  $(if $(SWAPPED),swapped=$(SWAPPED)) $(run_arg) $(if $(JUDGE),judge=$(JUDGE)) $(ARGS)
 
-# On a GPU node: ~7 minutes, no downloads; writes gpu-check.json and gpu-check.md (README: GPU nodes).
+# On a GPU node: ~7 minutes, no downloads; writes gpu-check.json and gpu-check.md (docs/gpu-nodes.md).
 # SHAPE=tiny runs the same checks with a tiny model, on a CPU too.
 SHAPE ?= 7b
 gpu-check: $(ENV_STAMP)

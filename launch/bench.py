@@ -379,7 +379,7 @@ def table(rows: list[dict], merge: dict | None) -> str:
 class BenchConfig:
     models: list[str] = field(default_factory=lambda: ["tiny", "llama-50m"])
     """Models to time: ``tiny`` (the tiny judge) and ``llama-50m`` (a random-weight 50M Llama)."""
-    judge: str = "artifacts/tiny-judge"
+    judge: str = "models/tiny-judge"
     """The ``tiny`` model (and the 50M model's tokenizer)."""
     pairs: int = 32
     """PandaLM pairs judged by the engine (× 2 orders), tiny model."""

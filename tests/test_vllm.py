@@ -27,7 +27,7 @@ from judgelm.profiles.prompts import build_prompt
 
 REPO = Path(__file__).resolve().parents[1]
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
-TINY_JUDGE = REPO / "artifacts" / "tiny-judge"
+TINY_JUDGE = REPO / "models" / "tiny-judge"
 FULL_NEW = 48
 CONFIGS = {"fast": dict(mode="fast", logprobs_topk=3), "full": dict(mode="full", max_new_tokens=FULL_NEW)}
 

@@ -12,9 +12,9 @@ FULL_MAX_NEW_TOKENS = 512
 class ModelConfig:
     """Which judge to load and how."""
 
-    path: str = "artifacts/tiny-judge"
-    """A local model directory or a hub id (``BAAI/JudgeLM-7B-v1.0``). The default is the tiny judge that
-    ``make train SIZE=tiny`` builds on this machine."""
+    path: str = "models/tiny-judge"
+    """A local model directory or a hub id (``BAAI/JudgeLM-7B-v1.0``). The default is the tiny judge shipped in
+    ``models/tiny-judge`` (built by ``make train SIZE=tiny``; ``models/tiny-judge/BUILD.md``)."""
     dtype: str = "auto"
     """``auto`` (the checkpoint's own dtype on a GPU, fp32 on a CPU), ``bfloat16``, ``float16`` or ``float32``.
     The same for the HF and vLLM engines."""
