@@ -62,8 +62,11 @@ class EvaluateLaunchConfig(JudgeLaunchConfig):
     evaluate: EvaluationConfig = field(default_factory=EvaluationConfig)
 
 
-def evaluation_records(ev: EvaluationConfig) -> Loaded:
+def evaluation_records(ev: EvaluationConfig, turns: int = 0) -> Loaded:
+    """The comparisons of the evaluation, conversations cut to their first ``turns`` turns (0: every turn)."""
     data = spread_questions(load_answers(ev.answers), ev.limit)
+    if turns:
+        data = data.first_turns(turns)
     return Loaded(records=pair_records(data, ev.pairing, ev.baseline, ev.models, ev.budget, ev.seed))
 
 
@@ -85,7 +88,7 @@ def evaluate(argv: list[str]) -> int:
     cfg.prompt.mode = "single" if ev.pairing == "single" else "pair"
     cfg.data.source = "evaluation: " + " ".join(ev.answers)
     cfg.engine.validate()
-    loaded = evaluation_records(ev)
+    loaded = evaluation_records(ev, cfg.prompt.turns)
     # All-pairs has no baseline in its leaderboard: every model's win rate is against every other model.
     baseline = "" if ev.pairing == "all-pairs" else ev.baseline
     rd = create_run(plan_run(cfg, loaded), to_yaml(cfg),
