@@ -1,8 +1,9 @@
 """``judgelm``: JudgeLM's own prompt and score-line parser (``judgelm.profiles.prompts``,
 ``judgelm.data.verdicts``), the default.
 
-JudgeLM publishes no multi-turn template (its repository's issue #26): its paper's "multi-turn chat" is chatting
-with the judge about its verdict. A later turn of a conversation is therefore judged with JudgeLM's own prompt,
+JudgeLM publishes no template for judging a conversation (its paper lists "multi-turn chat" among its extended
+capabilities; its repository's issue #26 asks for a template; its web demo's multi-turn chat continues a chat with
+the judge after its verdict). A later turn of a conversation is therefore judged with JudgeLM's own prompt,
 unchanged, whose ``[Question]`` field holds the conversation up to the judged turn (``conversation_question``),
 and whose answer slots hold each assistant's reply to that turn: the judge scores the last replies, seeing what
 each assistant said before. The first turn is judged exactly like a single-turn record.
