@@ -10,18 +10,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from judgelm.data.records import RecordError, Turn, load_records
+from judgelm.data.records import Loaded, RecordError, Turn, load_records
 from judgelm.inference.prepare import unit_texts
 from judgelm.judging.store import VerdictStore
 from judgelm.judging.units import plan_units
 from judgelm.profiles import JudgeProfileConfig, UnsupportedMode, make_profile
 from judgelm.profiles.judgelm_profile import conversation_question
 from judgelm.profiles.prompts import Mode, build_prompt
+from judgelm.results.leaderboard import REFERENCE_JSON
+from judgelm.rundir import RunDir
 from launch import evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_JUDGE = REPO / "models" / "tiny-judge"
 SYNTHETIC = REPO / "data" / "evaluation" / "mt_bench_synthetic"
+ALPACA_EVAL = REPO / "data" / "evaluation" / "alpaca_eval" / "alpaca-7b" / "annotations.json"
 
 CONVERSATION = {"question_id": "c1", "question_body": ["Name a prime.", "And {the} next one?"],
                 "answer1_body": ["2", "3"], "answer2_body": ["4", ""], "reference": {"text": ["2", "3"]},
@@ -105,7 +108,17 @@ def test_profiles_without_a_long_enough_multi_turn_form_refuse():
 def evaluate_synthetic(tmp_path, run: str, *args: str) -> int:
     """``make evaluate`` on the shipped two-turn answers (data/evaluation/mt_bench_synthetic) with the tiny judge."""
     return evaluate.main([f"model.path={TINY_JUDGE}", f"runs_dir={tmp_path}", f"run={run}", "shards=1",
-                          f"evaluate.answers=[fastchat:{SYNTHETIC}]", "evaluate.baseline=echo-bot", *args])
+                          f"evaluate.answers=[fastchat:{SYNTHETIC}]", "evaluate.baseline=echo-bot",
+                          "evaluate.reference_verdicts=''", *args])
+
+
+def test_a_reference_judge_that_annotated_none_of_the_questions_is_skipped(tmp_path, caplog):
+    rd = RunDir(tmp_path / "run")
+    rd.root.mkdir()
+    records = load_records(write(tmp_path / "d.jsonl", [CONVERSATION])).records
+    evaluate.write_reference(rd, evaluate.EvaluationConfig(reference_verdicts=str(ALPACA_EVAL)), Loaded(records))
+    assert not (rd.root / REFERENCE_JSON).exists()
+    assert "annotates none of the 1 evaluated questions" in caplog.text
 
 
 def test_a_profile_without_a_multi_turn_form_refuses_at_run_creation_with_one_line(tmp_path, capsys):
@@ -117,7 +130,7 @@ def test_a_profile_without_a_multi_turn_form_refuses_at_run_creation_with_one_li
     assert not (tmp_path / "panda").exists()
 
 
-@pytest.mark.slow  # two evaluations with the tiny judge on the local executor
+@pytest.mark.slow  # three evaluations with the tiny judge on the local executor
 def test_tiny_judge_evaluation_of_two_turn_answers_has_per_turn_rows(tmp_path, capsys):
     # Four questions spread over the eight (81 writing, 101 reasoning with GPT-4's reference, 131, 151), two models
     # against echo-bot, both orders: 4 x 2 x 2 turns x 2 orders = 32 units, plus 8 with the reference.
@@ -127,7 +140,6 @@ def test_tiny_judge_evaluation_of_two_turn_answers_has_per_turn_rows(tmp_path, c
     assert "Win rate per turn" in out and "| model | turn 1 | turn 2 | all turns |" in out
     lb = json.loads((tmp_path / "pair" / "leaderboard.json").read_text())
     assert "tiny judge" in lb["note"]
-    assert not (tmp_path / "pair" / "reference_leaderboard.json").exists()  # the default AlpacaEval judge: none here
     board = lb["boards"]["without_reference"]
     rows = {r["model"]: r for r in board["rows"]}
     assert set(board["turns"]) == {"1", "2"}
@@ -137,6 +149,12 @@ def test_tiny_judge_evaluation_of_two_turn_answers_has_per_turn_rows(tmp_path, c
         # Overall is every judged turn: the mean of the two turns' win rates, each over as many comparisons.
         assert rows[model]["win_rate"] == pytest.approx(np.mean([r["win_rate"] for r in per_turn]))
     assert {r["n_total"] for r in lb["boards"]["with_reference"]["turns"]["2"]["rows"]} == {1}  # question 101 only
+    # Again, in two shards: both turns' verdicts come from the verdict cache (keyed by each turn's own prompt).
+    assert evaluate_synthetic(tmp_path, "again", "evaluate.limit=4", "evaluate.models=[short-bot,long-bot]",
+                              "shards=2") == 0
+    assert "40 of 40 units from the verdict cache, 0 judged." in capsys.readouterr().out
+    again = json.loads((tmp_path / "again" / "leaderboard.json").read_text())["boards"]["without_reference"]
+    assert again["turns"] == board["turns"] and again["rows"] == board["rows"]
 
     # MT-Bench's protocol: single-answer grading, the reference shown where the category needs one (101) and not
     # elsewhere, so one board over all questions; each turn judged once.
