@@ -5,8 +5,9 @@ Layout (``verdicts.zarr``):
 - ``records/*`` (one row per record): question, answers, reference, ground truth, subset, category and the
   generator of each answer (``models``, empty outside model evaluations), so a
   shard needs nothing but the store and a queued run cannot be changed by editing the data file afterwards.
-  These hold a conversation's first turn; a store with multi-turn records adds ``records/n_turns`` and the turns
-  after the first in ``records/later_*`` (question, answers, reference, answer lengths; one column per later turn).
+  These hold a conversation's first turn; a store with multi-turn records (attribute ``n_turns`` > 1) adds the
+  turns after the first in ``records/later_*`` (question, answers, reference, answer lengths; one column per later
+  turn, empty past a record's last).
 - ``units/*`` (one row per unit): record index, answer order, with-reference flag, turn (0: the first; absent in
   stores made before multi-turn units, where every unit judges the first turn).
 - ``verdicts/*`` (one row per unit): scores as the judge wrote them (in the order it saw the answers; NaN when
@@ -105,7 +106,6 @@ def _put_later_turns(put: Any, records: list[Record], n_turns: int, n_answers: i
     n, later = len(records), n_turns - 1
     pad = Turn("", ("",) * n_answers, None)
     turns = [list(r.later_turns) + [pad] * (later - len(r.later_turns)) for r in records]
-    put("records/n_turns", np.array([r.n_turns for r in records], dtype=np.int8), rc, "int8", 1)
     put("records/later_question", _text_array([[t.question for t in ts] for ts in turns]).reshape(n, later), rc,
         str, "")
     put("records/later_reference", _text_array([[t.reference or "" for t in ts] for ts in turns]).reshape(n, later),

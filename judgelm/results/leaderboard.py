@@ -101,10 +101,10 @@ def build_leaderboard(store: VerdictStore, reference: dict[str, Any] | None = No
             continue
         base = ev.get("baseline") or ""
         board = pairwise_board(comparisons(store, w), base, n_boot, seed)
-        per_turn = [(t, comparisons(store, w, t)) for t in range(store.n_turns)] if store.n_turns > 1 else []
-        if per_turn:
-            board["turns"] = {str(t + 1): {"rows": pairwise_board(c, base, n_boot, seed)["rows"]}
-                              for t, c in per_turn if len(c)}
+        if store.n_turns > 1:
+            per_turn = {t + 1: comparisons(store, w, t) for t in range(store.n_turns)}
+            board["turns"] = {str(t): {"rows": pairwise_board(c, base, n_boot, seed)["rows"]}
+                              for t, c in per_turn.items() if len(c)}
         if reference is not None:
             board["reference"] = beside_reference(board, reference)
         out["boards"][name] = board
