@@ -100,8 +100,9 @@ test: $(ENV_STAMP)
 lint: $(ENV_STAMP)
 	$(PYTHON) -m ruff check judgelm launch tests
 
+# make prompts DATA=... [ARGS="judge.profile=NAME prompt.mode=pair|single|multi out=FILE"]: every unit's prompt as JSON
 prompts: $(ENV_STAMP)
-	$(PYTHON) -m judgelm.cli prompts $(DATA) $(ARGS)
+	$(PYTHON) -m launch.prompts data.source=$(DATA) model.path=$(MODEL) $(ARGS)
 
 status: $(ENV_STAMP)
 	$(PYTHON) -m launch.status run=$(RUN) $(ARGS)
