@@ -168,6 +168,17 @@ def run(c: Command, cwd: Path, **env: str) -> subprocess.CompletedProcess:
                           timeout=1800)
 
 
+def named_test_source(spec: str, where: str) -> str:
+    """The source of the test ``tests/test_x.py::test_name``."""
+    path, _, name = spec.partition("::")
+    assert (REPO / path).is_file(), f"{where}: no test file {path}"
+    text = (REPO / path).read_text()
+    for f in ast.walk(ast.parse(text)):
+        if isinstance(f, ast.FunctionDef) and f.name == name:
+            return ast.get_source_segment(text, f) or ""
+    raise AssertionError(f"{where}: no test {spec}")
+
+
 def essential_parts(c: Command) -> list[str]:
     """What a test must name to stand for ``c``: its make target or its entry point (``launch.status`` or
     ``status``), else the program it runs."""
@@ -215,13 +226,9 @@ def test_documented_command(c: Command, scratch_root, request):
         assert c.arg, f"{where}: '# not-run:' needs a reason"
         return
     if c.mark == "test:":
-        path, _, name = c.arg.partition("::")
-        tree = ast.parse((REPO / path).read_text()) if (REPO / path).is_file() else None
-        funcs = {f.name: ast.get_source_segment((REPO / path).read_text(), f) for f in ast.walk(tree or ast.Module())
-                 if isinstance(f, ast.FunctionDef)}
-        assert name in funcs, f"{where}: no test {c.arg}"
+        source = named_test_source(c.arg, where)
         essential = essential_parts(c)
-        assert any(e in funcs[name] for e in essential), f"{where}: {c.arg} does not run {' or '.join(essential)}"
+        assert any(e in source for e in essential), f"{where}: {c.arg} does not run {' or '.join(essential)}"
         return
     if "slurm" in marks_of(c):
         request.getfixturevalue("slurm_cluster")
