@@ -5,10 +5,10 @@
         [data.limit=N] [model.path=DIR] [out=FILE]
 
 Every setting means what it means for ``make judge`` (the same ``configs/judge.yaml``), so a prompt seen here is
-the prompt judged there. One line per unit, record by record: ``question_id``, ``order`` (1: answers swapped),
-``reference`` (the reference answer shown), ``system`` and ``user`` (the profile's parts), ``chat`` (whether the
-judge's chat template wraps them) and ``prompt``: the text the judge's tokenizer is given (for a chat profile, the
-parts through ``model.path``'s chat template).
+the prompt judged there. One line per unit, record by record: ``question_id``, ``turn`` (of a conversation; 1
+for a single-turn record), ``order`` (1: answers swapped), ``reference`` (the reference answer shown), ``system``
+and ``user`` (the profile's parts), ``chat`` (whether the judge's chat template wraps them) and ``prompt``: the
+text the judge's tokenizer is given (for a chat profile, the parts through ``model.path``'s chat template).
 """
 
 from __future__ import annotations

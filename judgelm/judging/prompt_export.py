@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from judgelm.data.records import Turn
 from judgelm.judging.config import JudgeConfig
 from judgelm.judging.run import PlannedRun, plan_run
 from judgelm.profiles import make_profile
@@ -20,9 +21,10 @@ from judgelm.profiles.prompts import Mode
 
 
 def unit_prompts(cfg: JudgeConfig) -> Iterator[dict]:
-    """One dict per unit: ``question_id``, ``order`` (1: answers 1 and 2 swapped), ``reference`` (shown or not),
-    ``system``, ``user``, ``chat`` (whether the judge's chat template wraps them) and ``prompt``. Everything is
-    checked here, before the first row: a mistake never leaves half a listing."""
+    """One dict per unit: ``question_id``, ``turn`` (1: the first; a later turn's prompt shows the turns before
+    it), ``order`` (1: answers 1 and 2 swapped), ``reference`` (shown or not), ``system``, ``user``, ``chat``
+    (whether the judge's chat template wraps them) and ``prompt``. Everything is checked here, before the first
+    row: a mistake never leaves half a listing."""
     return _rows(plan_run(cfg))
 
 
@@ -32,10 +34,8 @@ def _rows(planned: PlannedRun) -> Iterator[dict]:
     tokenizer = None
     for u in np.argsort(plan.record, kind="stable"):
         r, order, with_reference = records[plan.record[u]], int(plan.order[u]), bool(plan.with_reference[u])
-        answers = list(r.answers)
-        if order:
-            answers[0], answers[1] = answers[1], answers[0]
-        prompt = profile.render(r.question, answers, r.reference if with_reference else None, mode)
+        *history, current = (seen_turn(t, order, with_reference) for t in r.turns()[: int(plan.turn[u]) + 1])
+        prompt = profile.render_unit(current.question, current.answers, current.reference, mode, tuple(history))
         text = prompt.user
         if prompt.chat:
             from judgelm.inference.encode import chat_text
@@ -43,5 +43,14 @@ def _rows(planned: PlannedRun) -> Iterator[dict]:
 
             tokenizer = tokenizer or load_tokenizer(cfg.model.path)
             text = chat_text(tokenizer, prompt)
-        yield {"question_id": r.question_id, "order": order, "reference": with_reference, "system": prompt.system,
-               "user": prompt.user, "chat": prompt.chat, "prompt": text}
+        yield {"question_id": r.question_id, "turn": int(plan.turn[u]) + 1, "order": order,
+               "reference": with_reference, "system": prompt.system, "user": prompt.user, "chat": prompt.chat,
+               "prompt": text}
+
+
+def seen_turn(turn: Turn, order: int, with_reference: bool) -> Turn:
+    """A turn as the unit shows it: answers 1 and 2 swapped in the swapped order, the reference only where shown."""
+    answers = list(turn.answers)
+    if order:
+        answers[0], answers[1] = answers[1], answers[0]
+    return Turn(turn.question, tuple(answers), turn.reference if with_reference else None)
