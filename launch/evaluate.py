@@ -27,7 +27,7 @@ from judgelm.results.leaderboard import LEADERBOARD_MD, REFERENCE_JSON, build_le
 from judgelm.rundir import RunDir, check_run_name, write_text_atomic
 from launch.cli import run_main
 from launch.configs import JudgeLaunchConfig
-from launch.submission import launch
+from launch.submission import dry_run_text, launch
 
 
 @dataclass
@@ -96,6 +96,9 @@ def evaluate(argv: list[str]) -> int:
     cfg.prompt.mode = "single" if ev.pairing == "single" else "pair"
     cfg.data.source = "evaluation: " + " ".join(ev.answers)
     cfg.engine.validate()
+    if cfg.dry_run:
+        print(dry_run_text(cfg))
+        return 0
     loaded = evaluation_records(ev, cfg.prompt.turns)
     # All-pairs has no baseline in its leaderboard: every model's win rate is against every other model.
     baseline = "" if ev.pairing == "all-pairs" else ev.baseline

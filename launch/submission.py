@@ -18,6 +18,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from judgelm.config import to_yaml
 from judgelm.judging.progress import read_progress
 from judgelm.judging.store import VerdictStore
 from judgelm.results.merge import IncompleteStore, merge_run
@@ -58,6 +59,11 @@ def gpu_plan_text(cfg: JudgeLaunchConfig) -> str:
     c = cfg.cluster
     return run_plan_text(cfg.model.path, cfg.shards, c.gpu_mem_gb if c.gpus_per_node else None, c.gpus_per_task,
                          cfg.model.dtype, cfg.engine.memory_margin)
+
+
+def dry_run_text(cfg: JudgeLaunchConfig) -> str:
+    """What ``dry_run=true`` prints instead of creating and submitting anything: the resolved config, the GPU plan."""
+    return f"# resolved config (cfg={cfg.fingerprint()})\n{to_yaml(cfg)}\n# plan\n{gpu_plan_text(cfg)}"
 
 
 def read_submissions(rd: RunDir) -> list[dict]:
