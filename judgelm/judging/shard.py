@@ -8,6 +8,7 @@ honoured between chunks, so the work in flight is not thrown away.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import os
 import time
@@ -30,7 +31,7 @@ from judgelm.judging.store import TOP_IDS, TOP_LOGPROBS, ChunkVerdicts, VerdictS
 from judgelm.judging.verdict_cache import VerdictCache, generate_with_cache, open_cache
 from judgelm.profiles import make_profile
 from judgelm.profiles.prompts import Mode
-from judgelm.rundir import RunDir
+from judgelm.rundir import RunDir, environment_fault
 
 log = logging.getLogger("judgelm.judging.shard")
 
@@ -84,6 +85,22 @@ def judge_chunk(store: VerdictStore, chunk: int, engine, cfg: JudgeConfig,
                          new_tokens=new_tokens, truncated=prep.truncated, extras=extras or None, cached=cached)
 
 
+def load_engine(cfg: JudgeConfig):
+    """The judge's engine. A model directory that lost its files since the run was created (``model.path`` is
+    always a local directory by then) is named as such: a vanished file is the environment's doing."""
+    try:
+        return make_engine(cfg.model, cfg.engine)
+    except OSError as e:
+        path = Path(cfg.model.path)
+        has_weights = any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
+        gone = next((p for p in (path, path / "config.json") if not p.exists()), None if has_weights else path)
+        if gone is not None:
+            what = "the judge's model directory holds no weights" if gone == path and path.exists() else \
+                "the judge's model file is gone"
+            raise FileNotFoundError(errno.ENOENT, what, str(gone)) from e
+        raise
+
+
 def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest | None = None,
               job_id: str = "", threads: int = 0, judge: str = "") -> ShardResult:
     """Judge shard ``shard`` of ``n_shards`` of the run in ``run_dir``; ``threads`` overrides the config's.
@@ -112,7 +129,7 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
     try:
         if todo:
             set_threads(threads or cfg.engine.threads)
-            engine = make_engine(cfg.model, cfg.engine)
+            engine = load_engine(cfg)
             if getattr(engine, "runtime", None) is not None:
                 attempt.runtime = dataclasses.asdict(engine.runtime)
                 log.info("judge loaded with %s", attempt.runtime)
@@ -135,9 +152,13 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
             rate = progress.rate
             log.info("shard %d: chunk %d done, %d/%d units, %.1f units/s, ETA %.0f s", shard, c,
                      progress.units_done, progress.units_total, rate, left / rate if rate > 0 else float("nan"))
-    except BaseException:
+    except BaseException as e:
         attempt.state, attempt.updated = "failed", time.time()
-        write_progress(progress_path, progress)
+        attempt.error = environment_fault(e) or f"{type(e).__name__}: {str(e).strip()[:200]}"
+        try:
+            write_progress(progress_path, progress)
+        except OSError:  # the disk that failed the chunk may fail this too; the failure itself is what matters
+            pass
         raise
     interrupted = progress.units_done < progress.units_total
     attempt.state = "interrupted" if interrupted else "finished"
