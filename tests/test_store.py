@@ -93,7 +93,7 @@ def test_chunks_are_spread_evenly_over_shards(units, shards, limit, expected):
 
 
 def written_store(path, n_shards=4):
-    store = make_store(path, n_records=100, chunk_units=16, n_shards=n_shards)
+    make_store(path, n_records=100, chunk_units=16, n_shards=n_shards)
     for k in range(n_shards):
         write_shard(path, k, n_shards)
     return VerdictStore(path, mode="r+")
