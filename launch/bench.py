@@ -15,8 +15,9 @@ For each model and mode (fast: score line only; full: explanation up to N new to
   tokens ours generated), length-sorted, at the best of a few batch sizes, with no generation at all.
 
 Then the merge of a synthetic store of ``merge_units`` units against computing the same metrics from JudgeLM's
-JSONL files. Timings are medians of ``repeats`` runs; the figures, the hardware and the versions go to
-``<runs_dir>/bench-<time>/bench.json``. Nothing here is asserted: timings are reported, not tested.
+JSONL files, and opening a verdict cache of ``cache_entries`` entries as a shard does. Timings are medians of
+``repeats`` runs; the figures, the hardware and the versions go to ``<runs_dir>/bench-<time>/bench.json``.
+Nothing here is asserted: timings are reported, not tested.
 """
 
 from __future__ import annotations
@@ -315,6 +316,34 @@ def bench_merge(n_units: int, repeats: int) -> dict:
             "speedup_same_metrics": t_jsonl / t_same, "speedup_full_merge": t_jsonl / t_merge, "same_metrics": same}
 
 
+def bench_cache(n_entries: int, per_file: int = 256, lookups: int = 2048) -> dict:
+    """Opening a verdict cache of ``n_entries`` fast-mode verdicts (written by the real writer, ``per_file`` to a
+    file as committed chunks write them) the way a shard opens it, then one chunk's worth of lookups."""
+    from judgelm.judging.verdict_cache import Entry, VerdictCache
+
+    decoding = {"mode": "fast", "max_new_tokens": 16}
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = VerdictCache(Path(tmp), "judge", decoding)
+        for start in range(0, n_entries, per_file):
+            for i in range(start, min(n_entries, start + per_file)):
+                writer.stage(writer.key([i, 17, 4, 9]), Entry(f"{i % 10} {(i * 7) % 10}\n", [23, 7 + i % 3, 12, 2]))
+            writer.flush()
+            writer.flushed.clear()  # a writer keeps what it wrote; this one writes for others
+        size = sum(p.stat().st_size for p in Path(tmp).glob("*.jsonl"))
+        t, cpu = time.perf_counter(), time.process_time()
+        cache = VerdictCache.open(tmp, "judge", decoding)
+        open_s, open_cpu_s = time.perf_counter() - t, time.process_time() - cpu
+        probe = np.random.default_rng(0).integers(0, 2 * n_entries, lookups)  # half of them are misses
+        t = time.perf_counter()
+        hits = sum(cache.get(cache.key([int(i), 17, 4, 9])) is not None for i in probe)
+        lookup_s = time.perf_counter() - t
+    out = {"entries": len(cache), "files": -(-n_entries // per_file), "bytes": size, "open_s": open_s,
+           "open_cpu_s": open_cpu_s, "lookups": lookups, "hits": hits, "lookup_us": 1e6 * lookup_s / lookups}
+    print(f"  verdict cache of {out['entries']:,} entries ({out['files']} files, {size / 2**20:.0f} MiB): opened in "
+          f"{open_s:.2f} s ({open_cpu_s:.2f} s CPU), {out['lookup_us']:.0f} µs per lookup", flush=True)
+    return out
+
+
 def judgelm_metrics_from_store(path: Path) -> dict:
     """Only JudgeLM's metrics, straight from the store's arrays: what the JSONL route computes, nothing more."""
     from judgelm.data.verdicts import win_array
@@ -353,7 +382,7 @@ def vllm_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def table(rows: list[dict], merge: dict | None) -> str:
+def table(rows: list[dict], merge: dict | None, cache: dict | None = None) -> str:
     head = ("| model | mode | units | ours units/s | ours tok/s | reference tok/s | × reference (per token) | "
             "ceiling tok/s (best rows) | % of ceiling |\n|---|---|---|---|---|---|---|---|---|")
     lines = [head]
@@ -372,6 +401,10 @@ def table(rows: list[dict], merge: dict | None) -> str:
                      f"{merge['jsonl_s']:.2f} s (× {merge['speedup_same_metrics']:.0f}; "
                      f"× {merge['speedup_full_merge']:.1f} for the full merge); "
                      f"identical: {merge['same_metrics']}")
+    if cache:
+        lines.append(f"\nVerdict cache of {cache['entries']:,} entries in {cache['files']:,} files "
+                     f"({cache['bytes'] / 2**20:.0f} MiB): opened in {cache['open_s']:.2f} s "
+                     f"({cache['open_cpu_s']:.2f} s CPU), {cache['lookup_us']:.0f} µs per lookup")
     return "\n".join(lines)
 
 
@@ -395,6 +428,8 @@ class BenchConfig:
     """Timings are medians over this many repeats."""
     merge_units: int = 1_000_000
     """Units of the synthetic store merged; 0 skips the merge benchmark."""
+    cache_entries: int = 1_000_000
+    """Entries of the synthetic verdict cache opened; 0 skips the cache benchmark."""
     threads: int = 0
     """torch threads of this process; 0 leaves torch's default."""
     runs_dir: str = "runs"
@@ -427,11 +462,12 @@ def bench(argv: list[str]) -> int:
         rows += model_rows
         hw["vllm"] = versions or hw.get("vllm")
     merge = bench_merge(args.merge_units, args.repeats) if args.merge_units else None
+    cache = bench_cache(args.cache_entries) if args.cache_entries else None
     out_dir = Path(args.runs_dir) / time.strftime("bench-%Y%m%d-%H%M%S")
     out_dir.mkdir(parents=True)
     (out_dir / "bench.json").write_text(json.dumps({"hardware": hw, "args": asdict(args), "engine": rows,
-                                                    "merge": merge}, indent=2) + "\n")
-    print(vllm_table(rows) + "\n\n" + table(rows, merge))
+                                                    "merge": merge, "cache": cache}, indent=2) + "\n")
+    print(vllm_table(rows) + "\n\n" + table(rows, merge, cache))
     print(f"\nwritten: {out_dir / 'bench.json'}")
     return 0
 

@@ -134,6 +134,8 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
                 attempt.runtime = dataclasses.asdict(engine.runtime)
                 log.info("judge loaded with %s", attempt.runtime)
             cache = open_cache(rd.root.parent, cfg)
+            if cache is not None and cache.unreadable:  # counted in the run's summary
+                attempt.cache_unreadable = [f"{u.path.name}:{u.entries}" for u in cache.unreadable]
         for c in todo:
             if stop():
                 break

@@ -28,6 +28,7 @@ from omegaconf import OmegaConf
 from judgelm.data.benchmarks import BENCHMARKS, benchmark_of
 from judgelm.data.verdicts import Status, win_array
 from judgelm.inference.usage import total_usage
+from judgelm.judging.progress import cache_unreadable
 from judgelm.judging.store import NO_LABEL, TOP_IDS, TOP_LOGPROBS, Columns, VerdictStore
 from judgelm.judging.validate import DATA_NOTES
 from judgelm.results.leaderboard import write_leaderboard
@@ -424,6 +425,9 @@ def merge_run(run_dir: str | Path, allow_partial: bool = False, policy: str | No
     usage = total_usage(rd.root)
     if usage is not None:
         m["usage"] = asdict(usage)
+    lost = cache_unreadable(rd.progress)
+    if lost:
+        m["verdict_cache_unreadable"] = lost
     if conf is not None:
         write_confidence(rd.root / CONFIDENCE_FILE, store, conf)
     write_text_atomic(rd.metrics, json.dumps(m, indent=2) + "\n")
