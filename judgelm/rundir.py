@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
 import re
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,19 @@ def write_text_atomic(path: Path, text: str, mode: int = 0o666) -> None:
         if e.filename is None:  # a failed write (a full disk) names no file
             e.filename = str(path)
         raise
+
+
+@contextlib.contextmanager
+def replaced_atomically(path: Path) -> Iterator[Path]:
+    """A temporary path (same folder, same suffix) to write ``path``'s new content to; it replaces ``path`` in one
+    step when the block ends, and is removed if the block fails. A process killed while writing leaves the old file
+    whole."""
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # What the machine's environment, not the code or the data, can do to a job: one cause line each.

@@ -33,7 +33,7 @@ from judgelm.judging.store import NO_LABEL, TOP_IDS, TOP_LOGPROBS, Columns, Verd
 from judgelm.judging.validate import DATA_NOTES
 from judgelm.results.leaderboard import write_leaderboard
 from judgelm.results.tables import TINY_NOTE, format_leaderboard, format_table, leaderboard_rows
-from judgelm.rundir import RunDir, finite, write_text_atomic
+from judgelm.rundir import RunDir, finite, replaced_atomically, write_text_atomic
 from judgelm.scoring.calibration import UnitConfidence, reliability, unit_confidence
 from judgelm.scoring.metrics import (
     agreement_without_ties,
@@ -393,7 +393,7 @@ def write_confidence(path: Path, store: VerdictStore, conf: UnitConfidence) -> N
     with_ref, text, truth = store.units("with_reference"), store.verdicts("text"), store.unit_labels()
     subsets, code = np.unique(store.records("subset"), return_inverse=True)
     benchmark = [benchmark_of(str(s)) for s in subsets]
-    with open(path, "w", encoding="utf-8") as f:
+    with replaced_atomically(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for u in np.flatnonzero(conf.available):
             row = {"unit": int(u), "question_id": qid[record[u]], "order": int(order[u]),
                    "with_reference": bool(with_ref[u]), "benchmark": benchmark[code.ravel()[record[u]]],
