@@ -284,14 +284,18 @@ def bench_merge(n_units: int, repeats: int) -> dict:
     scores = rng.integers(1, 11, (len(plan), 2)).astype(np.float32)
     scores[rng.random(len(plan)) < 0.02] = np.nan  # some parse failures
     with tempfile.TemporaryDirectory() as tmp:
-        store = VerdictStore.create(Path(tmp) / "s.zarr", records, plan, 2, chunk_units=16384, attrs={"n_shards": 64})
-        for c in range(store.n_chunks):
-            sl = store.chunk_slice(c)
-            n = sl.stop - sl.start
-            store.write_chunk(c, ChunkVerdicts(scores=scores[sl], status=np.isnan(scores[sl, 0]).astype(np.int8),
-                                               text=[""] * n, prompt_tokens=np.zeros(n), new_tokens=np.zeros(n),
-                                               truncated=np.zeros(n, bool)), attempt=0)
+        for name, checksums in (("s.zarr", True), ("plain.zarr", False)):  # the second as stores were before
+            store = VerdictStore.create(Path(tmp) / name, records, plan, 2, chunk_units=16384, attrs={"n_shards": 64},
+                                        checksums=checksums)
+            for c in range(store.n_chunks):
+                sl = store.chunk_slice(c)
+                n = sl.stop - sl.start
+                store.write_chunk(c, ChunkVerdicts(scores=scores[sl], status=np.isnan(scores[sl, 0]).astype(np.int8),
+                                                   text=[""] * n, prompt_tokens=np.zeros(n), new_tokens=np.zeros(n),
+                                                   truncated=np.zeros(n, bool)), attempt=0)
         t_merge, m = median_time(lambda: compute_metrics(VerdictStore(Path(tmp) / "s.zarr")), repeats)
+        t_plain, _ = median_time(lambda: compute_metrics(VerdictStore(Path(tmp) / "plain.zarr")), repeats)
+        t_verify, _ = median_time(lambda: VerdictStore(Path(tmp) / "s.zarr").verify(), repeats)
         t_same, same_store = median_time(lambda: judgelm_metrics_from_store(Path(tmp) / "s.zarr"), repeats)
 
         def text(s):
@@ -310,9 +314,11 @@ def bench_merge(n_units: int, repeats: int) -> dict:
     keys = ("agreement", "precision", "recall", "f1", "consistency")
     ours = m["groups"]["without_reference"]
     same = all(abs(ours[k] - j[k]) < 1e-12 and abs(same_store[k] - j[k]) < 1e-12 for k in keys)
-    print(f"  merge of {n_units} units: full merge {t_merge:.2f} s; JudgeLM's metrics from the store {t_same:.3f} s, "
+    print(f"  merge of {n_units} units: full merge {t_merge:.2f} s ({t_plain:.2f} s without chunk checksums; "
+          f"make verify {t_verify:.2f} s); JudgeLM's metrics from the store {t_same:.3f} s, "
           f"from JudgeLM's JSONL files {t_jsonl:.2f} s (x{t_jsonl / t_same:.0f}); same metrics: {same}", flush=True)
-    return {"units": n_units, "merge_s": t_merge, "judgelm_metrics_from_store_s": t_same, "jsonl_s": t_jsonl,
+    return {"units": n_units, "merge_s": t_merge, "merge_s_without_checksums": t_plain, "verify_s": t_verify,
+            "judgelm_metrics_from_store_s": t_same, "jsonl_s": t_jsonl,
             "speedup_same_metrics": t_jsonl / t_same, "speedup_full_merge": t_jsonl / t_merge, "same_metrics": same}
 
 
@@ -400,7 +406,8 @@ def table(rows: list[dict], merge: dict | None, cache: dict | None = None) -> st
                      f"{merge['judgelm_metrics_from_store_s']:.3f} s vs from JudgeLM's JSONL files "
                      f"{merge['jsonl_s']:.2f} s (× {merge['speedup_same_metrics']:.0f}; "
                      f"× {merge['speedup_full_merge']:.1f} for the full merge); "
-                     f"identical: {merge['same_metrics']}")
+                     f"identical: {merge['same_metrics']}; the full merge without chunk checksums "
+                     f"{merge['merge_s_without_checksums']:.2f} s, make verify {merge['verify_s']:.2f} s")
     if cache:
         lines.append(f"\nVerdict cache of {cache['entries']:,} entries in {cache['files']:,} files "
                      f"({cache['bytes'] / 2**20:.0f} MiB): opened in {cache['open_s']:.2f} s "

@@ -140,3 +140,15 @@ def test_damaged_inputs_are_named_and_not_repaired(tmp_path):
     with pytest.raises(DamagedStore, match="the run's inputs are damaged: create the run again"):
         store.chunk_inputs(0)
     assert store.repair(damage) == []
+
+
+def test_a_store_made_before_checksums_still_reads_and_its_undecodable_chunks_are_found(tmp_path):
+    records = [Record(question_id=i, question=f"q{i}", answers=("a", "b")) for i in range(40)]
+    store = VerdictStore.create(tmp_path / "old.zarr", records, plan_units(records), n_scores=2, chunk_units=16,
+                                attrs={"n_shards": 2}, checksums=False)
+    for k in range(2):
+        write_shard(store.path, k, 2)
+    store = VerdictStore(store.path)
+    assert not store.checksummed and store.verify() == [] and store.done().all()
+    store._chunk_file("verdicts/text", 1).write_bytes(b"16 bytes garbage")
+    assert [str(d) for d in store.verify()][0].startswith("verdicts/text chunk 1 (units 16-31, shard 0): undecodable")

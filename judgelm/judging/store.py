@@ -99,7 +99,7 @@ def _text_array(values: list[str]) -> np.ndarray:
 
 
 def _declare_verdicts(g: zarr.Group, prefix: str, n_units: int, chunk_units: int, n_scores: int,
-                      extra_arrays: dict[str, tuple[tuple[int, ...], str, Any]] | None) -> None:
+                      extra_arrays: dict[str, tuple[tuple[int, ...], str, Any]] | None, checksums: bool = True) -> None:
     """The empty per-unit verdict arrays of one judge under ``prefix``, chunked along the unit axis."""
     uc = (chunk_units,)
     for name, shape, dtype, fill in (("scores", (n_scores,), "float32", np.nan), ("status", (), "int8", -1),
@@ -108,16 +108,17 @@ def _declare_verdicts(g: zarr.Group, prefix: str, n_units: int, chunk_units: int
                                      ("truncated", (), bool, False), ("cached", (), bool, False),
                                      ("done", (), bool, False),
                                      *((n, tuple(sh), dt, f) for n, (sh, dt, f) in (extra_arrays or {}).items())):
-        create_array(g, f"{prefix}/{name}", (n_units,) + shape, uc + shape, dtype, fill)
+        create_array(g, f"{prefix}/{name}", (n_units,) + shape, uc + shape, dtype, fill, checksums)
 
 
 def create_array(g: zarr.Group, name: str, shape: tuple[int, ...], chunks: tuple[int, ...], dtype: Any,
-                 fill: Any) -> zarr.Array:
+                 fill: Any, checksums: bool = True) -> zarr.Array:
     """An array whose every chunk file carries a CRC32C of its compressed bytes, checked whenever it is read.
 
-    Every store of the project creates its arrays here (answer stores too), so damage is always detectable."""
+    Every store of the project creates its arrays here (answer stores too), so damage is always detectable.
+    ``checksums=False`` makes an array as stores made before checksums have them (to measure what they cost)."""
     return g.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill,
-                          compressors=[ZstdCodec(level=0), Crc32cCodec()])
+                          compressors=[ZstdCodec(level=0)] + ([Crc32cCodec()] if checksums else []))
 
 
 @contextmanager
@@ -269,12 +270,13 @@ class VerdictStore:
 
     @classmethod
     def create(cls, path: str | Path, records: list[Record], plan: UnitPlan, n_scores: int, chunk_units: int,
-               attrs: dict[str, Any] | None = None,
-               extra_arrays: ExtraSchema | None = None) -> VerdictStore:
+               attrs: dict[str, Any] | None = None, extra_arrays: ExtraSchema | None = None,
+               checksums: bool = True) -> VerdictStore:
         """Write a new store for ``records`` and ``plan``; refuses to overwrite an existing one.
 
         ``extra_arrays`` declares additional per-unit verdict arrays as ``name: (trailing shape, dtype, fill)``,
-        for engines that record more than the scores (e.g. score-token log-probabilities).
+        for engines that record more than the scores (e.g. score-token log-probabilities). ``checksums=False``
+        makes a store as they were before chunks carried checksums (to measure their cost, to test old stores).
         """
         path = Path(path)
         if path.exists():
@@ -287,7 +289,7 @@ class VerdictStore:
         rc = (min(_RECORD_CHUNK, max(n_records, 1)),)
 
         def put(name: str, data: np.ndarray, chunks: tuple[int, ...], dtype: Any, fill: Any) -> None:
-            arr = create_array(g, name, data.shape, chunks + data.shape[1:], dtype, fill)
+            arr = create_array(g, name, data.shape, chunks + data.shape[1:], dtype, fill, checksums)
             if data.size:
                 with _every_chunk_file():
                     arr[...] = data
@@ -324,11 +326,12 @@ class VerdictStore:
         put("units/record", plan.record, uc, "int32", -1)
         put("units/order", plan.order, uc, "int8", 0)
         put("units/with_reference", plan.with_reference, uc, bool, False)
-        _declare_verdicts(g, "verdicts", n_units, chunk_units, n_scores, extra_arrays)
+        _declare_verdicts(g, "verdicts", n_units, chunk_units, n_scores, extra_arrays, checksums)
         g.attrs.update({
             **(attrs or {}), "format_version": FORMAT_VERSION, "n_units": n_units, "n_records": n_records,
             "chunk_units": chunk_units, "n_chunks": max(1, -(-n_units // chunk_units)), "n_scores": n_scores,
-            "n_answers": n_answers, "extra_arrays": sorted(extra_arrays or {}), "checksums": CHECKSUMS,
+            "n_answers": n_answers, "extra_arrays": sorted(extra_arrays or {}),
+            **({"checksums": CHECKSUMS} if checksums else {}),
         })
         return cls(path, mode="r+")
 
