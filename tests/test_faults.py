@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 
 from judgelm import cli as judgelm_cli
+from judgelm.judging.preemption import StopRequest
 from judgelm.judging.progress import read_progress
 from judgelm.judging.shard import run_shard
 from judgelm.judging.store import VerdictStore
@@ -24,6 +26,7 @@ from launch import judge as launch_judge
 from launch import resubmit as launch_resubmit
 from launch import verify as launch_verify
 from launch.status import status_table
+from launch.tasks import merge_task
 from tests.conftest import write_pairs
 from tests.test_judge_run import new_run
 
@@ -57,6 +60,9 @@ def test_a_damaged_chunk_is_named_shown_verified_and_judged_again(tmp_path, rand
     out, err = capsys.readouterr()
     assert err.count("\n") == 1 and where in err and "make resubmit RUN=hurt" in err and "Traceback" not in err
     assert not rd.metrics.exists()  # no number computed from it
+    with pytest.raises(SystemExit) as e:  # the merge job on a cluster: one line and exit code 1, no traceback
+        merge_task(str(rd.root))
+    assert e.value.code == 1 and capsys.readouterr().err.strip().endswith("re-judges exactly these units")
 
     table = status_table(rd)
     assert "1 DAMAGED" in table and f"{24 - 4}/24 units" in table and f"damaged: {where}" in table
@@ -89,6 +95,18 @@ def test_a_judge_whose_weights_vanished_is_named_by_the_shards_and_the_summary(t
     assert sorted(text.strip().splitlines()[-1] for text in logs) == [f"error: shard {k} failed: {cause}"
                                                                        for k in range(2)]
     assert f"shard 1 failed: {cause}" in status_table(rd)
+
+
+@pytest.mark.parametrize("signum, chunks", [(signal.SIGUSR2, 1), (signal.SIGTERM, 0)])
+def test_a_requeue_signal_during_start_up_still_lets_the_attempt_commit_one_chunk(tmp_path, random_judge, signum,
+                                                                                   chunks):
+    data = write_pairs(tmp_path / "pairs.jsonl", 6)
+    rd = new_run(tmp_path, random_judge, data, "early", "shards=1", "store.chunk_units=4", "verdict_cache=false")
+    stop = StopRequest(())
+    stop.signum = signum  # arrived before the first chunk: the time limit's warning, or a cancel
+    result = run_shard(rd.root, 0, 1, stop, threads=1)
+    assert result.interrupted and result.units_judged == 4 * chunks  # progress every attempt: no requeue loop
+    assert VerdictStore(rd.store).done().sum() == 4 * chunks
 
 
 @pytest.mark.parametrize("make, cause", [

@@ -2,7 +2,8 @@
 
 Running a shard again is always safe: finished chunks are skipped, so a killed, cancelled or requeued shard
 resumes where it stopped and never judges a committed unit twice. A stop request (the requeue signal) is
-honoured between chunks, so the work in flight is not thrown away.
+honoured between chunks, so the work in flight is not thrown away, and not before the attempt's first chunk, so
+every attempt makes progress.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import dataclasses
 import errno
 import logging
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,7 +139,10 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
             if cache is not None and cache.unreadable:  # counted in the run's summary
                 attempt.cache_unreadable = [f"{u.path.name}:{u.entries}" for u in cache.unreadable]
         for c in todo:
-            if stop():
+            # The requeue signal stops the shard after its chunk; one that came while it was starting still lets it
+            # commit one chunk, or a start-up longer than the signal's lead over the time limit would requeue
+            # forever without progress.
+            if stop() and (attempt.chunks_judged or stop.signum != signal.SIGUSR2):
                 break
             verdicts = judge_chunk(store, c, engine, cfg, cache)
             store.write_chunk(c, verdicts, attempt.attempt)
