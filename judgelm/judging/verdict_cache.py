@@ -21,6 +21,7 @@ it would have served are judged.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -108,11 +109,13 @@ class Entry:
                           top_logprobs=None if self.top_logprobs is None else np.array(self.top_logprobs))
 
     def fields(self) -> dict[str, Any]:
-        """What a cache file holds for this entry, besides its key (log-probabilities only when there are some)."""
-        out = {"text": self.text, "token_ids": self.token_ids}
-        if self.top_ids is not None:
-            out.update(top_ids=self.top_ids, top_logprobs=self.top_logprobs)
-        return out
+        """What a cache file holds for this entry, besides its key (fields that are None are left out)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_fields(cls, row: dict[str, Any]) -> Entry:
+        """The entry a cache file's row holds (its other fields, a key or one a later version adds, ignored)."""
+        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls) if f.name in row})
 
 
 @dataclass(frozen=True)
@@ -310,7 +313,7 @@ class VerdictCache:
         if found is None and self.files is not None:
             row = self.files.row(key)
             if row is not None:
-                found = Entry(row["text"], row["token_ids"], row.get("top_ids"), row.get("top_logprobs"))
+                found = Entry.from_fields(row)
         return found
 
     def stage(self, key: str, entry: Entry) -> None:
