@@ -248,18 +248,22 @@ def test_a_task_that_hits_its_time_limit_requeues_and_finishes(slurm_cluster, wo
     data = write_pairs(workdir / "long.jsonl", 40, with_reference_every=4)
     args = ("shards=1", "engine.mode=full", "engine.max_new_tokens=96", "store.chunk_units=4")
     ref = reference(workdir, judge, data, "limit", *args)
-    # USR2 90 s before a 2-minute limit: each attempt judges until then, finishes its chunk and requeues itself
-    # (at least one chunk each, however long its start-up), until the shard is done
-    rd = submit(slurm_cluster, judge, data, runs(workdir), "limit", *args, "cluster.timeout_min=2",
-                "cluster.signal_delay_s=90", "cluster.max_num_timeout=30")
+    rd = submit(slurm_cluster, judge, data, runs(workdir), "limit", *args, "cluster.signal_delay_s=60",
+                "cluster.max_num_timeout=30")
     shard_jobs, merge = jobs_of(rd)
+    job = shard_jobs[0]
     try:
+        wait_for_progress(rd, 0, 4)  # started: the limit now comes while it judges, whatever its start-up took
+        elapsed = slurm_cluster.sacct([job], ("JobID", "ElapsedRaw"))[0]["ElapsedRaw"]
+        limit = int(elapsed) + 90  # USR2 about 30 s from now (60 s before the limit), on every attempt after
+        subprocess.run(["scontrol", "update", f"jobid={job.split('_')[0]}", f"timelimit={limit // 60}:{limit % 60}"],
+                       check=True, timeout=60)
         slurm_cluster.wait_job(merge, timeout=2000)
         attempts = read_progress(rd.shard_progress(0)).attempts
         assert len(attempts) >= 2 and attempts[-1].state == "finished"
         assert all(a.state == "interrupted" and a.units_judged > 0 for a in attempts[:-1]), attempts
-        history = slurm_cluster.sacct([shard_jobs[0]], ("JobID", "State"), duplicates=True)
-        assert [r["State"] for r in history if r["JobID"] == shard_jobs[0]][0] == "REQUEUED"
+        history = slurm_cluster.sacct([job], ("JobID", "State"), duplicates=True)
+        assert [r["State"] for r in history if r["JobID"] == job][0] == "REQUEUED"
         assert_whole(rd, ref)
     finally:
         cancel_all([*shard_jobs.values(), merge])
