@@ -247,7 +247,7 @@ def decode_tolerant(arr: zarr.Array) -> tuple[np.ndarray, list[tuple[int, str]]]
     fill value. One read when nothing is wrong; otherwise the failing ranges are halved down to single chunks."""
     try:
         return arr[:], []
-    except Exception:  # noqa: BLE001 - any decoding error of a chunk file is damage, located below
+    except Exception:  # any decoding error of a chunk file is damage, located below
         pass
     values = np.full(arr.shape, arr.fill_value, dtype=arr.dtype)
     c, n = arr.chunks[0], arr.shape[0]
@@ -258,7 +258,7 @@ def decode_tolerant(arr: zarr.Array) -> tuple[np.ndarray, list[tuple[int, str]]]
         try:
             values[sl] = arr[sl]
             return
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # damage too: keep halving
             if hi - lo == 1:
                 bad.append((lo, _reason(e)))
                 return
@@ -498,7 +498,7 @@ class VerdictStore:
         """Whether a chunk is committed; one whose ``done`` cannot be read is not (judging it again heals it)."""
         try:
             return bool(self.group[f"{self.prefix}/done"][self.chunk_slice(chunk)].all())
-        except Exception:  # noqa: BLE001 - an undecodable commit marker is no commit
+        except Exception:  # an undecodable commit marker is no commit
             return False
 
     def chunk_inputs(self, chunk: int) -> dict[str, Any]:
@@ -530,7 +530,7 @@ class VerdictStore:
     def _read_slice(self, path: str, sl: slice) -> np.ndarray:
         try:
             return self.group[path][sl]
-        except Exception:  # noqa: BLE001 - located and named by verify
+        except Exception:  # damage: located and named by verify
             raise DamagedStore(self.path, self.verify(), self.attrs.get("run")) from None
 
     # --- integrity ----------------------------------------------------------------------------------------------
