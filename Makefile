@@ -47,7 +47,7 @@ cluster_given = $(if $(filter command line environment,$(origin CLUSTER)),cluste
 wait_arg = $(if $(WAIT),wait=$(if $(filter 1 true yes,$(WAIT)),true,false))
 
 .PHONY: help env vllm-env judge evaluate test lint train tiny-judge bench benchmark report import panel status \
-  resubmit cluster-up cluster-down prompts clean gpu-check
+  resubmit verify cluster-up cluster-down prompts clean gpu-check
 
 help:
 	@sed -n '1,200p' README.md | sed -n '/^## Commands/,/^## /p' | head -60
@@ -113,6 +113,9 @@ prompts: $(ENV_STAMP)
 
 status: $(ENV_STAMP)
 	$(PYTHON) -m launch.status run=$(RUN) $(ARGS)
+
+verify: $(ENV_STAMP)
+	$(PYTHON) -m launch.verify run=$(RUN) $(ARGS)
 
 resubmit: $(ENV_STAMP)
 	$(PYTHON) -m launch.resubmit run=$(RUN) $(cluster_given) $(wait_arg) $(ARGS)

@@ -23,10 +23,11 @@ def cmd_judgelm_metrics(args) -> int:
 def cmd_merge(args) -> int:
     from judgelm.results.merge import IncompleteStore, merge_run
     from judgelm.results.tables import format_table
+    from judgelm.rundir import Fault
 
     try:
         print(format_table(merge_run(args.run_dir, args.allow_partial, args.policy)))
-    except (IncompleteStore, ValueError) as e:
+    except (IncompleteStore, Fault, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -45,6 +45,18 @@ def sacct(job_ids: list[str]) -> dict[str, dict[str, str]]:
 
 
 def active(job_ids: list[str]) -> list[str]:
-    """The jobs among ``job_ids`` that are queued or running, from one sacct call."""
+    """The jobs among ``job_ids`` that are queued or running, from slurmctld itself (one ``squeue`` call): sacct
+    lags it by a second or two, and a job that another ``make resubmit`` submitted a moment ago must count. Falls
+    back to sacct without squeue."""
+    ids = sorted({j.split("_")[0] for j in job_ids if j})
+    if not ids:
+        return []
+    if shutil.which("squeue") is not None:
+        proc = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T", "-j", ",".join(ids)], capture_output=True,
+                              text=True, timeout=60)
+        # squeue refuses a list whose jobs have all left slurmctld's memory: then none of them is active
+        if proc.returncode == 0 or "Invalid job id" in proc.stderr:
+            states = dict(line.split("|", 1) for line in proc.stdout.splitlines() if "|" in line)
+            return [j for j in job_ids if states.get(j, "") in ACTIVE]
     rows = sacct(job_ids)
     return [j for j in job_ids if rows.get(j, {}).get("State", "").split(" ")[0] in ACTIVE]

@@ -5,7 +5,9 @@
 Per shard: the Slurm state and exit code of its latest job, the node, units done/total (from the store, the
 only truth about what is done), rate and ETA (from the shard's progress file), and attempts. Works while the
 run is going and after; local runs show the same table without Slurm columns. Past 16 shards, finished shards
-are left out of the table (``all=true`` shows them) and counted in the summary line.
+are left out of the table (``all=true`` shows them) and counted in the summary line. Every chunk is verified
+against its checksum: damaged chunks are not counted as done, and are listed under the table with the command
+that repairs them; a shard whose last attempt failed says why.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 
 from judgelm.config import ConfigError, load_config
 from judgelm.judging.progress import read_progress
-from judgelm.judging.store import VerdictStore
+from judgelm.judging.store import Damage, VerdictStore, decode_tolerant
 from judgelm.results.tables import data_line
 from judgelm.rundir import RunDir
 from launch.cli import run_main
@@ -27,9 +29,13 @@ from launch.sacct import sacct
 from launch.submission import latest_jobs, read_submissions
 
 
-def shard_done_counts(store: VerdictStore, n_shards: int) -> list[tuple[int, int]]:
-    """(units done, units owned) per shard, from the store's ``done`` marks."""
-    done = store.done()
+def shard_done_counts(store: VerdictStore, n_shards: int,
+                      damage: list[Damage] = ()) -> list[tuple[int, int]]:
+    """(units done, units owned) per shard, from the store's ``done`` marks; units of damaged chunks are not done."""
+    done, _ = decode_tolerant(store.group[f"{store.prefix}/done"])
+    for d in damage:
+        if d.judge == store.prefix:
+            done[d.start:d.stop] = False
     return [(int(np.count_nonzero(done[sl])), sl.stop - sl.start)
             for sl in (store.shard_slice(k, n_shards) for k in range(n_shards))]
 
@@ -50,7 +56,9 @@ def status_table(rd: RunDir, show_all: bool = True) -> str:
         rows = sacct(list(jobs.values()) + ([merge] if merge else [])) if slurm else {}
     except (RuntimeError, OSError, subprocess.SubprocessError) as e:  # slurmdbd trouble: the store still answers
         rows, warning = {}, f"(no Slurm states: {e})"
-    counts = shard_done_counts(store, n_shards)
+    damage = store.verify()
+    counts = shard_done_counts(store, n_shards, damage)
+    damaged = {k: sum(1 for d in damage if d.shard == k) for k in range(n_shards)}
     header = ["shard", "job", "state", "exit", "node", "units", "done", "rate/s", "ETA", "attempts"]
     table = [header]
     states: dict[str, int] = {}
@@ -67,6 +75,8 @@ def status_table(rd: RunDir, show_all: bool = True) -> str:
             state = "PENDING" if jid else "NOT SUBMITTED"
         if done == total and total:
             state = state if state == "COMPLETED" else f"{state} (done)"
+        if damaged[k]:
+            state = f"{state}, {damaged[k]} DAMAGED"
         states[state] = states.get(state, 0) + 1
         # A rate only while the shard is really running: its last attempt may have died without a word.
         running = state == "RUNNING" if row else (not slurm and state == "RUNNING" and _alive(p.attempts[-1].job_id))
@@ -90,7 +100,30 @@ def status_table(rd: RunDir, show_all: bool = True) -> str:
     if rd.metrics.exists():
         summary += f"; metrics: {rd.table}"
     notes = data_line(store.attrs)
-    return "\n".join(lines + [summary] + ([f"data: {notes}"] if notes else []) + ([warning] if warning else []))
+    return "\n".join(lines + [summary] + ([f"data: {notes}"] if notes else []) + failures(rd, n_shards, counts)
+                     + damage_lines(damage, rd.name) + ([warning] if warning else []))
+
+
+def failures(rd: RunDir, n_shards: int, counts: list[tuple[int, int]]) -> list[str]:
+    """Why each unfinished shard's last attempt failed, when it said."""
+    out = []
+    for k in range(n_shards):
+        p = read_progress(rd.shard_progress(k))
+        if counts[k][0] < counts[k][1] and p and p.attempts and p.attempts[-1].state == "failed" \
+                and p.attempts[-1].error:
+            out.append(f"shard {k} failed: {p.attempts[-1].error}")
+    return out
+
+
+def damage_lines(damage: list[Damage], run: str, shown: int = 8) -> list[str]:
+    if not damage:
+        return []
+    lines = [f"damaged: {d}" for d in damage[:shown]]
+    if len(damage) > shown:
+        lines.append(f"damaged: and {len(damage) - shown} more chunks (make verify RUN={run} lists them all)")
+    fix = ("the run's inputs are damaged: create the run again" if any(d.judge is None for d in damage)
+           else f"make resubmit RUN={run} re-judges exactly the damaged units")
+    return lines + [f"{len(damage)} damaged chunk{'s' if len(damage) > 1 else ''}: {fix}"]
 
 
 @dataclass

@@ -20,15 +20,15 @@ from dataclasses import dataclass
 
 from judgelm.config import to_yaml
 from judgelm.judging.progress import read_progress
-from judgelm.judging.store import VerdictStore
+from judgelm.judging.store import DamagedStore, VerdictStore
 from judgelm.results.merge import IncompleteStore, merge_run
 from judgelm.results.tables import format_table
-from judgelm.rundir import RunDir
+from judgelm.rundir import RunDir, environment_hint
 from launch.cluster import ClusterConfig, make_executor
 from launch.configs import JudgeLaunchConfig
 from launch.server import STOP_FILE, request_stop, submit_server
 from launch.snapshot import snapshot_code
-from launch.tasks import JudgeShardTask, merge_task
+from launch.tasks import JOB_ERROR, JudgeShardTask, merge_task
 
 log = logging.getLogger("judgelm.launch")
 
@@ -233,20 +233,64 @@ def follow(sub: Submission, every: float = 5.0) -> None:
         time.sleep(every)
 
 
+# Slurm states that say why a job ended when the job itself could not (killed at a limit, a node lost).
+_SLURM_CAUSES = {"OUT_OF_MEMORY": "out of memory: Slurm killed the task at its memory limit (cluster.mem_gb)",
+                 "TIMEOUT": "time limit reached more often than cluster.max_num_timeout allows",
+                 "NODE_FAIL": "its node failed", "CANCELLED": "cancelled", "PREEMPTED": "preempted"}
+
+
+def _error_line(text: str) -> str | None:
+    """The one line a job that failed for a known cause ended with (``launch.tasks.end_job``)."""
+    lines = [x for x in text.splitlines() if x.startswith(JOB_ERROR)]
+    return lines[-1][len(JOB_ERROR):] if lines else None
+
+
+def _exception_line(e: BaseException) -> str:
+    """The last line of the traceback a failed job left (``ValueError: ...``), or the first line of the message."""
+    text = str(e)
+    trace = text.split("-" * 22)
+    body = [x for x in (trace[1] if len(trace) > 2 else text).splitlines() if x.strip()]
+    return (body[-1] if len(trace) > 2 and body else (body[0] if body else type(e).__name__)).strip()
+
+
+def failure_cause(rd: RunDir, shard: int | None, job) -> str:
+    """Why a job failed, in one line: what the job said (its progress file, or its last ``error:`` line), else the
+    state of the run's file system (a full disk also swallows the job's own words), else Slurm's state, else the
+    last line of its traceback."""
+    p = read_progress(rd.shard_progress(shard)) if shard is not None else None
+    if p and p.attempts and p.attempts[-1].state == "failed" and p.attempts[-1].error:
+        return p.attempts[-1].error
+    try:
+        said = _error_line(job.paths.stderr.read_text(errors="replace"))
+    except OSError:
+        said = None
+    if said:
+        return said.split(" failed: ", 1)[-1]
+    hint = environment_hint(rd.root)
+    if hint:
+        return f"{hint} (the job could not write why; this is the run's file system now)"
+    state = str(getattr(job, "state", "")).split(" ")[0]
+    if state in _SLURM_CAUSES:
+        return _SLURM_CAUSES[state]
+    e = job.exception()
+    return _exception_line(e) if e is not None else f"ended in state {state}"
+
+
 def finish(sub: Submission, started: float) -> int:
-    """After the jobs end: name failed shards, then merge (locally) or show the merge job's outcome."""
-    failed = [s for s, j in zip(sub.shards, sub.shard_jobs) if j.exception() is not None]
-    for s, j in zip(sub.shards, sub.shard_jobs):
-        if s in failed:
-            log.error("shard %d failed (log: %s): %s", s, j.paths.stderr, j.exception())
+    """After the jobs end: name failed shards and why, then merge (locally) or show the merge job's outcome."""
+    failed = {s: failure_cause(sub.rd, s, j) for s, j in zip(sub.shards, sub.shard_jobs) if j.exception() is not None}
+    for s, cause in failed.items():
+        log.error("shard %d failed: %s (log: %s)", s, cause, sub.rd.logs)
+    causes = sorted(set(failed.values()))
     if sub.merge_job is not None and sub.merge_job.exception() is not None:
-        log.error("merge job %s failed (log: %s)", sub.merge_job.job_id, sub.merge_job.paths.stdout)
-        print(sub.merge_job.exception(), file=sys.stderr)
+        print(f"error: merge job {sub.merge_job.job_id} failed: {failure_cause(sub.rd, None, sub.merge_job)}"
+              f"\ncontinue with: make resubmit RUN={sub.cfg.run}", file=sys.stderr)
         return 1
     try:
         m = merge_run(sub.rd.root, sub.cfg.allow_partial) if sub.merge_job is None else None
-    except IncompleteStore as e:
-        print(f"error: {e}\ncontinue with: make resubmit RUN={sub.cfg.run}", file=sys.stderr)
+    except (IncompleteStore, DamagedStore) as e:
+        why = "".join(f"\ncause: {c}" for c in causes)
+        print(f"error: {e}{why}\ncontinue with: make resubmit RUN={sub.cfg.run}", file=sys.stderr)
         return 1
     finally:
         if sub.merge_job is None and sub.cfg.cluster.server.enabled:
@@ -270,7 +314,12 @@ def print_how_to_follow(sub: Submission) -> None:
 
 def launch(rd: RunDir, cfg: JudgeLaunchConfig, shards: list[int], started: float, wait_for: list[str] = ()) -> int:
     """Submit, then (unless a Slurm run is not waited for) follow to the end and report."""
-    sub = submit(rd, cfg, shards, wait_for)
+    return see_through(submit(rd, cfg, shards, wait_for), started)
+
+
+def see_through(sub: Submission, started: float) -> int:
+    """Follow a submission to its end and report, unless it is a Slurm run that is not waited for."""
+    cfg = sub.cfg
     if cfg.cluster.executor == "slurm":
         print_how_to_follow(sub)
         if not cfg.wait:

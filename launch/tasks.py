@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import submitit
 
 from judgelm.judging.preemption import StopRequest
-from judgelm.results.merge import merge_run
+from judgelm.judging.store import DamagedStore
+from judgelm.results.merge import IncompleteStore, merge_run
 from judgelm.results.tables import format_table
+from judgelm.rundir import environment_fault
 from launch.cli import setup_logging
 from launch.server import request_stop
 
@@ -21,6 +24,18 @@ if TYPE_CHECKING:
     from judgelm.train.loop import TrainResult
 
 log = logging.getLogger("judgelm.tasks")
+JOB_ERROR = "error: "  # the start of the one line a job that fails for a known cause ends with (on stderr)
+
+
+def end_job(line: str) -> NoReturn:
+    """End a job that failed for a known cause (the environment, a damaged or incomplete store) with one line on
+    stderr and exit code 1: the cause is the message, so no traceback (submitit prints one for any exception).
+    Writing may itself fail (the disk that is full holds the log); the exit code still says it failed."""
+    try:
+        print(JOB_ERROR + line, file=sys.stderr, flush=True)
+    except OSError:
+        pass
+    raise SystemExit(1)
 
 
 class JudgeShardTask(submitit.helpers.Checkpointable):
@@ -37,7 +52,13 @@ class JudgeShardTask(submitit.helpers.Checkpointable):
         from judgelm.judging.shard import run_shard  # torch: loaded where a shard runs, not where jobs are named
         setup_logging()
         stop = StopRequest((signal.SIGUSR2, signal.SIGTERM, signal.SIGINT))
-        result = run_shard(run_dir, shard, n_shards, stop, threads=threads, judge=judge)
+        try:
+            result = run_shard(run_dir, shard, n_shards, stop, threads=threads, judge=judge)
+        except (OSError, MemoryError, RuntimeError) as e:
+            cause = environment_fault(e) or (str(e) if isinstance(e, DamagedStore) else None)
+            if cause is None:
+                raise  # a bug: its traceback is what helps
+            end_job(f"shard {shard} failed: {cause}")
         if result.interrupted and stop.signum == signal.SIGUSR2:
             log.warning("shard %d stopped after its chunk with %d/%d units done: requeueing", shard,
                         result.units_done, result.units_total)
@@ -51,6 +72,11 @@ def merge_task(run_dir: str, allow_partial: bool = False, stop_server: bool = Fa
     setup_logging()
     try:
         m = merge_run(run_dir, allow_partial)
+    except (IncompleteStore, DamagedStore, OSError) as e:
+        cause = str(e) if isinstance(e, (IncompleteStore, DamagedStore)) else environment_fault(e)
+        if cause is None:
+            raise
+        end_job(f"merge failed: {cause}")
     finally:
         if stop_server:
             request_stop(run_dir)

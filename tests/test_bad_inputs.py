@@ -64,6 +64,13 @@ CASES = [
          "data.limit=-1: give how many records to judge", {"pairs.jsonl": pairs_jsonl()}),
     Case("multi-answer grading of labelled pairs", (*JUDGE, "data.source={d}/pairs.jsonl", "prompt.mode=multi"), 2,
          "prompt.mode=multi: 3 records are labelled pairs", {"pairs.jsonl": pairs_jsonl()}),
+    Case("lone surrogate escape in a record", (*JUDGE, "data.source={d}/pairs.jsonl"), 2,
+         "pairs.jsonl:2: field 'question_body': holds a lone UTF-16 surrogate \\ud800 at character 4",
+         {"pairs.jsonl": pairs_jsonl(1) + pairs_jsonl(1, question_body="bad \ud800 here")}, leaves=("runs/r",)),
+    Case("lone surrogate in a nested field of a JSON list", (*PROMPTS, "{d}/pairs.json"), 2,
+         "pairs.json[item 0]: field 'reference.text': holds a lone UTF-16 surrogate \\udfff",
+         {"pairs.json": json.dumps([{"question_id": 0, "question_body": "q", "answer1_body": "a",
+                                     "answer2_body": "b", "reference": {"text": "x\udfff"}}])}),
     # --- odd but valid data: accepted, rendered as JudgeLM renders it (`make prompts`) ---------------------
     Case("UTF-8 byte-order mark", (*PROMPTS, "data.source={d}/bom.jsonl"), 0, '"question_id": 0',
          {"bom.jsonl": b"\xef\xbb\xbf" + pairs_jsonl().encode()}),

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -176,8 +177,12 @@ def _iter_items(path: Path) -> Iterator[tuple[Source, Any, str]]:
         if items is None:
             raise RecordError(Source(str(path)), None, "a .json file must hold a list of records "
                                                        "(or an object of such lists, read one after the other)")
+        surrogates = _SURROGATE_ESCAPE.search(data) is not None
         for i, obj in enumerate(items):
-            yield Source(str(path), item=i), obj, json.dumps(obj, ensure_ascii=False)
+            src = Source(str(path), item=i)
+            bad = _lone_surrogate(obj) if surrogates else None
+            yield (src, RecordError(src, bad[0], bad[1]) if bad else obj,
+                   json.dumps(obj, ensure_ascii=bad is not None))
         return
     for lineno, raw in enumerate(data.split(b"\n"), 1):
         if not raw.strip():
@@ -190,9 +195,34 @@ def _iter_items(path: Path) -> Iterator[tuple[Source, Any, str]]:
                    raw.decode("utf-8", "replace"))
             continue
         try:
-            yield src, json.loads(text), text
+            obj = json.loads(text)
         except json.JSONDecodeError as e:
             yield src, RecordError(src, None, f"bad JSON: {e.msg} (column {e.colno})"), text
+            continue
+        bad = _lone_surrogate(obj) if _SURROGATE_ESCAPE.search(raw) else None
+        yield src, RecordError(src, bad[0], bad[1]) if bad else obj, text
+
+
+# JSON may escape half of a UTF-16 surrogate pair (``"\ud800"``); the string it gives can be neither written to the
+# store nor sent to a tokenizer. Only lines with such an escape are searched (a pair is fine: it is one character).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate(obj: Any, where: str = "") -> tuple[str, str] | None:
+    """``(field, reason)`` for the first string of ``obj`` (keys included) holding a lone surrogate, else None."""
+    if isinstance(obj, str):
+        m = _SURROGATE.search(obj)
+        return (where or "(the record)", f"holds a lone UTF-16 surrogate \\u{ord(m.group()):04x} at character "
+                                          f"{m.start()}: not valid Unicode; fix or drop that escape") if m else None
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    for key, value in items:
+        name = f"{where}.{key}" if where and isinstance(key, str) else f"{where}[{key}]" if where else str(key)
+        found = _lone_surrogate(key, name) if isinstance(key, str) and _SURROGATE.search(key) else None
+        found = found or _lone_surrogate(value, name)
+        if found:
+            return found
+    return None
 
 
 def check_data_file(path: str | Path, what: str = "data file") -> Path:

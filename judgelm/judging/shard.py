@@ -2,14 +2,17 @@
 
 Running a shard again is always safe: finished chunks are skipped, so a killed, cancelled or requeued shard
 resumes where it stopped and never judges a committed unit twice. A stop request (the requeue signal) is
-honoured between chunks, so the work in flight is not thrown away.
+honoured between chunks, so the work in flight is not thrown away, and not before the attempt's first chunk, so
+every attempt makes progress.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +33,7 @@ from judgelm.judging.store import TOP_IDS, TOP_LOGPROBS, ChunkVerdicts, VerdictS
 from judgelm.judging.verdict_cache import VerdictCache, generate_with_cache, open_cache
 from judgelm.profiles import make_profile
 from judgelm.profiles.prompts import Mode
-from judgelm.rundir import RunDir
+from judgelm.rundir import RunDir, environment_fault
 
 log = logging.getLogger("judgelm.judging.shard")
 
@@ -84,6 +87,22 @@ def judge_chunk(store: VerdictStore, chunk: int, engine, cfg: JudgeConfig,
                          new_tokens=new_tokens, truncated=prep.truncated, extras=extras or None, cached=cached)
 
 
+def load_engine(cfg: JudgeConfig):
+    """The judge's engine. A model directory that lost its files since the run was created (``model.path`` is
+    always a local directory by then) is named as such: a vanished file is the environment's doing."""
+    try:
+        return make_engine(cfg.model, cfg.engine)
+    except OSError as e:
+        path = Path(cfg.model.path)
+        has_weights = any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
+        gone = next((p for p in (path, path / "config.json") if not p.exists()), None if has_weights else path)
+        if gone is not None:
+            what = "the judge's model directory holds no weights" if gone == path and path.exists() else \
+                "the judge's model file is gone"
+            raise FileNotFoundError(errno.ENOENT, what, str(gone)) from e
+        raise
+
+
 def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest | None = None,
               job_id: str = "", threads: int = 0, judge: str = "") -> ShardResult:
     """Judge shard ``shard`` of ``n_shards`` of the run in ``run_dir``; ``threads`` overrides the config's.
@@ -112,13 +131,18 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
     try:
         if todo:
             set_threads(threads or cfg.engine.threads)
-            engine = make_engine(cfg.model, cfg.engine)
+            engine = load_engine(cfg)
             if getattr(engine, "runtime", None) is not None:
                 attempt.runtime = dataclasses.asdict(engine.runtime)
                 log.info("judge loaded with %s", attempt.runtime)
             cache = open_cache(rd.root.parent, cfg)
+            if cache is not None and cache.unreadable:  # counted in the run's summary
+                attempt.cache_unreadable = [f"{u.path.name}:{u.entries}" for u in cache.unreadable]
         for c in todo:
-            if stop():
+            # The requeue signal stops the shard after its chunk; one that came while it was starting still lets it
+            # commit one chunk, or a start-up longer than the signal's lead over the time limit would requeue
+            # forever without progress.
+            if stop() and (attempt.chunks_judged or stop.signum != signal.SIGUSR2):
                 break
             verdicts = judge_chunk(store, c, engine, cfg, cache)
             store.write_chunk(c, verdicts, attempt.attempt)
@@ -135,9 +159,13 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
             rate = progress.rate
             log.info("shard %d: chunk %d done, %d/%d units, %.1f units/s, ETA %.0f s", shard, c,
                      progress.units_done, progress.units_total, rate, left / rate if rate > 0 else float("nan"))
-    except BaseException:
+    except BaseException as e:
         attempt.state, attempt.updated = "failed", time.time()
-        write_progress(progress_path, progress)
+        attempt.error = environment_fault(e) or f"{type(e).__name__}: {str(e).strip()[:200]}"
+        try:
+            write_progress(progress_path, progress)
+        except OSError:  # the disk that failed the chunk may fail this too; the failure itself is what matters
+            pass
         raise
     interrupted = progress.units_done < progress.units_total
     attempt.state = "interrupted" if interrupted else "finished"

@@ -18,27 +18,41 @@ Layout (``verdicts.zarr``):
 - ``judges/<name>/*`` (optional, one row per unit): the same verdict arrays for each further judge of a panel
   (``add_judge``, ``judge(name)``); the run's own judge stays in ``verdicts/``.
 
-Concurrency rule: a shard owns whole chunks of the unit axis and writes a chunk in one go, ``done`` last.
-Writers that share a chunk silently lose rows in Zarr (read-modify-write), and a chunk file is replaced
-atomically, so "done is True" means every verdict array of that chunk was written. A killed shard leaves at
-most its current chunk unfinished, and re-running it skips every chunk whose ``done`` is all True.
+Concurrency rule: a shard owns whole chunks of the unit axis and writes a chunk in one go, ``done`` last
+(``commit_chunk``). Writers that share a chunk silently lose rows in Zarr (read-modify-write), and a chunk file is
+replaced atomically, so "done is True" means every verdict array of that chunk was written. A killed shard leaves
+at most its current chunk unfinished, and re-running it skips every chunk whose ``done`` is all True.
+
+Integrity: every chunk file carries a CRC32C of its bytes (Zarr's ``crc32c`` codec, declared on every array at
+creation, so the checksum is written with the chunk, before ``done``), and every committed chunk has a file in
+every verdict array, fill values included, so a lost file is seen too. Reading verifies: a damaged chunk raises
+``DamagedStore`` naming the array, the chunk, its units and the shard that owns it, never a number computed from
+it; ``verify`` lists every damaged chunk; ``repair`` turns damaged chunks back into "not judged", so running their
+shards again re-judges exactly those units. Stores made before checksums (no ``checksums`` attribute) still read,
+and undecodable chunks in them are still found.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
+from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from judgelm.data.records import Record, Turn
 from judgelm.judging.units import UnitPlan
+from judgelm.rundir import Fault
 
 FORMAT_VERSION = 1
+CHECKSUMS = "crc32c"  # the ``checksums`` attribute of stores whose chunks carry one (and whose commits write all)
 NO_LABEL = 2  # int8 sentinel in records/label*: the record has no ground truth for that reference mode
 _RECORD_CHUNK = 4096
 # Optional verdict arrays an engine can fill: the top-k log-probabilities at the first generated positions.
@@ -89,7 +103,7 @@ def _text_array(values: list[str]) -> np.ndarray:
 
 
 def _declare_verdicts(g: zarr.Group, prefix: str, n_units: int, chunk_units: int, n_scores: int,
-                      extra_arrays: dict[str, tuple[tuple[int, ...], str, Any]] | None) -> None:
+                      extra_arrays: dict[str, tuple[tuple[int, ...], str, Any]] | None, checksums: bool = True) -> None:
     """The empty per-unit verdict arrays of one judge under ``prefix``, chunked along the unit axis."""
     uc = (chunk_units,)
     for name, shape, dtype, fill in (("scores", (n_scores,), "float32", np.nan), ("status", (), "int8", -1),
@@ -98,7 +112,39 @@ def _declare_verdicts(g: zarr.Group, prefix: str, n_units: int, chunk_units: int
                                      ("truncated", (), bool, False), ("cached", (), bool, False),
                                      ("done", (), bool, False),
                                      *((n, tuple(sh), dt, f) for n, (sh, dt, f) in (extra_arrays or {}).items())):
-        g.create_array(f"{prefix}/{name}", shape=(n_units,) + shape, chunks=uc + shape, dtype=dtype, fill_value=fill)
+        create_array(g, f"{prefix}/{name}", (n_units,) + shape, uc + shape, dtype, fill, checksums)
+
+
+def create_array(g: zarr.Group, name: str, shape: tuple[int, ...], chunks: tuple[int, ...], dtype: Any,
+                 fill: Any, checksums: bool = True) -> zarr.Array:
+    """An array whose every chunk file carries a CRC32C of its compressed bytes, checked whenever it is read.
+
+    Every store of the project creates its arrays here (answer stores too), so damage is always detectable.
+    ``checksums=False`` makes an array as stores made before checksums have them (to measure what they cost)."""
+    return g.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill,
+                          compressors=[ZstdCodec(level=0)] + ([Crc32cCodec()] if checksums else []))
+
+
+@contextmanager
+def _every_chunk_file() -> Iterator[None]:
+    """Zarr skips writing a chunk that holds only fill values; a commit writes them all, so that a committed chunk
+    without its file is known to be damaged rather than read as "never judged"."""
+    with zarr.config.set({"array.write_empty_chunks": True}):
+        yield
+
+
+def commit_chunk(g: zarr.Group, prefix: str, sl: slice, arrays: dict[str, np.ndarray], done: str = "done") -> None:
+    """The one way a chunk is committed, for every store: each array's chunk written whole (each file with its
+    checksum), then ``done``, the commit marker, last."""
+    try:
+        with _every_chunk_file():
+            for name, values in arrays.items():
+                g[f"{prefix}/{name}"][sl] = values
+            g[f"{prefix}/{done}"][sl] = np.ones(sl.stop - sl.start, dtype=bool)
+    except OSError as e:  # a failed write (a full disk) names no file: name what was being written
+        if e.filename is None:
+            e.filename = str(Path(g.store.root) / prefix) if hasattr(g.store, "root") else prefix
+        raise
 
 
 def _put_later_turns(put: Any, records: list[Record], n_turns: int, n_answers: int, rc: tuple[int]) -> None:
@@ -154,6 +200,75 @@ class ChunkVerdicts:
     cached: np.ndarray | None = None  # bool: the verdict was reused from the verdict cache (None: none was)
 
 
+@dataclass(frozen=True)
+class Damage:
+    """One damaged chunk: the array, the chunk, what it holds (``units`` or ``records`` ``start``..``stop - 1``),
+    the shard that owns it (``None`` for the run's inputs) and what is wrong with it."""
+
+    array: str
+    chunk: int
+    start: int
+    stop: int
+    what: str
+    shard: int | None
+    reason: str
+
+    @property
+    def judge(self) -> str | None:
+        """The verdict arrays it belongs to (``verdicts`` or ``judges/<name>``); ``None`` for the run's inputs."""
+        head, _, _ = self.array.rpartition("/")
+        return head if head == "verdicts" or head.startswith("judges/") else None
+
+    def __str__(self) -> str:
+        owner = f", shard {self.shard}" if self.shard is not None else ""
+        return f"{self.array} chunk {self.chunk} ({self.what} {self.start}-{self.stop - 1}{owner}): {self.reason}"
+
+
+class DamagedStore(Fault):
+    """Chunks of the store cannot be trusted; the message names every one (up to a few, then a count)."""
+
+    def __init__(self, path: Path, damage: list[Damage], run: str | None = None):
+        self.path, self.damage = path, damage
+        shown = "; ".join(str(d) for d in damage[:4]) + (f"; and {len(damage) - 4} more" if len(damage) > 4 else "")
+        if any(d.judge is None for d in damage):
+            fix = "the run's inputs are damaged: create the run again from its data"
+        else:
+            fix = f"repair: make resubmit RUN={run or path.parent.name} re-judges exactly these units"
+        super().__init__(f"{path}: {len(damage)} damaged chunk{'s' if len(damage) != 1 else ''}: {shown}. {fix}")
+
+
+def _reason(e: Exception) -> str:
+    text = str(e).strip().splitlines()[0][:100] if str(e).strip() else type(e).__name__
+    return "checksum mismatch" if "checksum" in text.lower() else f"undecodable ({type(e).__name__}: {text})"
+
+
+def decode_tolerant(arr: zarr.Array) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """A whole array, and its chunks (along the first axis) that do not decode, with why: those are left at the
+    fill value. One read when nothing is wrong; otherwise the failing ranges are halved down to single chunks."""
+    try:
+        return arr[:], []
+    except Exception:  # any decoding error of a chunk file is damage, located below
+        pass
+    values = np.full(arr.shape, arr.fill_value, dtype=arr.dtype)
+    c, n = arr.chunks[0], arr.shape[0]
+    bad: list[tuple[int, str]] = []
+
+    def visit(lo: int, hi: int) -> None:
+        sl = slice(lo * c, min(hi * c, n))
+        try:
+            values[sl] = arr[sl]
+            return
+        except Exception as e:  # damage too: keep halving
+            if hi - lo == 1:
+                bad.append((lo, _reason(e)))
+                return
+        visit(lo, (lo + hi) // 2)
+        visit((lo + hi) // 2, hi)
+
+    visit(0, -(-n // c))
+    return values, bad
+
+
 class VerdictStore:
     """Open an existing store. ``create`` makes a new one; ``judge(name)`` is the view of a panel judge's verdicts."""
 
@@ -162,8 +277,11 @@ class VerdictStore:
         self.prefix = "verdicts"  # where this view's verdict arrays live: a panel judge's are judges/<name>/
         if not (self.path / "zarr.json").exists():
             raise FileNotFoundError(f"no verdict store at {self.path}")
-        self.group = zarr.open_group(str(self.path), mode=mode)
-        self.attrs: dict[str, Any] = dict(self.group.attrs)
+        try:
+            self.group = zarr.open_group(str(self.path), mode=mode)
+            self.attrs: dict[str, Any] = dict(self.group.attrs)
+        except (ValueError, KeyError, TypeError) as e:  # the group's zarr.json does not parse
+            raise DamagedStore(self.path, [Damage("zarr.json", 0, 0, 0, "attributes", None, _reason(e))]) from None
         if self.attrs.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{self.path}: store format {self.attrs.get('format_version')} is not {FORMAT_VERSION}")
         self.n_units: int = self.attrs["n_units"]
@@ -177,12 +295,13 @@ class VerdictStore:
 
     @classmethod
     def create(cls, path: str | Path, records: list[Record], plan: UnitPlan, n_scores: int, chunk_units: int,
-               attrs: dict[str, Any] | None = None,
-               extra_arrays: ExtraSchema | None = None) -> VerdictStore:
+               attrs: dict[str, Any] | None = None, extra_arrays: ExtraSchema | None = None,
+               checksums: bool = True) -> VerdictStore:
         """Write a new store for ``records`` and ``plan``; refuses to overwrite an existing one.
 
         ``extra_arrays`` declares additional per-unit verdict arrays as ``name: (trailing shape, dtype, fill)``,
-        for engines that record more than the scores (e.g. score-token log-probabilities).
+        for engines that record more than the scores (e.g. score-token log-probabilities). ``checksums=False``
+        makes a store as they were before chunks carried checksums (to measure their cost, to test old stores).
         """
         path = Path(path)
         if path.exists():
@@ -195,9 +314,10 @@ class VerdictStore:
         rc = (min(_RECORD_CHUNK, max(n_records, 1)),)
 
         def put(name: str, data: np.ndarray, chunks: tuple[int, ...], dtype: Any, fill: Any) -> None:
-            arr = g.create_array(name, shape=data.shape, chunks=chunks + data.shape[1:], dtype=dtype, fill_value=fill)
+            arr = create_array(g, name, data.shape, chunks + data.shape[1:], dtype, fill, checksums)
             if data.size:
-                arr[...] = data
+                with _every_chunk_file():
+                    arr[...] = data
 
         def label(r: Record, w: bool) -> int:
             v = r.gt_label(w)
@@ -235,11 +355,12 @@ class VerdictStore:
         put("units/order", plan.order, uc, "int8", 0)
         put("units/with_reference", plan.with_reference, uc, bool, False)
         put("units/turn", plan.turn, uc, "int8", 0)
-        _declare_verdicts(g, "verdicts", n_units, chunk_units, n_scores, extra_arrays)
+        _declare_verdicts(g, "verdicts", n_units, chunk_units, n_scores, extra_arrays, checksums)
         g.attrs.update({
             **(attrs or {}), "format_version": FORMAT_VERSION, "n_units": n_units, "n_records": n_records,
             "chunk_units": chunk_units, "n_chunks": max(1, -(-n_units // chunk_units)), "n_scores": n_scores,
             "n_answers": n_answers, "n_turns": n_turns, "extra_arrays": sorted(extra_arrays or {}),
+            **({"checksums": CHECKSUMS} if checksums else {}),
         })
         return cls(path, mode="r+")
 
@@ -267,15 +388,23 @@ class VerdictStore:
 
     # --- reading ------------------------------------------------------------------------------------------------
 
+    def _read(self, path: str, committed: np.ndarray | None = None) -> np.ndarray:
+        """An array, whole, verified: any damaged chunk (and, with ``committed`` chunks given, any committed chunk
+        whose file is missing) raises ``DamagedStore`` naming every damaged chunk of the store."""
+        values, bad = decode_tolerant(self.group[path])
+        if bad or (committed is not None and self._missing(path, committed)):
+            raise DamagedStore(self.path, self.verify(), self.attrs.get("run"))
+        return values
+
     def records(self, name: str) -> np.ndarray:
         """A per-record column (``question_id``, ``label``, ``answer_chars``...), whole."""
-        return self.group[f"records/{name}"][:]
+        return self._read(f"records/{name}")
 
     def units(self, name: str) -> np.ndarray:
         """A per-unit column of the plan (``record``, ``order``, ``with_reference``, ``turn``), whole."""
         if name == "turn" and "turn" not in self.group["units"]:  # made before multi-turn units: all first turns
             return np.zeros(self.n_units, dtype=np.int8)
-        return self.group[f"units/{name}"][:]
+        return self._read(f"units/{name}")
 
     def answer_chars_by_turn(self) -> np.ndarray:
         """Answer lengths in characters, ``(n_records, n_turns, n_answers)`` (0 past a record's last turn)."""
@@ -286,8 +415,28 @@ class VerdictStore:
 
     def verdicts(self, name: str) -> np.ndarray:
         """A per-unit verdict column (``scores``, ``status``, ``text``, ``attempt``, an extra array...) of this
-        view's judge (the run's own, or a panel judge's: ``judge(name)``), whole."""
-        return self.group[f"{self.prefix}/{name}"][:]
+        view's judge (the run's own, or a panel judge's: ``judge(name)``), whole and verified."""
+        if name == "done":
+            return self.done()
+        return self._read(f"{self.prefix}/{name}", self.committed_chunks() if self.checksummed else None)
+
+    @property
+    def checksummed(self) -> bool:
+        """Chunks carry checksums and committed chunks all their files (stores made since checksums)."""
+        return self.attrs.get("checksums") == CHECKSUMS
+
+    def committed_chunks(self, done: np.ndarray | None = None) -> np.ndarray:
+        """Per chunk: every unit of it is done."""
+        done = self.done() if done is None else done
+        return np.logical_and.reduceat(done, np.arange(0, self.n_units, self.chunk_units)) if self.n_units else done
+
+    def _chunk_file(self, path: str, chunk: int) -> Path:
+        arr = self.group[path]
+        return self.path / path / arr.metadata.encode_chunk_key((chunk,) + (0,) * (arr.ndim - 1))
+
+    def _missing(self, path: str, committed: np.ndarray) -> list[int]:
+        """Committed chunks of a verdict array whose file is gone."""
+        return [int(c) for c in np.flatnonzero(committed) if not os.path.exists(self._chunk_file(path, int(c)))]
 
     @property
     def extras(self) -> list[str]:
@@ -306,9 +455,15 @@ class VerdictStore:
         return out
 
     def columns(self) -> Columns:
+        done = self.done()
+        committed = self.committed_chunks(done) if self.checksummed else None
+
+        def verdicts(name: str) -> np.ndarray:
+            return self._read(f"{self.prefix}/{name}", committed)
+
         return Columns(record=self.units("record"), order=self.units("order"),
-                       with_reference=self.units("with_reference"), scores=self.verdicts("scores"),
-                       status=self.verdicts("status"), truncated=self.verdicts("truncated"), done=self.done(),
+                       with_reference=self.units("with_reference"), scores=verdicts("scores"),
+                       status=verdicts("status"), truncated=verdicts("truncated"), done=done,
                        label=self.records("label"), label_w_reference=self.records("label_w_reference"),
                        subset=self.records("subset"), category=self.records("category"),
                        gt_scores=self.records("gt_scores"), answer_chars=self.records("answer_chars")[:, :2],
@@ -329,7 +484,7 @@ class VerdictStore:
         return self.verdicts("cached")
 
     def done(self) -> np.ndarray:
-        return self.verdicts("done")
+        return self._read(f"{self.prefix}/done")
 
     def unit_labels(self) -> np.ndarray:
         """Each unit's ground-truth label (1, 0, -1) as the unit shows the answers (a swapped unit's is negated),
@@ -340,26 +495,30 @@ class VerdictStore:
         return np.where(label == NO_LABEL, NO_LABEL, flipped).astype(np.int8)
 
     def chunk_done(self, chunk: int) -> bool:
-        return bool(self.group[f"{self.prefix}/done"][self.chunk_slice(chunk)].all())
+        """Whether a chunk is committed; one whose ``done`` cannot be read is not (judging it again heals it)."""
+        try:
+            return bool(self.group[f"{self.prefix}/done"][self.chunk_slice(chunk)].all())
+        except Exception:  # an undecodable commit marker is no commit
+            return False
 
     def chunk_inputs(self, chunk: int) -> dict[str, Any]:
         """Everything needed to build the prompts of one chunk's units."""
         sl = self.chunk_slice(chunk)
-        rec = self.group["units/record"][sl]
+        rec = self._read_slice("units/record", sl)
         lo, hi = int(rec.min()), int(rec.max()) + 1
         rsl = slice(lo, hi)
         n_answers = self.attrs["n_answers"]
 
         def rows(name: str) -> np.ndarray:
-            return self.group[f"records/{name}"][rsl]
+            return self._read_slice(f"records/{name}", rsl)
 
         out = {
-            "unit": np.arange(sl.start, sl.stop), "record": rec, "order": self.group["units/order"][sl],
-            "with_reference": self.group["units/with_reference"][sl], "record_offset": lo,
+            "unit": np.arange(sl.start, sl.stop), "record": rec, "order": self._read_slice("units/order", sl),
+            "with_reference": self._read_slice("units/with_reference", sl), "record_offset": lo,
             "question": rows("question").tolist(),
             "answers": rows("answers").reshape(hi - lo, n_answers).tolist(),
             "reference": rows("reference").tolist(), "n_answers": rows("n_answers"),
-            "turn": self.group["units/turn"][sl] if self.n_turns > 1 else None,
+            "turn": self._read_slice("units/turn", sl) if self.n_turns > 1 else None,
         }
         if self.n_turns > 1:
             later = self.n_turns - 1
@@ -367,6 +526,57 @@ class VerdictStore:
                        later_answers=rows("later_answers").reshape(hi - lo, later, n_answers).tolist(),
                        later_reference=rows("later_reference").reshape(hi - lo, later).tolist())
         return out
+
+    def _read_slice(self, path: str, sl: slice) -> np.ndarray:
+        try:
+            return self.group[path][sl]
+        except Exception:  # damage: located and named by verify
+            raise DamagedStore(self.path, self.verify(), self.attrs.get("run")) from None
+
+    # --- integrity ----------------------------------------------------------------------------------------------
+
+    def verify(self) -> list[Damage]:
+        """Every damaged chunk of the store: inputs, unit plan, and the verdicts of every judge (a chunk file that
+        fails its checksum or does not decode; in checksummed stores also a committed chunk without its file)."""
+        damage = []
+        for group in ("records", "units"):
+            for name in sorted(self.group[group].array_keys()):
+                damage += self._damage(f"{group}/{name}", None)
+        for prefix in ["verdicts"] + [f"judges/{j}" for j in self.judges()]:
+            done, bad = decode_tolerant(self.group[f"{prefix}/done"])
+            damage += [self._describe(f"{prefix}/done", k, why) for k, why in bad]
+            committed = self.committed_chunks(done) if self.checksummed else None
+            for name in sorted(self.group[prefix].array_keys()):
+                if name != "done":
+                    damage += self._damage(f"{prefix}/{name}", committed)
+        return damage
+
+    def _damage(self, path: str, committed: np.ndarray | None) -> list[Damage]:
+        _, bad = decode_tolerant(self.group[path])
+        missing = self._missing(path, committed) if committed is not None else []
+        return ([self._describe(path, k, why) for k, why in bad]
+                + [self._describe(path, k, "chunk file missing") for k in missing if k not in dict(bad)])
+
+    def _describe(self, path: str, chunk: int, reason: str) -> Damage:
+        if path.startswith("records/"):
+            c = self.group[path].chunks[0]
+            return Damage(path, chunk, chunk * c, min((chunk + 1) * c, self.n_records), "records", None, reason)
+        sl, n_shards = self.chunk_slice(chunk), int(self.attrs.get("n_shards", 1))
+        shard = next(k for k in range(n_shards) if chunk in self.shard_chunks(k, n_shards))
+        return Damage(path, chunk, sl.start, sl.stop, "units", shard, reason)
+
+    def repair(self, damage: list[Damage]) -> list[Damage]:
+        """Turn the damaged verdict chunks back into "not judged" (every verdict array of the chunk at its fill
+        value, ``done`` False), so running their shard again re-judges exactly those units; returns what was
+        repaired. Damage to the run's inputs (``records/``, ``units/``) cannot be repaired here."""
+        fixed = [d for d in damage if d.judge is not None]
+        with _every_chunk_file():
+            for prefix, chunk in sorted({(d.judge, d.chunk) for d in fixed}):
+                sl = self.chunk_slice(chunk)
+                for name in self.group[prefix].array_keys():
+                    arr = self.group[f"{prefix}/{name}"]
+                    arr[sl] = np.full((sl.stop - sl.start,) + arr.shape[1:], arr.fill_value, dtype=arr.dtype)
+        return fixed
 
     # --- writing ------------------------------------------------------------------------------------------------
 
@@ -377,19 +587,13 @@ class VerdictStore:
         if len(v.status) != n or v.scores.shape != (n, self.n_scores) or len(v.text) != n:
             raise ValueError(f"chunk {chunk} holds {n} units; got {len(v.status)} verdicts "
                              f"with scores of shape {v.scores.shape}")
-        g, p = self.group, self.prefix
-        g[f"{p}/scores"][sl] = v.scores.astype(np.float32)
-        g[f"{p}/status"][sl] = v.status.astype(np.int8)
-        g[f"{p}/text"][sl] = _text_array(v.text)
-        g[f"{p}/prompt_tokens"][sl] = v.prompt_tokens.astype(np.int32)
-        g[f"{p}/new_tokens"][sl] = v.new_tokens.astype(np.int32)
-        g[f"{p}/truncated"][sl] = v.truncated.astype(bool)
-        g[f"{p}/attempt"][sl] = np.full(n, attempt, dtype=np.int16)
-        if "cached" in g[p]:  # stores made before the verdict cache have no such array
-            g[f"{p}/cached"][sl] = np.zeros(n, dtype=bool) if v.cached is None else v.cached.astype(bool)
-        for name, arr in (v.extras or {}).items():
-            g[f"{p}/{name}"][sl] = arr
-        g[f"{p}/done"][sl] = np.ones(n, dtype=bool)
+        arrays = {"scores": v.scores.astype(np.float32), "status": v.status.astype(np.int8),
+                  "text": _text_array(v.text), "prompt_tokens": v.prompt_tokens.astype(np.int32),
+                  "new_tokens": v.new_tokens.astype(np.int32), "truncated": v.truncated.astype(bool),
+                  "attempt": np.full(n, attempt, dtype=np.int16), **(v.extras or {})}
+        if "cached" in self.group[self.prefix]:  # stores made before the verdict cache have no such array
+            arrays["cached"] = np.zeros(n, dtype=bool) if v.cached is None else v.cached.astype(bool)
+        commit_chunk(self.group, self.prefix, sl, arrays)
 
     # --- panels: other judges of the same units ---------------------------------------------------------------
 

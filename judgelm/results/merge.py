@@ -28,11 +28,12 @@ from omegaconf import OmegaConf
 from judgelm.data.benchmarks import BENCHMARKS, benchmark_of
 from judgelm.data.verdicts import Status, win_array
 from judgelm.inference.usage import total_usage
+from judgelm.judging.progress import cache_unreadable
 from judgelm.judging.store import NO_LABEL, TOP_IDS, TOP_LOGPROBS, Columns, VerdictStore
 from judgelm.judging.validate import DATA_NOTES
 from judgelm.results.leaderboard import write_leaderboard
 from judgelm.results.tables import TINY_NOTE, format_leaderboard, format_table, leaderboard_rows
-from judgelm.rundir import RunDir, finite, write_text_atomic
+from judgelm.rundir import RunDir, finite, replaced_atomically, write_text_atomic
 from judgelm.scoring.calibration import UnitConfidence, reliability, unit_confidence
 from judgelm.scoring.metrics import (
     agreement_without_ties,
@@ -401,7 +402,7 @@ def write_confidence(path: Path, store: VerdictStore, conf: UnitConfidence) -> N
     with_ref, text, truth = store.units("with_reference"), store.verdicts("text"), store.unit_labels()
     subsets, code = np.unique(store.records("subset"), return_inverse=True)
     benchmark = [benchmark_of(str(s)) for s in subsets]
-    with open(path, "w", encoding="utf-8") as f:
+    with replaced_atomically(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for u in np.flatnonzero(conf.available):
             row = {"unit": int(u), "question_id": qid[record[u]], "order": int(order[u]),
                    "with_reference": bool(with_ref[u]), "benchmark": benchmark[code.ravel()[record[u]]],
@@ -433,6 +434,9 @@ def merge_run(run_dir: str | Path, allow_partial: bool = False, policy: str | No
     usage = total_usage(rd.root)
     if usage is not None:
         m["usage"] = asdict(usage)
+    lost = cache_unreadable(rd.progress)
+    if lost:
+        m["verdict_cache_unreadable"] = lost
     if conf is not None:
         write_confidence(rd.root / CONFIDENCE_FILE, store, conf)
     write_text_atomic(rd.metrics, json.dumps(m, indent=2) + "\n")
