@@ -158,6 +158,7 @@ def test_adapter_methods_are_refused_without_a_base_and_qlora_on_a_cpu(tmp_path,
             train(cfg, tmp_path / "runs" / "x")
 
 
+@pytest.mark.slow  # two judging runs through launch.judge
 def test_make_judge_on_the_merged_model_gives_the_verdicts_of_base_plus_adapter(uninterrupted):
     import numpy as np
 

@@ -34,7 +34,8 @@ if TYPE_CHECKING:  # only for annotations: readers of the cache need neither tor
 CACHE_DIR = ".verdict-cache"
 _SAMPLED_BLOCK = 1 << 20  # bytes hashed per sample of a large weight file
 _FULL_HASH_LIMIT = 256 << 20  # weight files up to this size are hashed whole
-_MODEL_FILES = ("*.safetensors", "*.bin", "*.pt", "config.json", "tokenizer*", "*.model", "special_tokens_map.json")
+_MODEL_FILES = ("*.safetensors", "*.bin", "*.pt", "config.json", "adapter_config.json", "tokenizer*", "*.model",
+                "special_tokens_map.json")
 
 
 def _file_digest(path: Path) -> str:

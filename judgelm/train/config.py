@@ -247,12 +247,12 @@ class TrainConfig:
             raise ConfigError("data.ref_prob and data.swap_prob must be probabilities")
         if self.method not in METHODS:
             raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        if self.method != "full" and not self.model.path:
-            raise ConfigError(f"method={self.method} adapts a pretrained model, but model.path is empty; "
-                              "give model.path=DIR (e.g. models/tiny-judge) or use method=full")
         if self.method == "qlora" and not self.resources.gpus_per_node:
             raise ConfigError("method=qlora needs CUDA GPUs (bitsandbytes 4-bit), but resources.gpus_per_node is 0; "
                               "on a CPU use method=lora")
+        if self.method != "full" and not self.model.path:
+            raise ConfigError(f"method={self.method} adapts a pretrained model, but model.path is empty; "
+                              "give model.path=DIR (e.g. models/tiny-judge) or use method=full")
         unknown = set(self.report_to) - set(REPORTERS)
         if unknown:
             raise ConfigError(f"report_to takes {', '.join(REPORTERS)}, got {sorted(unknown)}")
