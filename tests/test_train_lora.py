@@ -180,3 +180,44 @@ def test_make_judge_on_the_merged_model_gives_the_verdicts_of_base_plus_adapter(
         np.testing.assert_array_equal(merged.verdicts(name), adapter.verdicts(name), err_msg=name)
     runtime = (tmp / "judged" / "judge-adapter" / "config.yaml").read_text()
     assert f"path: {tmp / 'runs' / 'full' / 'adapter'}" in runtime
+
+
+def test_lora_killed_mid_run_resumes_to_the_same_curve_and_adapter(uninterrupted, base):
+    """SIGKILL, no warning: the steps after the last checkpoint are lost and redone, and the run still ends where
+    the uninterrupted one did (loss per step, adapter weights, one TensorBoard value per step)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.test_train_fixtures import micro_overrides
+
+    tmp, data, _ = uninterrupted
+    run = tmp / "runs" / "killed"
+    args = micro_overrides(tmp, data, "killed", **{**LORA, "model.path": str(base), "save_every": 3, "log_every": 1})
+    proc = subprocess.Popen([sys.executable, "-m", "judgelm.train", *args], cwd=REPO_ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            rows = (run / "metrics.jsonl").read_text().splitlines() if (run / "metrics.jsonl").is_file() else []
+            if len(rows) >= 7:  # past the checkpoint of step 6, before the next one
+                break
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    killed_at = len((run / "metrics.jsonl").read_text().splitlines())
+    assert 7 <= killed_at < 16
+    assert train(lora_config(tmp, data, "killed", base, save_every=3), run).status == "finished"
+    full, resumed = losses(tmp / "runs" / "full"), losses(run)
+    assert [resumed[s] for s in sorted(full)] == pytest.approx([full[s] for s in sorted(full)], rel=1e-6, abs=0)
+    a = load_file(tmp / "runs" / "full" / "adapter" / "adapter_model.safetensors")
+    b = load_file(run / "adapter" / "adapter_model.safetensors")
+    assert all(torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-7) for k in a)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "tensorboard"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/loss")] == list(range(1, 17))
