@@ -219,6 +219,9 @@ def setup(cfg: TrainConfig, rd: RunDir, env: distributed.DistEnv) -> Trainer:
         inner = adapters.inner_model(backend.unwrapped())
         validation = ValidationSet.build(eval_records(cfg.eval, holdout), tokenizer,
                                          int(inner.config.max_position_embeddings), cfg.eval)
+        if not len(validation.gt):
+            raise ConfigError(f"eval.data={cfg.eval.data} gives no labelled pair that fits the model's context "
+                              f"({validation.too_long} too long); name another set or set eval_every=0")
         log.info(f"validation: {len(validation.gt)} pairs of {cfg.eval.data} judged in both orders every "
                  f"{cfg.eval_every} steps and at the end ({validation.too_long} too long for the context); "
                  f"best checkpoint by {cfg.eval.metric}")
