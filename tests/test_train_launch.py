@@ -88,10 +88,14 @@ def test_dry_run_33b_qlora_plans_one_node_with_trainable_parameters_and_memory(t
     assert not (tmp_path / "q33").exists()
 
 
-def test_qlora_is_refused_in_one_line_on_a_cpu_size(tmp_path, capsys):
+def test_qlora_on_a_cpu_and_validation_under_zero3_are_refused_in_one_line(tmp_path, capsys):
     assert launcher.main(["size=tiny", "train.method=qlora", "dry_run=true", f"runs_dir={tmp_path}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: method=qlora needs CUDA GPUs")
+    # In-process validation needs whole-model ranks: refused under ZeRO-3 (33b LoRA), before anything is submitted.
+    assert launcher.main(["size=33b", "train.method=lora", "eval_every=50", "dry_run=true",
+                          f"runs_dir={tmp_path}"]) == 2
+    assert "ZeRO-3 partitions it" in capsys.readouterr().err
 
 
 def test_the_planner_counts_the_adapters_peft_builds_and_the_docs_show_its_table():

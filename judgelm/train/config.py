@@ -7,6 +7,7 @@ is saved as ``runs/<run>/config.yaml``; a resumed run must resolve to the same t
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -258,9 +259,23 @@ class TrainConfig:
             raise ConfigError(f"report_to takes {', '.join(REPORTERS)}, got {sorted(unknown)}")
         if self.eval.metric not in EVAL_METRICS:
             raise ConfigError(f"eval.metric must be one of {', '.join(EVAL_METRICS)}, got {self.eval.metric!r}")
+        if self.eval_every and self.zero_stage() == 3:
+            raise ConfigError("eval_every judges in-process, which needs every rank to hold the whole model; ZeRO-3 "
+                              "partitions it. Use ZeRO-2 (deepspeed_config=configs/deepspeed/zero2.json) or "
+                              "eval_every=0 and judge the exported model with make judge")
         if self.eval_every and self.eval.data == "holdout" and not self.data.holdout:
             raise ConfigError("eval_every is set and eval.data=holdout, but data.holdout is 0: hold out some "
                               "records (data.holdout=200) or name a benchmark (eval.data=pandalm eval.limit=100)")
+
+    def zero_stage(self) -> int:
+        """The ZeRO stage of ``deepspeed_config`` (0 without DeepSpeed or when the file cannot be read yet)."""
+        if self.backend != "deepspeed":
+            return 0
+        try:
+            ds = json.loads(repo_path(self.deepspeed_config).read_text())
+        except (OSError, ValueError):
+            return 0
+        return int(ds.get("zero_optimization", {}).get("stage", 0))
 
     def training_hash(self) -> str:
         """Fingerprint of what determines the trained weights; a resumed run must match it. Where the run

@@ -190,7 +190,7 @@ def setup(cfg: TrainConfig, rd: RunDir, env: distributed.DistEnv) -> Trainer:
     dtype = param_dtype(cfg, env.device)
     ds_config = deepspeed_config(cfg, bf16=dtype == torch.bfloat16) if cfg.backend == "deepspeed" else None
     zero3 = ds_config is not None and zero_stage(ds_config) == 3
-    check_runnable(cfg, zero3)
+    check_runnable(cfg)
     hf_ds = None
     if zero3 and cfg.model.path:
         from transformers.integrations import HfDeepSpeedConfig
@@ -229,16 +229,12 @@ def setup(cfg: TrainConfig, rd: RunDir, env: distributed.DistEnv) -> Trainer:
                    peak_flops(env.device, cfg.peak_tflops) * env.world_size, total_steps, hf_ds, validation)
 
 
-def check_runnable(cfg: TrainConfig, zero3: bool) -> None:
-    """What the config cannot do on this machine or with this backend, said before any model is loaded."""
+def check_runnable(cfg: TrainConfig) -> None:
+    """What the config cannot do on this machine, said before any model is loaded."""
     if cfg.method == "qlora":
         problem = adapters.qlora_problem()
         if problem:
             raise ConfigError(f"method=qlora cannot run here: {problem}")
-    if cfg.eval_every and zero3:
-        raise ConfigError("eval_every judges in-process, which needs every rank to hold the whole model; ZeRO-3 "
-                          "partitions it. Use ZeRO-2 (deepspeed_config=configs/deepspeed/zero2.json) or eval_every=0 "
-                          "and judge the exported model with make judge")
 
 
 def resume(t: Trainer) -> None:
