@@ -21,7 +21,7 @@ from judgelm.config import ConfigError
 from judgelm.data.benchmarks import absolute_spec, load_dataset
 from judgelm.data.benchmarks.suites import check_mode
 from judgelm.data.records import Loaded, write_rejects
-from judgelm.inference.models import resolve_model
+from judgelm.inference.models import adapter_base, resolve_model
 from judgelm.judging.config import JudgeConfig
 from judgelm.judging.store import VerdictStore, draw_arrays, logprob_arrays, plan_chunks
 from judgelm.judging.units import UnitPlan, plan_units, spread_records
@@ -35,7 +35,7 @@ log = logging.getLogger("judgelm.judging.run")
 def is_tiny_judge(model_path: str) -> bool:
     """Whether the judge is toy-sized (under 100M parameters by its config), so its metrics carry a warning."""
     try:
-        c = json.loads((Path(model_path) / "config.json").read_text())
+        c = json.loads((Path(adapter_base(model_path) or model_path) / "config.json").read_text())
     except (OSError, ValueError):
         return False
     h, n_layers, vocab = c.get("hidden_size", 0), c.get("num_hidden_layers", 0), c.get("vocab_size", 0)
@@ -60,7 +60,8 @@ def check_model(path: str, weights: bool = True) -> None:
 
     from judgelm.inference.models import load_tokenizer
 
-    loaders = (("config", AutoConfig.from_pretrained),) if weights else ()
+    # A PEFT adapter directory has its base's config (and the tokenizer the trainer saved beside the adapter).
+    loaders = (("config", lambda p: AutoConfig.from_pretrained(adapter_base(p) or p)),) if weights else ()
     for what, load in (*loaders, ("tokenizer", load_tokenizer)):
         try:
             load(path)

@@ -44,7 +44,8 @@ CACHE_DIR = ".verdict-cache"
 UNREADABLE_DIR = "unreadable"  # where files that cannot be read are moved, under the cache directory
 _SAMPLED_BLOCK = 1 << 20  # bytes hashed per sample of a large weight file
 _FULL_HASH_LIMIT = 256 << 20  # weight files up to this size are hashed whole
-_MODEL_FILES = ("*.safetensors", "*.bin", "*.pt", "config.json", "tokenizer*", "*.model", "special_tokens_map.json")
+_MODEL_FILES = ("*.safetensors", "*.bin", "*.pt", "config.json", "adapter_config.json", "tokenizer*", "*.model",
+                "special_tokens_map.json")
 
 
 def _file_digest(path: Path) -> str:
