@@ -13,15 +13,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from omegaconf import OmegaConf
 
+from judgelm.config import load_saved
+from judgelm.judging.config import JudgeConfig, LeaderboardConfig
 from judgelm.judging.store import VerdictStore
-from judgelm.rundir import finite, write_text_atomic
+from judgelm.rundir import RunDir, finite, write_text_atomic
+from judgelm.scoring import arena_hard as ah
 from judgelm.scoring import ratings as lb
-from judgelm.scoring.outcomes import Scores, comparisons, reference_modes, single_scores
+from judgelm.scoring.outcomes import Scores, arena_games, comparisons, reference_modes, single_scores
+from judgelm.scoring.style import answer_features, battle_features
 
 LEADERBOARD_JSON = "leaderboard.json"
 LEADERBOARD_MD = "leaderboard.md"
 REFERENCE_JSON = "reference_leaderboard.json"
+STYLE_JSON = "style_control.json"
+ARENA_HARD_PROFILES = ("arena-hard", "arena-hard-creative")
 TINY_NOTE = ("The judge is the tiny judge trained on this machine: its ranking proves that the pipeline works end to "
              "end, not that the ranking is right.")
 
@@ -45,6 +52,66 @@ def pairwise_board(c: lb.Comparisons, baseline: str = "", n_boot: int = 200, see
     if base is None:
         out["win_rate_matrix"] = {"models": c.models, "values": lb.win_rate_matrix(c)}
     return out
+
+
+def _triple(values: tuple[float, float, float], scale: float = 1.0) -> tuple[float, list[float]]:
+    return values[0] * scale, [values[1] * scale, values[2] * scale]
+
+
+def style_columns(c: lb.Comparisons, features: np.ndarray, baseline: str, settings: LeaderboardConfig,
+                  frozen: ah.StyleFit | None) -> dict[str, Any]:
+    """The style-controlled rating of every model of a pairwise board (``judgelm.scoring.arena_hard``): each
+    comparison a battle of the slot-2 model against the slot-1 model with the judge's preference as its soft outcome,
+    the answers' style features as covariates. ``features``: ``(n_records, 2, 4)`` answer features per record."""
+    own, other = features[c.record, 1], features[c.record, 0]
+    b = ah.Battles(c.models, c.b, c.a, c.pref_b, c.question, battle_features(own, other))
+    base = c.models.index(baseline) if baseline in c.models else None
+    sc = ah.style_controlled(b, base or 0, settings.rounds, settings.seed, frozen, settings.style_freeze,
+                             settings.style_center)
+    elo, win = sc.elo(settings.level, center=base is None), sc.winrate(settings.level) if base is not None else {}
+    per_model = {}
+    for m, name in enumerate(c.models):
+        per_model[name] = {"style_controlled_rating": elo[m][0], "style_controlled_rating_ci": list(elo[m][1:])}
+        if base is not None:
+            rate, ci = _triple(win[m], 100)
+            per_model[name].update(style_controlled_winrate=rate, style_controlled_winrate_ci=ci)
+    return {"per_model": per_model, "fit": sc.fit.to_json(), "frozen": sc.frozen, "battles": len(b)}
+
+
+def arena_hard_section(store: VerdictStore, with_reference: bool, baseline: str, features: np.ndarray,
+                       settings: LeaderboardConfig, frozen: ah.StyleFit | None) -> dict[str, Any]:
+    """Arena-Hard-Auto's leaderboard of a run judged with its profile: v2.0's score and style-controlled score with
+    their bootstrap intervals, v0.1's Elo; battles weighted by verdict strength, unparsed questions left out."""
+    g = arena_games(store, with_reference)
+    if baseline not in g.models:
+        return {"note": "Arena-Hard scores are against a baseline: evaluate with pairing vs-baseline"}
+    base = g.models.index(baseline)
+    style = battle_features(features[g.record, 1], features[g.record, 0])
+    b, dropped = ah.battles_from_games(g.models, g.model, g.opponent, g.question, g.games, g.strong, style)
+    b01, dropped01 = ah.battles_from_games(g.models, g.model, g.opponent, g.question, g.games, g.strong, drop="game")
+    scores = ah.bootstrap_scores(b, settings.rounds, settings.level, settings.seed)
+    sc = ah.style_controlled(b, base, settings.rounds, settings.seed, frozen, settings.style_freeze,
+                             settings.style_center)
+    sc_win = sc.winrate(settings.level)
+    elo = ah.elo_v01(b01, base, settings.rounds, seed=settings.seed)
+    tokens = features[:, :, 0]
+    rows = []
+    for m, name in enumerate(g.models):
+        mine = g.model == m
+        score, ci = _triple(scores[m], 100) if m in scores else (50.0, [50.0, 50.0])
+        sc_score, sc_ci = _triple(sc_win[m], 100)
+        slot = 0 if m == base else 1
+        recs = g.record[mine | (g.opponent == m)] if m != base else g.record
+        rows.append({"model": name, "score": score, "score_ci": ci, "style_controlled_score": sc_score,
+                     "style_controlled_score_ci": sc_ci, "elo_v01": elo[m]["elo"],
+                     "elo_v01_ci": [elo[m]["elo_lower"], elo[m]["elo_upper"]],
+                     "battles": int((b.model == m).sum()), "questions": int(mine.sum()) if m != base else None,
+                     "avg_tokens": float(tokens[np.unique(recs), slot].mean()) if len(recs) else None})
+    rows.sort(key=lambda r: -r["score"])
+    return {"baseline": baseline, "rows": rows, "questions_dropped_unparsed": dropped,
+            "games_unparsed": dropped01, "style_coefficients": dict(zip(sc.fit.norm.to_json()["features"],
+                                                                        sc.fit.coefficients)),
+            "rounds": settings.rounds, "level": settings.level, "seed": settings.seed, "style_frozen": sc.frozen}
 
 
 def single_board(s: Scores) -> dict[str, Any]:
@@ -73,17 +140,40 @@ def beside_reference(board: dict[str, Any], reference: dict[str, Any], key: str 
             **lb.rank_agreement(ours, theirs)}
 
 
+def leaderboard_settings(run_dir: str | Path) -> LeaderboardConfig:
+    """A run's ``leaderboard.*`` settings (defaults for runs without a config, like imported ones)."""
+    config = RunDir(Path(run_dir)).config
+    if not config.exists() or OmegaConf.select(OmegaConf.load(config), "leaderboard") is None:
+        return LeaderboardConfig()
+    return load_saved(JudgeConfig, config).leaderboard
+
+
 def build_leaderboard(store: VerdictStore, reference: dict[str, Any] | None = None, n_boot: int = 200,
-                      seed: int = 0) -> dict[str, Any]:
+                      seed: int = 0, settings: LeaderboardConfig | None = None) -> dict[str, Any]:
     """The leaderboard of a model-evaluation store, one board per reference mode it judged."""
+    settings = settings or LeaderboardConfig()
     ev = store.attrs.get("evaluation", {})
     out: dict[str, Any] = {"run": store.attrs.get("run"), "judge": store.attrs.get("model"),
                            "pairing": ev.get("pairing"), "baseline": ev.get("baseline"), "boards": {}}
     if store.attrs.get("mode") == "single":
         out["boards"]["single"] = single_board(single_scores(store))
     else:
+        baseline = ev.get("baseline") or ""
+        frozen = (ah.StyleFit.from_json(json.loads(Path(settings.style_frozen).read_text()))
+                  if settings.style_frozen else None)
+        arena = store.attrs.get("judge_profile") in ARENA_HARD_PROFILES
+        features = (answer_features(store.records("answers")[:, :2].ravel()).reshape(-1, 2, 4)
+                    if settings.style or arena else None)
         for w in reference_modes(store):
-            board = pairwise_board(comparisons(store, w), ev.get("baseline") or "", n_boot, seed)
+            c = comparisons(store, w)
+            board = pairwise_board(c, baseline, n_boot, seed)
+            if settings.style:
+                style = style_columns(c, features, baseline, settings, frozen)
+                for row in board["rows"]:
+                    row.update(style["per_model"][row["model"]])
+                board["style_control"] = {k: v for k, v in style.items() if k != "per_model"}
+            if arena:
+                board["arena_hard"] = arena_hard_section(store, w, baseline, features, settings, frozen)
             if reference is not None:
                 board["reference"] = beside_reference(board, reference)
             out["boards"]["with_reference" if w else "without_reference"] = board
@@ -109,7 +199,10 @@ def write_leaderboard(run_dir: str | Path, store: VerdictStore) -> dict[str, Any
     if ref_path.exists():
         ref = json.loads(ref_path.read_text())
         reference = {"judge": ref.get("judge"), "rows": first_rows(ref)}
-    board = finite(build_leaderboard(store, reference))
+    board = finite(build_leaderboard(store, reference, settings=leaderboard_settings(run_dir)))
+    fits = [b["style_control"]["fit"] for b in board["boards"].values() if "style_control" in b]
+    if fits:  # the first board's, to freeze a later leaderboard with (leaderboard.style_frozen)
+        write_text_atomic(run_dir / STYLE_JSON, json.dumps(fits[0], indent=2) + "\n")
     board["figures"] = write_figures(run_dir, board)
     write_text_atomic(run_dir / LEADERBOARD_JSON, json.dumps(board, indent=2) + "\n")
     write_text_atomic(run_dir / LEADERBOARD_MD, format_leaderboard(board))

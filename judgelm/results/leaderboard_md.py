@@ -21,7 +21,13 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
 def pairwise_section(board: dict[str, Any]) -> list[str]:
     cols = ["win_rate", "standard_error", "length_controlled_winrate", "discrete_win_rate", "n_wins", "n_wins_base",
             "n_draws", "n_total", "avg_length", "rating", "rating_ci95"]
+    cols += [c for c in ("style_controlled_winrate", "style_controlled_rating", "style_controlled_rating_ci")
+             if any(c in r for r in board["rows"])]
     lines = _table(["model"] + cols, [[r["model"]] + [r.get(c) for c in cols] for r in board["rows"]])
+    if board.get("style_control"):
+        lines += ["", style_note(board["style_control"])]
+    if board.get("arena_hard"):
+        lines += [""] + arena_hard_section(board["arena_hard"])
     if "win_rate_matrix" in board:
         wm = board["win_rate_matrix"]
         lines += ["", "Win rate of the row model against the column model:", ""]
@@ -38,6 +44,29 @@ def pairwise_section(board: dict[str, Any]) -> list[str]:
     if board.get("reference"):
         lines += [""] + reference_section(board)
     return lines
+
+
+def style_note(style: dict[str, Any]) -> str:
+    coefs = ", ".join(f"{f} {c:+.3f}" for f, c in zip(style["fit"]["features"], style["fit"]["coefficients"]))
+    frozen = f"; normalisation{' and coefficients' if style['frozen'] == 'all' else ''} frozen" if style["frozen"] \
+        else ""
+    return (f"Style control: Bradley–Terry over {style['battles']} comparisons with standardised length and markdown "
+            f"differences as covariates (coefficients {coefs}{frozen}); `style_control.json` freezes it.")
+
+
+def arena_hard_section(ah: dict[str, Any]) -> list[str]:
+    """Arena-Hard-Auto's own leaderboard of a run judged with its profile."""
+    if "rows" not in ah:
+        return [f"Arena-Hard-Auto: {ah['note']}."]
+    pct = round(100 * ah["level"])
+    lines = [f"Arena-Hard-Auto (baseline {ah['baseline']}; {ah['rounds']} bootstrap rounds, {pct} % intervals; "
+             f"Elo v0.1 with 95 %):", ""]
+    cols = ["score", "score_ci", "style_controlled_score", "style_controlled_score_ci", "elo_v01", "elo_v01_ci",
+            "battles", "questions", "avg_tokens"]
+    lines += _table(["model"] + cols, [[r["model"]] + [r.get(c) for c in cols] for r in ah["rows"]])
+    coefs = ", ".join(f"{f} {c:+.3f}" for f, c in ah["style_coefficients"].items())
+    return lines + ["", f"Questions left out for an unparsed verdict: {ah['questions_dropped_unparsed']}; "
+                        f"style coefficients: {coefs}."]
 
 
 def reference_section(board: dict[str, Any]) -> list[str]:

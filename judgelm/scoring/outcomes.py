@@ -76,7 +76,43 @@ def comparisons(store: VerdictStore, with_reference: bool = False) -> Comparison
     consistent = np.where(count[rec] == 2, (lo[rec] == hi[rec]).astype(float), np.nan)
     return Comparisons(models=names, question=question, a=code[:, 0], b=code[:, 1], pref_b=mean[rec],
                        len_a=chars[:, 0], len_b=chars[:, 1], category=store.records("category")[rec],
-                       consistent=consistent)
+                       consistent=consistent, record=rec)
+
+
+@dataclass(frozen=True)
+class Games:
+    """Arena-Hard-style games per record of a pairwise evaluation: the model in slot 2 (``model``) against the one
+    in slot 1 (``opponent``, the baseline), game 1 judged in the given order, game 2 swapped."""
+
+    models: list[str]
+    record: np.ndarray
+    model: np.ndarray
+    opponent: np.ndarray
+    question: np.ndarray
+    games: np.ndarray  # (n, 2) the model's outcome per game: 1, 1/2, 0; NaN unparsed or not judged
+    strong: np.ndarray  # (n, 2) bool: the verdict was a significant one (store score difference 2)
+
+
+def arena_games(store: VerdictStore, with_reference: bool = False, strong_margin: float = 2.0) -> Games:
+    """Every record with a done unit in this reference mode, with its two games (``judgelm.scoring.arena_hard``).
+    A unit's scores are the judge's in the order it saw the answers; a difference of ``strong_margin`` is a
+    significant verdict (``judgelm.profiles.arena_hard``), a parse failure (NaN scores) an unparsed game."""
+    keep = store.done() & (store.units("with_reference") == with_reference)
+    record, order, scores = store.units("record")[keep], store.units("order")[keep], store.verdicts("scores")[keep]
+    diff = scores[:, 1] - scores[:, 0]  # slot 2 of the unit minus slot 1
+    mine = np.where(order == 0, diff, -diff)  # the record's slot-2 model, whichever slot it had in the unit
+    outcome = np.where(np.isnan(mine), np.nan, (np.sign(mine) + 1) / 2)
+    rec = np.unique(record)
+    pos = np.searchsorted(rec, record)
+    games = np.full((len(rec), 2), np.nan)
+    strong = np.zeros((len(rec), 2), dtype=bool)
+    games[pos, order] = outcome
+    strong[pos, order] = np.abs(mine) >= strong_margin
+    models = store.record_models()[:, :2]
+    names, code = _codes(models[rec].ravel())
+    code = code.reshape(-1, 2)
+    _, question = _codes(store.records("question_id")[rec])
+    return Games(names, rec, code[:, 1], code[:, 0], question, games, strong)
 
 
 def single_scores(store: VerdictStore) -> Scores:
