@@ -85,6 +85,8 @@ class LeaderboardConfig:
     scores do not move when a model is added (empty: fit them on this board's battles)."""
     style_freeze: str = "normalization"
     """With ``style_frozen``: ``normalization`` (its constants) or ``all`` (its coefficients too)."""
+    checklist_tie_margin: float = 0.1
+    """RocketEval: two answers whose predicted scores differ by at most this are a tie (its ``all_compare``)."""
 
     def validate(self) -> None:
         if self.rounds < 1 or not 0 < self.level < 1:
@@ -136,6 +138,9 @@ class JudgeConfig:
         profile = PROFILES.get(self.judge.profile)
         if self.engine.mode == "fast" and profile is not None and not profile.verdict_first:
             self.engine.mode = "full"
+        for key, value in (profile.engine_defaults if profile is not None else {}).items():
+            if not getattr(self.engine, key):
+                setattr(self.engine, key, value)
 
     def fingerprint(self) -> str:
         """Hash of the library's fields only, so a launcher's additions (where the run executes) do not change it:

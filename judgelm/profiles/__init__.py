@@ -16,6 +16,7 @@ from judgelm.profiles.judgelm_profile import JudgeLM
 from judgelm.profiles.mtbench import MTBenchGPT4
 from judgelm.profiles.pandalm import PandaLM
 from judgelm.profiles.prometheus2 import Prometheus2
+from judgelm.profiles.rocketeval import RocketEval
 
 
 @dataclass
@@ -35,7 +36,7 @@ class JudgeProfileConfig:
 
 
 PROFILES: dict[str, type[Profile]] = {p.name: p for p in (JudgeLM, PandaLM, Prometheus2, AutoJ, MTBenchGPT4, Chat,
-                                                          ArenaHard, ArenaHardCreative)}
+                                                          ArenaHard, ArenaHardCreative, RocketEval)}
 
 
 def profile_class(name: str) -> type[Profile]:

@@ -46,6 +46,9 @@ class Profile:
     every other profile explains first and needs ``engine.mode=full``."""
     single_scale: tuple[float, float] = (1.0, 10.0)
     """Range of the single-answer score this profile stores."""
+    engine_defaults: dict[str, int] = {}
+    """Engine settings this judge needs, applied where the user left them at 0 (RocketEval reads the first token's
+    log-probabilities)."""
 
     def check_mode(self, mode: Mode) -> None:
         if Mode(mode) not in self.modes:

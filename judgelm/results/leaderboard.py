@@ -16,10 +16,12 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from judgelm.config import load_saved
+from judgelm.data.pairing import item_index
 from judgelm.judging.config import JudgeConfig, LeaderboardConfig
-from judgelm.judging.store import VerdictStore
+from judgelm.judging.store import TOP_IDS, TOP_LOGPROBS, VerdictStore
 from judgelm.rundir import RunDir, finite, write_text_atomic
 from judgelm.scoring import arena_hard as ah
+from judgelm.scoring import checklist
 from judgelm.scoring import ratings as lb
 from judgelm.scoring.outcomes import Scores, arena_games, comparisons, reference_modes, single_scores
 from judgelm.scoring.style import answer_features, battle_features
@@ -28,6 +30,7 @@ LEADERBOARD_JSON = "leaderboard.json"
 LEADERBOARD_MD = "leaderboard.md"
 REFERENCE_JSON = "reference_leaderboard.json"
 STYLE_JSON = "style_control.json"
+REFERENCE_SCORES = "reference_scores.jsonl"  # a strong judge's scores for RocketEval's predictor (launch/evaluate.py)
 ARENA_HARD_PROFILES = ("arena-hard", "arena-hard-creative")
 TINY_NOTE = ("The judge is the tiny judge trained on this machine: its ranking proves that the pipeline works end to "
              "end, not that the ranking is right.")
@@ -58,12 +61,11 @@ def _triple(values: tuple[float, float, float], scale: float = 1.0) -> tuple[flo
     return values[0] * scale, [values[1] * scale, values[2] * scale]
 
 
-def style_columns(c: lb.Comparisons, features: np.ndarray, baseline: str, settings: LeaderboardConfig,
+def style_columns(c: lb.Comparisons, own: np.ndarray, other: np.ndarray, baseline: str, settings: LeaderboardConfig,
                   frozen: ah.StyleFit | None) -> dict[str, Any]:
     """The style-controlled rating of every model of a pairwise board (``judgelm.scoring.arena_hard``): each
     comparison a battle of the slot-2 model against the slot-1 model with the judge's preference as its soft outcome,
-    the answers' style features as covariates. ``features``: ``(n_records, 2, 4)`` answer features per record."""
-    own, other = features[c.record, 1], features[c.record, 0]
+    the answers' style features (``own``: slot 2's, ``other``: slot 1's, per comparison) as covariates."""
     b = ah.Battles(c.models, c.b, c.a, c.pref_b, c.question, battle_features(own, other))
     base = c.models.index(baseline) if baseline in c.models else None
     sc = ah.style_controlled(b, base or 0, settings.rounds, settings.seed, frozen, settings.style_freeze,
@@ -89,6 +91,9 @@ def arena_hard_section(store: VerdictStore, with_reference: bool, baseline: str,
     style = battle_features(features[g.record, 1], features[g.record, 0])
     b, dropped = ah.battles_from_games(g.models, g.model, g.opponent, g.question, g.games, g.strong, style)
     b01, dropped01 = ah.battles_from_games(g.models, g.model, g.opponent, g.question, g.games, g.strong, drop="game")
+    if not len(b):
+        return {"note": f"no question has both games parsed ({dropped} left out): nothing to rate",
+                "questions_dropped_unparsed": dropped}
     scores = ah.bootstrap_scores(b, settings.rounds, settings.level, settings.seed)
     sc = ah.style_controlled(b, base, settings.rounds, settings.seed, frozen, settings.style_freeze,
                              settings.style_center)
@@ -140,6 +145,96 @@ def beside_reference(board: dict[str, Any], reference: dict[str, Any], key: str 
             **lb.rank_agreement(ours, theirs)}
 
 
+def add_style(board: dict[str, Any], style: dict[str, Any]) -> None:
+    for row in board["rows"]:
+        row.update(style["per_model"][row["model"]])
+    board["style_control"] = {k: v for k, v in style.items() if k != "per_model"}
+
+
+def rocketeval_board(store: VerdictStore, reference_scores: list[dict[str, Any]], baseline: str,
+                     settings: LeaderboardConfig, frozen: ah.StyleFit | None) -> dict[str, Any]:
+    """RocketEval's scores of a checklist-graded run (``judgelm.scoring.checklist``): per model the mean predicted
+    score over its questions, and the pairwise board of the preferences those scores give."""
+    from judgelm.inference.models import load_tokenizer
+
+    tokenizer = load_tokenizer(store.attrs["model"])
+    done = store.done()
+    rec = store.units("record")[done]
+    p = checklist.yes_probability(store.verdicts(TOP_IDS)[done], store.verdicts(TOP_LOGPROBS)[done],
+                                  lambda t: tokenizer.decode([t]))
+    slots = store.record_models()
+    item = item_index(slots[rec, 0])
+    names, model = np.unique(slots[rec, 1], return_inverse=True)
+    qids, question = np.unique(store.records("question_id")[rec], return_inverse=True)
+    names, model, question = [str(n) for n in names], model.ravel(), question.ravel()
+    grid = np.full((len(qids), len(names), item.max() + 1), np.nan)
+    grid[question, model, item] = p
+    answered = np.zeros((len(qids), len(names)), dtype=bool)
+    answered[question, model] = True
+    target = {(r["question_id"], r["model"]): r["score"] for r in reference_scores}
+    scores, weights = np.full(answered.shape, np.nan), []
+    for q, qid in enumerate(qids):
+        rows = np.flatnonzero(answered[q])
+        items = np.arange(item[question == q].max() + 1)
+        train = [i for i, m in enumerate(rows) if (str(qid), names[m]) in target]
+        y = np.array([target[str(qid), names[rows[i]]] for i in train])
+        result = checklist.predict(grid[q][rows][:, items], np.array(train, dtype=int) if train else None, y)
+        scores[q, rows] = result.score
+        weights += [result.weight] if train else []
+    rows_out = []
+    for m, name in enumerate(names):
+        stats = lb.mean_with_interval(scores[answered[:, m], m][np.isfinite(scores[answered[:, m], m])])
+        rows_out.append({"model": name, "mean_score": stats["mean"], "score_ci95": stats["ci95"],
+                         "n_questions": int(answered[:, m].sum()), "n_scored": stats["n"],
+                         "items_without_yes_no": int(np.isnan(p[model == m]).sum()),
+                         "reference_scores": sum(1 for (_, mm) in target if mm == name)})
+    rows_out.sort(key=lambda r: -(r["mean_score"] if r["mean_score"] is not None else -1))
+    board = {"rows": rows_out, "questions": len(qids), "units_with_probability": int(np.isfinite(p).sum()),
+             "units": int(len(p)), "supervised_questions": len(weights),
+             "mean_predictor_weight": float(np.mean(weights)) if weights else None,
+             "tie_margin": settings.checklist_tie_margin}
+    board["pairwise"] = checklist_pairwise(store, scores, answered, names, qids, baseline, settings, frozen)
+    return board
+
+
+def checklist_pairwise(store: VerdictStore, scores: np.ndarray, answered: np.ndarray, names: list[str],
+                       qids: np.ndarray, baseline: str, settings: LeaderboardConfig,
+                       frozen: ah.StyleFit | None) -> dict[str, Any]:
+    """The pairwise board of RocketEval's preferences: per question every model against the baseline (or every
+    pair without one), the higher score winning beyond the tie margin."""
+    base = names.index(baseline) if baseline in names else None
+    pairs = [(q, a, b) for q in range(len(qids)) for a in range(len(names)) for b in range(a + 1, len(names))
+             if answered[q, a] and answered[q, b] and (base is None or base in (a, b))]
+    if not pairs:
+        return {}
+    q, a, b = (np.array(x) for x in zip(*pairs))
+    if base is not None:  # the baseline in slot 1, as in a vs-baseline evaluation
+        a, b = np.where(b == base, b, a), np.where(b == base, a, b)
+    pref = checklist.preferences(scores[q, a], scores[q, b], settings.checklist_tie_margin)
+    keep = np.isfinite(pref)
+    # The answer of each (question, model): every checklist record of it holds it in slot 2.
+    rec = store.units("record")
+    slots = store.record_models()
+    qid_of = {str(x): i for i, x in enumerate(qids)}
+    name_of = {n: i for i, n in enumerate(names)}
+    text = np.full(answered.shape, "", dtype=object)
+    answers, question_ids = store.records("answers"), store.records("question_id")
+    for r in np.unique(rec):
+        text[qid_of[str(question_ids[r])], name_of[str(slots[r, 1])]] = answers[r, 1]
+    q, a, b, pref = q[keep], a[keep], b[keep], pref[keep]
+    if not len(q):
+        return {}
+    chars = np.vectorize(len)(text)
+    c = lb.Comparisons(models=names, question=q, a=a, b=b, pref_b=pref, len_a=chars[q, a], len_b=chars[q, b],
+                       category=np.full(len(q), ""), consistent=np.full(len(q), np.nan))
+    board = pairwise_board(c, baseline if base is not None else "", n_boot=200)
+    if settings.style:
+        features = answer_features(text.ravel()).reshape(*text.shape, 4)
+        add_style(board, style_columns(c, features[q, b], features[q, a], baseline if base is not None else "",
+                                       settings, frozen))
+    return board
+
+
 def leaderboard_settings(run_dir: str | Path) -> LeaderboardConfig:
     """A run's ``leaderboard.*`` settings (defaults for runs without a config, like imported ones)."""
     config = RunDir(Path(run_dir)).config
@@ -149,34 +244,40 @@ def leaderboard_settings(run_dir: str | Path) -> LeaderboardConfig:
 
 
 def build_leaderboard(store: VerdictStore, reference: dict[str, Any] | None = None, n_boot: int = 200,
-                      seed: int = 0, settings: LeaderboardConfig | None = None) -> dict[str, Any]:
+                      seed: int = 0, settings: LeaderboardConfig | None = None,
+                      reference_scores: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The leaderboard of a model-evaluation store, one board per reference mode it judged."""
     settings = settings or LeaderboardConfig()
     ev = store.attrs.get("evaluation", {})
     out: dict[str, Any] = {"run": store.attrs.get("run"), "judge": store.attrs.get("model"),
                            "pairing": ev.get("pairing"), "baseline": ev.get("baseline"), "boards": {}}
-    if store.attrs.get("mode") == "single":
+    frozen = (ah.StyleFit.from_json(json.loads(Path(settings.style_frozen).read_text()))
+              if settings.style_frozen else None)
+    if store.attrs.get("judge_profile") == "rocketeval":
+        out["boards"]["checklist"] = rocketeval_board(store, reference_scores or [], ev.get("baseline") or "",
+                                                      settings, frozen)
+    elif store.attrs.get("mode") == "single":
         out["boards"]["single"] = single_board(single_scores(store))
     else:
         baseline = ev.get("baseline") or ""
-        frozen = (ah.StyleFit.from_json(json.loads(Path(settings.style_frozen).read_text()))
-                  if settings.style_frozen else None)
         arena = store.attrs.get("judge_profile") in ARENA_HARD_PROFILES
         features = (answer_features(store.records("answers")[:, :2].ravel()).reshape(-1, 2, 4)
                     if settings.style or arena else None)
         for w in reference_modes(store):
-            c = comparisons(store, w)
+            c = comparisons(store, w, skip_unparsed=arena)
+            name = "with_reference" if w else "without_reference"
+            if not len(c):
+                out["boards"][name] = {"rows": [], "note": "no verdict parsed: nothing to rate"}
+                continue
             board = pairwise_board(c, baseline, n_boot, seed)
             if settings.style:
-                style = style_columns(c, features, baseline, settings, frozen)
-                for row in board["rows"]:
-                    row.update(style["per_model"][row["model"]])
-                board["style_control"] = {k: v for k, v in style.items() if k != "per_model"}
+                add_style(board, style_columns(c, features[c.record, 1], features[c.record, 0], baseline, settings,
+                                               frozen))
             if arena:
                 board["arena_hard"] = arena_hard_section(store, w, baseline, features, settings, frozen)
             if reference is not None:
                 board["reference"] = beside_reference(board, reference)
-            out["boards"]["with_reference" if w else "without_reference"] = board
+            out["boards"][name] = board
     if store.attrs.get("tiny_judge"):
         out["note"] = TINY_NOTE
     return out
@@ -199,7 +300,11 @@ def write_leaderboard(run_dir: str | Path, store: VerdictStore) -> dict[str, Any
     if ref_path.exists():
         ref = json.loads(ref_path.read_text())
         reference = {"judge": ref.get("judge"), "rows": first_rows(ref)}
-    board = finite(build_leaderboard(store, reference, settings=leaderboard_settings(run_dir)))
+    scores_path = run_dir / REFERENCE_SCORES
+    reference_scores = ([json.loads(line) for line in scores_path.read_text().splitlines() if line]
+                        if scores_path.exists() else None)
+    board = finite(build_leaderboard(store, reference, settings=leaderboard_settings(run_dir),
+                                     reference_scores=reference_scores))
     fits = [b["style_control"]["fit"] for b in board["boards"].values() if "style_control" in b]
     if fits:  # the first board's, to freeze a later leaderboard with (leaderboard.style_frozen)
         write_text_atomic(run_dir / STYLE_JSON, json.dumps(fits[0], indent=2) + "\n")

@@ -19,6 +19,8 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
 
 
 def pairwise_section(board: dict[str, Any]) -> list[str]:
+    if not board["rows"]:
+        return [f"No ratings: {board.get('note', 'no comparisons')}."]
     cols = ["win_rate", "standard_error", "length_controlled_winrate", "discrete_win_rate", "n_wins", "n_wins_base",
             "n_draws", "n_total", "avg_length", "rating", "rating_ci95"]
     cols += [c for c in ("style_controlled_winrate", "style_controlled_rating", "style_controlled_rating_ci")
@@ -93,12 +95,32 @@ def single_section(board: dict[str, Any]) -> list[str]:
     return lines
 
 
+def checklist_section(board: dict[str, Any]) -> list[str]:
+    """RocketEval's predicted scores (1-10) and the pairwise board of the preferences they give."""
+    cols = ["mean_score", "score_ci95", "n_questions", "n_scored", "items_without_yes_no", "reference_scores"]
+    lines = _table(["model"] + cols, [[r["model"]] + [r.get(c) for c in cols] for r in board["rows"]])
+    fitted = (f"fitted on reference scores for {board['supervised_questions']} questions (mean weight "
+              f"{_num(board['mean_predictor_weight'])})" if board["supervised_questions"] else
+              "the plain average (no reference scores)")
+    lines += ["", f"RocketEval over {board['questions']} questions: {board['units_with_probability']} of "
+                  f"{board['units']} item gradings had Yes or No among the judge's top tokens; predictor: {fitted}."]
+    if board.get("pairwise"):
+        lines += ["", f"Preferences from these scores (a tie within {board['tie_margin']}):", ""]
+        lines += pairwise_section(board["pairwise"])
+    return lines
+
+
 def format_leaderboard(lb: dict[str, Any]) -> str:
     base = f", baseline {lb['baseline']}" if lb.get("baseline") else ""
     lines = [f"# Model leaderboard: run {lb.get('run')}, judge {lb.get('judge')}, pairing {lb.get('pairing')}{base}"]
     for name, board in lb["boards"].items():
         lines += ["", f"## {name.replace('_', ' ')}", ""]
-        lines += single_section(board) if name == "single" else pairwise_section(board)
+        if name == "single":
+            lines += single_section(board)
+        elif name == "checklist":
+            lines += checklist_section(board)
+        else:
+            lines += pairwise_section(board)
     if lb.get("figures"):
         lines += ["", "Figures: " + ", ".join(f"[{f}]({f})" for f in lb["figures"])]
     if lb.get("note"):

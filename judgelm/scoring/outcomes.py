@@ -54,9 +54,13 @@ def _codes(values: np.ndarray) -> tuple[list[str], np.ndarray]:
     return [str(n) for n in names], code.ravel()
 
 
-def comparisons(store: VerdictStore, with_reference: bool = False) -> Comparisons:
-    """One comparison per record that has at least one judged unit in this reference mode."""
+def comparisons(store: VerdictStore, with_reference: bool = False, skip_unparsed: bool = False) -> Comparisons:
+    """One comparison per record that has at least one judged unit in this reference mode. ``skip_unparsed``
+    leaves out units without a verdict instead of counting them as ties (Arena-Hard-Auto's rule)."""
     u = done_units(store, with_reference)
+    if skip_unparsed:
+        keep = np.isfinite(u.scores).all(axis=1)
+        u = Units(u.record[keep], u.order[keep], u.scores[keep], None if u.preference is None else u.preference[keep])
     slot2 = (1 - win_array(u.scores).astype(float)) / 2
     if u.preference is not None:
         slot2 = np.where(np.isnan(u.preference), slot2, u.preference)
