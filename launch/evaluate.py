@@ -21,7 +21,7 @@ from judgelm.data.answers import AnswerSet, expand_paths, load_answers
 from judgelm.data.checklists import Checklists, covered, load_checklists
 from judgelm.data.pairing import pair_records, spread_questions
 from judgelm.data.records import Loaded, RecordError, iter_dicts
-from judgelm.judging.alpaca_eval import import_annotations
+from judgelm.judging.alpaca_eval import import_annotations, read_annotations
 from judgelm.judging.run import create_run, plan_run
 from judgelm.results.leaderboard import LEADERBOARD_MD, REFERENCE_JSON, REFERENCE_SCORES, build_leaderboard
 from judgelm.rundir import RunDir, check_run_name, write_text_atomic
@@ -105,7 +105,12 @@ def write_reference_scores(rd: RunDir, path: str, data: AnswerSet) -> int:
 def write_reference(rd: RunDir, ev: EvaluationConfig, loaded: Loaded) -> None:
     """The reference judge's leaderboard over exactly the evaluated questions, for the merge to compare with."""
     questions = {r.question for r in loaded.records}
-    store = import_annotations(rd.root / "reference" / "verdicts.zarr", expand_paths(ev.reference_verdicts),
+    paths = expand_paths(ev.reference_verdicts)
+    if not read_annotations(paths, questions):  # e.g. the AlpacaEval default beside other questions
+        print("note: evaluate.reference_verdicts cover none of the evaluated questions: no reference leaderboard",
+              flush=True)
+        return
+    store = import_annotations(rd.root / "reference" / "verdicts.zarr", paths,
                                {"run": f"{rd.name}/reference", "model": ev.reference_judge}, questions)
     board = build_leaderboard(store)
     board["judge"] = ev.reference_judge
