@@ -18,7 +18,7 @@ ALPACA = ROOT / "data" / "evaluation" / "alpaca_eval"
 
 def arena_hard(tmp_path: Path, run: str) -> int:
     return evaluate.main([f"model.path={TINY}", f"runs_dir={tmp_path}", f"run={run}", "shards=2",
-                          f"evaluate.answers=[arena_hard:{ARENA_V01}/gpt-4-0314.jsonl,{ARENA_V01}/gpt-4-0613.jsonl]",
+                          f"evaluate.answers=[arena_hard:{ARENA_V01}/gpt-4-0314.jsonl,arena_hard:{ARENA_V01}/gpt-4-0613.jsonl]",
                           "evaluate.baseline=gpt-4-0314", "judge.profile=arena-hard", "evaluate.limit=3",
                           "engine.max_new_tokens=24", "leaderboard.rounds=20"])
 

@@ -116,3 +116,12 @@ def test_preferences_with_the_tie_margin():
     a, b = np.array([5.0, 5.0, 5.0, np.nan]), np.array([5.05, 5.2, 4.8, 5.0])
     assert checklist.preferences(a, b).tolist()[:3] == [0.5, 1.0, 0.0]
     assert np.isnan(checklist.preferences(a, b)[3])
+
+
+def test_checklist_pairing_and_profile_go_together(tmp_path, capsys):
+    from launch import evaluate
+
+    assert evaluate.main([f"runs_dir={tmp_path}", "run=x", "evaluate.pairing=checklist"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: RocketEval grades checklists: use evaluate.pairing=checklist "
+                                               "with judge.profile=rocketeval (got pairing checklist, profile judgelm)")
+    assert not (tmp_path / "x").exists()
