@@ -13,6 +13,7 @@ resume, Slurm and the merge work as for ``make judge``; verdicts already in the 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -70,8 +71,12 @@ class EvaluateLaunchConfig(JudgeLaunchConfig):
     evaluate: EvaluationConfig = field(default_factory=EvaluationConfig)
 
 
-def evaluation_data(ev: EvaluationConfig) -> AnswerSet:
+def evaluation_data(ev: EvaluationConfig, turns: int = 0) -> AnswerSet:
+    """The evaluated questions and answers: conversations cut to their first ``turns`` turns (0: every turn), and
+    with pairing checklist only the questions that have a checklist."""
     data = spread_questions(load_answers(ev.answers), ev.limit)
+    if turns:
+        data = data.first_turns(turns)
     if ev.pairing == "checklist":  # only the questions that have a checklist are graded
         checklists = load_checklists(ev.checklists) if ev.checklists else Checklists()
         keep = covered(checklists, data)
@@ -103,12 +108,14 @@ def write_reference_scores(rd: RunDir, path: str, data: AnswerSet) -> int:
 
 
 def write_reference(rd: RunDir, ev: EvaluationConfig, loaded: Loaded) -> None:
-    """The reference judge's leaderboard over exactly the evaluated questions, for the merge to compare with."""
+    """The reference judge's leaderboard over exactly the evaluated questions, for the merge to compare with; none,
+    with a warning, when its annotations cover none of them (the default AlpacaEval judge on MT-Bench answers)."""
     questions = {r.question for r in loaded.records}
     paths = expand_paths(ev.reference_verdicts)
-    if not read_annotations(paths, questions):  # e.g. the AlpacaEval default beside other questions
-        print("note: evaluate.reference_verdicts cover none of the evaluated questions: no reference leaderboard",
-              flush=True)
+    if not read_annotations(paths, questions):
+        logging.getLogger("launch.evaluate").warning(
+            "no reference leaderboard: %s annotates none of the %d evaluated questions", ev.reference_judge,
+            len(questions))
         return
     store = import_annotations(rd.root / "reference" / "verdicts.zarr", paths,
                                {"run": f"{rd.name}/reference", "model": ev.reference_judge}, questions)
@@ -128,7 +135,7 @@ def evaluate(argv: list[str]) -> int:
                           f"(got pairing {ev.pairing}, profile {cfg.judge.profile})")
     cfg.data.source = "evaluation: " + " ".join(ev.answers)
     cfg.engine.validate()
-    data = evaluation_data(ev)
+    data = evaluation_data(ev, cfg.prompt.turns)
     loaded = evaluation_records(ev, data)
     # All-pairs has no baseline in its leaderboard: every model's win rate is against every other model.
     baseline = "" if ev.pairing == "all-pairs" else ev.baseline

@@ -109,7 +109,8 @@ def test_answers_loader_reads_the_shipped_files():
     assert q.text == "Use ABC notation to write a melody in the style of a folk tune."
     assert q.category == "arena-hard-v0.1"
     assert all(len(a) == 3 for a in data.answers.values())
-    assert data.answers["0122ab60646b4961bc39e9c03bdf6bcc"]["gpt-4-0314"].startswith(
+    (answer,) = data.answers["0122ab60646b4961bc39e9c03bdf6bcc"]["gpt-4-0314"]  # one turn
+    assert answer.startswith(
         "To implement a SCIM (System for Cross-domain Identity Management) server in PHP")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from judgelm.data.records import Record
+from judgelm.data.records import Record, Turn
 from judgelm.judging.store import ChunkVerdicts, VerdictStore
 from judgelm.judging.units import plan_units
 from judgelm.profiles.arena_hard import LABEL_SCORES
@@ -132,10 +132,16 @@ def alpaca_like_store(tmp_path: Path, verbose: float) -> VerdictStore:
         for model, factor in (("long", verbose if q % 4 else 0.5), ("even", rng.choice([0.8, 1.25]))):
             answer = "word " * int(len(base) / 5 * factor)
             records.append(Record(question_id=q, question=f"q{q}", answers=(base, answer), models=("base", model)))
+    return length_judged_store(tmp_path, records, rng)
+
+
+def length_judged_store(tmp_path: Path, records: list[Record], rng: np.random.Generator) -> VerdictStore:
+    """The verdicts of that length-loving judge on every turn of ``records``, both orders."""
     plan = plan_units(records, "pair", "without", "both")
     store = VerdictStore.create(tmp_path / "verdicts.zarr", records, plan, n_scores=2, chunk_units=len(plan),
                                 attrs={"mode": "pair", "evaluation": {"pairing": "vs-baseline", "baseline": "base"}})
-    shown = [records[r].answers[::-1] if o else records[r].answers for r, o in zip(plan.record, plan.order)]
+    turns = [records[r].turns()[t].answers for r, t in zip(plan.record, plan.turn)]
+    shown = [a[::-1] if o else a for a, o in zip(turns, plan.order)]
     words = np.array([[len(a.split()), len(b.split())] for a, b in shown], dtype=float)
     p_first = 1 / (1 + np.exp(-6 * (words[:, 0] - words[:, 1]) / words.sum(axis=1)))
     scores = np.where((rng.random(len(shown)) < p_first)[:, None], [[8, 2]], [[2, 8]]).astype(np.float32)
@@ -161,6 +167,32 @@ def test_style_control_removes_a_win_by_length(tmp_path):
     assert "style_controlled_rating" in (tmp_path / "leaderboard.md").read_text()
     saved = json.loads((tmp_path / "style_control.json").read_text())
     assert saved["features"] == ["length", "header", "list", "bold"] and len(saved["coefficients"]) == 4
+
+
+def test_a_later_turn_is_style_controlled_by_its_own_answers(tmp_path):
+    """Two-turn conversations: every model answers turn 1 exactly as the baseline does, and "long" answers turn 2
+    three times longer on most questions. Turn 2's win by length is removed only if its comparisons are styled by the
+    answers to turn 2 (the first turn's are identical: they explain nothing)."""
+    from judgelm.judging.config import LeaderboardConfig
+    from judgelm.results.leaderboard_md import format_leaderboard
+
+    rng = np.random.default_rng(0)
+    records = []
+    for q in range(400):
+        base, later = "word " * int(rng.integers(40, 80)), "word " * int(rng.integers(40, 80))
+        for model, factor in (("long", 3.0 if q % 4 else 0.5), ("even", rng.choice([0.8, 1.25]))):
+            second = Turn(f"more q{q}", (later, "word " * int(len(later) / 5 * factor)))
+            records.append(Record(question_id=q, question=f"q{q}", answers=(base, base), models=("base", model),
+                                  later_turns=(second,)))
+    lb = build_leaderboard(length_judged_store(tmp_path, records, rng), settings=LeaderboardConfig(rounds=30))
+    board = lb["boards"]["without_reference"]
+    turn = {t: {r["model"]: r for r in board["turns"][t]["rows"]} for t in ("1", "2")}
+    assert turn["2"]["long"]["win_rate"] > 65 and abs(turn["1"]["long"]["win_rate"] - 50) < 5
+    assert abs(turn["2"]["long"]["style_controlled_winrate"] - turn["2"]["even"]["style_controlled_winrate"]) < 5
+    low, high = turn["2"]["long"]["style_controlled_rating_ci"]
+    assert low < turn["2"]["even"]["style_controlled_rating"] < high
+    assert board["turns"]["2"]["style_control"]["battles"] == 800  # 400 questions x 2 models, turn 2 only
+    assert "Style-controlled win rate per turn" in format_leaderboard(lb)
 
 
 def test_uncentred_style_control_reads_the_score_at_equal_length(tmp_path):

@@ -125,3 +125,30 @@ def test_checklist_pairing_and_profile_go_together(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == ("error: RocketEval grades checklists: use evaluate.pairing=checklist "
                                                "with judge.profile=rocketeval (got pairing checklist, profile judgelm)")
     assert not (tmp_path / "x").exists()
+
+
+def test_checklist_grading_of_conversations_judges_their_first_turns_or_refuses(tmp_path, capsys):
+    """RocketEval's grading prompt is of one turn: two-turn MT-Bench answers are refused with the profile's line,
+    and ``prompt.turns=1`` grades the first turns of the questions that have a checklist."""
+    from pathlib import Path
+
+    from launch import evaluate
+
+    synthetic = Path(__file__).resolve().parents[1] / "data" / "evaluation" / "mt_bench_synthetic"
+    path = tmp_path / "c.jsonl"
+    path.write_text("".join(json.dumps({"question_id": q, "checklist": ["Is it on topic?", "Is it short?"]}) + "\n"
+                            for q in (81, 131)))
+    args = [f"runs_dir={tmp_path}", "run=x", f"evaluate.answers=[fastchat:{synthetic}]", "evaluate.pairing=checklist",
+            "judge.profile=rocketeval", f"evaluate.checklists={path}", "evaluate.baseline=echo-bot",
+            "evaluate.reference_verdicts=''"]
+    assert evaluate.main(args) == 2
+    assert capsys.readouterr().err.startswith("error: judge.profile=rocketeval has no multi-turn form, and the data "
+                                              "has 2-turn conversations;")
+    assert not (tmp_path / "x").exists()
+    ev = evaluate.EvaluationConfig(answers=[f"fastchat:{synthetic}"], pairing="checklist", checklists=str(path))
+    data = evaluate.evaluation_data(ev, turns=1)
+    assert sorted(data.questions) == ["131", "81"] and all(len(q.turns) == 1 for q in data.questions.values())
+    records = evaluate.evaluation_records(ev, data).records
+    assert len(records) == 2 * 3 * 2 and {r.n_turns for r in records} == {1}  # 2 questions x 3 models x 2 items
+    first = records[0]
+    assert first.answers == ("Is it on topic?", data.answers[str(first.question_id)][first.models[1]][0])

@@ -4,6 +4,11 @@
 ``leaderboard.json``, ``leaderboard.md`` and the figures. A store's ``evaluation`` attribute says how it was
 paired (``pairing``, ``baseline``); a run's ``reference_leaderboard.json``, when present, is another judge's
 leaderboard of the same answers (e.g. GPT-4 Turbo's imported verdicts), put side by side with rank correlations.
+
+A board per reference mode (``without_reference``, ``with_reference``; one ``reference_where_available`` board when
+every comparison was judged in one mode only, as MT-Bench judges math with the reference and the rest without).
+With multi-turn conversations each board is over every turn (a turn is a comparison) and adds ``turns``: the
+same columns per turn, as MT-Bench reports its first turn, second turn and average.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ REFERENCE_JSON = "reference_leaderboard.json"
 STYLE_JSON = "style_control.json"
 REFERENCE_SCORES = "reference_scores.jsonl"  # a strong judge's scores for RocketEval's predictor (launch/evaluate.py)
 ARENA_HARD_PROFILES = ("arena-hard", "arena-hard-creative")
+BOARD_NAMES = {False: "without_reference", True: "with_reference", None: "reference_where_available"}
 TINY_NOTE = ("The judge is the tiny judge trained on this machine: its ranking proves that the pipeline works end to "
              "end, not that the ranking is right.")
 
@@ -80,7 +86,7 @@ def style_columns(c: lb.Comparisons, own: np.ndarray, other: np.ndarray, baselin
     return {"per_model": per_model, "fit": sc.fit.to_json(), "frozen": sc.frozen, "battles": len(b)}
 
 
-def arena_hard_section(store: VerdictStore, with_reference: bool, baseline: str, features: np.ndarray,
+def arena_hard_section(store: VerdictStore, with_reference: bool | None, baseline: str, features: np.ndarray,
                        settings: LeaderboardConfig, frozen: ah.StyleFit | None) -> dict[str, Any]:
     """Arena-Hard-Auto's leaderboard of a run judged with its profile: v2.0's score and style-controlled score with
     their bootstrap intervals, v0.1's Elo; battles weighted by verdict strength, unparsed questions left out."""
@@ -119,20 +125,29 @@ def arena_hard_section(store: VerdictStore, with_reference: bool, baseline: str,
             "rounds": settings.rounds, "level": settings.level, "seed": settings.seed, "style_frozen": sc.frozen}
 
 
-def single_board(s: Scores) -> dict[str, Any]:
-    """Mean single-answer score per model with its interval (parse failures left out), and per category."""
+def single_rows(s: Scores) -> list[dict[str, Any]]:
+    """Mean single-answer score per model with its interval (parse failures left out), best first."""
     rows = []
     for m, name in enumerate(s.models):
         stats = lb.mean_with_interval(s.score[(s.model == m) & np.isfinite(s.score)])
         rows.append({"model": name, "mean_score": stats["mean"], "score_ci95": stats["ci95"],
                      "n_total": int((s.model == m).sum()),
                      "parse_failures": int(((s.model == m) & ~np.isfinite(s.score)).sum())})
-    rows.sort(key=lambda r: -(r["mean_score"] if r["mean_score"] is not None else -1))
+    return sorted(rows, key=lambda r: -(r["mean_score"] if r["mean_score"] is not None else -1))
+
+
+def single_board(s: Scores) -> dict[str, Any]:
+    """``single_rows``, per category, and per turn for conversations."""
+    rows = single_rows(s)
     cats = sorted(set(s.category.tolist()) - {""})
     by_cat = {cat: {name: lb.mean_with_interval(s.score[(s.category == cat) & (s.model == m)
                                                         & np.isfinite(s.score)])["mean"]
                     for m, name in enumerate(s.models)} for cat in cats} if len(cats) > 1 else {}
-    return {"rows": rows, "by_category": by_cat}
+    out = {"rows": rows, "by_category": by_cat}
+    turns = np.unique(s.turn)
+    if len(turns) > 1:
+        out["turns"] = {str(t + 1): {"rows": single_rows(s.subset(s.turn == t))} for t in turns}
+    return out
 
 
 def beside_reference(board: dict[str, Any], reference: dict[str, Any], key: str = "win_rate") -> dict[str, Any]:
@@ -149,6 +164,22 @@ def add_style(board: dict[str, Any], style: dict[str, Any]) -> None:
     for row in board["rows"]:
         row.update(style["per_model"][row["model"]])
     board["style_control"] = {k: v for k, v in style.items() if k != "per_model"}
+
+
+def styled_board(c: lb.Comparisons, baseline: str, n_boot: int, seed: int, features: np.ndarray | None,
+                 settings: LeaderboardConfig, frozen: ah.StyleFit | None) -> dict[str, Any]:
+    """``pairwise_board`` with the style-controlled columns when ``leaderboard.style`` is on; ``features`` are the
+    store's answers' style features per (record, turn, slot)."""
+    board = pairwise_board(c, baseline, n_boot, seed)
+    if settings.style:
+        own = features[c.record, c.turn]
+        add_style(board, style_columns(c, own[:, 1], own[:, 0], baseline, settings, frozen))
+    return board
+
+
+def turn_entry(board: dict[str, Any]) -> dict[str, Any]:
+    """What a per-turn board keeps: its rows, and its style fit when it has one."""
+    return {k: board[k] for k in ("rows", "style_control") if k in board}
 
 
 def rocketeval_board(store: VerdictStore, reference_scores: list[dict[str, Any]], baseline: str,
@@ -253,28 +284,34 @@ def build_leaderboard(store: VerdictStore, reference: dict[str, Any] | None = No
                            "pairing": ev.get("pairing"), "baseline": ev.get("baseline"), "boards": {}}
     frozen = (ah.StyleFit.from_json(json.loads(Path(settings.style_frozen).read_text()))
               if settings.style_frozen else None)
+    baseline = ev.get("baseline") or ""
     if store.attrs.get("judge_profile") == "rocketeval":
-        out["boards"]["checklist"] = rocketeval_board(store, reference_scores or [], ev.get("baseline") or "",
-                                                      settings, frozen)
+        out["boards"]["checklist"] = rocketeval_board(store, reference_scores or [], baseline, settings, frozen)
     elif store.attrs.get("mode") == "single":
-        out["boards"]["single"] = single_board(single_scores(store))
+        for w in reference_modes(store):
+            name = "single" if w is False else f"single_{BOARD_NAMES[w]}"
+            out["boards"][name] = single_board(single_scores(store, w))
     else:
-        baseline = ev.get("baseline") or ""
         arena = store.attrs.get("judge_profile") in ARENA_HARD_PROFILES
-        features = (answer_features(store.records("answers")[:, :2].ravel()).reshape(-1, 2, 4)
+        # Per (record, turn, slot): a turn's comparison is styled by the answers to that turn, the ones it judges.
+        features = (answer_features(store.answers_by_turn()[:, :, :2].ravel()).reshape(store.n_records, -1, 2, 4)
                     if settings.style or arena else None)
         for w in reference_modes(store):
+            name = BOARD_NAMES[w]
             c = comparisons(store, w, skip_unparsed=arena)
-            name = "with_reference" if w else "without_reference"
             if not len(c):
                 out["boards"][name] = {"rows": [], "note": "no verdict parsed: nothing to rate"}
                 continue
-            board = pairwise_board(c, baseline, n_boot, seed)
-            if settings.style:
-                add_style(board, style_columns(c, features[c.record, 1], features[c.record, 0], baseline, settings,
-                                               frozen))
-            if arena:
-                board["arena_hard"] = arena_hard_section(store, w, baseline, features, settings, frozen)
+            board = styled_board(c, baseline, n_boot, seed, features, settings, frozen)
+            if store.n_turns > 1:
+                board["turns"] = {}
+                for t in range(store.n_turns):
+                    turn = comparisons(store, w, t, skip_unparsed=arena)
+                    if len(turn):
+                        turn_board = styled_board(turn, baseline, n_boot, seed, features, settings, frozen)
+                        board["turns"][str(t + 1)] = turn_entry(turn_board)
+            if arena:  # its judge has one turn (the profile refuses conversations)
+                board["arena_hard"] = arena_hard_section(store, w, baseline, features[:, 0], settings, frozen)
             if reference is not None:
                 board["reference"] = beside_reference(board, reference)
             out["boards"][name] = board

@@ -52,7 +52,7 @@ def write_figures(run_dir: Path, leaderboard: dict[str, Any]) -> list[str]:
     for group, board in leaderboard["boards"].items():
         if group == "checklist":  # RocketEval: the figures of the board its preferences make
             board = board.get("pairwise") or {}
-        if group == "single" or not board.get("rows"):
+        if group.startswith("single") or not board.get("rows"):
             continue
         plots = [("ratings", lambda ax, board=board: _ratings(ax, board["rows"])),
                  ("win_rate_vs_length", lambda ax, board=board: _length(ax, board["rows"], board.get("baseline")))]

@@ -18,6 +18,17 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
             + ["| " + " | ".join(_num(v, 1 if isinstance(v, list) else 2) for v in row) + " |" for row in rows])
 
 
+def turns_section(board: dict[str, Any], key: str, what: str) -> list[str]:
+    """A conversation's turns side by side, as MT-Bench shows its first turn, second turn and average: ``key`` of
+    every model per turn, and over all turns."""
+    turns = board["turns"]
+    per_turn = {t: {r["model"]: r.get(key) for r in turns[t]["rows"]} for t in turns}
+    rows = [[r["model"]] + [per_turn[t].get(r["model"]) for t in turns] + [r.get(key)] for r in board["rows"]]
+    header = ["model"] + [f"turn {t}" for t in turns] + ["all turns"]
+    return ["", f"{what} per turn (each turn of a conversation judged on its own, the turns before it shown):",
+            ""] + _table(header, rows)
+
+
 def pairwise_section(board: dict[str, Any]) -> list[str]:
     if not board["rows"]:
         return [f"No ratings: {board.get('note', 'no comparisons')}."]
@@ -26,6 +37,13 @@ def pairwise_section(board: dict[str, Any]) -> list[str]:
     cols += [c for c in ("style_controlled_winrate", "style_controlled_rating", "style_controlled_rating_ci")
              if any(c in r for r in board["rows"])]
     lines = _table(["model"] + cols, [[r["model"]] + [r.get(c) for c in cols] for r in board["rows"]])
+    if board.get("turns"):
+        lines += turns_section(board, "win_rate", "Win rate")
+        styled = [(c, what) for c, what in (("style_controlled_winrate", "Style-controlled win rate"),
+                                            ("style_controlled_rating", "Style-controlled rating"))
+                  if c in board["rows"][0]]
+        if styled:
+            lines += turns_section(board, *styled[0])
     if board.get("style_control"):
         lines += ["", style_note(board["style_control"])]
     if board.get("arena_hard"):
@@ -87,6 +105,8 @@ def single_section(board: dict[str, Any]) -> list[str]:
     lines = _table(["model", "mean_score", "score_ci95", "n_total", "parse_failures"],
                    [[r["model"], r["mean_score"], r["score_ci95"], r["n_total"], r["parse_failures"]]
                     for r in board["rows"]])
+    if board.get("turns"):
+        lines += turns_section(board, "mean_score", "Mean score")
     if board.get("by_category"):
         cats = board["by_category"]
         models = [r["model"] for r in board["rows"]]
@@ -115,7 +135,7 @@ def format_leaderboard(lb: dict[str, Any]) -> str:
     lines = [f"# Model leaderboard: run {lb.get('run')}, judge {lb.get('judge')}, pairing {lb.get('pairing')}{base}"]
     for name, board in lb["boards"].items():
         lines += ["", f"## {name.replace('_', ' ')}", ""]
-        if name == "single":
+        if name.startswith("single"):
             lines += single_section(board)
         elif name == "checklist":
             lines += checklist_section(board)
