@@ -17,13 +17,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from judgelm.config import CONFIG_DIR, load_config, to_yaml
-from judgelm.data.answers import expand_paths, load_answers
+from judgelm.config import CONFIG_DIR, ConfigError, load_config, to_yaml
+from judgelm.data.answers import AnswerSet, expand_paths, load_answers
+from judgelm.data.checklists import Checklists, covered, load_checklists
 from judgelm.data.pairing import pair_records, spread_questions
-from judgelm.data.records import Loaded
+from judgelm.data.records import Loaded, RecordError, iter_dicts
 from judgelm.judging.alpaca_eval import import_annotations, read_annotations
 from judgelm.judging.run import create_run, plan_run
-from judgelm.results.leaderboard import LEADERBOARD_MD, REFERENCE_JSON, build_leaderboard
+from judgelm.results.leaderboard import LEADERBOARD_MD, REFERENCE_JSON, REFERENCE_SCORES, build_leaderboard
 from judgelm.rundir import RunDir, check_run_name, write_text_atomic
 from launch.cli import run_main
 from launch.configs import JudgeLaunchConfig
@@ -38,7 +39,8 @@ class EvaluationConfig:
     """``FORMAT:PATH[,PATH]`` specs (globs allowed): fastchat, alpaca_eval, alpaca_eval_annotations, judgelm, generic
     (``judgelm.data.answers``)."""
     pairing: str = "vs-baseline"
-    """``vs-baseline`` (every model against ``baseline``), ``all-pairs`` or ``single`` (absolute scores)."""
+    """``vs-baseline`` (every model against ``baseline``), ``all-pairs``, ``single`` (absolute scores) or
+    ``checklist`` (RocketEval: every answer graded on its question's checklist, ``judge.profile=rocketeval``)."""
     baseline: str = ""
     """The baseline model (vs-baseline), or the anchor of single-answer grading where a question has no reference."""
     models: list[str] = field(default_factory=list)
@@ -54,6 +56,12 @@ class EvaluationConfig:
     on the evaluated questions is put next to this judge's, with rank correlations (empty: none)."""
     reference_judge: str = "reference judge"
     """The reference judge's name in the report."""
+    checklists: str = ""
+    """pairing=checklist (RocketEval, ``judge.profile=rocketeval``): a checklist file, one row per question
+    (``question_id`` or ``question`` text, ``checklist``: the items; ``judgelm.data.checklists``)."""
+    reference_scores: str = ""
+    """pairing=checklist: a strong judge's scores of some models' answers (JSONL: ``question_id`` or ``question``,
+    ``model``, ``score``), on which RocketEval's per-question predictor is fitted (empty: the plain average)."""
 
 
 @dataclass
@@ -63,12 +71,40 @@ class EvaluateLaunchConfig(JudgeLaunchConfig):
     evaluate: EvaluationConfig = field(default_factory=EvaluationConfig)
 
 
-def evaluation_records(ev: EvaluationConfig, turns: int = 0) -> Loaded:
-    """The comparisons of the evaluation, conversations cut to their first ``turns`` turns (0: every turn)."""
+def evaluation_data(ev: EvaluationConfig, turns: int = 0) -> AnswerSet:
+    """The evaluated questions and answers: conversations cut to their first ``turns`` turns (0: every turn), and
+    with pairing checklist only the questions that have a checklist."""
     data = spread_questions(load_answers(ev.answers), ev.limit)
     if turns:
         data = data.first_turns(turns)
-    return Loaded(records=pair_records(data, ev.pairing, ev.baseline, ev.models, ev.budget, ev.seed))
+    if ev.pairing == "checklist":  # only the questions that have a checklist are graded
+        checklists = load_checklists(ev.checklists) if ev.checklists else Checklists()
+        keep = covered(checklists, data)
+        data = AnswerSet({k: data.questions[k] for k in keep}, {k: data.answers[k] for k in keep})
+    return data
+
+
+def evaluation_records(ev: EvaluationConfig, data: AnswerSet) -> Loaded:
+    checklists = load_checklists(ev.checklists) if ev.checklists else None
+    return Loaded(records=pair_records(data, ev.pairing, ev.baseline, ev.models, ev.budget, ev.seed, checklists))
+
+
+def write_reference_scores(rd: RunDir, path: str, data: AnswerSet) -> int:
+    """A strong judge's scores, keyed by the run's question ids, for the merge's RocketEval predictor."""
+    ids = {q.text: str(q.question_id) for q in data.questions.values()}
+    rows = []
+    for src, obj in iter_dicts(path):
+        key = obj.get("question_id", obj.get("session_id"))
+        qid = str(key) if key is not None else ids.get(obj.get("question", ""))
+        model = obj.get("model", obj.get("model_test"))
+        score = obj.get("score")
+        if not isinstance(model, str) or isinstance(score, bool) or not isinstance(score, (int, float)):
+            raise RecordError(src, "model" if not isinstance(model, str) else "score",
+                              "expected a model name and a numeric score")
+        if qid in data.answers and model in data.answers[qid]:
+            rows.append({"question_id": qid, "model": model, "score": float(score)})
+    write_text_atomic(rd.root / REFERENCE_SCORES, "".join(json.dumps(r) + "\n" for r in rows))
+    return len(rows)
 
 
 def write_reference(rd: RunDir, ev: EvaluationConfig, loaded: Loaded) -> None:
@@ -93,19 +129,25 @@ def evaluate(argv: list[str]) -> int:
     cfg = load_config(EvaluateLaunchConfig, CONFIG_DIR / "evaluate.yaml", argv, groups=("cluster",))
     cfg.run = check_run_name(cfg.run or time.strftime("evaluate-%Y%m%d-%H%M%S"))
     ev = cfg.evaluate
-    cfg.prompt.mode = "single" if ev.pairing == "single" else "pair"
+    cfg.prompt.mode = "single" if ev.pairing in ("single", "checklist") else "pair"
+    if (ev.pairing == "checklist") != (cfg.judge.profile == "rocketeval"):
+        raise ConfigError("RocketEval grades checklists: use evaluate.pairing=checklist with judge.profile=rocketeval "
+                          f"(got pairing {ev.pairing}, profile {cfg.judge.profile})")
     cfg.data.source = "evaluation: " + " ".join(ev.answers)
     cfg.engine.validate()
     if cfg.dry_run:
         print(dry_run_text(cfg))
         return 0
-    loaded = evaluation_records(ev, cfg.prompt.turns)
+    data = evaluation_data(ev, cfg.prompt.turns)
+    loaded = evaluation_records(ev, data)
     # All-pairs has no baseline in its leaderboard: every model's win rate is against every other model.
     baseline = "" if ev.pairing == "all-pairs" else ev.baseline
     rd = create_run(plan_run(cfg, loaded), to_yaml(cfg),
                     attrs={"evaluation": {"pairing": ev.pairing, "baseline": baseline}})
     if ev.reference_verdicts:
         write_reference(rd, ev, loaded)
+    if ev.reference_scores:
+        write_reference_scores(rd, ev.reference_scores, data)
     rc = launch(rd, cfg, list(range(cfg.shards)), started)
     if (rd.root / LEADERBOARD_MD).exists():
         print("\n" + (rd.root / LEADERBOARD_MD).read_text(), end="", flush=True)

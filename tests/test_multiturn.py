@@ -100,7 +100,7 @@ def test_profiles_without_a_long_enough_multi_turn_form_refuse():
     with pytest.raises(UnsupportedMode, match="at most 2 turns.*prompt.turns=2, or every turn with judge.profile="
                                               "judgelm"):
         make_profile(JudgeProfileConfig(profile="mtbench-gpt4")).render_unit("q3", ["e", "f"], None, Mode.PAIR, third)
-    for name in ("pandalm", "prometheus2", "autoj", "chat"):
+    for name in ("pandalm", "prometheus2", "autoj", "chat", "arena-hard", "arena-hard-creative", "rocketeval"):
         with pytest.raises(UnsupportedMode, match=f"judge.profile={name} has no multi-turn form"):
             make_profile(JudgeProfileConfig(profile=name)).check_turns(2)
 

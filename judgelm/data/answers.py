@@ -15,6 +15,10 @@
 - ``judgelm``: JudgeLM-format pairs with ``answer1_model_id`` / ``answer2_model_id`` naming the generators.
 - ``generic``: JSONL rows of ``question_id``, ``question``, ``model``, ``answer`` (optional ``category``,
   ``reference``).
+- ``arena_hard``: Arena-Hard-Auto answer files (``model_answer/<model>.jsonl``: ``uid``, ``model``, ``messages``
+  whose last turn's ``content.answer`` is the answer), with the questions of the ``question.jsonl`` beside their
+  ``model_answer/`` folder (``uid``, ``prompt``, ``category``); a benchmark folder (holding ``question.jsonl`` and
+  ``model_answer/``) reads all its answers.
 
 AlpacaEval files have no question ids: an instruction's id is its position among the distinct instructions, in
 the order first read. Every problem raises ``RecordError`` naming the file, line and field, as records do: a
@@ -195,9 +199,43 @@ def _generic(path: Path, out: AnswerSet) -> None:
         out.add_answer(key, require_text(obj, "model", src), (require_text(obj, "answer", src),), src, "answer")
 
 
+def arena_hard_answer(obj: dict, src: Source) -> str:
+    """The answer of one Arena-Hard-Auto ``model_answer`` row: the last message's ``content.answer`` (or its
+    ``content`` when that is a plain string, as in files written by other tools)."""
+    messages = obj.get("messages")
+    if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
+        raise RecordError(src, "messages", "expected a non-empty list of messages")
+    content = messages[-1].get("content")
+    if isinstance(content, dict):
+        return require_text(content, "answer", src, allow_empty=True)
+    if isinstance(content, str):
+        return content
+    raise RecordError(src, "messages[-1].content", "expected an object with 'answer' or a string")
+
+
+def arena_hard_questions(path: Path, out: AnswerSet) -> None:
+    """The questions of an Arena-Hard-Auto ``question.jsonl`` (``uid``, ``prompt``, ``category``)."""
+    for src, obj in iter_dicts(path):
+        out.add_question(Question(require_id(obj, "uid", src), (require_text(obj, "prompt", src),),
+                                  optional_text(obj, "category", src) or ""), src, "prompt")
+
+
+def _arena_hard(path: Path, out: AnswerSet) -> None:
+    bench = path if path.is_dir() else path.parent.parent
+    questions = bench / "question.jsonl"
+    if not questions.is_file():
+        raise FileNotFoundError(f"{path}: no {questions} (expected Arena-Hard-Auto's layout: "
+                                f"<bench>/question.jsonl and <bench>/model_answer/<model>.jsonl)")
+    arena_hard_questions(questions, out)
+    for answer_file in sorted((bench / "model_answer").glob("*.jsonl")) if path.is_dir() else [path]:
+        for src, obj in iter_dicts(answer_file):
+            out.add_answer(str(require_id(obj, "uid", src)), require_text(obj, "model", src),
+                           (arena_hard_answer(obj, src),), src, "messages")
+
+
 READERS: dict[str, Callable[[Path, AnswerSet], None]] = {
     "fastchat": _fastchat, "alpaca_eval": _alpaca_eval, "alpaca_eval_annotations": _alpaca_eval_annotations,
-    "judgelm": _judgelm, "generic": _generic,
+    "judgelm": _judgelm, "generic": _generic, "arena_hard": _arena_hard,
 }
 
 

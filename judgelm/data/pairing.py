@@ -10,6 +10,10 @@
   baseline model's answer as the anchor when a baseline is given (a score relative to that model), and is an error
   otherwise.
 
+- ``checklist``: RocketEval's grading, one single-answer record per (question, model, checklist item): slot 1 holds
+  the item (its generator named ``checklist:K``, K the item's position), slot 2 the model's answer. Questions
+  without a checklist are not graded.
+
 A question is judged for the models that answered it; a model without an answer to it is simply not paired there
 (the leaderboard counts each model's comparisons, ``n_total``). A multi-turn question (MT-Bench's two turns) makes
 multi-turn records, every turn judged; a model that answered fewer turns than the question has is an error, unless
@@ -23,10 +27,12 @@ import itertools
 import numpy as np
 
 from judgelm.data.answers import AnswerSet, Question, Turns
+from judgelm.data.checklists import Checklists
 from judgelm.data.records import Record, Turn
 
-PAIRINGS = ("vs-baseline", "all-pairs", "single")
+PAIRINGS = ("vs-baseline", "all-pairs", "single", "checklist")
 REFERENCE_MODEL = "reference"  # the name of the gold slot in single-answer records that use the reference
+CHECKLIST_ITEM = "checklist:"  # + the item's position: the name of the slot-1 "answer" of a checklist record
 
 
 def spread_questions(data: AnswerSet, limit: int) -> AnswerSet:
@@ -97,8 +103,25 @@ def single(data: AnswerSet, models: list[str], baseline: str = "") -> list[Recor
     return out
 
 
+def checklist(data: AnswerSet, models: list[str], checklists: Checklists) -> list[Record]:
+    """One single-answer record per (question, model, item). The item fills slot 1 of every turn, so a conversation
+    keeps its turns and the profile refuses it: RocketEval grades one turn (``prompt.turns=1`` grades the first)."""
+    out = []
+    for key, q in data.questions.items():
+        items = checklists.of(q.question_id, q.text) or []
+        answers = data.answers[key]
+        out += [conversation(q, (f"{CHECKLIST_ITEM}{k}", m), ((item,) * len(q.turns), answers[m]), None)
+                for m in models if m in answers for k, item in enumerate(items)]
+    return out
+
+
+def item_index(slot1_models: np.ndarray) -> np.ndarray:
+    """The checklist item position of each checklist record, from its slot-1 name (``checklist:K``)."""
+    return np.array([int(str(m).removeprefix(CHECKLIST_ITEM)) for m in slot1_models], dtype=np.int64)
+
+
 def pair_records(data: AnswerSet, pairing: str, baseline: str = "", models: list[str] | None = None,
-                 budget: int = 0, seed: int = 0) -> list[Record]:
+                 budget: int = 0, seed: int = 0, checklists: Checklists | None = None) -> list[Record]:
     """The records of a ``pairing`` over ``models`` (default: every model in ``data``)."""
     models = sorted(models or data.models)
     unknown = sorted(set(models) - set(data.models)) + ([baseline] if baseline and baseline not in data.models else [])
@@ -112,6 +135,10 @@ def pair_records(data: AnswerSet, pairing: str, baseline: str = "", models: list
         records = all_pairs(data, models, budget, seed)
     elif pairing == "single":
         records = single(data, models, baseline)
+    elif pairing == "checklist":
+        if checklists is None:
+            raise ValueError("pairing checklist needs evaluate.checklists=FILE (a checklist per question)")
+        records = checklist(data, models, checklists)
     else:
         raise ValueError(f"evaluate.pairing must be one of {', '.join(PAIRINGS)}, got {pairing!r}")
     if not records:

@@ -406,12 +406,18 @@ class VerdictStore:
             return np.zeros(self.n_units, dtype=np.int8)
         return self._read(f"units/{name}")
 
+    def _by_turn(self, first: str, later: str) -> np.ndarray:
+        """A per-answer records column over every turn, ``(n_records, n_turns, n_answers)``."""
+        rows = self.records(first)[:, None, :]
+        return rows if self.n_turns == 1 else np.concatenate([rows, self.records(later)], axis=1)
+
     def answer_chars_by_turn(self) -> np.ndarray:
         """Answer lengths in characters, ``(n_records, n_turns, n_answers)`` (0 past a record's last turn)."""
-        first = self.records("answer_chars")[:, None, :]
-        if self.n_turns == 1:
-            return first
-        return np.concatenate([first, self.records("later_answer_chars")], axis=1)
+        return self._by_turn("answer_chars", "later_answer_chars")
+
+    def answers_by_turn(self) -> np.ndarray:
+        """Answer texts, ``(n_records, n_turns, n_answers)`` ("" past a record's last turn)."""
+        return self._by_turn("answers", "later_answers")
 
     def verdicts(self, name: str) -> np.ndarray:
         """A per-unit verdict column (``scores``, ``status``, ``text``, ``attempt``, an extra array...) of this

@@ -25,6 +25,7 @@ def check_run_inputs(cfg: JudgeConfig, loaded: Loaded) -> None:
     _check_choice("prompt.reference", cfg.prompt.reference, REFERENCE_POLICIES)
     _check_choice("prompt.orders", cfg.prompt.orders, ORDER_POLICIES)
     cfg.engine.validate()
+    cfg.leaderboard.validate()
     records = loaded.records[: cfg.data.limit] if cfg.data.limit else loaded.records
     if cfg.prompt.mode == Mode.MULTI.value:
         labelled = sum(len(r.answers) == 2 and r.gt_label() is not None for r in records)

@@ -47,6 +47,9 @@ class Profile:
     every other profile explains first and needs ``engine.mode=full``."""
     single_scale: tuple[float, float] = (1.0, 10.0)
     """Range of the single-answer score this profile stores."""
+    engine_defaults: dict[str, int] = {}
+    """Engine settings this judge needs, applied where the user left them at 0 (RocketEval reads the first token's
+    log-probabilities)."""
     max_turns: int = 1
     """The longest conversation the profile can judge turn by turn (``render_turn``); 1: it has no multi-turn form."""
 

@@ -52,7 +52,9 @@ def write_figures(run_dir: Path, leaderboard: dict[str, Any]) -> list[str]:
 
     names = []
     for group, board in leaderboard["boards"].items():
-        if group.startswith("single"):
+        if group == "checklist":  # RocketEval: the figures of the board its preferences make
+            board = board.get("pairwise") or {}
+        if group.startswith("single") or not board.get("rows"):
             continue
         plots = [("ratings", lambda ax, board=board: _ratings(ax, board["rows"])),
                  ("win_rate_vs_length", lambda ax, board=board: _length(ax, board["rows"], board.get("baseline")))]

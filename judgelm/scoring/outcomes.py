@@ -28,6 +28,10 @@ class Units:
     scores: np.ndarray
     preference: np.ndarray | None
 
+    def subset(self, keep: np.ndarray) -> Units:
+        return replace(self, record=self.record[keep], order=self.order[keep], turn=self.turn[keep],
+                       scores=self.scores[keep], preference=None if self.preference is None else self.preference[keep])
+
 
 @dataclass(frozen=True)
 class Scores:
@@ -80,10 +84,14 @@ def _question_codes(store: VerdictStore, record: np.ndarray, turn: np.ndarray) -
     return np.unique(question.astype(np.int64) * store.n_turns + turn, return_inverse=True)[1].ravel()
 
 
-def comparisons(store: VerdictStore, with_reference: bool | None = False, turn: int | None = None) -> Comparisons:
+def comparisons(store: VerdictStore, with_reference: bool | None = False, turn: int | None = None,
+                skip_unparsed: bool = False) -> Comparisons:
     """One comparison per record and turn that has at least one judged unit in this reference mode (``None``:
-    either) and turn (``None``: every turn)."""
+    either) and turn (``None``: every turn). ``skip_unparsed`` leaves out units without a verdict instead of
+    counting them as ties (Arena-Hard-Auto's rule)."""
     u = done_units(store, with_reference, turn)
+    if skip_unparsed:
+        u = u.subset(np.isfinite(u.scores).all(axis=1))
     slot2 = (1 - win_array(u.scores).astype(float)) / 2
     if u.preference is not None:
         slot2 = np.where(np.isnan(u.preference), slot2, u.preference)
@@ -104,7 +112,43 @@ def comparisons(store: VerdictStore, with_reference: bool | None = False, turn: 
     consistent = np.where(count[judged] == 2, (lo[judged] == hi[judged]).astype(float), np.nan)
     return Comparisons(models=names, question=_question_codes(store, rec, rec_turn), a=code[:, 0], b=code[:, 1],
                        pref_b=mean[judged], len_a=chars[:, 0], len_b=chars[:, 1],
-                       category=store.records("category")[rec], consistent=consistent)
+                       category=store.records("category")[rec], consistent=consistent, record=rec, turn=rec_turn)
+
+
+@dataclass(frozen=True)
+class Games:
+    """Arena-Hard-style games per record of a pairwise evaluation: the model in slot 2 (``model``) against the one
+    in slot 1 (``opponent``, the baseline), game 1 judged in the given order, game 2 swapped."""
+
+    models: list[str]
+    record: np.ndarray
+    model: np.ndarray
+    opponent: np.ndarray
+    question: np.ndarray
+    games: np.ndarray  # (n, 2) the model's outcome per game: 1, 1/2, 0; NaN unparsed or not judged
+    strong: np.ndarray  # (n, 2) bool: the verdict was a significant one (store score difference 2)
+
+
+def arena_games(store: VerdictStore, with_reference: bool | None = False, strong_margin: float = 2.0) -> Games:
+    """Every record with a done unit in this reference mode, with its two games (``judgelm.scoring.arena_hard``).
+    A unit's scores are the judge's in the order it saw the answers; a difference of ``strong_margin`` is a
+    significant verdict (``judgelm.profiles.arena_hard``), a parse failure (NaN scores) an unparsed game. Arena-Hard's
+    judge has no multi-turn form (its profile refuses conversations), so a record is one question."""
+    u = done_units(store, with_reference)
+    diff = u.scores[:, 1] - u.scores[:, 0]  # slot 2 of the unit minus slot 1
+    mine = np.where(u.order == 0, diff, -diff)  # the record's slot-2 model, whichever slot it had in the unit
+    outcome = np.where(np.isnan(mine), np.nan, (np.sign(mine) + 1) / 2)
+    rec = np.unique(u.record)
+    pos = np.searchsorted(rec, u.record)
+    games = np.full((len(rec), 2), np.nan)
+    strong = np.zeros((len(rec), 2), dtype=bool)
+    games[pos, u.order] = outcome
+    strong[pos, u.order] = np.abs(mine) >= strong_margin
+    models = store.record_models()[:, :2]
+    names, code = _codes(models[rec].ravel())
+    code = code.reshape(-1, 2)
+    _, question = _codes(store.records("question_id")[rec])
+    return Games(names, rec, code[:, 1], code[:, 0], question, games, strong)
 
 
 def single_scores(store: VerdictStore, with_reference: bool | None = False) -> Scores:
