@@ -2,6 +2,11 @@
 
     python -m launch.evaluate [evaluate.answers='[FORMAT:PATH,...]'] [evaluate.pairing=vs-baseline|all-pairs|single]
         [evaluate.baseline=MODEL] [evaluate.limit=100] [model.path=DIR] [shards=4] [cluster=local] ...
+    python -m launch.evaluate evaluate.generate='[MODEL_DIR,...]' evaluate.questions=alpaca_eval|mt_bench|FILE ...
+
+With ``evaluate.generate`` (``make evaluate MODELS=…``) the models' answers are generated first: one generation
+array per model with answers left to generate, the judging array after them, then the merge, as one DAG of jobs
+(``launch/dag.py``); the question set's own answers and baseline are used unless given.
 
 The default (``configs/evaluate.yaml``): the tiny judge evaluates the six AlpacaEval models shipped in
 ``data/evaluation/alpaca_eval`` against the baseline gpt4_1106_preview in both orders, on 100 of the 805
@@ -20,12 +25,14 @@ from judgelm.config import CONFIG_DIR, load_config, to_yaml
 from judgelm.data.answers import expand_paths, load_answers
 from judgelm.data.pairing import pair_records, spread_questions
 from judgelm.data.records import Loaded
+from judgelm.generation.run import incomplete_shards
 from judgelm.judging.alpaca_eval import import_annotations
 from judgelm.judging.run import create_run, plan_run
 from judgelm.results.leaderboard import LEADERBOARD_MD, REFERENCE_JSON, build_leaderboard
 from judgelm.rundir import RunDir, check_run_name, write_text_atomic
 from launch.cli import run_main
 from launch.configs import JudgeLaunchConfig
+from launch.dag import GenerationSettings, create_dag, run_dag
 from launch.submission import launch
 
 
@@ -53,6 +60,12 @@ class EvaluationConfig:
     on the evaluated questions is put next to this judge's, with rank correlations (empty: none)."""
     reference_judge: str = "reference judge"
     """The reference judge's name in the report."""
+    generate: list[str] = field(default_factory=list)
+    """Model directories (or hub ids) whose answers are generated first, then judged (``make evaluate MODELS=…``):
+    one generation array each, the judging array after them (``launch/dag.py``)."""
+    questions: str = ""
+    """With ``generate``: the question set the models answer (``alpaca_eval``, ``mt_bench`` or a file; empty:
+    ``alpaca_eval``); ``limit`` of them, spread evenly."""
 
 
 @dataclass
@@ -60,6 +73,8 @@ class EvaluateLaunchConfig(JudgeLaunchConfig):
     """A model evaluation: a judging run whose records come from ``evaluate``."""
 
     evaluate: EvaluationConfig = field(default_factory=EvaluationConfig)
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    """How the models of ``evaluate.generate`` generate their answers."""
 
 
 def evaluation_records(ev: EvaluationConfig) -> Loaded:
@@ -82,6 +97,9 @@ def evaluate(argv: list[str]) -> int:
     cfg = load_config(EvaluateLaunchConfig, CONFIG_DIR / "evaluate.yaml", argv, groups=("cluster",))
     cfg.run = check_run_name(cfg.run or time.strftime("evaluate-%Y%m%d-%H%M%S"))
     ev = cfg.evaluate
+    if ev.generate:
+        rd, runs = create_dag(cfg, {a.partition("=")[0] for a in argv})
+        return run_dag(rd, cfg, [(grd, gcfg, incomplete_shards(grd, gcfg.shards)) for grd, gcfg in runs], started)
     cfg.prompt.mode = "single" if ev.pairing == "single" else "pair"
     cfg.data.source = "evaluation: " + " ".join(ev.answers)
     cfg.engine.validate()

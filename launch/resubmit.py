@@ -1,4 +1,5 @@
-"""``make resubmit RUN=…``: submit again only the shards whose chunks are incomplete, then a new merge.
+"""``make resubmit RUN=…``: submit again only the shards whose chunks are incomplete, then a new merge (a
+generation run: a new export; an evaluation still generating its answers: the rest of its DAG, ``launch/dag.py``).
 
     python -m launch.resubmit run=NAME [runs_dir=runs] [cluster=NAME] [cluster.key=value ...] [wait=true|false]
 
@@ -14,12 +15,12 @@ import time
 from dataclasses import dataclass
 
 from judgelm.config import ConfigError, load_config
-from judgelm.judging.run import incomplete_shards
+from judgelm.judging.store import ChunkLayout, VerdictStore
 from judgelm.rundir import RunDir
 from launch.cli import run_main
-from launch.configs import saved_judge_config
+from launch.configs import GenerateLaunchConfig, JudgeLaunchConfig, saved_judge_config
 from launch.sacct import active
-from launch.submission import latest_jobs, launch, read_submissions
+from launch.submission import GENERATE, kind_of, latest_jobs, launch, read_submissions
 
 log = logging.getLogger("judgelm.resubmit")
 
@@ -32,9 +33,10 @@ class ResubmitConfig:
     """Where the run directory is."""
 
 
-def shards_to_run(rd: RunDir, n_shards: int) -> tuple[list[int], list[str]]:
-    """Incomplete shards to submit, and the jobs of incomplete shards that are still queued or running."""
-    todo = incomplete_shards(rd, n_shards)
+def shards_to_run(rd: RunDir, n_shards: int, store: ChunkLayout | None = None) -> tuple[list[int], list[str]]:
+    """Incomplete shards to submit, and the jobs of incomplete shards that are still queued or running. ``store``:
+    the run's store (default: its verdict store)."""
+    todo = (store or VerdictStore(rd.store)).incomplete_shards(n_shards)
     subs = read_submissions(rd)
     jobs, _ = latest_jobs(subs)
     # Only Slurm job ids mean anything to sacct; a local run's ids are process ids.
@@ -51,11 +53,16 @@ def resubmit(argv: list[str]) -> int:
     where = load_config(ResubmitConfig, None, mine)
     rd = RunDir.existing(where.runs_dir, where.run)
     if not rd.config.exists():
-        raise ConfigError(f"{rd.root} is not a judging run (no config.yaml)")
-    cfg = saved_judge_config(rd, [a for a in argv if a not in mine])
-    shards, busy = shards_to_run(rd, cfg.shards)
+        raise ConfigError(f"{rd.root} is not a run (no config.yaml)")
+    overrides = [a for a in argv if a not in mine]
+    if rd.generated.is_dir() and not rd.store.exists():  # an evaluation still waiting for its answers
+        from launch.dag import resubmit_dag
+        return resubmit_dag(rd, overrides)
+    kind = kind_of(rd)
+    cfg = saved_judge_config(rd, overrides, GenerateLaunchConfig if kind is GENERATE else JudgeLaunchConfig)
+    shards, busy = shards_to_run(rd, cfg.shards, kind.open_store(rd))
     log.info("run %s: resubmitting shards %s", cfg.run, shards or ("none" if busy else "none (every chunk is done)"))
-    return launch(rd, cfg, shards, time.time(), wait_for=busy)
+    return launch(rd, cfg, shards, time.time(), wait_for=busy, kind=kind)
 
 
 def main(argv: list[str] | None = None) -> int:

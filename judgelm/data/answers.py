@@ -78,7 +78,8 @@ def _first_turn(obj: dict, src: Source, key: str) -> str:
             raise RecordError(src, "choices", "expected a non-empty list of objects with 'turns'")
         obj, key = choices[0], "choices[0].turns"
     turns = obj.get("turns")
-    if not isinstance(turns, list) or not turns or not isinstance(turns[0], str) or not turns[0].strip():
+    answer = key == "choices[0].turns"  # a model's answer may be empty (it can end at once); a question may not
+    if not isinstance(turns, list) or not turns or not isinstance(turns[0], str) or not (turns[0].strip() or answer):
         raise RecordError(src, key, "expected a list whose first item is a non-empty string")
     return turns[0]
 
