@@ -28,11 +28,11 @@ from typing import Any
 from judgelm.config import ConfigError, load_saved, to_yaml
 from judgelm.data.pairing import pair_records
 from judgelm.data.records import Loaded
-from judgelm.generation.config import GenerateConfig, QuestionsConfig
+from judgelm.generation.config import GenerateConfig, QuestionsConfig, model_id_of
 from judgelm.generation.evaluation import answer_counts, evaluation_answers, generation_runs, model_ids
 from judgelm.generation.export import export_run
 from judgelm.generation.questions import question_set
-from judgelm.generation.run import create_generation, model_id_of, plan_generation
+from judgelm.generation.run import create_generation, plan_generation
 from judgelm.generation.store import AnswerStore
 from judgelm.inference.config import EngineConfig, ModelConfig
 from judgelm.judging.config import StoreConfig
@@ -41,23 +41,22 @@ from judgelm.results.leaderboard import LEADERBOARD_MD
 from judgelm.rundir import RunDir
 from launch.cluster import make_executor
 from launch.configs import GenerateLaunchConfig, saved_judge_config
-from launch.sacct import active, pending_reasons, sacct
+from launch.dag_status import NEVER, blocked_generations, dag_jobs
+from launch.sacct import active, pending_reasons
 from launch.snapshot import snapshot_code
 from launch.submission import (
     GENERATE,
     Submission,
     follow,
     follow_to_end,
-    latest_jobs,
+    gpu_plan_text,
     merge_cluster,
     print_how_to_follow,
-    read_submissions,
     record_submission,
     submit,
 )
 
 log = logging.getLogger("judgelm.dag")
-NEVER = "DependencyNeverSatisfied"
 
 
 @dataclass
@@ -102,6 +101,17 @@ def generation_config(cfg, path: str) -> GenerateLaunchConfig:
         questions=QuestionsConfig(cfg.evaluate.questions, cfg.evaluate.limit), model=ModelConfig(path=path),
         engine=EngineConfig(**vars(g.engine)), generate=GenerateConfig(**vars(g.generate)),
         store=StoreConfig(**vars(g.store)), cluster=cfg.cluster, wait=cfg.wait)
+
+
+def dag_plan_text(cfg, given: set[str]) -> str:
+    """``DRY_RUN=1``: the resolved config, then each model's generation plan and the judge's GPU plan."""
+    apply_question_set(cfg, given)
+    parts = [f"# resolved config (cfg={cfg.fingerprint()})\n{to_yaml(cfg)}"]
+    for path in cfg.evaluate.generate:
+        g = generation_config(cfg, path)
+        parts.append(f"# generation of {g.model_id}: {g.shards} shards, judgelm-generate:{g.run}\n{gpu_plan_text(g)}")
+    parts.append(f"# judging: {cfg.shards} shards after the build job, judgelm-judge:{cfg.run}\n{gpu_plan_text(cfg)}")
+    return "\n".join(parts)
 
 
 def judging_records(cfg, runs: list[RunDir], planning: bool = False) -> Loaded:
@@ -254,49 +264,18 @@ def follow_dag(dag: Dag, started: float) -> int:
     if blocked:
         print(f"error: {blocked}", file=sys.stderr)
         return 1
-    while not dag.build.done():
+    while not dag.build.done():  # its result file is there (sacct may still say RUNNING)
         time.sleep(5)
-    if dag.build.state != "COMPLETED":
-        print(f"error: build job {dag.build.job_id} ended {dag.build.state} (log: {dag.build.paths.stdout}); "
-              f"continue with: make resubmit RUN={dag.cfg.run}", file=sys.stderr)
+    if dag.build.exception() is not None:
+        print(f"error: build job {dag.build.job_id} failed (log: {dag.build.paths.stdout}): "
+              f"{dag.build.exception()}; continue with: make resubmit RUN={dag.cfg.run}", file=sys.stderr)
         return 1
     rc = follow_to_end(dag.judging, started)
     print_leaderboard(dag.rd)
     return rc
 
 
-# --- where a DAG stands, and continuing it ------------------------------------------------------------------------
-
-def generation_jobs(grd: RunDir) -> dict[int, str]:
-    return latest_jobs(read_submissions(grd))[0]
-
-
-def blocked_generations(rd: RunDir) -> str:
-    """A line naming every generation shard that ended without finishing its answers (and what that holds up), or
-    an empty string."""
-    failed = []
-    for grd in generation_runs(rd):
-        store = AnswerStore(grd.answer_store)
-        jobs = generation_jobs(grd)
-        rows = sacct(list(jobs.values()))
-        for k in store.incomplete_shards(int(store.attrs["n_shards"])):
-            state = rows.get(jobs.get(k, ""), {}).get("State", "").split(" ")[0]
-            if state and state not in ("PENDING", "RUNNING", "REQUEUED", "COMPLETING", "CONFIGURING"):
-                failed.append(f"{store.attrs['model_id']} shard {k} (job {jobs[k]}, run {store.attrs['run']}) "
-                              f"{state}")
-    if not failed:
-        return ""
-    return (f"generation {'; '.join(failed)}: the build, judging and merge jobs of run {rd.name} wait for answers "
-            f"that will not come. Continue with: make resubmit RUN={rd.name}")
-
-
-def dag_jobs(rd: RunDir) -> list[str]:
-    """The build, judging and merge jobs of the evaluation's submissions."""
-    out = []
-    for s in read_submissions(rd):
-        out += list(s["job_ids"]) + ([s["merge_job_id"]] if s.get("merge_job_id") else [])
-    return out
-
+# --- continuing a DAG ---------------------------------------------------------------------------------------------
 
 def resubmit_dag(rd: RunDir, overrides: list[str]) -> int:
     """Continue an evaluation from where it stopped: the generation shards with answers left (not those still
@@ -325,18 +304,3 @@ def resubmit_dag(rd: RunDir, overrides: list[str]) -> int:
     log.info("run %s: generating %s, then building and judging", cfg.run,
              {g.model_id: s for _, g, s in todo if s} or "nothing")
     return run_dag(rd, cfg, todo, started, busy)
-
-
-def dag_status(rd: RunDir) -> str:
-    """What an evaluation's jobs wait for while its judging run is not built: the build job's state and any
-    generation shard that will not finish."""
-    builds = [s for s in read_submissions(rd) if s["kind"] == "build"]
-    if not builds:
-        return f"judging run {rd.name}: not built yet (local run, or nothing submitted)"
-    build = builds[-1]["job_ids"][0]
-    row = sacct([build]).get(build, {})
-    state = row.get("State", "unknown")
-    reason = pending_reasons([build]).get(build)
-    line = f"judging run {rd.name}: not built yet; build job {build}: {state}" + (f" ({reason})" if reason else "")
-    blocked = blocked_generations(rd)
-    return line + (f"\n{blocked}" if blocked else "")

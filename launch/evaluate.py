@@ -32,7 +32,7 @@ from judgelm.results.leaderboard import LEADERBOARD_MD, REFERENCE_JSON, build_le
 from judgelm.rundir import RunDir, check_run_name, write_text_atomic
 from launch.cli import run_main
 from launch.configs import JudgeLaunchConfig
-from launch.dag import GenerationSettings, create_dag, run_dag
+from launch.dag import GenerationSettings, create_dag, dag_plan_text, run_dag
 from launch.submission import launch
 
 
@@ -97,6 +97,9 @@ def evaluate(argv: list[str]) -> int:
     cfg = load_config(EvaluateLaunchConfig, CONFIG_DIR / "evaluate.yaml", argv, groups=("cluster",))
     cfg.run = check_run_name(cfg.run or time.strftime("evaluate-%Y%m%d-%H%M%S"))
     ev = cfg.evaluate
+    if ev.generate and cfg.dry_run:
+        print(dag_plan_text(cfg, {a.partition("=")[0] for a in argv}))
+        return 0
     if ev.generate:
         rd, runs = create_dag(cfg, {a.partition("=")[0] for a in argv})
         return run_dag(rd, cfg, [(grd, gcfg, incomplete_shards(grd, gcfg.shards)) for grd, gcfg in runs], started)

@@ -44,7 +44,7 @@ def status_table(rd: RunDir, show_all: bool = True) -> str:
     gets one per model's generation run, then its judging run's (or what the judging jobs wait for)."""
     if rd.generated.is_dir():
         from judgelm.generation.evaluation import generation_runs
-        from launch.dag import dag_status
+        from launch.dag_status import dag_status
 
         parts = [f"## answers of {r.name} ({r.root})\n{run_table(r, show_all)}" for r in generation_runs(rd)]
         judging = run_table(rd, show_all) if rd.store.exists() else dag_status(rd)

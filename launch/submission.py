@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from judgelm.generation.config import model_id_of
 from judgelm.generation.export import SUMMARY_FILE, IncompleteAnswers, export_run
 from judgelm.generation.store import AnswerStore
 from judgelm.judging.progress import read_progress
@@ -53,9 +54,15 @@ class RunKind:
     describe: Callable[[Any], str] = lambda cfg: ""  # more for the jobs' comment
 
 
+def evaluated_models(cfg) -> str:
+    """The generated models of an evaluation (``make evaluate MODELS=…``), for its judging jobs' comment."""
+    paths = getattr(getattr(cfg, "evaluate", None), "generate", None)
+    return f" models={','.join(model_id_of(p) for p in paths)}" if paths else ""
+
+
 JUDGE = RunKind("judge", JudgeShardTask, "merge", merge_task,
                 lambda root, partial: format_table(merge_run(root, partial)), lambda rd: rd.table,
-                lambda rd: VerdictStore(rd.store), IncompleteStore)
+                lambda rd: VerdictStore(rd.store), IncompleteStore, evaluated_models)
 GENERATE = RunKind("generate", GenerateShardTask, "export", export_task, export_run,
                    lambda rd: rd.root / SUMMARY_FILE, lambda rd: AnswerStore(rd.answer_store), IncompleteAnswers,
                    lambda cfg: f" model={cfg.model_id}")

@@ -96,6 +96,11 @@ class GenerationConfig:
             raise ConfigError("shards and store.chunk_units must be at least 1, questions.limit at least 0")
 
 
+def model_id_of(path: str) -> str:
+    """The name a model's answers carry by default: its directory's (or hub id's) last part."""
+    return Path(path.rstrip("/")).name
+
+
 def load_generation_config(run_dir: str | Path) -> GenerationConfig:
     """The library's part of a generation run's saved ``config.yaml``."""
     return load_saved(GenerationConfig, RunDir(Path(run_dir)).config)

@@ -17,7 +17,7 @@ from pathlib import Path
 from judgelm.config import ConfigError
 from judgelm.generation.answer_cache import open_answer_cache
 from judgelm.generation.chat import check_template, template_text
-from judgelm.generation.config import GenerationConfig
+from judgelm.generation.config import GenerationConfig, model_id_of
 from judgelm.generation.generate import CacheMiss, CacheOnly, TurnSettings, answer_chunk
 from judgelm.generation.questions import Question, QuestionSet, load_questions, question_set
 from judgelm.generation.store import AnswerStore
@@ -28,11 +28,6 @@ from judgelm.rundir import RunDir
 log = logging.getLogger("judgelm.generation.run")
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 TEMPLATE_FILE = "chat_template.jinja"  # a named template, copied into the run so its jobs never read the checkout
-
-
-def model_id_of(path: str) -> str:
-    """The name a model's answers carry by default: its directory's (or hub id's) last part."""
-    return Path(path.rstrip("/")).name
 
 
 def model_context(cfg: GenerationConfig) -> int:
