@@ -6,7 +6,7 @@ from __future__ import annotations
 from judgelm.generation.evaluation import generation_runs
 from judgelm.generation.store import AnswerStore
 from judgelm.rundir import RunDir
-from launch.sacct import ACTIVE, pending_reasons, sacct
+from launch.sacct import ACTIVE, pending_reasons, queued, sacct
 from launch.submission import latest_jobs, read_submissions
 
 NEVER = "DependencyNeverSatisfied"  # squeue's reason for a job whose dependency ended the wrong way
@@ -23,10 +23,12 @@ def blocked_generations(rd: RunDir) -> str:
     for grd in generation_runs(rd):
         store = AnswerStore(grd.answer_store)
         jobs = generation_jobs(grd)
-        rows = sacct(list(jobs.values()))
+        rows, waiting = sacct(list(jobs.values())), queued(list(jobs.values()))
         for k in store.incomplete_shards(int(store.attrs["n_shards"])):
-            state = rows.get(jobs.get(k, ""), {}).get("State", "").split(" ")[0]
-            if state and state not in ACTIVE:
+            if k not in jobs or jobs[k] in waiting:
+                continue
+            state = rows.get(jobs[k], {}).get("State", "CANCELLED before it started").split(" by ")[0]
+            if state.split(" ")[0] not in ACTIVE:
                 failed.append(f"{store.attrs['model_id']} shard {k} (job {jobs[k]}, run {store.attrs['run']}) "
                               f"{state}")
     if not failed:

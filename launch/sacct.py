@@ -64,3 +64,14 @@ def pending_reasons(job_ids: list[str]) -> dict[str, str]:
         for one in expand_array_id(jid):
             rows[one] = rows[one.split("_")[0]] = reason
     return {j: rows[j] for j in ids if j in rows}
+
+
+def queued(job_ids: list[str]) -> set[str]:
+    """The jobs among ``job_ids`` that squeue still lists (pending, running, completing), from one call. An array
+    task cancelled before it started is in neither squeue nor sacct's allocations."""
+    ids = {j for j in job_ids if j}
+    if not ids or shutil.which("squeue") is None:
+        return set()
+    proc = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, timeout=60)
+    listed = {one for line in proc.stdout.split() for one in expand_array_id(line)}
+    return {j for j in ids if j in listed or j.split("_")[0] in listed}

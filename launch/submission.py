@@ -76,7 +76,7 @@ def record_submission(rd: RunDir, kind: str, executor: str, job_ids: list[str], 
                       merge_job_id: str | None = None, judge: str = "") -> None:
     """One line per submission, the same schema for judging and training runs (``make status`` reads it);
     ``judge`` names a panel judge's array (empty: the run's own judge)."""
-    array = job_ids[0].split("_")[0] if kind == "judge" and job_ids else None
+    array = job_ids[0].split("_")[0] if kind in ("judge", "generate") and job_ids else None
     with rd.jobs.open("a") as f:
         f.write(json.dumps({"kind": kind, "judge": judge, "executor": executor, "shards": list(shards),
                             "job_ids": list(job_ids), "array_job_id": array, "merge_job_id": merge_job_id,
