@@ -117,6 +117,8 @@ def dag_plan_text(cfg, given: set[str]) -> str:
 def judging_records(cfg, runs: list[RunDir], planning: bool = False) -> Loaded:
     ev = cfg.evaluate
     data = evaluation_answers(list(ev.answers), runs, planning)
+    if cfg.prompt.turns:  # judge only the first turns of the conversations
+        data = data.first_turns(cfg.prompt.turns)
     return Loaded(records=pair_records(data, ev.pairing, ev.baseline, model_ids(runs) + list(ev.models), ev.budget,
                                        ev.seed))
 

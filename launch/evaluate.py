@@ -18,6 +18,7 @@ resume, Slurm and the merge work as for ``make judge``; verdicts already in the 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -26,7 +27,7 @@ from judgelm.data.answers import expand_paths, load_answers
 from judgelm.data.pairing import pair_records, spread_questions
 from judgelm.data.records import Loaded
 from judgelm.generation.run import incomplete_shards
-from judgelm.judging.alpaca_eval import import_annotations
+from judgelm.judging.alpaca_eval import import_annotations, read_annotations
 from judgelm.judging.run import create_run, plan_run
 from judgelm.results.leaderboard import LEADERBOARD_MD, REFERENCE_JSON, build_leaderboard
 from judgelm.rundir import RunDir, check_run_name, write_text_atomic
@@ -77,15 +78,25 @@ class EvaluateLaunchConfig(JudgeLaunchConfig):
     """How the models of ``evaluate.generate`` generate their answers."""
 
 
-def evaluation_records(ev: EvaluationConfig) -> Loaded:
+def evaluation_records(ev: EvaluationConfig, turns: int = 0) -> Loaded:
+    """The comparisons of the evaluation, conversations cut to their first ``turns`` turns (0: every turn)."""
     data = spread_questions(load_answers(ev.answers), ev.limit)
+    if turns:
+        data = data.first_turns(turns)
     return Loaded(records=pair_records(data, ev.pairing, ev.baseline, ev.models, ev.budget, ev.seed))
 
 
 def write_reference(rd: RunDir, ev: EvaluationConfig, loaded: Loaded) -> None:
-    """The reference judge's leaderboard over exactly the evaluated questions, for the merge to compare with."""
+    """The reference judge's leaderboard over exactly the evaluated questions, for the merge to compare with; none,
+    with a warning, when its annotations cover none of them (the default AlpacaEval judge on MT-Bench answers)."""
     questions = {r.question for r in loaded.records}
-    store = import_annotations(rd.root / "reference" / "verdicts.zarr", expand_paths(ev.reference_verdicts),
+    paths = expand_paths(ev.reference_verdicts)
+    if not read_annotations(paths, questions):
+        logging.getLogger("launch.evaluate").warning(
+            "no reference leaderboard: %s annotates none of the %d evaluated questions", ev.reference_judge,
+            len(questions))
+        return
+    store = import_annotations(rd.root / "reference" / "verdicts.zarr", paths,
                                {"run": f"{rd.name}/reference", "model": ev.reference_judge}, questions)
     board = build_leaderboard(store)
     board["judge"] = ev.reference_judge
@@ -106,7 +117,7 @@ def evaluate(argv: list[str]) -> int:
     cfg.prompt.mode = "single" if ev.pairing == "single" else "pair"
     cfg.data.source = "evaluation: " + " ".join(ev.answers)
     cfg.engine.validate()
-    loaded = evaluation_records(ev)
+    loaded = evaluation_records(ev, cfg.prompt.turns)
     # All-pairs has no baseline in its leaderboard: every model's win rate is against every other model.
     baseline = "" if ev.pairing == "all-pairs" else ev.baseline
     rd = create_run(plan_run(cfg, loaded), to_yaml(cfg),

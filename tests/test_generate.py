@@ -163,7 +163,7 @@ def test_exported_answers_load_back(tmp_path, random_chat_models):
     first = text[(q == 0) & (s == 0)][0]
     assert rows[0]["choices"][0]["turns"] == list(first)
     data = load_answers(f"fastchat:{rd.root}")  # the project's own loader reads the directory as FastChat's
-    assert data.models == ["chat-b"] and data.answers[str(rows[0]["question_id"])]["chat-b"] == first[0]
+    assert data.models == ["chat-b"] and data.answers[str(rows[0]["question_id"])]["chat-b"] == tuple(first)
     assert data.questions[str(rows[0]["question_id"])].text == store.questions("turns")[0][0]
 
     single = new_run(tmp_path, random_chat_models[1], "alpaca", "questions.limit=3", "engine.max_new_tokens=5",
@@ -174,7 +174,7 @@ def test_exported_answers_load_back(tmp_path, random_chat_models):
     assert set(outputs[0]) == {"instruction", "output", "generator", "dataset"}
     for spec in (f"alpaca_eval:{single.root / 'alpaca_eval_outputs.json'}", f"fastchat:{single.root}"):
         data = load_answers(spec)
-        assert [a["chat-b"] for a in data.answers.values()] == [t[0] for t in fastchat_texts(store)]
+        assert [a["chat-b"][0] for a in data.answers.values()] == [t[0] for t in fastchat_texts(store)]
         assert [q.text for q in data.questions.values()] == [t[0] for t in store.questions("turns")]
 
 

@@ -5,12 +5,15 @@
 - ``all-pairs``: per question, every pair of models (in sorted name order), or at most ``budget`` pairs drawn per
   question with a fixed seed; both orders again come from the unit plan.
 - ``single``: one record per (question, model) for JudgeLM's single-answer mode, which puts a gold answer in slot
-  1, pre-scored 10, and reads the score of slot 2. The gold answer is the question's reference; a question without
-  one uses the baseline model's answer as the anchor when a baseline is given (a score relative to that model),
-  and is an error otherwise.
+  1, pre-scored 10, and reads the score of slot 2. The gold answer is the question's reference (also the record's
+  reference, so a profile that shows one, like MT-Bench's ``single-math-v1``, can); a question without one uses the
+  baseline model's answer as the anchor when a baseline is given (a score relative to that model), and is an error
+  otherwise.
 
 A question is judged for the models that answered it; a model without an answer to it is simply not paired there
-(the leaderboard counts each model's comparisons, ``n_total``).
+(the leaderboard counts each model's comparisons, ``n_total``). A multi-turn question (MT-Bench's two turns) makes
+multi-turn records, every turn judged; a model that answered fewer turns than the question has is an error, unless
+the answers are cut to their first turns first (``AnswerSet.first_turns``, ``prompt.turns``).
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ import itertools
 
 import numpy as np
 
-from judgelm.data.answers import AnswerSet, Question
-from judgelm.data.records import Record
+from judgelm.data.answers import AnswerSet, Question, Turns
+from judgelm.data.records import Record, Turn
 
 PAIRINGS = ("vs-baseline", "all-pairs", "single")
 REFERENCE_MODEL = "reference"  # the name of the gold slot in single-answer records that use the reference
@@ -43,9 +46,24 @@ def spread_questions(data: AnswerSet, limit: int) -> AnswerSet:
     return AnswerSet({k: data.questions[k] for k in keep}, {k: data.answers[k] for k in keep})
 
 
-def _record(q: Question, a: str, b: str, answers: dict[str, str], reference: str | None) -> Record:
-    return Record(question_id=q.question_id, question=q.text, answers=(answers[a], answers[b]),
-                  reference=reference, category=q.category, models=(a, b))
+def conversation(q: Question, models: tuple[str, str], answers: tuple[Turns, Turns],
+                 references: Turns | None) -> Record:
+    """The record of two answers (in slot order) to every turn of ``q``."""
+    n = len(q.turns)
+    for model, turns in zip(models, answers):
+        if len(turns) < n:
+            raise ValueError(f"model {model!r} answered {len(turns)} of the {n} turns of question {q.question_id!r}; "
+                             f"give an answer to every turn, or judge only the first {len(turns)} with "
+                             f"prompt.turns={len(turns)}")
+    if references is not None and len(references) < n:
+        raise ValueError(f"the reference answer of question {q.question_id!r} has {len(references)} of its {n} turns")
+    turns = [Turn(q.turns[t], (answers[0][t], answers[1][t]), references and references[t]) for t in range(n)]
+    return Record(question_id=q.question_id, question=q.text, answers=turns[0].answers, reference=turns[0].reference,
+                  category=q.category, models=models, later_turns=tuple(turns[1:]))
+
+
+def _record(q: Question, a: str, b: str, answers: dict[str, Turns]) -> Record:
+    return conversation(q, (a, b), (answers[a], answers[b]), q.references)
 
 
 def vs_baseline(data: AnswerSet, baseline: str, models: list[str]) -> list[Record]:
@@ -54,7 +72,7 @@ def vs_baseline(data: AnswerSet, baseline: str, models: list[str]) -> list[Recor
         answers = data.answers[key]
         if baseline not in answers:
             continue
-        out += [_record(q, baseline, m, answers, q.reference) for m in models if m != baseline and m in answers]
+        out += [_record(q, baseline, m, answers) for m in models if m != baseline and m in answers]
     return out
 
 
@@ -66,7 +84,7 @@ def all_pairs(data: AnswerSet, models: list[str], budget: int = 0, seed: int = 0
         pairs = list(itertools.combinations(sorted(m for m in models if m in answers), 2))
         if budget and len(pairs) > budget:
             pairs = [pairs[i] for i in sorted(rng.choice(len(pairs), size=budget, replace=False))]
-        out += [_record(q, a, b, answers, q.reference) for a, b in pairs]
+        out += [_record(q, a, b, answers) for a, b in pairs]
     return out
 
 
@@ -74,15 +92,15 @@ def single(data: AnswerSet, models: list[str], baseline: str = "") -> list[Recor
     out = []
     for key, q in data.questions.items():
         answers = data.answers[key]
-        if q.reference is not None:
-            gold, gold_name = q.reference, REFERENCE_MODEL
+        if q.references is not None:
+            gold, gold_name = q.references, REFERENCE_MODEL
         elif baseline and baseline in answers:
             gold, gold_name = answers[baseline], baseline
         else:
             raise ValueError(f"question {q.question_id!r} has no reference answer for single-answer grading; "
                              "give evaluate.baseline=MODEL to grade against that model's answer instead")
-        out += [Record(question_id=q.question_id, question=q.text, answers=(gold, answers[m]), category=q.category,
-                       models=(gold_name, m)) for m in models if m in answers and m != gold_name]
+        out += [conversation(q, (gold_name, m), (gold, answers[m]), q.references)
+                for m in models if m in answers and m != gold_name]
     return out
 
 

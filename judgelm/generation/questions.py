@@ -66,7 +66,7 @@ class QuestionSet:
 
 def _alpaca_eval() -> list[Question]:
     data = load_answers(ALPACA_EVAL_ANSWERS)
-    return [Question(q.question_id, (q.text,), q.category) for q in data.questions.values()]
+    return [Question(q.question_id, q.turns, q.category) for q in data.questions.values()]
 
 
 def _reference_turns(obj: dict, src: Source, key: str) -> tuple[str, ...]:

@@ -39,6 +39,9 @@ class PromptConfig:
     reported separately); ``without``; ``with`` (where available)."""
     orders: str = "both"
     """``both`` judges every pair in both answer orders (needed for consistency); ``original`` only as given."""
+    turns: int = 0
+    """Multi-turn conversations: judge their first N turns, each turn as its own unit showing the turns before it
+    (0: every turn, as MT-Bench does)."""
 
 
 @dataclass

@@ -109,11 +109,15 @@ def plan_run(cfg: JudgeConfig, loaded: Loaded | None = None) -> PlannedRun:
     if loaded is None:
         loaded = load_dataset(cfg.data.source, cfg.data.skip_invalid)
     check_run_inputs(cfg, loaded)
-    make_profile(cfg.judge).check_mode(mode)
+    profile = make_profile(cfg.judge)
+    profile.check_mode(mode)
     if cfg.data.limit:
         loaded = dataclasses.replace(loaded, records=loaded.records[: cfg.data.limit])
+    if cfg.prompt.turns:
+        loaded = dataclasses.replace(loaded, records=[r.first_turns(cfg.prompt.turns) for r in loaded.records])
     if not loaded.records:
         raise ConfigError(f"no valid records in {cfg.data.source}")
+    profile.check_turns(max(r.n_turns for r in loaded.records))
     plan = spread_records(plan_units(loaded.records, mode, cfg.prompt.reference, cfg.prompt.orders))
     chunk, shards = plan_chunks(len(plan), cfg.shards, cfg.store.chunk_units)
     if shards < cfg.shards:

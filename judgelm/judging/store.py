@@ -5,7 +5,11 @@ Layout (``verdicts.zarr``):
 - ``records/*`` (one row per record): question, answers, reference, ground truth, subset, category and the
   generator of each answer (``models``, empty outside model evaluations), so a
   shard needs nothing but the store and a queued run cannot be changed by editing the data file afterwards.
-- ``units/*`` (one row per unit): record index, answer order, with-reference flag.
+  These hold a conversation's first turn; a store with multi-turn records (attribute ``n_turns`` > 1) adds the
+  turns after the first in ``records/later_*`` (question, answers, reference, answer lengths; one column per later
+  turn, empty past a record's last).
+- ``units/*`` (one row per unit): record index, answer order, with-reference flag, turn (0: the first; absent in
+  stores made before multi-turn units, where every unit judges the first turn).
 - ``verdicts/*`` (one row per unit): scores as the judge wrote them (in the order it saw the answers; NaN when
   they did not parse), status, generated text, token counts, the attempt that judged it, whether the verdict came
   from the verdict cache (``cached``, ``judgelm.judging.verdict_cache``), and ``done``.
@@ -31,7 +35,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from judgelm.data.records import Record
+from judgelm.data.records import Record, Turn
 from judgelm.judging.units import UnitPlan
 
 FORMAT_VERSION = 1
@@ -97,6 +101,25 @@ def _declare_verdicts(g: zarr.Group, prefix: str, n_units: int, chunk_units: int
         g.create_array(f"{prefix}/{name}", shape=(n_units,) + shape, chunks=uc + shape, dtype=dtype, fill_value=fill)
 
 
+def _put_later_turns(put: Any, records: list[Record], n_turns: int, n_answers: int, rc: tuple[int]) -> None:
+    """The turns after the first of multi-turn records, padded with empty turns past a record's last."""
+    n, later = len(records), n_turns - 1
+    pad = Turn("", ("",) * n_answers, None)
+    turns = [list(r.later_turns) + [pad] * (later - len(r.later_turns)) for r in records]
+    put("records/later_question", _text_array([[t.question for t in ts] for ts in turns]).reshape(n, later), rc,
+        str, "")
+    put("records/later_reference", _text_array([[t.reference or "" for t in ts] for ts in turns]).reshape(n, later),
+        rc, str, "")
+
+    def padded(t: Turn) -> list:
+        return list(t.answers) + [""] * (n_answers - len(t.answers))
+
+    answers = [[padded(t) for t in ts] for ts in turns]
+    put("records/later_answers", _text_array(answers).reshape(n, later, n_answers), rc, str, "")
+    chars = np.array([[[len(a) for a in row] for row in ts] for ts in answers], dtype=np.int32)
+    put("records/later_answer_chars", chars.reshape(n, later, n_answers), rc, "int32", 0)
+
+
 @dataclass(frozen=True)
 class Columns:
     """The per-unit and per-record columns the merge and the report need, read in one go."""
@@ -114,6 +137,7 @@ class Columns:
     category: np.ndarray
     gt_scores: np.ndarray  # (n_records, n_scores), NaN where the ground truth has no scores
     answer_chars: np.ndarray  # (n_records, 2): lengths of answers 1 and 2, for length bias
+    turn: np.ndarray  # per unit: the turn judged (0: the first)
 
 
 @dataclass(frozen=True)
@@ -188,6 +212,7 @@ class VerdictStore(ChunkLayout):
         self.chunk_units: int = self.attrs["chunk_units"]
         self.n_chunks: int = self.attrs["n_chunks"]
         self.n_scores: int = self.attrs["n_scores"]
+        self.n_turns: int = self.attrs.get("n_turns", 1)
 
     # --- creation -------------------------------------------------------------------------------------------
 
@@ -242,16 +267,20 @@ class VerdictStore(ChunkLayout):
         put("records/category", _text_array([r.category for r in records]), rc, str, "")
         models = _text_array([list(r.models) + [""] * (n_answers - len(r.models)) for r in records])
         put("records/models", models.reshape(n_records, n_answers), rc, str, "")
+        n_turns = max((r.n_turns for r in records), default=1)
+        if n_turns > 1:
+            _put_later_turns(put, records, n_turns, n_answers, rc)
 
         uc = (chunk_units,)
         put("units/record", plan.record, uc, "int32", -1)
         put("units/order", plan.order, uc, "int8", 0)
         put("units/with_reference", plan.with_reference, uc, bool, False)
+        put("units/turn", plan.turn, uc, "int8", 0)
         _declare_verdicts(g, "verdicts", n_units, chunk_units, n_scores, extra_arrays)
         g.attrs.update({
             **(attrs or {}), "format_version": FORMAT_VERSION, "n_units": n_units, "n_records": n_records,
             "chunk_units": chunk_units, "n_chunks": max(1, -(-n_units // chunk_units)), "n_scores": n_scores,
-            "n_answers": n_answers, "extra_arrays": sorted(extra_arrays or {}),
+            "n_answers": n_answers, "n_turns": n_turns, "extra_arrays": sorted(extra_arrays or {}),
         })
         return cls(path, mode="r+")
 
@@ -262,8 +291,17 @@ class VerdictStore(ChunkLayout):
         return self.group[f"records/{name}"][:]
 
     def units(self, name: str) -> np.ndarray:
-        """A per-unit column of the plan (``record``, ``order``, ``with_reference``), whole."""
+        """A per-unit column of the plan (``record``, ``order``, ``with_reference``, ``turn``), whole."""
+        if name == "turn" and "turn" not in self.group["units"]:  # made before multi-turn units: all first turns
+            return np.zeros(self.n_units, dtype=np.int8)
         return self.group[f"units/{name}"][:]
+
+    def answer_chars_by_turn(self) -> np.ndarray:
+        """Answer lengths in characters, ``(n_records, n_turns, n_answers)`` (0 past a record's last turn)."""
+        first = self.records("answer_chars")[:, None, :]
+        if self.n_turns == 1:
+            return first
+        return np.concatenate([first, self.records("later_answer_chars")], axis=1)
 
     def verdicts(self, name: str) -> np.ndarray:
         """A per-unit verdict column (``scores``, ``status``, ``text``, ``attempt``, an extra array...) of this
@@ -292,7 +330,8 @@ class VerdictStore(ChunkLayout):
                        status=self.verdicts("status"), truncated=self.verdicts("truncated"), done=self.done(),
                        label=self.records("label"), label_w_reference=self.records("label_w_reference"),
                        subset=self.records("subset"), category=self.records("category"),
-                       gt_scores=self.records("gt_scores"), answer_chars=self.records("answer_chars")[:, :2])
+                       gt_scores=self.records("gt_scores"), answer_chars=self.records("answer_chars")[:, :2],
+                       turn=self.units("turn"))
 
     def record_models(self) -> np.ndarray | None:
         """The generator of each answer, ``(n_records, n_answers)``; ``None`` unless some record names one (a
@@ -333,13 +372,20 @@ class VerdictStore(ChunkLayout):
         def rows(name: str) -> np.ndarray:
             return self.group[f"records/{name}"][rsl]
 
-        return {
+        out = {
             "unit": np.arange(sl.start, sl.stop), "record": rec, "order": self.group["units/order"][sl],
             "with_reference": self.group["units/with_reference"][sl], "record_offset": lo,
             "question": rows("question").tolist(),
             "answers": rows("answers").reshape(hi - lo, n_answers).tolist(),
             "reference": rows("reference").tolist(), "n_answers": rows("n_answers"),
+            "turn": self.group["units/turn"][sl] if self.n_turns > 1 else None,
         }
+        if self.n_turns > 1:
+            later = self.n_turns - 1
+            out.update(later_question=rows("later_question").reshape(hi - lo, later).tolist(),
+                       later_answers=rows("later_answers").reshape(hi - lo, later, n_answers).tolist(),
+                       later_reference=rows("later_reference").reshape(hi - lo, later).tolist())
+        return out
 
     # --- writing ------------------------------------------------------------------------------------------------
 

@@ -1,8 +1,10 @@
-"""Which judgements a run makes: one unit per (record, answer order, reference mode).
+"""Which judgements a run makes: one unit per (record, turn, reference mode, answer order).
 
 JudgeLM's protocol judges every pair in both orders (for swap consistency) and, where a reference exists, both
-without and with it (reported separately). Units of one record are adjacent, so they usually share a chunk, and
-both orders of a pair, having the same prompt length, usually share a batch.
+without and with it (reported separately). A multi-turn record is judged once per turn, as MT-Bench does: turn
+``t``'s unit shows the conversation up to that turn and is judged on its last reply. Units of one record are
+adjacent, so they usually share a chunk, and both orders of a pair, having the same prompt length, usually share a
+batch.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class UnitPlan:
     record: np.ndarray  # int32 index into the run's records
     order: np.ndarray  # int8: 0 = answers as given, 1 = answers 1 and 2 swapped
     with_reference: np.ndarray  # bool: the prompt includes the record's reference answer
+    turn: np.ndarray  # int8: the turn judged, 0 = the first (the only one of a single-turn record)
 
     def __len__(self) -> int:
         return len(self.record)
@@ -59,16 +62,19 @@ def plan_units(records: list[Record], mode: Mode | str = Mode.PAIR, reference: s
     if orders not in ORDER_POLICIES:
         raise ValueError(f"orders must be one of {ORDER_POLICIES}, got {orders!r}")
     order_values = (0, 1) if orders == "both" and mode is Mode.PAIR else (0,)
-    rec, order, ref = [], [], []
+    rec, order, ref, turn = [], [], [], []
     for i, r in enumerate(records):
         has_ref = r.reference is not None
         ref_modes = {"both": (False, True) if has_ref else (False,), "without": (False,), "with": (has_ref,)}[reference]
-        for w in ref_modes:
-            for o in order_values:
-                rec.append(i)
-                order.append(o)
-                ref.append(w)
-    return UnitPlan(np.asarray(rec, dtype=np.int32), np.asarray(order, dtype=np.int8), np.asarray(ref, dtype=bool))
+        for t in range(r.n_turns):
+            for w in ref_modes:
+                for o in order_values:
+                    rec.append(i)
+                    order.append(o)
+                    ref.append(w)
+                    turn.append(t)
+    return UnitPlan(np.asarray(rec, dtype=np.int32), np.asarray(order, dtype=np.int8), np.asarray(ref, dtype=bool),
+                    np.asarray(turn, dtype=np.int8))
 
 
 _GOLDEN = (5 ** 0.5 - 1) / 2
@@ -85,4 +91,4 @@ def spread_records(plan: UnitPlan) -> UnitPlan:
     """
     key = (plan.record.astype(np.float64) * _GOLDEN) % 1.0
     idx = np.argsort(key, kind="stable")
-    return UnitPlan(plan.record[idx], plan.order[idx], plan.with_reference[idx])
+    return UnitPlan(plan.record[idx], plan.order[idx], plan.with_reference[idx], plan.turn[idx])

@@ -42,6 +42,9 @@ def _check_numbers(cfg: JudgeConfig) -> None:
         raise ConfigError(f"shards={cfg.shards}: a run needs at least 1 shard")
     if cfg.store.chunk_units < 1:
         raise ConfigError(f"store.chunk_units={cfg.store.chunk_units}: a chunk holds at least 1 unit")
+    if cfg.prompt.turns < 0:
+        raise ConfigError(f"prompt.turns={cfg.prompt.turns}: give how many turns of a conversation to judge (>= 1), "
+                          "or 0 for all")
     if cfg.engine.max_prompt_tokens < 0:
         raise ConfigError(f"engine.max_prompt_tokens={cfg.engine.max_prompt_tokens}: give a token count, "
                           "or 0 for the model's context length")

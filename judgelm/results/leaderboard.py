@@ -4,6 +4,11 @@
 ``leaderboard.json``, ``leaderboard.md`` and the figures. A store's ``evaluation`` attribute says how it was
 paired (``pairing``, ``baseline``); a run's ``reference_leaderboard.json``, when present, is another judge's
 leaderboard of the same answers (e.g. GPT-4 Turbo's imported verdicts), put side by side with rank correlations.
+
+A board per reference mode (``without_reference``, ``with_reference``; one ``reference_where_available`` board when
+every comparison was judged in one mode only, as MT-Bench judges math with the reference and the rest without).
+With multi-turn conversations each board is over every turn (a turn is a comparison) and adds ``turns``: the
+same columns per turn, as MT-Bench reports its first turn, second turn and average.
 """
 
 from __future__ import annotations
@@ -47,20 +52,29 @@ def pairwise_board(c: lb.Comparisons, baseline: str = "", n_boot: int = 200, see
     return out
 
 
-def single_board(s: Scores) -> dict[str, Any]:
-    """Mean single-answer score per model with its interval (parse failures left out), and per category."""
+def single_rows(s: Scores) -> list[dict[str, Any]]:
+    """Mean single-answer score per model with its interval (parse failures left out), best first."""
     rows = []
     for m, name in enumerate(s.models):
         stats = lb.mean_with_interval(s.score[(s.model == m) & np.isfinite(s.score)])
         rows.append({"model": name, "mean_score": stats["mean"], "score_ci95": stats["ci95"],
                      "n_total": int((s.model == m).sum()),
                      "parse_failures": int(((s.model == m) & ~np.isfinite(s.score)).sum())})
-    rows.sort(key=lambda r: -(r["mean_score"] if r["mean_score"] is not None else -1))
+    return sorted(rows, key=lambda r: -(r["mean_score"] if r["mean_score"] is not None else -1))
+
+
+def single_board(s: Scores) -> dict[str, Any]:
+    """``single_rows``, per category, and per turn for conversations."""
+    rows = single_rows(s)
     cats = sorted(set(s.category.tolist()) - {""})
     by_cat = {cat: {name: lb.mean_with_interval(s.score[(s.category == cat) & (s.model == m)
                                                         & np.isfinite(s.score)])["mean"]
                     for m, name in enumerate(s.models)} for cat in cats} if len(cats) > 1 else {}
-    return {"rows": rows, "by_category": by_cat}
+    out = {"rows": rows, "by_category": by_cat}
+    turns = np.unique(s.turn)
+    if len(turns) > 1:
+        out["turns"] = {str(t + 1): {"rows": single_rows(s.subset(s.turn == t))} for t in turns}
+    return out
 
 
 def beside_reference(board: dict[str, Any], reference: dict[str, Any], key: str = "win_rate") -> dict[str, Any]:
@@ -79,14 +93,21 @@ def build_leaderboard(store: VerdictStore, reference: dict[str, Any] | None = No
     ev = store.attrs.get("evaluation", {})
     out: dict[str, Any] = {"run": store.attrs.get("run"), "judge": store.attrs.get("model"),
                            "pairing": ev.get("pairing"), "baseline": ev.get("baseline"), "boards": {}}
-    if store.attrs.get("mode") == "single":
-        out["boards"]["single"] = single_board(single_scores(store))
-    else:
-        for w in reference_modes(store):
-            board = pairwise_board(comparisons(store, w), ev.get("baseline") or "", n_boot, seed)
-            if reference is not None:
-                board["reference"] = beside_reference(board, reference)
-            out["boards"]["with_reference" if w else "without_reference"] = board
+    single = store.attrs.get("mode") == "single"
+    for w in reference_modes(store):
+        name = {False: "without_reference", True: "with_reference", None: "reference_where_available"}[w]
+        if single:
+            out["boards"]["single" if w is False else f"single_{name}"] = single_board(single_scores(store, w))
+            continue
+        base = ev.get("baseline") or ""
+        board = pairwise_board(comparisons(store, w), base, n_boot, seed)
+        if store.n_turns > 1:
+            per_turn = {t + 1: comparisons(store, w, t) for t in range(store.n_turns)}
+            board["turns"] = {str(t): {"rows": pairwise_board(c, base, n_boot, seed)["rows"]}
+                              for t, c in per_turn.items() if len(c)}
+        if reference is not None:
+            board["reference"] = beside_reference(board, reference)
+        out["boards"][name] = board
     if store.attrs.get("tiny_judge"):
         out["note"] = TINY_NOTE
     if store.attrs.get("tiny_models"):  # generated here by toy models (make evaluate MODELS=models/tiny-chat-*)

@@ -50,7 +50,7 @@ def write_figures(run_dir: Path, leaderboard: dict[str, Any]) -> list[str]:
 
     names = []
     for group, board in leaderboard["boards"].items():
-        if group == "single":
+        if group.startswith("single"):
             continue
         plots = [("ratings", lambda ax, board=board: _ratings(ax, board["rows"])),
                  ("win_rate_vs_length", lambda ax, board=board: _length(ax, board["rows"], board.get("baseline")))]

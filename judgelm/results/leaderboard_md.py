@@ -18,10 +18,23 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
             + ["| " + " | ".join(_num(v, 1 if isinstance(v, list) else 2) for v in row) + " |" for row in rows])
 
 
+def turns_section(board: dict[str, Any], key: str, what: str) -> list[str]:
+    """A conversation's turns side by side, as MT-Bench shows its first turn, second turn and average: ``key`` of
+    every model per turn, and over all turns."""
+    turns = board["turns"]
+    per_turn = {t: {r["model"]: r.get(key) for r in turns[t]["rows"]} for t in turns}
+    rows = [[r["model"]] + [per_turn[t].get(r["model"]) for t in turns] + [r.get(key)] for r in board["rows"]]
+    header = ["model"] + [f"turn {t}" for t in turns] + ["all turns"]
+    return ["", f"{what} per turn (each turn of a conversation judged on its own, the turns before it shown):",
+            ""] + _table(header, rows)
+
+
 def pairwise_section(board: dict[str, Any]) -> list[str]:
     cols = ["win_rate", "standard_error", "length_controlled_winrate", "discrete_win_rate", "n_wins", "n_wins_base",
             "n_draws", "n_total", "avg_length", "rating", "rating_ci95"]
     lines = _table(["model"] + cols, [[r["model"]] + [r.get(c) for c in cols] for r in board["rows"]])
+    if board.get("turns"):
+        lines += turns_section(board, "win_rate", "Win rate")
     if "win_rate_matrix" in board:
         wm = board["win_rate_matrix"]
         lines += ["", "Win rate of the row model against the column model:", ""]
@@ -56,6 +69,8 @@ def single_section(board: dict[str, Any]) -> list[str]:
     lines = _table(["model", "mean_score", "score_ci95", "n_total", "parse_failures"],
                    [[r["model"], r["mean_score"], r["score_ci95"], r["n_total"], r["parse_failures"]]
                     for r in board["rows"]])
+    if board.get("turns"):
+        lines += turns_section(board, "mean_score", "Mean score")
     if board.get("by_category"):
         cats = board["by_category"]
         models = [r["model"] for r in board["rows"]]
@@ -69,7 +84,7 @@ def format_leaderboard(lb: dict[str, Any]) -> str:
     lines = [f"# Model leaderboard: run {lb.get('run')}, judge {lb.get('judge')}, pairing {lb.get('pairing')}{base}"]
     for name, board in lb["boards"].items():
         lines += ["", f"## {name.replace('_', ' ')}", ""]
-        lines += single_section(board) if name == "single" else pairwise_section(board)
+        lines += single_section(board) if name.startswith("single") else pairwise_section(board)
     if lb.get("figures"):
         lines += ["", "Figures: " + ", ".join(f"[{f}]({f})" for f in lb["figures"])]
     if lb.get("note"):

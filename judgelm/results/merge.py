@@ -76,6 +76,13 @@ def missing_by_shard(store: VerdictStore, done: np.ndarray) -> dict[int, int]:
     return {k: m for k, m in missing.items() if m}
 
 
+def comparison_of(a: Columns) -> tuple[np.ndarray, int]:
+    """Each unit's comparison, the pair of answers both its orders judge: its record and turn as one index, and the
+    number of such indices."""
+    n_turns = int(a.turn.max(initial=0)) + 1
+    return a.record.astype(np.int64) * n_turns + a.turn, len(a.label) * n_turns
+
+
 def align_orders(a: Columns, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """Judged original-order units of ``sel`` and, if the run judged both orders, the swapped unit of each same pair.
 
@@ -85,13 +92,14 @@ def align_orders(a: Columns, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray | 
     ok = judged(a)
     seq_idx = np.flatnonzero(sel & (a.order == 0))
     rev_idx = np.flatnonzero(sel & (a.order == 1))
-    # Align the two orders of each pair by record (units of a record are adjacent, but do not rely on it).
+    # Align the two orders of each pair by record and turn (units of a record are adjacent, but do not rely on it).
     seq = seq_idx[ok[seq_idx]]
     if not len(rev_idx):
         return seq, None
-    rev_of_record = np.full(len(a.label), -1, dtype=np.int64)
-    rev_of_record[a.record[rev_idx]] = rev_idx
-    rev = rev_of_record[a.record[seq]]
+    pair, n_pairs = comparison_of(a)
+    rev_of_pair = np.full(n_pairs, -1, dtype=np.int64)
+    rev_of_pair[pair[rev_idx]] = rev_idx
+    rev = rev_of_pair[pair[seq]]
     paired = rev >= 0
     paired[paired] = ok[rev[paired]]
     return seq[paired], rev[paired]
@@ -105,10 +113,11 @@ def judged(a: Columns) -> np.ndarray:
 
 def pairs_dropped_unjudged(a: Columns, sel: np.ndarray) -> int:
     """Pairs of ``sel`` whose units are all done but at least one was never judged (prompt too long)."""
-    rec = a.record[sel]
-    n = np.bincount(rec, minlength=len(a.label))
-    n_done = np.bincount(rec, weights=a.done[sel], minlength=len(a.label))
-    n_judged = np.bincount(rec, weights=judged(a)[sel], minlength=len(a.label))
+    pair, n_pairs = comparison_of(a)
+    rec = pair[sel]
+    n = np.bincount(rec, minlength=n_pairs)
+    n_done = np.bincount(rec, weights=a.done[sel], minlength=n_pairs)
+    n_judged = np.bincount(rec, weights=judged(a)[sel], minlength=n_pairs)
     return int(((n > 0) & (n_done == n) & (n_judged < n)).sum())
 
 
@@ -334,7 +343,7 @@ def panel_section(store: VerdictStore, a: Columns, mode: str, policy: str) -> di
     def on_common(scores: np.ndarray, status: np.ndarray) -> dict[str, Any]:
         # Only the common units, so a judge that saw one answer order is scored on that order alone.
         per_unit = {"record": a.record, "order": a.order, "with_reference": a.with_reference, "scores": scores,
-                    "status": status, "truncated": a.truncated, "done": a.done}
+                    "status": status, "truncated": a.truncated, "done": a.done, "turn": a.turn}
         return _headline(dataclasses.replace(a, **{k: v[common] for k, v in per_unit.items()}), mode)
 
     stacked = np.stack([j.scores for j in judges], axis=1)
