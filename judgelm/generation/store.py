@@ -6,7 +6,7 @@ Layout (``answers.zarr``):
   turns, category, reference answer per turn, and the temperature it is sampled at (resolved at creation).
 - ``units/*`` (one row per answer to make): the question's row and the sample index (``generate.n``). Units of one
   question are adjacent; questions are spread over the plan as judging records are
-  (``judgelm.judging.units.spread_records``), so every shard gets its share of every category.
+  (``judgelm.judging.units.spread_order``), so every shard gets its share of every category.
 - ``answers/*`` (one row per unit, a column per turn where it says so): the text shown to a judge, the thinking kept
   apart (``reasoning``), how the turn ended (``finish``: ``STOP``, ``LENGTH``, ``TOO_LONG``; ``NOT_ASKED`` for turns
   the question does not have), prompt and new token counts, whether it came from the answer cache (``cached``), the
@@ -27,7 +27,7 @@ import zarr
 
 from judgelm.generation.questions import Question
 from judgelm.judging.store import ChunkLayout
-from judgelm.judging.units import UnitPlan, spread_records
+from judgelm.judging.units import spread_order
 
 FORMAT_VERSION = 1
 NOT_ASKED, STOP, LENGTH, TOO_LONG = -1, 0, 1, 2
@@ -54,10 +54,10 @@ def _text(values: list) -> np.ndarray:
 
 def plan_answers(n_questions: int, samples: int) -> tuple[np.ndarray, np.ndarray]:
     """(question row, sample) per unit: every question's samples adjacent, questions spread over the plan."""
-    plan = UnitPlan(np.repeat(np.arange(n_questions, dtype=np.int32), samples),
-                    np.tile(np.arange(samples, dtype=np.int8), n_questions), np.zeros(n_questions * samples, bool))
-    plan = spread_records(plan)
-    return plan.record, plan.order.astype(np.int16)
+    question = np.repeat(np.arange(n_questions, dtype=np.int32), samples)
+    sample = np.tile(np.arange(samples, dtype=np.int16), n_questions)
+    idx = spread_order(question)
+    return question[idx], sample[idx]
 
 
 class AnswerStore(ChunkLayout):
