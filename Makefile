@@ -103,10 +103,10 @@ generate: $(ENV_STAMP)
 	  $(if $(DRY_RUN),dry_run=true) $(ARGS)
 
 # The two tiny chat models `make evaluate MODELS=models/tiny-chat-1,models/tiny-chat-2` generates answers with,
-# rebuilt from scratch into artifacts/ (models/tiny-chat-*/BUILD.md; ~40 min on this 2-core machine).
+# rebuilt from scratch into artifacts/ (models/tiny-chat-*/BUILD.md).
 tiny-chat: $(ENV_STAMP)
-	$(PYTHON) -m judgelm.train.tiny_chat --out artifacts/tiny-chat-1 --hidden 64 --layers 2 --heads 2 --steps 400
-	$(PYTHON) -m judgelm.train.tiny_chat --out artifacts/tiny-chat-2 --hidden 128 --layers 4 --heads 4 --steps 400
+	$(PYTHON) -m judgelm.train.tiny_chat --out artifacts/tiny-chat-1 --hidden 64 --layers 2 --heads 2 --steps 1500
+	$(PYTHON) -m judgelm.train.tiny_chat --out artifacts/tiny-chat-2 --hidden 128 --layers 4 --heads 4 --steps 600
 
 train: $(ENV_STAMP)
 	$(PYTHON) -m launch.train size=$(SIZE) $(cluster_given) $(run_arg) $(if $(DRY_RUN),dry_run=true) $(ARGS)

@@ -6,7 +6,7 @@ subsets the tiny judge trains on, ``judgelm.train.tiny_data.SUBSETS``), leaving 
 or MT-Bench asks, and saves it with a byte-level BPE tokenizer, a chat template and a generation config. Its answers
 are English-looking text loosely about the instruction: they prove the pipeline, **not** a model.
 
-    python -m judgelm.train.tiny_chat --out models/tiny-chat-1 --hidden 64 --layers 2 --heads 2 --steps 150
+    python -m judgelm.train.tiny_chat --out models/tiny-chat-1 --hidden 64 --layers 2 --heads 2 --steps 1500
 
 The loop is plain PyTorch (one process, AdamW, cosine decay, loss on the assistant's tokens only): the project's
 trainer is built for judgements (its targets are score lines), and a chat model needs nothing of its machinery.
@@ -25,23 +25,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from judgelm.config import REPO_ROOT
+from judgelm.config import CONFIG_DIR, REPO_ROOT
 from judgelm.train.tiny_data import LLMBAR_ROOT, SUBSETS
 from judgelm.train.tokenizer import train_tokenizer
 
-# A plain-text chat format (the tokenizer has no role tokens): the model's turn ends with EOS, which stops
-# generation. Saved as the tokenizer's ``chat_template``, so rendering goes through ``apply_chat_template`` as for
-# any chat model.
-CHAT_TEMPLATE = (
-    "{{- bos_token }}"
-    "{%- for message in messages %}"
-    "{%- if message['role'] == 'system' %}{{ message['content'] + '\n\n' }}"
-    "{%- elif message['role'] == 'user' %}{{ '### User:\n' + message['content'] + '\n\n' }}"
-    "{%- else %}{{ '### Assistant:\n' + message['content'] + eos_token + '\n\n' }}"
-    "{%- endif %}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{ '### Assistant:\n' }}{%- endif %}"
-)
+# A plain-text chat format (the tokenizer has no role tokens), ``configs/chat_templates/plain.jinja``: the model's
+# turn ends with EOS, which stops generation. Saved as the tokenizer's ``chat_template``, so rendering goes through
+# ``apply_chat_template`` as for any chat model.
+CHAT_TEMPLATE = (CONFIG_DIR / "chat_templates" / "plain.jinja").read_text()
 MAX_LENGTH = 512  # tokens per training example; longer answers are cut (their EOS is then never seen)
 
 
@@ -79,6 +70,7 @@ def build(out: Path, hidden: int, layers: int, heads: int, steps: int, batch: in
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     started = time.time()
+    torch.set_num_threads(1)  # CPU results depend on the thread count: one thread, so a rebuild matches
     pairs = conversations()
     tokenizer = train_tokenizer((t for qa in pairs for t in qa), vocab, 2048)
     tokenizer.chat_template = CHAT_TEMPLATE
@@ -125,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--heads", type=int, default=2, help="attention heads (vLLM's CPU kernels want head size 32+)")
-    ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--vocab", type=int, default=2048)
