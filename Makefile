@@ -46,8 +46,8 @@ run_arg = $(if $(RUN),run=$(RUN))
 cluster_given = $(if $(filter command line environment,$(origin CLUSTER)),cluster=$(CLUSTER))
 wait_arg = $(if $(WAIT),wait=$(if $(filter 1 true yes,$(WAIT)),true,false))
 
-.PHONY: help env vllm-env judge evaluate test lint train tiny-judge bench benchmark report import panel status \
-  resubmit verify cluster-up cluster-down prompts clean gpu-check
+.PHONY: help env vllm-env judge evaluate generate test lint train tiny-judge tiny-chat bench benchmark report import \
+  panel status resubmit verify cluster-up cluster-down prompts clean gpu-check
 
 help:
 	@sed -n '1,200p' README.md | sed -n '/^## Commands/,/^## /p' | head -60
@@ -93,9 +93,27 @@ judge: $(ENV_STAMP)
 	  $(run_arg) $(wait_arg) $(if $(DRY_RUN),dry_run=true) $(ARGS)
 
 # The tiny judge evaluates the six shipped AlpacaEval models against their baseline, next to GPT-4 Turbo's ranking.
+# With MODELS="dir1,dir2,...": their answers to QUESTIONS are generated first, as one DAG of jobs (launch/dag.py).
+MODELS ?=
+QUESTIONS ?=
+BASELINE ?=
 evaluate: $(ENV_STAMP)
 	$(PYTHON) -m launch.evaluate cluster=$(CLUSTER) model.path=$(MODEL) $(if $(filter command line,$(origin SHARDS)),shards=$(SHARDS)) \
-	  $(run_arg) $(wait_arg) $(if $(DRY_RUN),dry_run=true) $(ARGS)
+	  $(if $(MODELS),'evaluate.generate=[$(MODELS)]') $(if $(QUESTIONS),evaluate.questions=$(QUESTIONS)) \
+	  $(if $(BASELINE),evaluate.baseline=$(BASELINE)) $(run_arg) $(wait_arg) $(if $(DRY_RUN),dry_run=true) $(ARGS)
+
+# A model's answers to a question set (alpaca_eval, mt_bench or a file) as a job array; default model: the shipped
+# tiny chat model (models/tiny-chat-1/BUILD.md).
+generate: $(ENV_STAMP)
+	$(PYTHON) -m launch.generate $(if $(filter command line environment,$(origin MODEL)),model.path=$(MODEL)) \
+	  $(if $(QUESTIONS),questions.source=$(QUESTIONS)) shards=$(SHARDS) cluster=$(CLUSTER) $(run_arg) $(wait_arg) \
+	  $(if $(DRY_RUN),dry_run=true) $(ARGS)
+
+# The two tiny chat models `make evaluate MODELS=models/tiny-chat-1,models/tiny-chat-2` generates answers with,
+# rebuilt from scratch into artifacts/ (models/tiny-chat-*/BUILD.md).
+tiny-chat: $(ENV_STAMP)
+	$(PYTHON) -m judgelm.train.tiny_chat --out artifacts/tiny-chat-1 --hidden 64 --layers 2 --heads 2 --steps 1500
+	$(PYTHON) -m judgelm.train.tiny_chat --out artifacts/tiny-chat-2 --hidden 128 --layers 4 --heads 4 --steps 600
 
 train: $(ENV_STAMP)
 	$(PYTHON) -m launch.train size=$(SIZE) $(cluster_given) $(run_arg) $(if $(DRY_RUN),dry_run=true) $(ARGS)

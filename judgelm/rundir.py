@@ -164,6 +164,16 @@ class RunDir:
         return self.root / "verdicts.zarr"
 
     @property
+    def answer_store(self) -> Path:
+        """A generation run's answer store (``judgelm.generation.store``)."""
+        return self.root / "answers.zarr"
+
+    @property
+    def generated(self) -> Path:
+        """An evaluation's generation runs, one folder per model (``make evaluate MODELS=…``)."""
+        return self.root / "generated"
+
+    @property
     def progress(self) -> Path:
         return self.root / "progress"
 

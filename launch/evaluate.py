@@ -2,6 +2,11 @@
 
     python -m launch.evaluate [evaluate.answers='[FORMAT:PATH,...]'] [evaluate.pairing=vs-baseline|all-pairs|single]
         [evaluate.baseline=MODEL] [evaluate.limit=100] [model.path=DIR] [shards=4] [cluster=local] ...
+    python -m launch.evaluate evaluate.generate='[MODEL_DIR,...]' evaluate.questions=alpaca_eval|mt_bench|FILE ...
+
+With ``evaluate.generate`` (``make evaluate MODELS=…``) the models' answers are generated first: one generation
+array per model with answers left to generate, the judging array after them, then the merge, as one DAG of jobs
+(``launch/dag.py``); the question set's own answers and baseline are used unless given.
 
 The default (``configs/evaluate.yaml``): the tiny judge evaluates the six AlpacaEval models shipped in
 ``data/evaluation/alpaca_eval`` against the baseline gpt4_1106_preview in both orders, on 100 of the 805
@@ -22,12 +27,14 @@ from judgelm.data.answers import AnswerSet, expand_paths, load_answers
 from judgelm.data.checklists import Checklists, covered, load_checklists
 from judgelm.data.pairing import pair_records, spread_questions
 from judgelm.data.records import Loaded, RecordError, iter_dicts
+from judgelm.generation.run import incomplete_shards
 from judgelm.judging.alpaca_eval import import_annotations, read_annotations
 from judgelm.judging.run import create_run, plan_run
 from judgelm.results.leaderboard import LEADERBOARD_MD, REFERENCE_JSON, REFERENCE_SCORES, build_leaderboard
 from judgelm.rundir import RunDir, check_run_name, write_text_atomic
 from launch.cli import run_main
 from launch.configs import JudgeLaunchConfig
+from launch.dag import GenerationSettings, create_dag, dag_plan_text, run_dag
 from launch.submission import dry_run_text, launch
 
 
@@ -62,6 +69,12 @@ class EvaluationConfig:
     reference_scores: str = ""
     """pairing=checklist: a strong judge's scores of some models' answers (JSONL: ``question_id`` or ``question``,
     ``model``, ``score``), on which RocketEval's per-question predictor is fitted (empty: the plain average)."""
+    generate: list[str] = field(default_factory=list)
+    """Model directories (or hub ids) whose answers are generated first, then judged (``make evaluate MODELS=…``):
+    one generation array each, the judging array after them (``launch/dag.py``)."""
+    questions: str = ""
+    """With ``generate``: the question set the models answer (``alpaca_eval``, ``mt_bench`` or a file; empty:
+    ``alpaca_eval``); ``limit`` of them, spread evenly."""
 
 
 @dataclass
@@ -69,6 +82,8 @@ class EvaluateLaunchConfig(JudgeLaunchConfig):
     """A model evaluation: a judging run whose records come from ``evaluate``."""
 
     evaluate: EvaluationConfig = field(default_factory=EvaluationConfig)
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    """How the models of ``evaluate.generate`` generate their answers."""
 
 
 def evaluation_data(ev: EvaluationConfig, turns: int = 0) -> AnswerSet:
@@ -129,6 +144,16 @@ def evaluate(argv: list[str]) -> int:
     cfg = load_config(EvaluateLaunchConfig, CONFIG_DIR / "evaluate.yaml", argv, groups=("cluster",))
     cfg.run = check_run_name(cfg.run or time.strftime("evaluate-%Y%m%d-%H%M%S"))
     ev = cfg.evaluate
+    if ev.generate:
+        if ev.pairing == "checklist":
+            raise ConfigError("evaluate.pairing=checklist grades answers already written: generate them with make "
+                              "generate, then pass them as evaluate.answers (MODELS= cannot grade checklists yet)")
+        given = {a.partition("=")[0] for a in argv}
+        if cfg.dry_run:
+            print(dag_plan_text(cfg, given))
+            return 0
+        rd, runs = create_dag(cfg, given)
+        return run_dag(rd, cfg, [(grd, gcfg, incomplete_shards(grd, gcfg.shards)) for grd, gcfg in runs], started)
     cfg.prompt.mode = "single" if ev.pairing in ("single", "checklist") else "pair"
     if (ev.pairing == "checklist") != (cfg.judge.profile == "rocketeval"):
         raise ConfigError("RocketEval grades checklists: use evaluate.pairing=checklist with judge.profile=rocketeval "

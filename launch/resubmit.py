@@ -1,4 +1,5 @@
-"""``make resubmit RUN=…``: submit again only the shards whose chunks are incomplete, then a new merge.
+"""``make resubmit RUN=…``: submit again only the shards whose chunks are incomplete, then a new merge (a
+generation run: a new export; an evaluation still generating its answers: the rest of its DAG, ``launch/dag.py``).
 
     python -m launch.resubmit run=NAME [runs_dir=runs] [cluster=NAME] [cluster.key=value ...] [wait=true|false]
 
@@ -19,13 +20,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from judgelm.config import ConfigError, load_config
-from judgelm.judging.run import incomplete_shards
-from judgelm.judging.store import DamagedStore, VerdictStore
+from judgelm.judging.store import ChunkLayout, DamagedStore, VerdictStore
 from judgelm.rundir import RunDir
 from launch.cli import run_main
-from launch.configs import saved_judge_config
+from launch.configs import GenerateLaunchConfig, JudgeLaunchConfig, saved_judge_config
 from launch.sacct import active
-from launch.submission import latest_jobs, read_submissions, see_through, submit
+from launch.submission import GENERATE, kind_of, latest_jobs, read_submissions, see_through, submit
 
 log = logging.getLogger("judgelm.resubmit")
 
@@ -76,9 +76,10 @@ def repair_damage(rd: RunDir) -> None:
                         if d.shard in busy else "a panel judge's: run its make panel again", d)
 
 
-def shards_to_run(rd: RunDir, n_shards: int) -> tuple[list[int], list[str]]:
-    """Incomplete shards to submit, and the jobs of incomplete shards that are still queued or running."""
-    todo = incomplete_shards(rd, n_shards)
+def shards_to_run(rd: RunDir, n_shards: int, store: ChunkLayout | None = None) -> tuple[list[int], list[str]]:
+    """Incomplete shards to submit, and the jobs of incomplete shards that are still queued or running. ``store``:
+    the run's store (default: its verdict store)."""
+    todo = (store or VerdictStore(rd.store)).incomplete_shards(n_shards)
     busy = busy_shards(rd, todo)
     if busy:
         log.warning("shards %s still have a pending or running job; not resubmitting them", sorted(busy))
@@ -90,15 +91,21 @@ def resubmit(argv: list[str]) -> int:
     where = load_config(ResubmitConfig, None, mine)
     rd = RunDir.existing(where.runs_dir, where.run)
     if not rd.config.exists():
-        raise ConfigError(f"{rd.root} is not a judging run (no config.yaml)")
-    cfg = saved_judge_config(rd, [a for a in argv if a not in mine])
+        raise ConfigError(f"{rd.root} is not a run (no config.yaml)")
+    overrides = [a for a in argv if a not in mine]
+    if rd.generated.is_dir() and not rd.store.exists():  # an evaluation still waiting for its answers
+        from launch.dag import resubmit_dag
+        return resubmit_dag(rd, overrides)
+    kind = kind_of(rd)
+    cfg = saved_judge_config(rd, overrides, GenerateLaunchConfig if kind is GENERATE else JudgeLaunchConfig)
     started = time.time()
     with submission_lock(rd):
-        repair_damage(rd)
-        shards, busy = shards_to_run(rd, cfg.shards)
+        if kind is not GENERATE:
+            repair_damage(rd)
+        shards, busy = shards_to_run(rd, cfg.shards, kind.open_store(rd))
         log.info("run %s: resubmitting shards %s", cfg.run,
                  shards or ("none" if busy else "none (every chunk is done)"))
-        sub = submit(rd, cfg, shards, wait_for=busy)
+        sub = submit(rd, cfg, shards, wait_for=busy, kind=kind)
     return see_through(sub, started)
 
 

@@ -1,4 +1,4 @@
-"""``make status RUN=…``: one table per run from one ``sacct`` call plus the store.
+"""``make status RUN=…``: one table per run (judging or generation) from one ``sacct`` call plus the store.
 
     python -m launch.status run=NAME [runs_dir=runs] [watch=SECONDS] [all=true]
 
@@ -21,20 +21,19 @@ import numpy as np
 
 from judgelm.config import ConfigError, load_config
 from judgelm.judging.progress import read_progress
-from judgelm.judging.store import Damage, VerdictStore, decode_tolerant
+from judgelm.judging.store import ChunkLayout, Damage
 from judgelm.results.tables import data_line
 from judgelm.rundir import RunDir
 from launch.cli import run_main
 from launch.sacct import sacct
-from launch.submission import latest_jobs, read_submissions
+from launch.submission import kind_of, latest_jobs, read_submissions
 
 
-def shard_done_counts(store: VerdictStore, n_shards: int,
-                      damage: list[Damage] = ()) -> list[tuple[int, int]]:
+def shard_done_counts(store: ChunkLayout, n_shards: int, damage: list[Damage] = ()) -> list[tuple[int, int]]:
     """(units done, units owned) per shard, from the store's ``done`` marks; units of damaged chunks are not done."""
-    done, _ = decode_tolerant(store.group[f"{store.prefix}/done"])
+    done = store.readable_done()
     for d in damage:
-        if d.judge == store.prefix:
+        if d.judge == getattr(store, "prefix", None):
             done[d.start:d.stop] = False
     return [(int(np.count_nonzero(done[sl])), sl.stop - sl.start)
             for sl in (store.shard_slice(k, n_shards) for k in range(n_shards))]
@@ -46,7 +45,20 @@ def _alive(pid: str) -> bool:
 
 
 def status_table(rd: RunDir, show_all: bool = True) -> str:
-    store = VerdictStore(rd.store)
+    """A judging or generation run's table; an evaluation whose answers are generated first (``launch/dag.py``)
+    gets one per model's generation run, then its judging run's (or what the judging jobs wait for)."""
+    if rd.generated.is_dir():
+        from judgelm.generation.evaluation import generation_runs
+        from launch.dag_status import dag_status
+
+        parts = [f"## answers of {r.name} ({r.root})\n{run_table(r, show_all)}" for r in generation_runs(rd)]
+        judging = run_table(rd, show_all) if rd.store.exists() else dag_status(rd)
+        return "\n\n".join(parts + [f"## judging\n{judging}"])
+    return run_table(rd, show_all)
+
+
+def run_table(rd: RunDir, show_all: bool = True) -> str:
+    store = kind_of(rd).open_store(rd)
     n_shards = int(store.attrs["n_shards"])
     subs = read_submissions(rd)
     jobs, merge = latest_jobs(subs)
@@ -90,7 +102,8 @@ def status_table(rd: RunDir, show_all: bool = True) -> str:
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
     done_all = sum(d for d, _ in counts)
-    summary = (f"run {store.attrs.get('run', rd.name)} (cfg {store.attrs.get('config_hash')}): "
+    model = f"model {store.attrs['model_id']}, " if store.attrs.get("model_id") else ""  # a generation run
+    summary = (f"run {store.attrs.get('run', rd.name)} ({model}cfg {store.attrs.get('config_hash')}): "
                f"{done_all}/{store.n_units} units "
                f"({100 * done_all / max(store.n_units, 1):.1f} %); shards: "
                + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
@@ -141,8 +154,8 @@ class StatusConfig:
 def status(argv: list[str]) -> int:
     cfg = load_config(StatusConfig, None, argv)
     rd = RunDir.existing(cfg.runs_dir, cfg.run)
-    if not rd.store.exists():
-        raise ConfigError(f"{rd.root} is not a judging run (no verdict store)")
+    if not (rd.store.exists() or rd.answer_store.exists() or rd.generated.is_dir()):
+        raise ConfigError(f"{rd.root} is not a run (no verdict or answer store)")
     while True:
         print(status_table(rd, cfg.all), flush=True)
         if not cfg.watch:

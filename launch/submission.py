@@ -1,8 +1,9 @@
-"""Submitting a judging run's shards and merge, following them, and reporting the outcome.
+"""Submitting a run's shards and the job that closes it, following them, and reporting the outcome.
 
-Every entry point that judges (``judge``, ``benchmark``, ``resubmit``, ``evaluate``) goes through ``launch``: one job
-array of shards, on Slurm a merge job after it (``afterany``), one line per submission in ``jobs.jsonl``, a compact
-progress line while it runs, then the metrics or the names of the shards that failed.
+Every entry point that judges (``judge``, ``benchmark``, ``resubmit``, ``evaluate``) or generates answers
+(``generate``) goes through ``launch``: one job array of shards, on Slurm a closing job after it (``afterany``: the
+merge of a judging run, the export of a generation run), one line per submission in ``jobs.jsonl``, a compact
+progress line while it runs, then the metrics (or the answers' summary) or the names of the shards that failed.
 """
 
 from __future__ import annotations
@@ -16,35 +17,74 @@ import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from judgelm.config import to_yaml
+from judgelm.generation.config import model_id_of
+from judgelm.generation.export import SUMMARY_FILE, IncompleteAnswers, export_run
+from judgelm.generation.store import AnswerStore
 from judgelm.judging.progress import read_progress
-from judgelm.judging.store import DamagedStore, VerdictStore
+from judgelm.judging.store import ChunkLayout, DamagedStore, VerdictStore
 from judgelm.results.merge import IncompleteStore, merge_run
 from judgelm.results.tables import format_table
 from judgelm.rundir import RunDir, environment_hint
 from launch.cluster import ClusterConfig, make_executor
-from launch.configs import JudgeLaunchConfig
+from launch.configs import GenerateLaunchConfig, JudgeLaunchConfig
 from launch.server import STOP_FILE, request_stop, submit_server
 from launch.snapshot import snapshot_code
-from launch.tasks import JOB_ERROR, JudgeShardTask, merge_task
+from launch.tasks import JOB_ERROR, GenerateShardTask, JudgeShardTask, export_task, merge_task
 
 log = logging.getLogger("judgelm.launch")
+
+@dataclass(frozen=True)
+class RunKind:
+    """What a run's array computes and what closes the run: a judging run (shards judge, the merge closes) or a
+    generation run (shards generate answers, the export closes). ``kind_of`` tells them apart by their store."""
+
+    name: str  # job names: judgelm-<name>:<run>
+    task: Callable[[], Any]  # the array task (a submitit Checkpointable)
+    closing: str  # the job after the array: judgelm-<closing>:<run>
+    close_job: Callable  # close_job(run_dir, allow_partial, stop_server), the closing job's callable
+    close_here: Callable[[Path, bool], str]  # the same step in this process (local runs); returns what to print
+    result: Callable[[RunDir], Path]  # the file the closing job leaves, printed after it
+    open_store: Callable[[RunDir], ChunkLayout]
+    incomplete: type[Exception]  # what closing an incomplete store raises
+    describe: Callable[[Any], str] = lambda cfg: ""  # more for the jobs' comment
+
+
+def evaluated_models(cfg) -> str:
+    """The generated models of an evaluation (``make evaluate MODELS=…``), for its judging jobs' comment."""
+    paths = getattr(getattr(cfg, "evaluate", None), "generate", None)
+    return f" models={','.join(model_id_of(p) for p in paths)}" if paths else ""
+
+
+JUDGE = RunKind("judge", JudgeShardTask, "merge", merge_task,
+                lambda root, partial: format_table(merge_run(root, partial)), lambda rd: rd.table,
+                lambda rd: VerdictStore(rd.store), IncompleteStore, evaluated_models)
+GENERATE = RunKind("generate", GenerateShardTask, "export", export_task, export_run,
+                   lambda rd: rd.root / SUMMARY_FILE, lambda rd: AnswerStore(rd.answer_store), IncompleteAnswers,
+                   lambda cfg: f" model={cfg.model_id}")
+
+
+def kind_of(rd: RunDir) -> RunKind:
+    return GENERATE if rd.answer_store.exists() else JUDGE
 
 
 def record_submission(rd: RunDir, kind: str, executor: str, job_ids: list[str], shards: list[int] = (),
                       merge_job_id: str | None = None, judge: str = "") -> None:
     """One line per submission, the same schema for judging and training runs (``make status`` reads it);
     ``judge`` names a panel judge's array (empty: the run's own judge)."""
-    array = job_ids[0].split("_")[0] if kind == "judge" and job_ids else None
+    array = job_ids[0].split("_")[0] if kind in ("judge", "generate") and job_ids else None
     with rd.jobs.open("a") as f:
         f.write(json.dumps({"kind": kind, "judge": judge, "executor": executor, "shards": list(shards),
                             "job_ids": list(job_ids), "array_job_id": array, "merge_job_id": merge_job_id,
                             "submitted": time.time()}) + "\n")
 
 
-def task_gpus(cfg: JudgeLaunchConfig) -> int | None:
+def task_gpus(cfg: JudgeLaunchConfig | GenerateLaunchConfig) -> int | None:
     """GPUs per judging array task: the profile's ``gpus_per_task``, or from the model's size and ``gpu_mem_gb``
     (``judgelm.inference.gpu_plan``); ``None`` leaves the profile's ``gpus_per_node``."""
     c = cfg.cluster
@@ -54,7 +94,7 @@ def task_gpus(cfg: JudgeLaunchConfig) -> int | None:
     return plan_replica(cfg.model.path, c.gpu_mem_gb, c.gpus_per_task, cfg.model.dtype, cfg.engine.memory_margin).gpus
 
 
-def gpu_plan_text(cfg: JudgeLaunchConfig) -> str:
+def gpu_plan_text(cfg: JudgeLaunchConfig | GenerateLaunchConfig) -> str:
     from judgelm.inference.gpu_plan import run_plan_text  # as in task_gpus
     c = cfg.cluster
     return run_plan_text(cfg.model.path, cfg.shards, c.gpu_mem_gb if c.gpus_per_node else None, c.gpus_per_task,
@@ -108,10 +148,11 @@ def ctrl_c_left_to_shards(local: bool):
 @dataclass
 class Submission:
     rd: RunDir
-    cfg: JudgeLaunchConfig
+    cfg: JudgeLaunchConfig | GenerateLaunchConfig
     shards: list[int]
     shard_jobs: list  # submitit jobs, one per shard
-    merge_job: object | None  # Slurm only: the merge runs after the array (afterany)
+    merge_job: object | None  # Slurm only: the closing job (merge, export) runs after the array (afterany)
+    kind: RunKind = JUDGE
 
     @property
     def array_job_id(self) -> str | None:
@@ -122,19 +163,23 @@ class Submission:
         return self.shard_jobs + ([self.merge_job] if self.merge_job else [])
 
 
-def submit(rd: RunDir, cfg: JudgeLaunchConfig, shards: list[int], wait_for: list[str] = (),
-           running_here: int = 0, judge: str = "") -> Submission:
-    """Submit ``shards`` as one job array (and, on Slurm, a merge job after it); record the job ids.
+def submit(rd: RunDir, cfg: JudgeLaunchConfig | GenerateLaunchConfig, shards: list[int], wait_for: list[str] = (),
+           running_here: int = 0, judge: str = "", kind: RunKind = JUDGE, after: str = "",
+           chdir: Path | None = None, closing: bool = True) -> Submission:
+    """Submit ``shards`` as one job array (and, on Slurm, the job that closes the run after it); record the job ids.
 
-    ``wait_for`` are other jobs still working on this run (shards left to an earlier submission): the merge waits
-    for them too. ``running_here`` is how many local shards will share this machine in all (several runs
+    ``wait_for`` are other jobs still working on this run (shards left to an earlier submission): the closing job
+    waits for them too. ``running_here`` is how many local shards will share this machine in all (several runs
     submitted together); by default just these. ``judge`` names a panel judge (``make panel``) whose arrays the
-    shards fill instead of the run's own.
+    shards fill instead of the run's own. ``after`` is a Slurm dependency of the array (``afterok:123``: an
+    evaluation's judging waits for its answers); ``chdir`` the code snapshot jobs start in (default: the run's);
+    ``closing=False`` leaves the closing job out (an evaluation's build job exports its generation runs).
     """
-    comment = f"run={cfg.run} cfg={cfg.fingerprint()} shards={cfg.shards}" + (f" judge={judge}" if judge else "")
-    name = f"judgelm-judge:{cfg.run}" + (f":{judge}" if judge else "")
+    comment = (f"run={cfg.run}{kind.describe(cfg)} cfg={cfg.fingerprint()} shards={cfg.shards}"
+               + (f" judge={judge}" if judge else ""))
+    name = f"judgelm-{kind.name}:{cfg.run}" + (f":{judge}" if judge else "")
     slurm = cfg.cluster.executor == "slurm"
-    chdir = snapshot_code(rd.root / "code") if slurm else None
+    chdir = (chdir or snapshot_code(rd.root / "code")) if slurm else None
     # Locally, share this machine's cores between the shards that run at once; Slurm gives each its own. Idle
     # OpenMP threads must sleep rather than spin, or shards sharing cores slow each other down several-fold.
     threads = 0 if slurm else max(1, (os.cpu_count() or 1) // max(1, running_here or len(shards)))
@@ -146,29 +191,30 @@ def submit(rd: RunDir, cfg: JudgeLaunchConfig, shards: list[int], wait_for: list
         (rd.root / STOP_FILE).unlink(missing_ok=True)
         submit_server(rd.root, cfg.run, cfg.model.path, cfg.cluster, cfg.cluster.server, chdir)
     if shards:
-        ex = make_executor(cfg.cluster, rd.logs, name, comment=comment, chdir=chdir,
+        ex = make_executor(cfg.cluster, rd.logs, name, comment=comment, chdir=chdir, dependency=after or None,
                            gpus_per_node=task_gpus(cfg), python=cfg.engine.python or None)
         n = len(shards)
         with ctrl_c_left_to_shards(not slurm):
-            jobs = ex.map_array(JudgeShardTask(), [str(rd.root)] * n, shards, [cfg.shards] * n, [threads] * n,
+            jobs = ex.map_array(kind.task(), [str(rd.root)] * n, shards, [cfg.shards] * n, [threads] * n,
                                 [judge] * n)
-    if slurm:
-        after = ([jobs[0].job_id.split("_")[0]] if jobs else []) + list(wait_for)
-        ex = make_executor(merge_cluster(cfg.cluster), rd.logs, f"judgelm-merge:{cfg.run}", comment=comment,
-                           chdir=chdir, dependency="afterany:" + ":".join(after) if after else None)
-        merge = ex.submit(merge_task, str(rd.root), cfg.allow_partial, bool(server))
-    record_submission(rd, "judge", cfg.cluster.executor, [j.job_id for j in jobs], shards,
+    if slurm and closing:
+        closing_after = ([jobs[0].job_id.split("_")[0]] if jobs else []) + list(wait_for)
+        ex = make_executor(merge_cluster(cfg.cluster), rd.logs, f"judgelm-{kind.closing}:{cfg.run}", comment=comment,
+                           chdir=chdir, dependency="afterany:" + ":".join(closing_after) if closing_after else None)
+        merge = ex.submit(kind.close_job, str(rd.root), cfg.allow_partial, bool(server))
+    record_submission(rd, kind.name, cfg.cluster.executor, [j.job_id for j in jobs], shards,
                       merge.job_id if merge else None, judge=judge)
-    return Submission(rd, cfg, shards, jobs, merge)
+    return Submission(rd, cfg, shards, jobs, merge, kind)
 
 
 class ProgressView:
     """One line per refresh, readable at 64 shards as at 4: planned totals from the store, shards by state, the
     slowest running ones, the rate over the last minutes and an ETA for the waves ``array_parallelism`` allows."""
 
-    def __init__(self, rd: RunDir, n_shards: int, parallelism: int, window_s: float = 180.0):
+    def __init__(self, rd: RunDir, n_shards: int, parallelism: int, window_s: float = 180.0,
+                 store: ChunkLayout | None = None):
         self.rd, self.n_shards, self.parallelism, self.window_s = rd, n_shards, parallelism, window_s
-        self.store = VerdictStore(rd.store)
+        self.store = store or VerdictStore(rd.store)
         self.started = time.time()
         self.history: deque[tuple[float, int]] = deque()
 
@@ -220,7 +266,7 @@ class ProgressView:
 
 def follow(sub: Submission, every: float = 5.0) -> None:
     """Print a progress line whenever it changes until every job of the submission has ended."""
-    view = ProgressView(sub.rd, sub.cfg.shards, sub.cfg.cluster.array_parallelism)
+    view = ProgressView(sub.rd, sub.cfg.shards, sub.cfg.cluster.array_parallelism, store=sub.kind.open_store(sub.rd))
     last = ""
     while True:
         finished = all(j.done() for j in sub.jobs)
@@ -277,44 +323,49 @@ def failure_cause(rd: RunDir, shard: int | None, job) -> str:
 
 
 def finish(sub: Submission, started: float) -> int:
-    """After the jobs end: name failed shards and why, then merge (locally) or show the merge job's outcome."""
+    """After the jobs end: name failed shards and why, then close the run here (local: merge or export) or show the
+    closing job's outcome."""
     failed = {s: failure_cause(sub.rd, s, j) for s, j in zip(sub.shards, sub.shard_jobs) if j.exception() is not None}
     for s, cause in failed.items():
         log.error("shard %d failed: %s (log: %s)", s, cause, sub.rd.logs)
     causes = sorted(set(failed.values()))
     if sub.merge_job is not None and sub.merge_job.exception() is not None:
-        print(f"error: merge job {sub.merge_job.job_id} failed: {failure_cause(sub.rd, None, sub.merge_job)}"
-              f"\ncontinue with: make resubmit RUN={sub.cfg.run}", file=sys.stderr)
+        print(f"error: {sub.kind.closing} job {sub.merge_job.job_id} failed: "
+              f"{failure_cause(sub.rd, None, sub.merge_job)}\ncontinue with: make resubmit RUN={sub.cfg.run}",
+              file=sys.stderr)
         return 1
     try:
-        m = merge_run(sub.rd.root, sub.cfg.allow_partial) if sub.merge_job is None else None
-    except (IncompleteStore, DamagedStore) as e:
+        text = (sub.kind.close_here(sub.rd.root, sub.cfg.allow_partial) if sub.merge_job is None
+                else sub.kind.result(sub.rd).read_text())
+    except (sub.kind.incomplete, DamagedStore) as e:
         why = "".join(f"\ncause: {c}" for c in causes)
         print(f"error: {e}{why}\ncontinue with: make resubmit RUN={sub.cfg.run}", file=sys.stderr)
         return 1
     finally:
         if sub.merge_job is None and sub.cfg.cluster.server.enabled:
             request_stop(sub.rd.root)
-    print(format_table(m) if m else sub.rd.table.read_text(), flush=True)
+    print(text, flush=True)
     print(f"run directory: {sub.rd.root}\nwall time: {time.time() - started:.1f} s", flush=True)
     return 1 if failed else 0
 
 
 def print_how_to_follow(sub: Submission) -> None:
-    rd, run = sub.rd, sub.cfg.run
+    rd, run, kind = sub.rd, sub.cfg.run, sub.kind
     ids = ",".join(x for x in (sub.array_job_id, sub.merge_job.job_id if sub.merge_job else None) if x)
-    print(f"submitted run {run}: array job {sub.array_job_id} (shards {sub.shards}, name judgelm-judge:{run})"
-          + (f", merge job {sub.merge_job.job_id} (judgelm-merge:{run}, afterany)" if sub.merge_job else ""))
+    print(f"submitted run {run}: array job {sub.array_job_id} (shards {sub.shards}, name judgelm-{kind.name}:{run})"
+          + (f", {kind.closing} job {sub.merge_job.job_id} (judgelm-{kind.closing}:{run}, afterany)"
+             if sub.merge_job else ""))
     print(f"  follow:   make status RUN={run}")
     print(f"            sacct -j {ids} -o JobID%16,JobName%40,State,ExitCode,NodeList,Elapsed,Comment%60")
     print(f"  logs:     {rd.logs}/<jobid>_<task>/")
-    print(f"  metrics:  {rd.table} once the merge job has run")
+    print(f"  results:  {kind.result(rd)} once the {kind.closing} job has run")
     print(f"  resume:   make resubmit RUN={run}   (after a cancel or failure; only unfinished shards)")
 
 
-def launch(rd: RunDir, cfg: JudgeLaunchConfig, shards: list[int], started: float, wait_for: list[str] = ()) -> int:
+def launch(rd: RunDir, cfg: JudgeLaunchConfig | GenerateLaunchConfig, shards: list[int], started: float,
+           wait_for: list[str] = (), kind: RunKind = JUDGE) -> int:
     """Submit, then (unless a Slurm run is not waited for) follow to the end and report."""
-    return see_through(submit(rd, cfg, shards, wait_for), started)
+    return see_through(submit(rd, cfg, shards, wait_for, kind=kind), started)
 
 
 def see_through(sub: Submission, started: float) -> int:
@@ -324,9 +375,13 @@ def see_through(sub: Submission, started: float) -> int:
         print_how_to_follow(sub)
         if not cfg.wait:
             return 0
+    return follow_to_end(sub, started)
+
+
+def follow_to_end(sub: Submission, started: float) -> int:
     try:
         follow(sub)
     except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"Shards stop after their current chunk; nothing judged is lost. Continue with: "
-                                f"make resubmit RUN={cfg.run}") from None
+        raise KeyboardInterrupt(f"Shards stop after their current chunk; nothing done is lost. Continue with: "
+                                f"make resubmit RUN={sub.cfg.run}") from None
     return finish(sub, started)

@@ -1,4 +1,5 @@
-"""The callables submitit runs on the nodes: a judging shard, the merge, and a training job."""
+"""The callables submitit runs on the nodes: a judging or generation shard, the merge or export after the array,
+and a training job."""
 
 from __future__ import annotations
 
@@ -38,22 +39,21 @@ def end_job(line: str) -> NoReturn:
     raise SystemExit(1)
 
 
-class JudgeShardTask(submitit.helpers.Checkpointable):
-    """One array task: judge a shard. Preemption-safe without any state of its own.
+class ShardTask(submitit.helpers.Checkpointable):
+    """One array task: run a shard (``run_shard``, judging's or generation's). Preemption-safe without any state of
+    its own.
 
     On the requeue signal (USR2, sent by Slurm before the time limit or by a preemption) the shard finishes its
     current chunk, then submitit's own handler checkpoints this callable and requeues the job; the next attempt
     resumes from the store. Resuming needs no state here, so the default ``checkpoint`` (same callable, same
     arguments) is right. ctrl-C at a local run's terminal (SIGINT) also stops the shard after its chunk, quietly.
-    ``judge`` names a panel judge whose arrays the shard fills (``launch/panel.py``).
     """
 
     def __call__(self, run_dir: str, shard: int, n_shards: int, threads: int = 0, judge: str = "") -> ShardResult:
-        from judgelm.judging.shard import run_shard  # torch: loaded where a shard runs, not where jobs are named
         setup_logging()
         stop = StopRequest((signal.SIGUSR2, signal.SIGTERM, signal.SIGINT))
         try:
-            result = run_shard(run_dir, shard, n_shards, stop, threads=threads, judge=judge)
+            result = self.run_shard(run_dir, shard, n_shards, stop, threads, judge)
         except (OSError, MemoryError, RuntimeError) as e:
             cause = environment_fault(e) or (str(e) if isinstance(e, DamagedStore) else None)
             if cause is None:
@@ -64,6 +64,26 @@ class JudgeShardTask(submitit.helpers.Checkpointable):
                         result.units_done, result.units_total)
             stop.hand_over()  # submitit's handler: checkpoint, `scontrol requeue`, exit
         return result
+
+    def run_shard(self, run_dir: str, shard: int, n_shards: int, stop: StopRequest, threads: int,
+                  judge: str) -> ShardResult:
+        raise NotImplementedError
+
+
+class JudgeShardTask(ShardTask):
+    """A judging shard; ``judge`` names a panel judge whose arrays it fills (``launch/panel.py``)."""
+
+    def run_shard(self, run_dir, shard, n_shards, stop, threads, judge):
+        from judgelm.judging.shard import run_shard  # torch: loaded where a shard runs, not where jobs are named
+        return run_shard(run_dir, shard, n_shards, stop, threads=threads, judge=judge)
+
+
+class GenerateShardTask(ShardTask):
+    """A generation shard (``make generate``, and an evaluation's generation arrays)."""
+
+    def run_shard(self, run_dir, shard, n_shards, stop, threads, judge):
+        from judgelm.generation.shard import run_shard  # as in JudgeShardTask
+        return run_shard(run_dir, shard, n_shards, stop, threads=threads)
 
 
 def merge_task(run_dir: str, allow_partial: bool = False, stop_server: bool = False) -> dict:
@@ -84,6 +104,32 @@ def merge_task(run_dir: str, allow_partial: bool = False, stop_server: bool = Fa
     return m
 
 
+def export_task(run_dir: str, allow_partial: bool = False, stop_server: bool = False) -> str:
+    """The job after a generation array: write the answer files (``judgelm.generation.export``); fails, naming the
+    incomplete shards, unless every answer is there (or partial is allowed)."""
+    from judgelm.generation.export import export_run
+
+    setup_logging()
+    try:
+        summary = export_run(run_dir, allow_partial)
+    finally:
+        if stop_server:
+            request_stop(run_dir)
+    print(summary, flush=True)
+    return summary
+
+
+def build_task(run_dir: str) -> str:
+    """An evaluation's build job (``launch/dag.py``): once its models' answers are generated, export them and write
+    the judging run's store, which the judging array (``afterok`` on this job) then judges."""
+    from launch.dag import build_judging
+
+    setup_logging()
+    summary = build_judging(run_dir)
+    print(summary, flush=True)
+    return summary
+
+
 class TrainJob(submitit.helpers.Checkpointable):
     """``TrainJob()(cfg, run_dir)``: train, and on the requeue signal checkpoint first, then let submitit requeue.
 
@@ -95,7 +141,7 @@ class TrainJob(submitit.helpers.Checkpointable):
     """
 
     def __call__(self, cfg: TrainConfig, run_dir: str) -> TrainResult:
-        from judgelm.train.loop import train  # as in JudgeShardTask
+        from judgelm.train.loop import train  # torch: loaded where the job runs
         setup_logging()
         flag = StopRequest()
         result = train(cfg, Path(run_dir), stop=flag)

@@ -35,13 +35,20 @@ REFERENCE_MODEL = "reference"  # the name of the gold slot in single-answer reco
 CHECKLIST_ITEM = "checklist:"  # + the item's position: the name of the slot-1 "answer" of a checklist record
 
 
+def spread_indices(n: int, limit: int) -> list[int]:
+    """``limit`` of the positions ``0..n-1`` evenly spread (0 or at least ``n``: all of them)."""
+    if not limit or limit >= n:
+        return list(range(n))
+    return [int(i) for i in np.unique(np.linspace(0, n - 1, limit).round().astype(int))]
+
+
 def spread_questions(data: AnswerSet, limit: int) -> AnswerSet:
     """``limit`` questions evenly spread over ``data`` (0: all), so a quick evaluation still samples every part of a
     data set ordered by source (AlpacaEval's 805 instructions are grouped by ``dataset``)."""
     keys = list(data.questions)
     if not limit or limit >= len(keys):
         return data
-    keep = [keys[i] for i in np.unique(np.linspace(0, len(keys) - 1, limit).round().astype(int))]
+    keep = [keys[i] for i in spread_indices(len(keys), limit)]
     return AnswerSet({k: data.questions[k] for k in keep}, {k: data.answers[k] for k in keep})
 
 

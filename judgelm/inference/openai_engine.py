@@ -150,6 +150,10 @@ class OpenAIEngine:
         response, retries = self._call(self._request(unit, prompt))
         choice = response.choices[0]
         text = (choice.message.content or "") if self.cfg.api == "chat" else choice.text
+        # A reasoning model's thinking, where the server parses it out of the content (vLLM's reasoning parsers:
+        # ``reasoning_content``, newer servers ``reasoning``); answer generation keeps it apart from the answer.
+        message = choice.message if self.cfg.api == "chat" else None
+        reasoning = getattr(message, "reasoning_content", None) or getattr(message, "reasoning", None)
         if self.cfg.mode == "fast":  # servers that ignore ``stop``: keep the score line, as the local engines do
             text = text[: text.index("\n") + 1] if "\n" in text else text
         u = response.usage
@@ -160,7 +164,7 @@ class OpenAIEngine:
         top_ids, top_lp = self._top_logprobs(choice)
         return Generation(unit=unit, token_ids=self.tokenizer(text, add_special_tokens=False)["input_ids"], text=text,
                           stopped=choice.finish_reason == "stop", top_ids=top_ids, top_logprobs=top_lp,
-                          extra={"usage": usage})
+                          extra={"usage": usage, "reasoning": reasoning})
 
     def _top_logprobs(self, choice) -> tuple[np.ndarray | None, np.ndarray | None]:
         """The server's top-k alternatives per generated position, where it names them by token id (vLLM with

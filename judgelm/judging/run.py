@@ -21,6 +21,7 @@ from judgelm.config import ConfigError
 from judgelm.data.benchmarks import absolute_spec, load_dataset
 from judgelm.data.benchmarks.suites import check_mode
 from judgelm.data.records import Loaded, write_rejects
+from judgelm.inference.config import EngineConfig
 from judgelm.inference.models import adapter_base, resolve_model
 from judgelm.judging.config import JudgeConfig
 from judgelm.judging.store import VerdictStore, draw_arrays, logprob_arrays, plan_chunks
@@ -70,6 +71,15 @@ def check_model(path: str, weights: bool = True) -> None:
             raise ConfigError(f"model.path={path}: cannot load its {what}: {first}") from None
 
 
+def check_shard_python(engine: EngineConfig) -> None:
+    """``engine.python``, the shards' interpreter, made an absolute path jobs can start from anywhere."""
+    if engine.python:
+        if not os.access(engine.python, os.X_OK):
+            raise ConfigError(f"engine.python={engine.python} is not an executable Python; for the vllm backend "
+                              f"on a CPU machine run `make vllm-env` first")
+        engine.python = os.path.abspath(engine.python)
+
+
 def n_scores_of(mode: Mode, loaded: Loaded) -> int:
     """Scores per verdict: two for a pair, one for single-answer grading, one per answer for N-answer grading."""
     return {Mode.PAIR: 2, Mode.SINGLE: 1}.get(mode) or len(loaded.records[0].answers)
@@ -91,11 +101,7 @@ class PlannedRun:
 def plan_run(cfg: JudgeConfig, loaded: Loaded | None = None) -> PlannedRun:
     """Load (unless given) and validate the data, lay out the units and size the chunks for ``cfg.shards``."""
     cfg.data.source = absolute_spec(cfg.data.source)  # jobs must not depend on the submitter's directory
-    if cfg.engine.python:  # the shards' interpreter, as an absolute path jobs can start from anywhere
-        if not os.access(cfg.engine.python, os.X_OK):
-            raise ConfigError(f"engine.python={cfg.engine.python} is not an executable Python; for the vllm backend "
-                              f"on a CPU machine run `make vllm-env` first")
-        cfg.engine.python = os.path.abspath(cfg.engine.python)
+    check_shard_python(cfg.engine)
     cfg.model.path = local_model(cfg.model.path)
     # Behind a server (engine.backend=openai) model.path only needs to give the judge's tokenizer.
     check_model(cfg.model.path, weights=cfg.engine.backend != "openai")
@@ -134,18 +140,20 @@ def create_run(planned: PlannedRun, saved_config: str, attrs: dict | None = None
                           f"`make resubmit RUN={cfg.run}` or choose another RUN")
     rd.root.mkdir(parents=True)
     try:
-        _write_run(rd, planned, saved_config, attrs or {})
+        rd.logs.mkdir()
+        write_store(rd, planned, attrs or {})
+        rd.config.write_text(saved_config)
     except BaseException:
         shutil.rmtree(rd.root, ignore_errors=True)
         raise
-    log.info("run %s: %d records, %d units in %d chunks of %d, %d shards", cfg.run, len(planned.loaded.records),
-             planned.n_units, math.ceil(planned.n_units / cfg.store.chunk_units), cfg.store.chunk_units, cfg.shards)
     return rd
 
 
-def _write_run(rd: RunDir, planned: PlannedRun, saved_config: str, attrs: dict) -> None:
+def write_store(rd: RunDir, planned: PlannedRun, attrs: dict) -> None:
+    """The rejects and the store of a planned run, in its directory. ``create_run`` calls it; so does the job that
+    builds an evaluation's judging run once its models' answers are generated, in the directory its jobs were
+    submitted from (``judgelm.generation.evaluation``)."""
     cfg, loaded = planned.cfg, planned.loaded
-    rd.logs.mkdir()
     if loaded.rejects:
         write_rejects(loaded.rejects, rd.rejects)
         log.warning("skipped %d invalid records (see %s)", len(loaded.rejects), rd.rejects)
@@ -159,11 +167,10 @@ def _write_run(rd: RunDir, planned: PlannedRun, saved_config: str, attrs: dict) 
         "tiny_judge": is_tiny_judge(cfg.model.path), "created": time.time(), "config_hash": cfg.fingerprint(),
         **attrs,
     })
-    rd.config.write_text(saved_config)
+    log.info("run %s: %d records, %d units in %d chunks of %d, %d shards", cfg.run, len(planned.loaded.records),
+             planned.n_units, math.ceil(planned.n_units / cfg.store.chunk_units), cfg.store.chunk_units, cfg.shards)
 
 
 def incomplete_shards(rd: RunDir, n_shards: int) -> list[int]:
     """Shards owning at least one chunk that is not done, decided from the store alone."""
-    store = VerdictStore(rd.store)
-    done = store.done()
-    return [k for k in range(n_shards) if not done[store.shard_slice(k, n_shards)].all()]
+    return VerdictStore(rd.store).incomplete_shards(n_shards)

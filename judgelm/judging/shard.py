@@ -1,4 +1,5 @@
 """One shard of a judging run: judge the chunks it owns that are not done yet, committing each chunk whole.
+``run_chunks`` is that loop for any store laid out in chunks (answer generation runs it too).
 
 Running a shard again is always safe: finished chunks are skipped, so a killed, cancelled or requeued shard
 resumes where it stopped and never judges a committed unit twice. A stop request (the requeue signal) is
@@ -14,6 +15,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +31,7 @@ from judgelm.judging.panel import panel_member
 from judgelm.judging.preemption import StopRequest
 from judgelm.judging.progress import ShardProgress, read_progress, write_progress
 from judgelm.judging.resample import ChunkDraws, extra_draws
-from judgelm.judging.store import TOP_IDS, TOP_LOGPROBS, ChunkVerdicts, VerdictStore
+from judgelm.judging.store import TOP_IDS, TOP_LOGPROBS, ChunkLayout, ChunkVerdicts, VerdictStore
 from judgelm.judging.verdict_cache import VerdictCache, generate_with_cache, open_cache
 from judgelm.profiles import make_profile
 from judgelm.profiles.prompts import Mode
@@ -103,6 +105,15 @@ def load_engine(cfg: JudgeConfig):
         raise
 
 
+@dataclass
+class Started:
+    """What a shard's ``start()`` loaded: its engine, the commit of one chunk, the cache it reads (or None)."""
+
+    engine: object
+    commit: Callable[[int, int], None]
+    cache: VerdictCache | None = None
+
+
 def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest | None = None,
               job_id: str = "", threads: int = 0, judge: str = "") -> ShardResult:
     """Judge shard ``shard`` of ``n_shards`` of the run in ``run_dir``; ``threads`` overrides the config's.
@@ -112,7 +123,31 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
     store = VerdictStore(rd.store, mode="r+")
     if judge:
         store, cfg = panel_member(store, cfg, judge)
-    progress_path = rd.shard_progress(shard, judge)
+
+    def start() -> Started:
+        set_threads(threads or cfg.engine.threads)
+        engine = load_engine(cfg)
+        cache = open_cache(rd.root.parent, cfg)
+
+        def commit(c: int, attempt: int) -> None:
+            store.write_chunk(c, judge_chunk(store, c, engine, cfg, cache), attempt)
+            if cache is not None:  # only verdicts of a committed chunk enter the cache
+                cache.flush()
+        return Started(engine, commit, cache)
+
+    return run_chunks(rd.root, store, shard, n_shards, rd.shard_progress(shard, judge), start, stop, job_id)
+
+
+def run_chunks(run_root: Path, store: ChunkLayout, shard: int, n_shards: int, progress_path: Path,
+               start: Callable[[], Started], stop: StopRequest | None = None,
+               job_id: str = "") -> ShardResult:
+    """The loop every shard runs over the chunks it owns that are not done yet, whatever it computes.
+
+    ``start()`` loads what the work needs (only when there is work): the engine, ``commit(chunk, attempt)``, which
+    computes one chunk and writes it to the store whole, and the cache it opened, whose unreadable files the attempt
+    counts. Between chunks the loop honours
+    ``stop``, keeps the shard's progress file and, for server engines, the attempt's usage file.
+    """
     chunks = store.shard_chunks(shard, n_shards)
     todo = [c for c in chunks if not store.chunk_done(c)]
 
@@ -130,12 +165,12 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
     stop = stop or StopRequest()
     try:
         if todo:
-            set_threads(threads or cfg.engine.threads)
-            engine = load_engine(cfg)
+            started = start()
+            engine, commit = started.engine, started.commit
             if getattr(engine, "runtime", None) is not None:
                 attempt.runtime = dataclasses.asdict(engine.runtime)
-                log.info("judge loaded with %s", attempt.runtime)
-            cache = open_cache(rd.root.parent, cfg)
+                log.info("model loaded with %s", attempt.runtime)
+            cache = started.cache
             if cache is not None and cache.unreadable:  # counted in the run's summary
                 attempt.cache_unreadable = [f"{u.path.name}:{u.entries}" for u in cache.unreadable]
         for c in todo:
@@ -144,17 +179,14 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
             # forever without progress.
             if stop() and (attempt.chunks_judged or stop.signum != signal.SIGUSR2):
                 break
-            verdicts = judge_chunk(store, c, engine, cfg, cache)
-            store.write_chunk(c, verdicts, attempt.attempt)
-            if cache is not None:  # only verdicts of a committed chunk enter the cache
-                cache.flush()
+            commit(c, attempt.attempt)
             attempt.units_judged += size(c)
             attempt.chunks_judged += 1
             attempt.updated = time.time()
             progress.units_done += size(c)
             write_progress(progress_path, progress)
             if hasattr(engine, "usage"):  # server engines report tokens and cost per attempt
-                write_usage(rd.root, shard, attempt.attempt, engine.usage)
+                write_usage(run_root, shard, attempt.attempt, engine.usage)
             left = progress.units_total - progress.units_done
             rate = progress.rate
             log.info("shard %d: chunk %d done, %d/%d units, %.1f units/s, ETA %.0f s", shard, c,

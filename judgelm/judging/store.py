@@ -269,7 +269,57 @@ def decode_tolerant(arr: zarr.Array) -> tuple[np.ndarray, list[tuple[int, str]]]
     return values, bad
 
 
-class VerdictStore:
+class ChunkLayout:
+    """How a store's unit axis is cut into chunks and the chunks dealt to shards; every store of the project (the
+    verdict store, the answer store of ``judgelm.generation``) is laid out this way and sets the three sizes."""
+
+    n_units: int
+    chunk_units: int
+    n_chunks: int
+
+    def chunk_slice(self, chunk: int) -> slice:
+        return slice(chunk * self.chunk_units, min((chunk + 1) * self.chunk_units, self.n_units))
+
+    def shard_chunks(self, shard: int, n_shards: int) -> range:
+        """The contiguous run of chunks shard ``shard`` of ``n_shards`` owns; every chunk has exactly one owner."""
+        if not 0 <= shard < n_shards:
+            raise ValueError(f"shard {shard} is outside 0..{n_shards - 1}")
+        return range(shard * self.n_chunks // n_shards, (shard + 1) * self.n_chunks // n_shards)
+
+    def shard_slice(self, shard: int, n_shards: int) -> slice:
+        """The units shard ``shard`` owns: its chunks are contiguous, so they are one slice (empty if none)."""
+        chunks = self.shard_chunks(shard, n_shards)
+        if not chunks:
+            return slice(0, 0)
+        return slice(self.chunk_slice(chunks[0]).start, self.chunk_slice(chunks[-1]).stop)
+
+    def shard_units(self, shard: int, n_shards: int) -> int:
+        sl = self.shard_slice(shard, n_shards)
+        return sl.stop - sl.start
+
+    def done(self) -> np.ndarray:
+        """Per unit: committed."""
+        raise NotImplementedError
+
+    def readable_done(self) -> np.ndarray:
+        """``done`` read past damage, for reports that must still show a damaged store: unreadable chunks of it are
+        not done."""
+        return self.done()
+
+    def verify(self) -> list[Damage]:
+        """Every damaged chunk, named; stores whose chunks carry no checksums (answer stores) find none."""
+        return []
+
+    def chunk_done(self, chunk: int) -> bool:
+        return bool(self.done()[self.chunk_slice(chunk)].all())
+
+    def incomplete_shards(self, n_shards: int) -> list[int]:
+        """Shards owning at least one chunk that is not done, decided from the store alone."""
+        done = self.done()
+        return [k for k in range(n_shards) if not done[self.shard_slice(k, n_shards)].all()]
+
+
+class VerdictStore(ChunkLayout):
     """Open an existing store. ``create`` makes a new one; ``judge(name)`` is the view of a panel judge's verdicts."""
 
     def __init__(self, path: str | Path, mode: str = "r"):
@@ -363,28 +413,6 @@ class VerdictStore:
             **({"checksums": CHECKSUMS} if checksums else {}),
         })
         return cls(path, mode="r+")
-
-    # --- layout -----------------------------------------------------------------------------------------------
-
-    def chunk_slice(self, chunk: int) -> slice:
-        return slice(chunk * self.chunk_units, min((chunk + 1) * self.chunk_units, self.n_units))
-
-    def shard_chunks(self, shard: int, n_shards: int) -> range:
-        """The contiguous run of chunks shard ``shard`` of ``n_shards`` owns; every chunk has exactly one owner."""
-        if not 0 <= shard < n_shards:
-            raise ValueError(f"shard {shard} is outside 0..{n_shards - 1}")
-        return range(shard * self.n_chunks // n_shards, (shard + 1) * self.n_chunks // n_shards)
-
-    def shard_slice(self, shard: int, n_shards: int) -> slice:
-        """The units shard ``shard`` owns: its chunks are contiguous, so they are one slice (empty if none)."""
-        chunks = self.shard_chunks(shard, n_shards)
-        if not chunks:
-            return slice(0, 0)
-        return slice(self.chunk_slice(chunks[0]).start, self.chunk_slice(chunks[-1]).stop)
-
-    def shard_units(self, shard: int, n_shards: int) -> int:
-        sl = self.shard_slice(shard, n_shards)
-        return sl.stop - sl.start
 
     # --- reading ------------------------------------------------------------------------------------------------
 
@@ -491,6 +519,9 @@ class VerdictStore:
 
     def done(self) -> np.ndarray:
         return self._read(f"{self.prefix}/done")
+
+    def readable_done(self) -> np.ndarray:
+        return decode_tolerant(self.group[f"{self.prefix}/done"])[0]
 
     def unit_labels(self) -> np.ndarray:
         """Each unit's ground-truth label (1, 0, -1) as the unit shows the answers (a swapped unit's is negated),

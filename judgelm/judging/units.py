@@ -80,6 +80,12 @@ def plan_units(records: list[Record], mode: Mode | str = Mode.PAIR, reference: s
 _GOLDEN = (5 ** 0.5 - 1) / 2
 
 
+def spread_order(group: np.ndarray) -> np.ndarray:
+    """The permutation that spreads ``group`` (a record or question index per unit) as ``spread_records`` does:
+    groups ordered by ``frac(g × golden ratio)``, each group's units adjacent and in their order."""
+    return np.argsort((group.astype(np.float64) * _GOLDEN) % 1.0, kind="stable")
+
+
 def spread_records(plan: UnitPlan) -> UnitPlan:
     """The same units with whole records reordered so that any contiguous run of units samples all the records.
 
@@ -89,6 +95,5 @@ def spread_records(plan: UnitPlan) -> UnitPlan:
     stretch is spread almost evenly over ``0..n`` (the three-distance theorem), so each shard gets its share of
     every part. Deterministic, and the units of a record stay adjacent and in their order.
     """
-    key = (plan.record.astype(np.float64) * _GOLDEN) % 1.0
-    idx = np.argsort(key, kind="stable")
+    idx = spread_order(plan.record)
     return UnitPlan(plan.record[idx], plan.order[idx], plan.with_reference[idx], plan.turn[idx])

@@ -96,16 +96,17 @@ class Entry:
     token_ids: list[int]
     top_ids: list | None = None
     top_logprobs: list | None = None
+    stopped: bool = True  # ended on EOS (or the score line's newline), not at max_new_tokens
 
     @classmethod
     def of(cls, g: Generation) -> Entry:
         return cls(g.text, list(g.token_ids), None if g.top_ids is None else g.top_ids.tolist(),
-                   None if g.top_logprobs is None else g.top_logprobs.tolist())
+                   None if g.top_logprobs is None else g.top_logprobs.tolist(), bool(g.stopped))
 
     def generation(self, unit: int) -> Generation:
         from judgelm.inference.hf import Generation
 
-        return Generation(unit=unit, token_ids=self.token_ids, text=self.text, stopped=True,
+        return Generation(unit=unit, token_ids=self.token_ids, text=self.text, stopped=self.stopped,
                           top_ids=None if self.top_ids is None else np.array(self.top_ids, dtype=np.int32),
                           top_logprobs=None if self.top_logprobs is None else np.array(self.top_logprobs))
 

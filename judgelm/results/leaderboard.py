@@ -317,6 +317,10 @@ def build_leaderboard(store: VerdictStore, reference: dict[str, Any] | None = No
             out["boards"][name] = board
     if store.attrs.get("tiny_judge"):
         out["note"] = TINY_NOTE
+    if store.attrs.get("tiny_models"):  # generated here by toy models (make evaluate MODELS=models/tiny-chat-*)
+        out["models_note"] = (f"{', '.join(store.attrs['tiny_models'])}: toy models (under 100M parameters) built on "
+                              "this machine; their rows prove that generation, judging and the leaderboard work end "
+                              "to end, not that the models are any good.")
     return out
 
 

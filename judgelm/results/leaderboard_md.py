@@ -145,4 +145,6 @@ def format_leaderboard(lb: dict[str, Any]) -> str:
         lines += ["", "Figures: " + ", ".join(f"[{f}]({f})" for f in lb["figures"])]
     if lb.get("note"):
         lines += ["", f"Note: {lb['note']}"]
+    if lb.get("models_note"):
+        lines += ["", f"Note: {lb['models_note']}"]
     return "\n".join(lines) + "\n"

@@ -377,6 +377,8 @@ def _compute(store: VerdictStore, allow_partial: bool,
     out["data_notes"] = {k: store.attrs[k] for k in DATA_NOTES if k in store.attrs}
     if not store.attrs.get("imported"):  # imported verdicts were neither judged here nor cached
         out["units_from_cache"] = int(store.cached().sum())
+    if "answers_from_cache" in store.attrs:  # an evaluation whose answers were generated first (make evaluate MODELS=)
+        out["answers"], out["answers_from_cache"] = store.attrs["answers"], store.attrs["answers_from_cache"]
     if store.attrs.get("tiny_judge"):
         out["note"] = TINY_NOTE
     conf = confidence_of(store, a)

@@ -78,6 +78,9 @@ def format_table(m: dict[str, Any]) -> str:
         lines += ["", f"Server usage: {u['requests']} requests ({u['retries']} retries), {u['prompt_tokens']} prompt + "
                       f"{u['completion_tokens']} completion tokens"
                       + (f", ${u['cost_usd']:.2f}" if u["cost_usd"] else "")]
+    if m.get("answers_from_cache") is not None:
+        lines += ["", f"{m['answers_from_cache']} of {m['answers']} answers from the answer cache, "
+                      f"{m['answers'] - m['answers_from_cache']} generated."]
     if m.get("units_from_cache") is not None:
         lines += ["", f"{m['units_from_cache']} of {m['units']} units from the verdict cache, "
                       f"{m['units'] - m['units_from_cache']} judged."]
