@@ -44,6 +44,10 @@ class GenerateConfig:
     system_prompt: str = ""
     """The system message of every conversation; empty: the benchmark's own where it has one, else none (the
     model's template decides)."""
+    checklists: bool = False
+    """Write RocketEval checklists instead of answers (``make checklists``): each question is replaced by
+    RocketEval's checklist-creation prompt with its reference answer, and the export parses the items into
+    ``checklists.jsonl`` (``judgelm.generation.checklists``)."""
     keep_thinking: bool = False
     """Show a reasoning model's thinking (``<think>…</think>`` in its text, or a server's reasoning field) to the
     judge too. By default it is stored apart (``reasoning`` in the store) and only the answer after it is judged."""
