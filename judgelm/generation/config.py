@@ -21,7 +21,8 @@ class QuestionsConfig:
     """Which questions are answered."""
 
     source: str = "alpaca_eval"
-    """A question set by name (``alpaca_eval``, ``mt_bench``: ``judgelm.generation.questions.QUESTION_SETS``) or a
+    """A question set by name (``alpaca_eval``, ``mt_bench``, ``arena-hard``, ``arena-hard-v0.1``:
+    ``judgelm.generation.questions.QUESTION_SETS``) or a
     file: JSONL in FastChat's ``question.jsonl`` layout (``question_id``, ``turns``, optional ``category``), or rows
     with ``instruction`` (AlpacaEval's layout)."""
     limit: int = 0
