@@ -27,7 +27,6 @@ from judgelm.data.checklists import parse_generated, write_checklists
 from judgelm.data.records import iter_dicts
 from judgelm.generation.questions import Question, QuestionSet
 from judgelm.generation.store import TOO_LONG, AnswerStore
-from judgelm.judging.run import is_tiny_judge
 from judgelm.profiles.rocketeval import checklist_prompt
 from judgelm.rundir import write_text_atomic
 
@@ -75,6 +74,8 @@ def write_sources(root: Path, sources: list[dict]) -> None:
 def export_checklists(store: AnswerStore, root: Path) -> list[str]:
     """Parse every committed first answer into a checklist and write ``checklists.jsonl`` (keyed by question text
     for sets whose ids are positions, AlpacaEval's; else by id); returns the summary's lines."""
+    from judgelm.judging.run import is_tiny_judge  # imports torch, which exporting and `make status` need not
+
     sources = {str(obj["question_id"]): obj for _, obj in iter_dicts(root / SOURCES_FILE)}
     ids, done = store.question_ids(), store.done()
     question, sample = store.units("question"), store.units("sample")
