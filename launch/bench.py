@@ -41,6 +41,7 @@ from judgelm.inference.hf import HFEngine
 from judgelm.inference.models import encode_with_bos, load_judge, load_tokenizer
 from judgelm.inference.reference_method import judge_one_at_a_time
 from judgelm.profiles.prompts import build_prompt
+from launch.bench_e2e import bench_run, e2e_table
 from launch.cli import run_main
 
 
@@ -133,6 +134,14 @@ def model_eval_prompts(tok, raw_dir: Path, n_instructions: int, max_tokens: int)
             if len(out) == 2 * len(models) * n_instructions:
                 break
     return out
+
+
+def generation_prompts(tok, questions: Path, n: int) -> list[list[int]]:
+    """Answer generation as ``make generate`` does it, at the engine level: MT-Bench's first turns in a plain chat
+    format, both engines given the same ids and generating up to ``generate_new_tokens`` (decode-bound: batching,
+    the KV cache and finished rows leaving the batch are what counts)."""
+    turns = [json.loads(line)["turns"][0] for line in questions.read_text().splitlines() if line.strip()][:n]
+    return encode_with_bos(tok, [f"USER: {q}\nASSISTANT:" for q in turns])
 
 
 @contextlib.contextmanager
@@ -262,6 +271,13 @@ def bench_model(name: str, args, score_line_tokens: float | None) -> tuple[list[
                 if workload == "pandalm":
                     row.update(reference_and_ceiling(model, tok, device, ids, n_ref, mode, max_new, repeats))
                 rows.append(row)
+        if args.questions and Path(args.generation_questions).is_file():
+            ids = generation_prompts(tok, Path(args.generation_questions), args.questions if tiny
+                                     else args.questions_big)
+            rows.append({**head, "mode": "generate", "workload": "generation",
+                         "max_new_tokens": args.generate_new_tokens, "units": len(ids),
+                         **compare_engines(model, tok, device, peers, ids, "full", args.generate_new_tokens,
+                                           repeats)})
         versions = peers.get("versions")
     return rows, versions
 
@@ -409,6 +425,18 @@ class BenchConfig:
     """``instructions`` for the 50M model."""
     max_prompt_tokens: int = 1536
     """Model-evaluation instructions must fit in this."""
+    generation_questions: str = "data/evaluation/mt_bench/question.jsonl"
+    """Questions of the generation workload (their first turns)."""
+    questions: int = 32
+    """Answers generated per repeat in the generation workload, tiny model (0: no generation rows)."""
+    questions_big: int = 8
+    """``questions`` for the 50M model."""
+    generate_new_tokens: int = 256
+    """Generation limit of the generation workload (answers of a few hundred tokens)."""
+    e2e: list[str] = field(default_factory=lambda: ["judge", "evaluate"])
+    """End-to-end rows: these default commands (``judge``, ``evaluate``) against their engine alone."""
+    e2e_repeats: int = 2
+    """Runs of each end-to-end command (each against the engine alone, interleaved)."""
 
 
 def bench(argv: list[str]) -> int:
@@ -419,6 +447,10 @@ def bench(argv: list[str]) -> int:
         torch.set_num_threads(args.threads)
     hw = hardware()
     print(f"hardware: {hw}", flush=True)
+    e2e = []
+    for kind in args.e2e:
+        print(f"  end to end: make {kind}", flush=True)
+        e2e.append(bench_run(kind, args.e2e_repeats))
     rows: list[dict] = []
     for name in args.models:
         score_line = next((r["mean_new_tokens"] for r in rows if r["model"] == "tiny" and r["mode"] == "fast"
@@ -429,9 +461,9 @@ def bench(argv: list[str]) -> int:
     merge = bench_merge(args.merge_units, args.repeats) if args.merge_units else None
     out_dir = Path(args.runs_dir) / time.strftime("bench-%Y%m%d-%H%M%S")
     out_dir.mkdir(parents=True)
-    (out_dir / "bench.json").write_text(json.dumps({"hardware": hw, "args": asdict(args), "engine": rows,
-                                                    "merge": merge}, indent=2) + "\n")
-    print(vllm_table(rows) + "\n\n" + table(rows, merge))
+    (out_dir / "bench.json").write_text(json.dumps({"hardware": hw, "args": asdict(args), "end_to_end": e2e,
+                                                    "engine": rows, "merge": merge}, indent=2) + "\n")
+    print((e2e_table(e2e) + "\n\n" if e2e else "") + vllm_table(rows) + "\n\n" + table(rows, merge))
     print(f"\nwritten: {out_dir / 'bench.json'}")
     return 0
 

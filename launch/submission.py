@@ -18,16 +18,15 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from judgelm.judging.phases import PhaseTimer, process_age
 from judgelm.judging.progress import read_progress
 from judgelm.judging.store import VerdictStore
-from judgelm.results.merge import IncompleteStore, merge_run
-from judgelm.results.tables import format_table
 from judgelm.rundir import RunDir
 from launch.cluster import ClusterConfig, make_executor
 from launch.configs import JudgeLaunchConfig
 from launch.server import STOP_FILE, request_stop, submit_server
 from launch.snapshot import snapshot_code
-from launch.tasks import JudgeShardTask, merge_task
+from launch.tasks import JudgeShardsTask, JudgeShardTask, merge_task
 
 log = logging.getLogger("judgelm.launch")
 
@@ -99,13 +98,27 @@ def ctrl_c_left_to_shards(local: bool):
             signal.signal(signal.SIGINT, previous)
 
 
+def local_workers(shards: list[int], backend: str, running_here: int = 0) -> tuple[list[list[int]], int]:
+    """Shards grouped into local workers, and torch threads per worker. A model judged in this machine's processes
+    gets one worker per submission, judging its shards one after the other on its share of the cores (the engine
+    spreads over them: ``cpu_processes``), so the imports and the model load are paid once and never more
+    processes compute than there are cores; ``running_here`` counts the shards of every submission running here
+    (default: these). Shards that call a server (``openai``) compute nothing here: one worker each, side by side."""
+    cores = os.cpu_count() or 1
+    share = max(1, cores * len(shards) // max(running_here or len(shards), 1))  # this submission's cores
+    if backend == "openai":
+        return [[s] for s in shards], 1
+    return [list(shards)], share
+
+
 @dataclass
 class Submission:
     rd: RunDir
     cfg: JudgeLaunchConfig
     shards: list[int]
-    shard_jobs: list  # submitit jobs, one per shard
+    shard_jobs: list  # the submitit job of each shard (locally a worker's job, shared by its shards)
     merge_job: object | None  # Slurm only: the merge runs after the array (afterany)
+    judge: str = ""  # a panel judge's shards (``make panel``); empty: the run's own judge
 
     @property
     def array_job_id(self) -> str | None:
@@ -129,10 +142,7 @@ def submit(rd: RunDir, cfg: JudgeLaunchConfig, shards: list[int], wait_for: list
     name = f"judgelm-judge:{cfg.run}" + (f":{judge}" if judge else "")
     slurm = cfg.cluster.executor == "slurm"
     chdir = snapshot_code(rd.root / "code") if slurm else None
-    # Locally, share this machine's cores between the shards that run at once; Slurm gives each its own. Idle
-    # OpenMP threads must sleep rather than spin, or shards sharing cores slow each other down several-fold.
-    threads = 0 if slurm else max(1, (os.cpu_count() or 1) // max(1, running_here or len(shards)))
-    if not slurm:
+    if not slurm:  # idle OpenMP threads must sleep, or processes sharing cores slow each other down several-fold
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     jobs, merge = [], None
     server = cfg.cluster.server.enabled and shards and not judge
@@ -142,10 +152,18 @@ def submit(rd: RunDir, cfg: JudgeLaunchConfig, shards: list[int], wait_for: list
     if shards:
         ex = make_executor(cfg.cluster, rd.logs, name, comment=comment, chdir=chdir,
                            gpus_per_node=task_gpus(cfg), python=cfg.engine.python or None)
-        n = len(shards)
         with ctrl_c_left_to_shards(not slurm):
-            jobs = ex.map_array(JudgeShardTask(), [str(rd.root)] * n, shards, [cfg.shards] * n, [threads] * n,
-                                [judge] * n)
+            if slurm:  # Slurm gives every task its own cores
+                n = len(shards)
+                jobs = ex.map_array(JudgeShardTask(), [str(rd.root)] * n, shards, [cfg.shards] * n, [0] * n,
+                                    [judge] * n)
+            else:
+                groups, threads = local_workers(shards, cfg.engine.backend, running_here)
+                n = len(groups)
+                workers = ex.map_array(JudgeShardsTask(), [str(rd.root)] * n, groups, [cfg.shards] * n,
+                                       [threads] * n, [judge] * n)
+                worker_of = {s: w for w, g in zip(workers, groups) for s in g}
+                jobs = [worker_of[s] for s in shards]
     if slurm:
         after = ([jobs[0].job_id.split("_")[0]] if jobs else []) + list(wait_for)
         ex = make_executor(merge_cluster(cfg.cluster), rd.logs, f"judgelm-merge:{cfg.run}", comment=comment,
@@ -153,7 +171,7 @@ def submit(rd: RunDir, cfg: JudgeLaunchConfig, shards: list[int], wait_for: list
         merge = ex.submit(merge_task, str(rd.root), cfg.allow_partial, bool(server))
     record_submission(rd, "judge", cfg.cluster.executor, [j.job_id for j in jobs], shards,
                       merge.job_id if merge else None, judge=judge)
-    return Submission(rd, cfg, shards, jobs, merge)
+    return Submission(rd, cfg, shards, jobs, merge, judge)
 
 
 class ProgressView:
@@ -212,24 +230,35 @@ class ProgressView:
         return f"{left / (per_shard * min(self.parallelism, incomplete)):.0f} s"
 
 
-def follow(sub: Submission, every: float = 5.0) -> None:
-    """Print a progress line whenever it changes until every job of the submission has ended."""
+def follow(sub: Submission, every: float = 5.0, poll: float = 0.2) -> None:
+    """Print a progress line every ``every`` seconds when it changed, until every job of the submission has ended;
+    the jobs' end is noticed within ``poll`` seconds, so the merge starts at once."""
     view = ProgressView(sub.rd, sub.cfg.shards, sub.cfg.cluster.array_parallelism)
-    last = ""
+    last, shown = "", -every
     while True:
         finished = all(j.done() for j in sub.jobs)
-        line = view.line()
-        if line.split("] ", 1)[-1] != last or finished:
-            print(line, flush=True)
-            last = line.split("] ", 1)[-1]
+        if finished or time.monotonic() - shown >= every:
+            line, shown = view.line(), time.monotonic()
+            if line.split("] ", 1)[-1] != last or finished:
+                print(line, flush=True)
+                last = line.split("] ", 1)[-1]
         if finished:
             return
-        time.sleep(every)
+        time.sleep(poll)
 
 
-def finish(sub: Submission, started: float) -> int:
-    """After the jobs end: name failed shards, then merge (locally) or show the merge job's outcome."""
-    failed = [s for s, j in zip(sub.shards, sub.shard_jobs) if j.exception() is not None]
+def finish(sub: Submission, started: float, timer: PhaseTimer | None = None) -> int:
+    """After the jobs end: name failed shards, then merge (locally) or show the merge job's outcome. With ``timer``
+    (the run's phases so far) the merge is timed too and the phases are printed."""
+    from judgelm.results.merge import IncompleteStore, merge_run  # scipy: imported while the shards compute
+    from judgelm.results.tables import format_table
+
+    timer = timer or PhaseTimer()
+    # A local worker's failure leaves the shards it had finished complete: the store says which it did not finish.
+    store = VerdictStore(sub.rd.store)
+    done = (store.judge(sub.judge) if sub.judge else store).done()
+    failed = [s for s, j in zip(sub.shards, sub.shard_jobs)
+              if j.exception() is not None and not done[store.shard_slice(s, sub.cfg.shards)].all()]
     for s, j in zip(sub.shards, sub.shard_jobs):
         if s in failed:
             log.error("shard %d failed (log: %s): %s", s, j.paths.stderr, j.exception())
@@ -238,7 +267,8 @@ def finish(sub: Submission, started: float) -> int:
         print(sub.merge_job.exception(), file=sys.stderr)
         return 1
     try:
-        m = merge_run(sub.rd.root, sub.cfg.allow_partial) if sub.merge_job is None else None
+        with timer("merge"):
+            m = merge_run(sub.rd.root, sub.cfg.allow_partial) if sub.merge_job is None else None
     except IncompleteStore as e:
         print(f"error: {e}\ncontinue with: make resubmit RUN={sub.cfg.run}", file=sys.stderr)
         return 1
@@ -246,7 +276,7 @@ def finish(sub: Submission, started: float) -> int:
         if sub.merge_job is None and sub.cfg.cluster.server.enabled:
             request_stop(sub.rd.root)
     print(format_table(m) if m else sub.rd.table.read_text(), flush=True)
-    print(f"run directory: {sub.rd.root}\nwall time: {time.time() - started:.1f} s", flush=True)
+    print(f"run directory: {sub.rd.root}\n{timer.line('run')}\nwall time: {time.time() - started:.1f} s", flush=True)
     return 1 if failed else 0
 
 
@@ -264,14 +294,18 @@ def print_how_to_follow(sub: Submission) -> None:
 
 def launch(rd: RunDir, cfg: JudgeLaunchConfig, shards: list[int], started: float, wait_for: list[str] = ()) -> int:
     """Submit, then (unless a Slurm run is not waited for) follow to the end and report."""
-    sub = submit(rd, cfg, shards, wait_for)
+    timer = PhaseTimer()  # the launcher's own phases; "create": from its start (imports included) to submitting
+    timer.seconds["create"] = round(process_age() or time.time() - started, 3)
+    with timer("shards"):
+        sub = submit(rd, cfg, shards, wait_for)
     if cfg.cluster.executor == "slurm":
         print_how_to_follow(sub)
         if not cfg.wait:
             return 0
     try:
-        follow(sub)
+        with timer("shards"):
+            follow(sub)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"Shards stop after their current chunk; nothing judged is lost. Continue with: "
                                 f"make resubmit RUN={cfg.run}") from None
-    return finish(sub, started)
+    return finish(sub, started, timer)

@@ -10,8 +10,6 @@ from typing import TYPE_CHECKING
 import submitit
 
 from judgelm.judging.preemption import StopRequest
-from judgelm.results.merge import merge_run
-from judgelm.results.tables import format_table
 from launch.cli import setup_logging
 from launch.server import request_stop
 
@@ -45,9 +43,26 @@ class JudgeShardTask(submitit.helpers.Checkpointable):
         return result
 
 
+class JudgeShardsTask:
+    """A local worker: several shards of a run one after the other in one process, so a machine never runs more
+    judging processes than it has cores and the model is loaded once (``make_engine``). Each shard still commits
+    its own chunks and keeps its own progress; a stop (ctrl-C) ends the worker after the current chunk."""
+
+    def __call__(self, run_dir: str, shards: list[int], n_shards: int, threads: int = 0,
+                 judge: str = "") -> list[ShardResult]:
+        results = []
+        for shard in shards:
+            results.append(JudgeShardTask()(run_dir, shard, n_shards, threads, judge))
+            if results[-1].interrupted:
+                break
+        return results
+
+
 def merge_task(run_dir: str, allow_partial: bool = False, stop_server: bool = False) -> dict:
     """The merge job: fails, naming the incomplete shards, unless every unit is done (or partial is allowed).
     With ``stop_server`` it then shuts down the run's judge server, whatever the merge's outcome."""
+    from judgelm.results.merge import merge_run  # scipy and more: not for the shards, which unpickle this module
+    from judgelm.results.tables import format_table
     setup_logging()
     try:
         m = merge_run(run_dir, allow_partial)

@@ -76,6 +76,10 @@ class EngineConfig:
     counted in the merge."""
     threads: int = 0
     """CPU threads for torch; 0 takes SLURM_CPUS_PER_TASK or this machine's cores divided among local shards."""
+    cpu_processes: int = 0
+    """hf engine on a CPU: processes that judge batches side by side, forked from the shard's process (sharing its
+    weights), one torch thread each. 0: one per thread for a model under 1B parameters (a small model's operations
+    are too small for threads to help), else 1 (threads only). Results do not depend on it."""
     logprobs_topk: int = 0
     """If > 0, store the top-k log-probabilities at each of the first generated positions (fast mode), from
     which the merge derives an expected score and a confidence per verdict."""
@@ -157,8 +161,8 @@ class EngineConfig:
         if not 0 <= self.memory_margin < 1 or self.tensor_parallel_size < 0:
             raise ValueError(f"engine.memory_margin must be in [0, 1) and engine.tensor_parallel_size >= 0, got "
                              f"{self.memory_margin}, {self.tensor_parallel_size}")
-        if self.logprobs_topk < 0:
-            raise ValueError("engine.logprobs_topk must be >= 0")
+        if self.logprobs_topk < 0 or self.cpu_processes < 0:
+            raise ValueError("engine.logprobs_topk and engine.cpu_processes must be >= 0")
         if self.samples < 1 or self.parse_retries < 0 or self.retry_temperature <= 0:
             raise ValueError(f"engine.samples must be >= 1, engine.parse_retries >= 0 and engine.retry_temperature "
                              f"> 0, got {self.samples}, {self.parse_retries}, {self.retry_temperature}")

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from judgelm.inference.config import EngineConfig
+from judgelm.inference.fork_pool import ForkPool
 from judgelm.inference.kv_cache import batch_cache, row_block, seal, share_prefix
 from judgelm.inference.memory import gpu_budget
 from judgelm.inference.prefix import attention_positions_per_token, prefix_groups, worth_sharing
@@ -132,6 +133,21 @@ def prefill_plan(ids: list[list[int]], max_new: int, batch_tokens: int, max_batc
     return groups, prefix_of
 
 
+SMALL_MODEL = 1_000_000_000
+"""Parameters below which a CPU engine judges in one process per thread by default: a bigger model's matmuls use
+torch's threads well, and every process holds its own activations and KV cache."""
+
+
+def cpu_processes(requested: int, device: torch.device, params: int) -> int:
+    """How many processes judge side by side (``judgelm.inference.fork_pool``): only ever on a CPU; ``requested``
+    (``EngineConfig.cpu_processes``), or for 0 one per torch thread for a small model, else one."""
+    if device.type != "cpu":
+        return 1
+    if requested:
+        return requested
+    return min(torch.get_num_threads(), 8) if params < SMALL_MODEL else 1
+
+
 class HFEngine:
     """Judges lists of tokenized prompts with a loaded causal LM."""
 
@@ -155,6 +171,8 @@ class HFEngine:
                                   ("final_logit_softcapping", "logit_scale", "logits_scaling"))
         self.window = attention_window(text_cfg, model.config._attn_implementation)
         self.eager = model.config._attn_implementation == "eager"
+        self.cpu_processes = cpu_processes(cfg.cpu_processes, device, sum(p.numel() for p in model.parameters()))
+        self.pool: ForkPool | None = None
 
     @property
     def context_length(self) -> int:
@@ -165,15 +183,43 @@ class HFEngine:
         that send text to a server; this one judges the token ids."""
         out: list[Generation | None] = [None] * len(ids)
         lengths = [len(x) for x in ids]
-        groups, prefix_of = prefill_plan(ids, self.max_new, self.cfg.batch_tokens, self.cfg.max_batch,
+        pool = self._pool()
+        # With several processes, batches are kept small enough that each process gets a few of them.
+        max_batch = self.cfg.max_batch if pool is None else max(1, min(self.cfg.max_batch,
+                                                                       -(-len(ids) // (2 * pool.processes))))
+        groups, prefix_of = prefill_plan(ids, self.max_new, self.cfg.batch_tokens, max_batch,
                                          self.cfg.max_padding, self.per_token if self.cfg.prefix_sharing else None)
-        for batch in decode_batches(groups, lengths, self.max_new, self.cfg.batch_tokens, self.cfg.max_batch):
-            rows = [i for g in batch for i in g]
-            batch_ids = [[ids[i] for i in g] for g in batch]
-            for i, g in zip(rows, self._run_batch([units[i] for i in rows], batch_ids,
-                                                  [prefix_of.get(g[0], 0) for g in batch])):
-                out[i] = g
+        batches = decode_batches(groups, lengths, self.max_new, self.cfg.batch_tokens, max_batch)
+        jobs = [(self.cfg, [units[i] for g in batch for i in g], [[ids[i] for i in g] for g in batch],
+                 [prefix_of.get(g[0], 0) for g in batch]) for batch in batches]
+        results = pool.map(jobs) if pool is not None else [self._run_job(job) for job in jobs]
+        for batch, result in zip(batches, results):
+            for i, gen in zip((i for g in batch for i in g), result):
+                out[i] = self._finish(gen)
         return out  # type: ignore[return-value]
+
+    def _pool(self) -> ForkPool | None:
+        """The compute processes this engine judges with on a CPU (``EngineConfig.cpu_processes``), forked at
+        first use; ``None``: this process alone."""
+        n = self.cpu_processes
+        if n <= 1:
+            return None
+        if self.pool is None or not self.pool.alive:
+            if self.pool is not None:
+                self.pool.close()
+            self.pool = ForkPool(self._run_job, n - 1)
+        return self.pool
+
+    def _run_job(self, job: tuple) -> list[Generation]:
+        """One decode batch, with the settings the engine has now (they travel with the job to a child)."""
+        self.cfg = job[0]
+        return self._run_batch(*job[1:])
+
+    def _finish(self, g: Generation) -> Generation:
+        """The generation's text, decoded here rather than in a compute process (one tokenizer call per unit)."""
+        eos = self.tokenizer.eos_token_id
+        g.text = self.tokenizer.decode([t for t in g.token_ids if t != eos], skip_special_tokens=True)
+        return g
 
     @torch.inference_mode()
     def _prefill(self, groups: list[list[list[int]]], prefixes: list[int]):
@@ -271,12 +317,6 @@ class HFEngine:
                              past_key_values=cache, use_cache=True)
             cache, logits = out.past_key_values, out.logits[:, -1]
 
-        eos = self.tokenizer.eos_token_id
-        results = []
-        for r in range(b):
-            ids = [t for t in generated[r] if t != eos]
-            results.append(Generation(unit=units[r], token_ids=generated[r],
-                                      text=self.tokenizer.decode(ids, skip_special_tokens=True), stopped=stopped[r],
-                                      top_ids=None if top_ids is None else top_ids[r],
-                                      top_logprobs=None if top_lp is None else top_lp[r]))
-        return results
+        return [Generation(unit=units[r], token_ids=generated[r], text="", stopped=stopped[r],
+                           top_ids=None if top_ids is None else top_ids[r],
+                           top_logprobs=None if top_lp is None else top_lp[r]) for r in range(b)]

@@ -21,7 +21,6 @@ from judgelm.config import ConfigError
 from judgelm.data.benchmarks import absolute_spec, load_dataset
 from judgelm.data.benchmarks.suites import check_mode
 from judgelm.data.records import Loaded, write_rejects
-from judgelm.inference.models import resolve_model
 from judgelm.judging.config import JudgeConfig
 from judgelm.judging.store import VerdictStore, draw_arrays, logprob_arrays, plan_chunks
 from judgelm.judging.units import UnitPlan, plan_units, spread_records
@@ -50,21 +49,43 @@ def local_model(path: str) -> str:
         raise ConfigError(f"model.path={path}: no such directory (give a model directory or a hub id)")
     if Path(path).exists() and not Path(path).is_dir():
         raise ConfigError(f"model.path={path}: is a file; give the model's directory (with config.json)")
+    if Path(path).is_dir():
+        return str(Path(path).resolve())
+    from judgelm.inference.models import resolve_model  # torch, for the hub: not for a local directory
     return str(Path(resolve_model(path)).resolve())
 
 
 def check_model(path: str, weights: bool = True) -> None:
-    """Load the judge's config (when the shards load its ``weights``) and tokenizer once, here, so a wrong
-    ``model.path`` is one line at the prompt instead of a Hugging Face traceback in every shard."""
-    from transformers import AutoConfig
+    """Read the judge's config (when the shards load its ``weights``) and tokenizer once, here, so a wrong
+    ``model.path`` is one line at the prompt instead of a Hugging Face traceback in every shard.
 
-    from judgelm.inference.models import load_tokenizer
+    A fast tokenizer (``tokenizer.json``) and the config are read as the files they are, without ``transformers``:
+    through it, reading a Llama config imports torch and most of ``transformers`` (seconds of every run's start,
+    paid again by the shards). A tokenizer without ``tokenizer.json`` (SentencePiece only) loads through it."""
+    root = Path(path)
 
-    loaders = (("config", AutoConfig.from_pretrained),) if weights else ()
-    for what, load in (*loaders, ("tokenizer", load_tokenizer)):
+    def config() -> None:
+        cfg = json.loads((root / "config.json").read_text())
+        if not isinstance(cfg, dict) or not isinstance(cfg.get("model_type"), str):
+            raise ValueError("config.json has no model_type")
+
+    def tokenizer() -> None:
+        if not (root / "tokenizer.json").is_file():
+            from judgelm.inference.models import load_tokenizer
+            load_tokenizer(path)
+            return
+        from tokenizers import Tokenizer
+
+        Tokenizer.from_file(str(root / "tokenizer.json"))
+        for name in ("tokenizer_config.json", "special_tokens_map.json"):
+            if (root / name).is_file():
+                json.loads((root / name).read_text())
+
+    loaders = (("config", config),) if weights else ()
+    for what, load in (*loaders, ("tokenizer", tokenizer)):
         try:
-            load(path)
-        except Exception as e:  # transformers raises many kinds; the first line says which file is wrong
+            load()
+        except Exception as e:  # a missing file, bad JSON, a tokenizer library error: the first line says which
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ConfigError(f"model.path={path}: cannot load its {what}: {first}") from None
 

@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,10 +20,11 @@ import torch
 
 from judgelm.data.verdicts import Status
 from judgelm.inference import make_engine
-from judgelm.inference.prepare import prepare_chunk
+from judgelm.inference.prepare import Prepared, prepare_chunk
 from judgelm.inference.usage import write_usage
 from judgelm.judging.config import JudgeConfig, load_run_config
 from judgelm.judging.panel import panel_member
+from judgelm.judging.phases import PhaseTimer, startup_once
 from judgelm.judging.preemption import StopRequest
 from judgelm.judging.progress import ShardProgress, read_progress, write_progress
 from judgelm.judging.resample import ChunkDraws, extra_draws
@@ -50,14 +52,19 @@ def set_threads(cfg_threads: int) -> None:
     torch.set_num_threads(max(1, n))
 
 
-def judge_chunk(store: VerdictStore, chunk: int, engine, cfg: JudgeConfig,
-                cache: VerdictCache | None = None) -> ChunkVerdicts:
+def prepare_prompts(store: VerdictStore, chunk: int, engine, cfg: JudgeConfig) -> Prepared:
+    """One chunk's prompts, rendered and tokenized (run in the background while the engine judges the chunk before)."""
     mode = Mode(cfg.prompt.mode)
-    max_new = cfg.engine.new_tokens()
-    limit = cfg.engine.max_prompt_tokens or engine.context_length - max_new
+    limit = cfg.engine.max_prompt_tokens or engine.context_length - cfg.engine.new_tokens()
     profile = make_profile(cfg.judge)
     profile.check_mode(mode)
-    prep = prepare_chunk(store.chunk_inputs(chunk), engine.tokenizer, mode, limit, cfg.engine.too_long, profile)
+    return prepare_chunk(store.chunk_inputs(chunk), engine.tokenizer, mode, limit, cfg.engine.too_long, profile)
+
+
+def judge_chunk(store: VerdictStore, prep: Prepared, engine, cfg: JudgeConfig,
+                cache: VerdictCache | None = None) -> ChunkVerdicts:
+    mode = Mode(cfg.prompt.mode)
+    profile = make_profile(cfg.judge)
     n = len(prep.unit)
     scores = np.full((n, store.n_scores), np.nan, dtype=np.float32)
     status = np.full(n, Status.PROMPT_TOO_LONG, dtype=np.int8)
@@ -109,38 +116,63 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
              len(chunks), len(todo), progress.units_done, progress.units_total, attempt.attempt,
              Path(__file__).resolve().parent)
     stop = stop or StopRequest()
+    timer = PhaseTimer(startup_once())
+
+    def commit(c: int, verdicts: ChunkVerdicts, cache: VerdictCache | None) -> None:
+        store.write_chunk(c, verdicts, attempt.attempt)
+        if cache is not None:  # only verdicts of a committed chunk enter the cache
+            cache.flush()
+        attempt.units_judged += size(c)
+        attempt.chunks_judged += 1
+        attempt.updated = time.time()
+        attempt.phases = dict(timer.seconds)  # a copy (atomic): the main thread goes on adding to them
+        progress.units_done += size(c)
+        write_progress(progress_path, progress)
+        if hasattr(engine, "usage"):  # server engines report tokens and cost per attempt
+            write_usage(rd.root, shard, attempt.attempt, engine.usage)
+        left = progress.units_total - progress.units_done
+        rate = progress.rate
+        log.info("shard %d: chunk %d done, %d/%d units, %.1f units/s, ETA %.0f s", shard, c,
+                 progress.units_done, progress.units_total, rate, left / rate if rate > 0 else float("nan"))
+
     try:
         if todo:
-            set_threads(threads or cfg.engine.threads)
-            engine = make_engine(cfg.model, cfg.engine)
+            with timer("model"):
+                set_threads(threads or cfg.engine.threads)
+                engine = make_engine(cfg.model, cfg.engine)
             if getattr(engine, "runtime", None) is not None:
                 attempt.runtime = dataclasses.asdict(engine.runtime)
                 log.info("judge loaded with %s", attempt.runtime)
-            cache = open_cache(rd.root.parent, cfg)
-        for c in todo:
-            if stop():
-                break
-            verdicts = judge_chunk(store, c, engine, cfg, cache)
-            store.write_chunk(c, verdicts, attempt.attempt)
-            if cache is not None:  # only verdicts of a committed chunk enter the cache
-                cache.flush()
-            attempt.units_judged += size(c)
-            attempt.chunks_judged += 1
-            attempt.updated = time.time()
-            progress.units_done += size(c)
-            write_progress(progress_path, progress)
-            if hasattr(engine, "usage"):  # server engines report tokens and cost per attempt
-                write_usage(rd.root, shard, attempt.attempt, engine.usage)
-            left = progress.units_total - progress.units_done
-            rate = progress.rate
-            log.info("shard %d: chunk %d done, %d/%d units, %.1f units/s, ETA %.0f s", shard, c,
-                     progress.units_done, progress.units_total, rate, left / rate if rate > 0 else float("nan"))
+            with timer("cache"):
+                cache = open_cache(rd.root.parent, cfg)
+        # The engine judges chunk c while one thread prepares chunk c + 1's prompts and another commits chunk c - 1
+        # (verdicts, ``done`` last, then its cache entries): each chunk is still committed whole, in order.
+        with ThreadPoolExecutor(1, "prepare") as preparing, ThreadPoolExecutor(1, "commit") as committing:
+            nxt, committed = None, None
+            for i, c in enumerate(todo):
+                if stop():
+                    break
+                with timer("tokenize"):
+                    prep = (nxt or preparing.submit(prepare_prompts, store, c, engine, cfg)).result()
+                nxt = preparing.submit(prepare_prompts, store, todo[i + 1], engine, cfg) if i + 1 < len(todo) else None
+                chunk_cache = None if cache is None else dataclasses.replace(cache, staged={})  # this chunk's entries
+                with timer("engine"):
+                    verdicts = judge_chunk(store, prep, engine, cfg, chunk_cache)
+                with timer("store"):
+                    if committed is not None:
+                        committed.result()
+                committed = committing.submit(commit, c, verdicts, chunk_cache)
+            with timer("store"):
+                if committed is not None:
+                    committed.result()
     except BaseException:
-        attempt.state, attempt.updated = "failed", time.time()
+        attempt.state, attempt.updated, attempt.phases = "failed", time.time(), timer.seconds
         write_progress(progress_path, progress)
         raise
+    finally:
+        log.info("%s", timer.line(f"shard {shard}"))
     interrupted = progress.units_done < progress.units_total
     attempt.state = "interrupted" if interrupted else "finished"
-    attempt.updated = time.time()
+    attempt.updated, attempt.phases = time.time(), timer.seconds
     write_progress(progress_path, progress)
     return ShardResult(shard, progress.units_total, progress.units_done, attempt.units_judged, interrupted, stop.signum)
