@@ -26,6 +26,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -282,30 +284,38 @@ def bench_model(name: str, args, score_line_tokens: float | None) -> tuple[list[
     return rows, versions
 
 
-def bench_merge(n_units: int, repeats: int) -> dict:
-    """Merge of a synthetic store vs the same metrics from JudgeLM's three JSONL files."""
+def synthetic_store(path: Path, n_units: int, rng) -> tuple[np.ndarray, object, np.ndarray]:
+    """A judged store of ``n_units`` units (PandaLM-like pairs in both orders, 2 % parse failures, 64 shards);
+    returns the ground-truth scores, the unit plan and the verdict scores it holds."""
     from judgelm.data.records import Record
     from judgelm.judging.store import ChunkVerdicts, VerdictStore
     from judgelm.judging.units import plan_units
-    from judgelm.results.merge import compute_metrics
-    from judgelm.scoring.judgelm_files import metrics_from_judgelm_files
 
-    rng = np.random.default_rng(0)
-    n_records = n_units // 2
-    gt = rng.integers(1, 11, (n_records, 2))
+    gt = rng.integers(1, 11, (n_units // 2, 2))
     records = [Record(question_id=i, question="q", answers=("a", "b"), gt_scores=(float(a), float(b)))
                for i, (a, b) in enumerate(gt.tolist())]
     plan = plan_units(records)
     scores = rng.integers(1, 11, (len(plan), 2)).astype(np.float32)
     scores[rng.random(len(plan)) < 0.02] = np.nan  # some parse failures
+    store = VerdictStore.create(path, records, plan, 2, chunk_units=16384, attrs={"n_shards": 64})
+    del records
+    for c in range(store.n_chunks):
+        sl = store.chunk_slice(c)
+        n = sl.stop - sl.start
+        store.write_chunk(c, ChunkVerdicts(scores=scores[sl], status=np.isnan(scores[sl, 0]).astype(np.int8),
+                                           text=[""] * n, prompt_tokens=np.zeros(n), new_tokens=np.zeros(n),
+                                           truncated=np.zeros(n, bool)), attempt=0)
+    return gt, plan, scores
+
+
+def bench_merge(n_units: int, repeats: int) -> dict:
+    """Merge of a synthetic store vs the same metrics from JudgeLM's three JSONL files."""
+    from judgelm.judging.store import VerdictStore
+    from judgelm.results.merge import compute_metrics
+    from judgelm.scoring.judgelm_files import metrics_from_judgelm_files
+
     with tempfile.TemporaryDirectory() as tmp:
-        store = VerdictStore.create(Path(tmp) / "s.zarr", records, plan, 2, chunk_units=16384, attrs={"n_shards": 64})
-        for c in range(store.n_chunks):
-            sl = store.chunk_slice(c)
-            n = sl.stop - sl.start
-            store.write_chunk(c, ChunkVerdicts(scores=scores[sl], status=np.isnan(scores[sl, 0]).astype(np.int8),
-                                               text=[""] * n, prompt_tokens=np.zeros(n), new_tokens=np.zeros(n),
-                                               truncated=np.zeros(n, bool)), attempt=0)
+        gt, plan, scores = synthetic_store(Path(tmp) / "s.zarr", n_units, np.random.default_rng(0))
         t_merge, m = median_time(lambda: compute_metrics(VerdictStore(Path(tmp) / "s.zarr")), repeats)
         t_same, same_store = median_time(lambda: judgelm_metrics_from_store(Path(tmp) / "s.zarr"), repeats)
 
@@ -329,6 +339,38 @@ def bench_merge(n_units: int, repeats: int) -> dict:
           f"from JudgeLM's JSONL files {t_jsonl:.2f} s (x{t_jsonl / t_same:.0f}); same metrics: {same}", flush=True)
     return {"units": n_units, "merge_s": t_merge, "judgelm_metrics_from_store_s": t_same, "jsonl_s": t_jsonl,
             "speedup_same_metrics": t_jsonl / t_same, "speedup_full_merge": t_jsonl / t_merge, "same_metrics": same}
+
+
+_MERGE_ALONE = """
+import json, resource, sys, time
+from judgelm.judging.store import VerdictStore
+from judgelm.results.merge import compute_metrics
+before = int(next(x for x in open("/proc/self/status") if x.startswith("VmRSS")).split()[1]) / 1024
+t = time.perf_counter()
+m = compute_metrics(VerdictStore(sys.argv[1]))
+print(json.dumps({"merge_s": time.perf_counter() - t, "rss_before_mb": before,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "agreement": m["groups"]["without_reference"]["agreement"]}))
+"""
+
+
+def bench_merge_scale(n_units: int) -> dict:
+    """The full merge of a synthetic store of ``n_units`` units in a process of its own: seconds, and memory at
+    its peak beyond what the process held once its imports were done (bounded by a window, not the store)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "s.zarr"
+        t = time.perf_counter()
+        synthetic_store(path, n_units, np.random.default_rng(1))
+        build_s = time.perf_counter() - t
+        disk_mb = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2 ** 20
+        out = subprocess.run([sys.executable, "-c", _MERGE_ALONE, str(path)], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parents[1], check=True)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    r.update(units=n_units, store_mb=round(disk_mb, 1), build_s=build_s,
+             merge_memory_mb=round(r["peak_rss_mb"] - r["rss_before_mb"], 1))
+    print(f"  merge of a {n_units:,}-unit store ({disk_mb:.0f} MB on disk, built in {build_s:.0f} s): "
+          f"{r['merge_s']:.2f} s, {r['merge_memory_mb']:.0f} MB beyond the imports", flush=True)
+    return r
 
 
 def judgelm_metrics_from_store(path: Path) -> dict:
@@ -410,7 +452,9 @@ class BenchConfig:
     repeats: int = 5
     """Timings are medians over this many repeats."""
     merge_units: int = 1_000_000
-    """Units of the synthetic store merged; 0 skips the merge benchmark."""
+    """Units of the synthetic store merged against JudgeLM's JSONL route; 0 skips it."""
+    merge_scale: list[int] = field(default_factory=lambda: [1_000_000, 10_000_000])
+    """Stores merged alone in a fresh process for time and memory (empty: none)."""
     threads: int = 0
     """torch threads of this process; 0 leaves torch's default."""
     runs_dir: str = "runs"
@@ -459,10 +503,12 @@ def bench(argv: list[str]) -> int:
         rows += model_rows
         hw["vllm"] = versions or hw.get("vllm")
     merge = bench_merge(args.merge_units, args.repeats) if args.merge_units else None
+    scale = [bench_merge_scale(n) for n in args.merge_scale]
     out_dir = Path(args.runs_dir) / time.strftime("bench-%Y%m%d-%H%M%S")
     out_dir.mkdir(parents=True)
-    (out_dir / "bench.json").write_text(json.dumps({"hardware": hw, "args": asdict(args), "end_to_end": e2e,
-                                                    "engine": rows, "merge": merge}, indent=2) + "\n")
+    report = {"hardware": hw, "args": asdict(args), "end_to_end": e2e, "engine": rows, "merge": merge,
+              "merge_scale": scale}
+    (out_dir / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     print((e2e_table(e2e) + "\n\n" if e2e else "") + vllm_table(rows) + "\n\n" + table(rows, merge))
     print(f"\nwritten: {out_dir / 'bench.json'}")
     return 0

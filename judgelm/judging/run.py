@@ -129,7 +129,8 @@ def plan_run(cfg: JudgeConfig, loaded: Loaded | None = None) -> PlannedRun:
         loaded = dataclasses.replace(loaded, records=loaded.records[: cfg.data.limit])
     if not loaded.records:
         raise ConfigError(f"no valid records in {cfg.data.source}")
-    plan = spread_records(plan_units(loaded.records, mode, cfg.prompt.reference, cfg.prompt.orders))
+    loaded = dataclasses.replace(loaded, records=spread_records(loaded.records))
+    plan = plan_units(loaded.records, mode, cfg.prompt.reference, cfg.prompt.orders)
     chunk, shards = plan_chunks(len(plan), cfg.shards, cfg.store.chunk_units)
     if shards < cfg.shards:
         log.warning("%d units fill only %d shards, not %d", len(plan), shards, cfg.shards)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,8 @@ class Columns:
     category: np.ndarray
     gt_scores: np.ndarray  # (n_records, n_scores), NaN where the ground truth has no scores
     answer_chars: np.ndarray  # (n_records, 2): lengths of answers 1 and 2, for length bias
+    cached: np.ndarray  # per unit: the verdict came from the verdict cache
+    start: int = 0  # the first unit (of the store) of these columns: ``column_windows`` gives the store in parts
 
 
 @dataclass(frozen=True)
@@ -211,6 +214,7 @@ class VerdictStore:
             **(attrs or {}), "format_version": FORMAT_VERSION, "n_units": n_units, "n_records": n_records,
             "chunk_units": chunk_units, "n_chunks": max(1, -(-n_units // chunk_units)), "n_scores": n_scores,
             "n_answers": n_answers, "extra_arrays": sorted(extra_arrays or {}),
+            "records_in_unit_order": bool((np.diff(plan.record) >= 0).all()),
         })
         return cls(path, mode="r+")
 
@@ -268,12 +272,49 @@ class VerdictStore:
         return out
 
     def columns(self) -> Columns:
-        return Columns(record=self.units("record"), order=self.units("order"),
-                       with_reference=self.units("with_reference"), scores=self.verdicts("scores"),
-                       status=self.verdicts("status"), truncated=self.verdicts("truncated"), done=self.done(),
-                       label=self.records("label"), label_w_reference=self.records("label_w_reference"),
-                       subset=self.records("subset"), category=self.records("category"),
-                       gt_scores=self.records("gt_scores"), answer_chars=self.records("answer_chars")[:, :2])
+        return self._columns(self._column_arrays(), slice(0, self.n_units), self.units("record"), 0, self.n_records)
+
+    def column_windows(self, units: int = 0) -> Iterator[Columns]:
+        """The columns in windows of about ``units`` units (default: a chunk), each ending with a record's last
+        unit and holding only its own records (``record`` indexes them), so that reading a store of any size takes
+        the memory of one window. A store whose records are not in unit order (made before they were) comes
+        whole, in one window."""
+        if not self.attrs.get("records_in_unit_order"):
+            yield self.columns()
+            return
+        arrays = self._column_arrays()
+        step, start, record = max(1, units or self.chunk_units), 0, arrays["units/record"]
+        while start < self.n_units:
+            end = min(start + step, self.n_units)
+            rec = record[start:end]
+            if end < self.n_units and record[end] == rec[-1]:  # the last record goes on: it opens the next window
+                cut = int(np.searchsorted(rec, rec[-1]))
+                while not cut and end < self.n_units and record[end] == rec[-1]:  # a record longer than a window
+                    end += 1
+                end = start + cut if cut else end
+                rec = record[start:end]
+            yield self._columns(arrays, slice(start, end), rec - rec[0], int(rec[0]), int(rec[-1]) + 1)
+            start = end
+
+    def _column_arrays(self) -> dict[str, Any]:
+        """The arrays ``Columns`` is read from, opened once (each opening reads metadata)."""
+        names = [f"units/{n}" for n in ("record", "order", "with_reference")] + \
+            [f"records/{n}" for n in ("label", "label_w_reference", "subset", "category", "gt_scores", "answer_chars")]
+        verdicts = ["scores", "status", "truncated", "done"]
+        verdicts += ["cached"] if "cached" in self.group[self.prefix] else []
+        return {**{n: self.group[n] for n in names}, **{n: self.group[f"{self.prefix}/{n}"] for n in verdicts}}
+
+    @staticmethod
+    def _columns(arrays: dict[str, Any], units: slice, record: np.ndarray, lo: int, hi: int) -> Columns:
+        rs = slice(lo, hi)
+        cached = arrays["cached"][units] if "cached" in arrays else np.zeros(units.stop - units.start, dtype=bool)
+        chars = arrays["records/answer_chars"][rs][:, :2]
+        return Columns(record=record, order=arrays["units/order"][units],
+                       with_reference=arrays["units/with_reference"][units], scores=arrays["scores"][units],
+                       status=arrays["status"][units], truncated=arrays["truncated"][units], done=arrays["done"][units],
+                       label=arrays["records/label"][rs], label_w_reference=arrays["records/label_w_reference"][rs],
+                       subset=arrays["records/subset"][rs], category=arrays["records/category"][rs],
+                       gt_scores=arrays["records/gt_scores"][rs], answer_chars=chars, cached=cached, start=units.start)
 
     def record_models(self) -> np.ndarray | None:
         """The generator of each answer, ``(n_records, n_answers)``; ``None`` unless some record names one (a

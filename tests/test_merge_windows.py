@@ -1,0 +1,65 @@
+"""The merge reads a store window by window into distinct rows with counts: the metrics are those of the whole store
+read at once, whatever the windows, for pairs (both orders, with and without reference, several benchmarks),
+single-answer and N-answer grading, complete and partial stores."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import zarr
+
+import judgelm.results.merge as merge
+from judgelm.data.records import Record
+from judgelm.data.verdicts import Status
+from judgelm.judging.store import ChunkVerdicts, VerdictStore
+from judgelm.judging.units import plan_units
+
+SUBSETS = ["pandalm", "llmbar/Natural", "llmbar/Adversarial/Neighbor", "rewardbench/alpacaeval-easy",
+           "rewardbench/mt-bench-hard", "judgebench/gpt", "prometheus", "mine", ""]
+
+
+def judged_store(path, mode: str, n_records: int, seed: int, partial: bool = False, n_answers: int = 2):
+    rng = np.random.default_rng(seed)
+    n_scores = {"pair": 2, "single": 1}.get(mode, n_answers)
+    records = []
+    for i in range(n_records):
+        ref = "r" if rng.random() < 0.3 else None
+        gt = tuple(float(v) for v in rng.integers(1, 11, n_scores)) if rng.random() < 0.8 else None
+        records.append(Record(question_id=i, question="q", answers=tuple("a" * int(rng.integers(0, 9))
+                                                                          for _ in range(n_answers)),
+                              reference=ref, label=int(rng.integers(-1, 2)) if rng.random() < 0.2 else None,
+                              gt_scores=gt, gt_scores_w_reference=gt if ref else None, judged_w_reference=bool(ref),
+                              subset=str(rng.choice(SUBSETS)), category=str(rng.choice(["", "math", "chat"]))))
+    plan = plan_units(records, mode)
+    store = VerdictStore.create(path, records, plan, n_scores, chunk_units=13, attrs={"n_shards": 3, "mode": mode})
+    for c in range(store.n_chunks):
+        if partial and c % 3 == 1:
+            continue
+        sl = store.chunk_slice(c)
+        n = sl.stop - sl.start
+        scores = rng.integers(1, 11, (n, n_scores)).astype(np.float32)
+        status = np.full(n, Status.OK, dtype=np.int8)
+        failed, too_long = rng.random(n) < 0.1, rng.random(n) < 0.05
+        scores[failed | too_long] = np.nan
+        status[failed], status[too_long] = Status.PARSE_FAILED, Status.PROMPT_TOO_LONG
+        store.write_chunk(c, ChunkVerdicts(scores=scores, status=status, text=[""] * n, prompt_tokens=np.zeros(n),
+                                           new_tokens=np.zeros(n), truncated=rng.random(n) < 0.1,
+                                           cached=rng.random(n) < 0.2), attempt=0)
+    return store
+
+
+@pytest.mark.parametrize("mode,partial", [("pair", False), ("pair", True), ("single", False), ("multi", False)])
+def test_a_store_read_in_windows_merges_to_the_metrics_of_the_whole_store(tmp_path, monkeypatch, mode, partial):
+    store = judged_store(tmp_path / "s.zarr", mode, 80, seed=7, partial=partial, n_answers=3 if mode == "multi" else 2)
+    assert store.attrs["records_in_unit_order"]
+    whole = tmp_path / "whole.zarr"
+    shutil.copytree(store.path, whole)
+    zarr.open_group(str(whole), mode="r+").attrs["records_in_unit_order"] = False  # as stores made before: whole
+    expected = json.dumps(merge.compute_metrics(VerdictStore(whole), allow_partial=True), sort_keys=True)
+    for window in (3, 64):
+        monkeypatch.setattr(merge, "WINDOW_UNITS", window)
+        windows = list(VerdictStore(store.path).column_windows(window))
+        assert sum(len(w.order) for w in windows) == store.n_units
+        assert json.dumps(merge.compute_metrics(VerdictStore(store.path), allow_partial=True),
+                          sort_keys=True) == expected
