@@ -26,21 +26,23 @@ from multiprocessing.connection import wait
 import torch
 
 
-def _child(fn: Callable, conn, counter, threads: int) -> None:
+def _child(fn: Callable, conn, counter, threads: int, parent_ends: list) -> None:
+    for end in parent_ends:  # inherited copies of the parent's ends: open, they would hide the parent's exit
+        end.close()
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2):
         signal.signal(s, signal.SIG_IGN)
     torch.set_num_threads(threads)
-    while True:
-        try:
+    try:
+        while True:
             jobs = conn.recv()
-        except (EOFError, OSError):
-            return
-        try:
-            while (i := _claim(counter, len(jobs))) is not None:
-                conn.send((i, fn(jobs[i])))
-            conn.send(("done", None))
-        except Exception:
-            conn.send(("error", traceback.format_exc()))
+            try:
+                while (i := _claim(counter, len(jobs))) is not None:
+                    conn.send((i, fn(jobs[i])))
+                conn.send(("done", None))
+            except Exception:
+                conn.send(("error", traceback.format_exc()))
+    except (EOFError, OSError):  # the parent closed the pool or exited
+        return
 
 
 def _claim(counter, n: int) -> int | None:
@@ -62,7 +64,8 @@ class ForkPool:
         self.conns, self.procs = [], []
         for _ in range(children):
             parent, child = ctx.Pipe()
-            p = ctx.Process(target=_child, args=(fn, child, self.counter, threads), daemon=True)
+            p = ctx.Process(target=_child, args=(fn, child, self.counter, threads, [*self.conns, parent]),
+                            daemon=True)
             p.start()
             child.close()
             self.conns.append(parent)
