@@ -55,6 +55,22 @@ def hardware() -> dict:
             "torch": torch.__version__, "python": platform.python_version()}
 
 
+def cpu_seconds(engine=None) -> float:
+    """CPU time of this process and of ``engine``'s forked compute processes, as vLLM's is counted (its whole
+    process tree, ``launch.vllm_peer``); not the vLLM peers, which are children of this process too."""
+    import psutil
+
+    pool = getattr(engine, "pool", None)
+    total = 0.0
+    for p in [psutil.Process(), *(psutil.Process(pid) for pid in (pool.pids if pool else []))]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 def median_time(fn, repeats: int) -> tuple[float, object]:
     times, out = [], None
     for _ in range(repeats):
@@ -194,9 +210,9 @@ def compare_engines(model, tok, device, peers: dict, ids: list[list[int]], mode:
     for _ in range(repeats):
         for key in runs:
             if key in ours:
-                t, cpu = time.perf_counter(), time.process_time()
+                t, cpu = time.perf_counter(), cpu_seconds(ours[key])
                 new = sum(len(g.token_ids) for g in ours[key].generate(units, ids))
-                runs[key].append((time.perf_counter() - t, time.process_time() - cpu, new))
+                runs[key].append((time.perf_counter() - t, cpu_seconds(ours[key]) - cpu, new))
             else:
                 r = peers[key].request(generate={"units": units, "ids": ids, "engine": engine,
                                                  "reset_prefix_cache": True})

@@ -3,7 +3,8 @@
     python -m launch.status run=NAME [runs_dir=runs] [watch=SECONDS] [all=true]
 
 Per shard: the Slurm state and exit code of its latest job, the node, units done/total (from the store, the
-only truth about what is done), rate and ETA (from the shard's progress file), and attempts. Works while the
+only truth about what is done), rate, ETA and start-up (process start, imports and model load: from the shard's
+progress file), and attempts. Works while the
 run is going and after; local runs show the same table without Slurm columns. Past 16 shards, finished shards
 are left out of the table (``all=true`` shows them) and counted in the summary line.
 """
@@ -39,6 +40,12 @@ def _alive(pid: str) -> bool:
     return pid.isdigit() and Path(f"/proc/{pid}").exists()
 
 
+def startup(p) -> str:
+    """The latest attempt's start-up: process start, imports, model load and cache (``judgelm.judging.phases``)."""
+    phases = (p.attempts[-1].phases or {}) if p and p.attempts else {}
+    return f"{sum(phases.get(k, 0.0) for k in ('start', 'model', 'cache')):.1f} s" if "start" in phases else "—"
+
+
 def status_table(rd: RunDir, show_all: bool = True) -> str:
     store = VerdictStore(rd.store)
     n_shards = int(store.attrs["n_shards"])
@@ -51,7 +58,7 @@ def status_table(rd: RunDir, show_all: bool = True) -> str:
     except (RuntimeError, OSError, subprocess.SubprocessError) as e:  # slurmdbd trouble: the store still answers
         rows, warning = {}, f"(no Slurm states: {e})"
     counts = shard_done_counts(store, n_shards)
-    header = ["shard", "job", "state", "exit", "node", "units", "done", "rate/s", "ETA", "attempts"]
+    header = ["shard", "job", "state", "exit", "node", "units", "done", "rate/s", "ETA", "start-up", "attempts"]
     table = [header]
     states: dict[str, int] = {}
     for k in range(n_shards):
@@ -76,7 +83,7 @@ def status_table(rd: RunDir, show_all: bool = True) -> str:
             continue
         table.append([str(k), jid or "—", state, row.get("ExitCode", "—"), row.get("NodeList", "—") or "—",
                       f"{done}/{total}", f"{100 * done / max(total, 1):.1f} %", f"{rate:.1f}" if rate else "—",
-                      eta, str(len(p.attempts)) if p else "0"])
+                      eta, startup(p), str(len(p.attempts)) if p else "0"])
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
     done_all = sum(d for d, _ in counts)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import json
 import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -302,6 +304,8 @@ def launch(rd: RunDir, cfg: JudgeLaunchConfig, shards: list[int], started: float
         print_how_to_follow(sub)
         if not cfg.wait:
             return 0
+    # The merge's modules (scipy...) load while the shards run, not after them.
+    threading.Thread(target=importlib.import_module, args=("judgelm.results.merge",), daemon=True).start()
     try:
         with timer("shards"):
             follow(sub)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import signal
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +22,26 @@ if TYPE_CHECKING:
     from judgelm.train.loop import TrainResult
 
 log = logging.getLogger("judgelm.tasks")
+
+
+def exit_without_teardown() -> None:
+    """Once the job's result is written, end the process at once: tearing down an interpreter that holds torch,
+    transformers and a model takes seconds (tens on a loaded machine), during which the run waits for the job to end.
+    Everything is written and closed by then; logs are flushed first, and the exit status is kept (1 after an
+    uncaught exception). Only in a job's own process (submitit's runner), never in one that runs tasks in-process."""
+    main = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if getattr(main, "name", "") != "submitit.core._submit":
+        return
+
+    def _exit() -> None:
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(1 if getattr(sys, "last_value", None) is not None else 0)
+
+    if not getattr(exit_without_teardown, "registered", False):
+        exit_without_teardown.registered = True
+        atexit.register(_exit)
 
 
 class JudgeShardTask(submitit.helpers.Checkpointable):
@@ -40,6 +63,7 @@ class JudgeShardTask(submitit.helpers.Checkpointable):
             log.warning("shard %d stopped after its chunk with %d/%d units done: requeueing", shard,
                         result.units_done, result.units_total)
             stop.hand_over()  # submitit's handler: checkpoint, `scontrol requeue`, exit
+        exit_without_teardown()
         return result
 
 

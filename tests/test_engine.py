@@ -185,5 +185,5 @@ def test_forked_compute_processes_give_the_same_generations(judge, settings):
             if a.top_ids is not None:
                 assert np.array_equal(a.top_ids, b.top_ids)
                 assert np.allclose(a.top_logprobs, b.top_logprobs, atol=1e-4, equal_nan=True)
-        os.kill(eng.pool.procs[0].pid, signal.SIGKILL)
-        eng.pool.procs[0].join()
+        os.kill(eng.pool.pids[0], signal.SIGKILL)
+        os.waitpid(eng.pool.pids[0], 0)

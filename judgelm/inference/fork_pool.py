@@ -10,7 +10,8 @@ Each ``map`` sends the jobs to every child; the parent and the children then cla
 biggest first, until none is left, so a slow job never leaves the others idle. The result of a job does not depend
 on the process that ran it. Children use one torch thread each, so they never start OpenMP after the fork (the
 same rule as PyTorch's DataLoader workers); they ignore the stop signals (SIGINT, SIGTERM, USR2), which the parent
-handles at its own safe points, and exit when the parent's end of their pipe closes.
+handles at its own safe points, and exit when the parent's end of their pipe closes: when the pool is closed or
+garbage-collected, or the parent exits or is killed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import time
 import traceback
 import weakref
 from collections.abc import Callable
@@ -26,9 +28,7 @@ from multiprocessing.connection import wait
 import torch
 
 
-def _child(fn: Callable, conn, counter, threads: int, parent_ends: list) -> None:
-    for end in parent_ends:  # inherited copies of the parent's ends: open, they would hide the parent's exit
-        end.close()
+def _child(fn: Callable, conn, counter, threads: int) -> None:
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2):
         signal.signal(s, signal.SIG_IGN)
     torch.set_num_threads(threads)
@@ -55,29 +55,39 @@ def _claim(counter, n: int) -> int | None:
 
 
 class ForkPool:
-    """``children`` processes forked now, running ``fn(job)`` for the jobs of each ``map`` together with this one."""
+    """``children`` processes forked now, each running ``fn(job)`` for the jobs of a ``map`` beside this one.
+
+    The pool keeps no reference to ``fn`` (the children have their own copy): an engine that holds its pool is
+    freed, and its children end, as soon as nothing else refers to it."""
 
     def __init__(self, fn: Callable, children: int, threads: int = 1):
-        ctx = mp.get_context("fork")
-        self.fn, self.threads = fn, threads
-        self.counter = ctx.Value("q", 0)
-        self.conns, self.procs = [], []
+        self.threads = threads
+        self.counter = mp.get_context("fork").Value("q", 0)
+        self.conns, self.pids = [], []
         for _ in range(children):
-            parent, child = ctx.Pipe()
-            p = ctx.Process(target=_child, args=(fn, child, self.counter, threads, [*self.conns, parent]),
-                            daemon=True)
-            p.start()
+            parent, child = mp.Pipe()
+            pid = os.fork()
+            if pid == 0:  # the child: close every parent end it inherited, or the parent's exit would go unseen
+                for conn in (*self.conns, parent):
+                    conn.close()
+                code = 0
+                try:
+                    _child(fn, child, self.counter, threads)
+                except BaseException:
+                    code = 1
+                finally:
+                    os._exit(code)
             child.close()
             self.conns.append(parent)
-            self.procs.append(p)
-        self._finalizer = weakref.finalize(self, ForkPool._stop, self.conns, self.procs)
+            self.pids.append(pid)
+        self._finalizer = weakref.finalize(self, ForkPool._stop, self.conns, self.pids)
 
     @property
     def processes(self) -> int:
-        return len(self.procs) + 1
+        return len(self.pids) + 1
 
-    def map(self, jobs: list) -> list:
-        """``[fn(job) for job in jobs]``, computed by this process and the children side by side."""
+    def map(self, fn: Callable, jobs: list) -> list:
+        """``[fn(job) for job in jobs]``, computed by this process (with ``fn``) and the children side by side."""
         if not jobs:
             return []
         out: list = [None] * len(jobs)
@@ -88,7 +98,7 @@ class ForkPool:
             for conn in self.conns:
                 conn.send(jobs)
             while (i := _claim(self.counter, len(jobs))) is not None:
-                out[i] = self.fn(jobs[i])
+                out[i] = fn(jobs[i])
             self._collect(out)
         except BaseException:
             self.close()  # a child may be mid-job: this pool is done; the engine forks a new one when asked again
@@ -98,35 +108,44 @@ class ForkPool:
         return out
 
     def _collect(self, out: list) -> None:
-        busy = {conn: p for conn, p in zip(self.conns, self.procs)}
+        busy = list(self.conns)
         while busy:
-            for ready in wait([*busy, *(p.sentinel for p in busy.values())]):
-                if isinstance(ready, int):  # a child's sentinel: it died
-                    dead = next(p for p in busy.values() if p.sentinel == ready)
-                    raise RuntimeError(f"a compute process of the engine died (exit code {dead.exitcode}); "
-                                       f"its batch is judged again when the shard is resumed")
-                i, result = ready.recv()
+            for conn in wait(busy):
+                try:
+                    i, result = conn.recv()
+                except EOFError:
+                    raise RuntimeError("a compute process of the engine died; its batch is judged again when the "
+                                       "shard is resumed") from None
                 if i == "error":
                     raise RuntimeError(f"a compute process of the engine failed:\n{result}")
                 if i == "done":
-                    del busy[ready]
+                    busy.remove(conn)
                 else:
                     out[i] = result
 
     @property
     def alive(self) -> bool:
         """Not closed, and every child still running (one killed between calls leaves the pool unusable)."""
-        return self._finalizer.alive and all(p.is_alive() for p in self.procs)
+        return self._finalizer.alive and all(_running(pid) for pid in self.pids)
 
     def close(self) -> None:
         self._finalizer()
 
     @staticmethod
-    def _stop(conns: list, procs: list) -> None:
+    def _stop(conns: list, pids: list) -> None:
         for conn in conns:
             conn.close()
-        for p in procs:
-            p.join(timeout=5)
-            if p.is_alive():
-                os.kill(p.pid, signal.SIGKILL)
-                p.join()
+        deadline = time.monotonic() + 5
+        for pid in pids:
+            while _running(pid):
+                if time.monotonic() > deadline:
+                    os.kill(pid, signal.SIGKILL)
+                time.sleep(0.01)
+
+
+def _running(pid: int) -> bool:
+    """Whether our child ``pid`` still runs (reaping it if it has ended)."""
+    try:
+        return os.waitpid(pid, os.WNOHANG) == (0, 0)
+    except ChildProcessError:  # reaped already
+        return False

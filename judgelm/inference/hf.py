@@ -192,7 +192,7 @@ class HFEngine:
         batches = decode_batches(groups, lengths, self.max_new, self.cfg.batch_tokens, max_batch)
         jobs = [(self.cfg, [units[i] for g in batch for i in g], [[ids[i] for i in g] for g in batch],
                  [prefix_of.get(g[0], 0) for g in batch]) for batch in batches]
-        results = pool.map(jobs) if pool is not None else [self._run_job(job) for job in jobs]
+        results = pool.map(self._run_job, jobs) if pool is not None else [self._run_job(job) for job in jobs]
         for batch, result in zip(batches, results):
             for i, gen in zip((i for g in batch for i in g), result):
                 out[i] = self._finish(gen)
