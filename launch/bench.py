@@ -39,6 +39,7 @@ import torch
 from judgelm.config import ConfigError, load_config
 from judgelm.data.benchmarks import load_dataset
 from judgelm.inference.config import EngineConfig, ModelConfig
+from judgelm.inference.fork_pool import ForkPool
 from judgelm.inference.hf import HFEngine
 from judgelm.inference.models import encode_with_bos, load_judge, load_tokenizer
 from judgelm.inference.reference_method import judge_one_at_a_time
@@ -103,30 +104,43 @@ def pandalm_prompts(tok, pairs: int) -> list[list[int]]:
     return encode_with_bos(tok, texts)
 
 
-@torch.inference_mode()
-def forward_ceiling(model, sequences: list[list[int]], repeats: int) -> dict:
+class Ceiling:
     """The fastest plain forward pass over exactly these sequences (each unit's prompt plus what it generated).
 
     Sequences are length-sorted and grouped ``rows`` at a time, right-padded and mask-free (the cheapest way to run
-    them), with logits only at the last position; no generation loop at all. The best of a few group sizes is
-    timed again ``repeats`` times.
+    them), with logits only at the last position; no generation loop at all. The groups are shared by as many
+    forked processes as the engine judges with (``cpu_processes``), so the ceiling uses the cores ours uses.
     """
-    order = sorted(sequences, key=len, reverse=True)
 
-    def run(rows: int) -> None:
-        for i in range(0, len(order), rows):
-            group = order[i: i + rows]
-            x = torch.full((len(group), len(group[0])), 0, dtype=torch.long)
-            for r, seq in enumerate(group):
-                x[r, : len(seq)] = torch.tensor(seq)
-            model(input_ids=x, logits_to_keep=1)
+    def __init__(self, model, processes: int):
+        self.model = model
+        self.pool = ForkPool(self.forward, processes - 1) if processes > 1 else None
 
-    run(4)  # warm-up
-    trials = {rows: median_time(lambda rows=rows: run(rows), 2)[0] for rows in (1, 4, 16)}
-    rows = min(trials, key=trials.get)
-    t, _ = median_time(lambda: run(rows), repeats)
-    tokens = sum(len(x) for x in sequences)
-    return {"tokens_per_s": tokens / t, "rows": rows, "seconds": t}
+    @torch.inference_mode()
+    def forward(self, group: list[list[int]]) -> None:
+        x = torch.full((len(group), len(group[0])), 0, dtype=torch.long)
+        for r, seq in enumerate(group):
+            x[r, : len(seq)] = torch.tensor(seq)
+        self.model(input_ids=x, logits_to_keep=1)
+
+    def run(self, order: list[list[int]], rows: int) -> None:
+        groups = [order[i: i + rows] for i in range(0, len(order), rows)]
+        if self.pool is None:
+            for g in groups:
+                self.forward(g)
+        else:
+            self.pool.map(self.forward, groups)
+
+    def measure(self, sequences: list[list[int]], repeats: int) -> dict:
+        """The best of a few group sizes, timed again ``repeats`` times."""
+        order = sorted(sequences, key=len, reverse=True)
+        self.run(order, 4)  # warm-up
+        trials = {rows: median_time(lambda rows=rows: self.run(order, rows), 2)[0] for rows in (1, 4, 16)}
+        rows = min(trials, key=trials.get)
+        t, _ = median_time(lambda: self.run(order, rows), repeats)
+        tokens = sum(len(x) for x in sequences)
+        return {"tokens_per_s": tokens / t, "rows": rows, "seconds": t,
+                "processes": 1 if self.pool is None else self.pool.processes}
 
 
 def model_eval_prompts(tok, raw_dir: Path, n_instructions: int, max_tokens: int) -> list[list[int]]:
@@ -243,7 +257,7 @@ def reference_and_ceiling(model, tok, device, prompts: list[list[int]], n_ref: i
     new_tokens = sum(len(g.token_ids) for g in gens)
     t_ref, ref_out = median_time(lambda: judge_one_at_a_time(model, tok, ref_prompts, max_new, mode == "fast"),
                                  min(repeats, 3))
-    ceiling = forward_ceiling(model, [p + g.token_ids for p, g in zip(prompts, gens)], repeats)
+    ceiling = Ceiling(model, eng.cpu_processes).measure([p + g.token_ids for p, g in zip(prompts, gens)], repeats)
     ours_tps = (prompt_tokens + new_tokens) / t_ours
     ref_tps = (sum(len(p) for p in ref_prompts) + sum(len(x) for x in ref_out)) / t_ref
     print(f"    {mode:4s}: ours {len(prompts) / t_ours:8.2f} units/s, reference {len(ref_prompts) / t_ref:7.2f} "
@@ -358,14 +372,17 @@ def bench_merge(n_units: int, repeats: int) -> dict:
 
 
 _MERGE_ALONE = """
-import json, resource, sys, time
+import json, sys, time
 from judgelm.judging.store import VerdictStore
 from judgelm.results.merge import compute_metrics
-before = int(next(x for x in open("/proc/self/status") if x.startswith("VmRSS")).split()[1]) / 1024
+
+def status_mb(key):  # this process's own figures (getrusage's peak would include the parent's, from before exec)
+    return int(next(x for x in open("/proc/self/status") if x.startswith(key)).split()[1]) / 1024
+
+before = status_mb("VmRSS")
 t = time.perf_counter()
 m = compute_metrics(VerdictStore(sys.argv[1]))
-print(json.dumps({"merge_s": time.perf_counter() - t, "rss_before_mb": before,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+print(json.dumps({"merge_s": time.perf_counter() - t, "rss_before_mb": before, "peak_rss_mb": status_mb("VmHWM"),
                   "agreement": m["groups"]["without_reference"]["agreement"]}))
 """
 
@@ -497,6 +514,8 @@ class BenchConfig:
     """End-to-end rows: these default commands (``judge``, ``evaluate``) against their engine alone."""
     e2e_repeats: int = 2
     """Runs of each end-to-end command (each against the engine alone, interleaved)."""
+    e2e_args: list[str] = field(default_factory=list)
+    """Settings added to the end-to-end commands (``data.limit=100``); empty: their defaults, as users run them."""
 
 
 def bench(argv: list[str]) -> int:
@@ -510,7 +529,7 @@ def bench(argv: list[str]) -> int:
     e2e = []
     for kind in args.e2e:
         print(f"  end to end: make {kind}", flush=True)
-        e2e.append(bench_run(kind, args.e2e_repeats))
+        e2e.append(bench_run(kind, args.e2e_repeats, args.e2e_args))
     rows: list[dict] = []
     for name in args.models:
         score_line = next((r["mean_new_tokens"] for r in rows if r["model"] == "tiny" and r["mode"] == "fast"

@@ -33,11 +33,11 @@ COMMANDS = {"judge": "launch.judge", "evaluate": "launch.evaluate"}
 _PHASE_LINE = re.compile(r"^phases run: (.*); total", re.M)
 
 
-def run_command(kind: str, runs_dir: Path, run: str) -> tuple[float, dict[str, float]]:
-    """``make <kind>`` with its defaults into ``runs_dir``: wall seconds and the launcher's phases."""
+def run_command(kind: str, runs_dir: Path, run: str, args: list[str]) -> tuple[float, dict[str, float]]:
+    """``make <kind>`` with its defaults (and ``args``) into ``runs_dir``: wall seconds and the launcher's phases."""
     t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", COMMANDS[kind], f"runs_dir={runs_dir}", f"run={run}"], cwd=REPO,
-                         capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", COMMANDS[kind], f"runs_dir={runs_dir}", f"run={run}", *args],
+                         cwd=REPO, capture_output=True, text=True)
     wall = time.perf_counter() - t
     if out.returncode:
         raise RuntimeError(f"make {kind} failed ({out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
@@ -72,8 +72,9 @@ def engine_work(rd: RunDir, engine) -> tuple[list[int], list[list[int]]]:
     return units, ids
 
 
-def bench_run(kind: str, repeats: int) -> dict:
-    """The default ``make <kind>`` against its engine alone, interleaved ``repeats`` times; medians."""
+def bench_run(kind: str, repeats: int, args: list[str] = ()) -> dict:
+    """The default ``make <kind>`` (with ``args``) against its engine alone, interleaved ``repeats`` times;
+    medians."""
     from judgelm.inference import make_engine
     from judgelm.judging.config import load_run_config
 
@@ -81,7 +82,7 @@ def bench_run(kind: str, repeats: int) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"bench-{kind}-") as tmp:
         for r in range(repeats):
             runs_dir = Path(tmp) / f"runs{r}"  # fresh: an earlier repeat's verdict cache would judge nothing
-            wall, launcher = run_command(kind, runs_dir, "e2e")
+            wall, launcher = run_command(kind, runs_dir, "e2e", list(args))
             rd = RunDir(runs_dir / "e2e")
             store = VerdictStore(rd.store)
             shards = shard_phases(rd, int(store.attrs["n_shards"]))
@@ -95,16 +96,17 @@ def bench_run(kind: str, repeats: int) -> dict:
             engine_s.append(time.perf_counter() - t)
             runs.append({"wall_s": wall, "launcher": launcher, "shards": shards})
             print(f"    {kind} repeat {r + 1}: run {wall:.1f} s, engine alone {engine_s[-1]:.1f} s", flush=True)
-    return summarize(kind, runs, engine_s, len(units), store.n_units)
+    command = f"make {kind}" + (f' ARGS="{" ".join(args)}"' if args else "")
+    return summarize(command, runs, engine_s, len(units), store.n_units)
 
 
-def summarize(kind: str, runs: list[dict], engine_s: list[float], judged: int, units: int) -> dict:
+def summarize(command: str, runs: list[dict], engine_s: list[float], judged: int, units: int) -> dict:
     wall, engine = statistics.median(r["wall_s"] for r in runs), statistics.median(engine_s)
     mid = sorted(runs, key=lambda r: r["wall_s"])[len(runs) // 2]  # the median run's own phases
     phases = {"create": mid["launcher"].get("create", 0.0),
               **{p: mid["shards"].get(p, 0.0) for p in PHASES}, "merge": mid["launcher"].get("merge", 0.0)}
     phases["other"] = max(0.0, mid["wall_s"] - sum(phases.values()))
-    return {"command": f"make {kind}", "units": units, "units_judged_by_engine": judged,
+    return {"command": command, "units": units, "units_judged_by_engine": judged,
             "units_from_cache": units - judged, "run_s": wall, "engine_alone_s": engine, "ratio": wall / engine,
             "runs_s": [r["wall_s"] for r in runs], "engine_alone_runs_s": engine_s,
             "phases_s": {k: round(v, 2) for k, v in phases.items()}}

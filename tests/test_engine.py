@@ -187,3 +187,12 @@ def test_forked_compute_processes_give_the_same_generations(judge, settings):
                 assert np.allclose(a.top_logprobs, b.top_logprobs, atol=1e-4, equal_nan=True)
         os.kill(eng.pool.pids[0], signal.SIGKILL)
         os.waitpid(eng.pool.pids[0], 0)
+
+
+def test_prefills_stay_within_their_token_cap():
+    lengths = [300, 290, 280, 100, 90, 80, 70, 5000]
+    batches = plan_batches(lengths, max_new=10, batch_tokens=100_000, max_batch=64, max_padding=1.0,
+                           prefill_tokens=600)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for b in batches:  # a prompt longer than the cap is prefilled alone
+        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 600

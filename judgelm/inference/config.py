@@ -65,6 +65,9 @@ class EngineConfig:
     0 uses every GPU the task sees, which ``gpus_per_task`` of the cluster profile sets."""
     max_batch: int = 64
     """At most this many rows per batch."""
+    prefill_tokens: int = 0
+    """Prompt positions computed by one forward pass of the prefill (rows × longest prompt); 0: 2048 on a CPU
+    (activations stay in the cache), no limit on a GPU. Decoding still batches the rows of many prefills."""
     max_padding: float = 0.05
     """At most this share of a batch's prompt positions may be padding (each costs a full forward position);
     lower means more, narrower batches."""
@@ -161,8 +164,8 @@ class EngineConfig:
         if not 0 <= self.memory_margin < 1 or self.tensor_parallel_size < 0:
             raise ValueError(f"engine.memory_margin must be in [0, 1) and engine.tensor_parallel_size >= 0, got "
                              f"{self.memory_margin}, {self.tensor_parallel_size}")
-        if self.logprobs_topk < 0 or self.cpu_processes < 0:
-            raise ValueError("engine.logprobs_topk and engine.cpu_processes must be >= 0")
+        if self.logprobs_topk < 0 or self.cpu_processes < 0 or self.prefill_tokens < 0:
+            raise ValueError("engine.logprobs_topk, engine.cpu_processes and engine.prefill_tokens must be >= 0")
         if self.samples < 1 or self.parse_retries < 0 or self.retry_temperature <= 0:
             raise ValueError(f"engine.samples must be >= 1, engine.parse_retries >= 0 and engine.retry_temperature "
                              f"> 0, got {self.samples}, {self.parse_retries}, {self.retry_temperature}")
