@@ -29,11 +29,14 @@ export SLURM_CONF := $(LOCAL_SLURM_CONF)
 endif
 endif
 
-# Only the default venv is managed here; a user-supplied PYTHON is taken as ready.
+# Only the default venv is managed here; a user-supplied PYTHON is taken as ready. The commands that judge and
+# train need the package; the tests and the linter also need its dev extras, which a first `make judge` skips.
 ifeq ($(PYTHON),$(VENV)/bin/python)
 ENV_STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 else
 ENV_STAMP :=
+DEV_STAMP :=
 endif
 
 comma := ,
@@ -43,19 +46,23 @@ run_arg = $(if $(RUN),run=$(RUN))
 cluster_given = $(if $(filter command line environment,$(origin CLUSTER)),cluster=$(CLUSTER))
 wait_arg = $(if $(WAIT),wait=$(if $(filter 1 true yes,$(WAIT)),true,false))
 
-.PHONY: help env vllm-env judge evaluate test lint train tiny-judge bench benchmark report import panel status \
-  resubmit cluster-up cluster-down prompts clean gpu-check
+.PHONY: help env vllm-env judge evaluate generate test lint train tiny-judge tiny-chat bench benchmark report import \
+  panel status resubmit verify cluster-up cluster-down prompts clean gpu-check
 
 help:
 	@sed -n '1,200p' README.md | sed -n '/^## Commands/,/^## /p' | head -60
 
-env: $(ENV_STAMP)
+env: $(DEV_STAMP)
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(VENV)/bin/python || python3 -m venv $(VENV)
 	@if ! command -v nvidia-smi >/dev/null 2>&1; then \
 	  echo "no CUDA here: installing the CPU build torch==$(TORCH_CPU_VERSION) first"; \
 	  $(VENV)/bin/pip install -q "torch==$(TORCH_CPU_VERSION)"; fi
+	$(VENV)/bin/pip install -q -e .
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	@touch $@
 
@@ -86,25 +93,47 @@ judge: $(ENV_STAMP)
 	  $(run_arg) $(wait_arg) $(if $(DRY_RUN),dry_run=true) $(ARGS)
 
 # The tiny judge evaluates the six shipped AlpacaEval models against their baseline, next to GPT-4 Turbo's ranking.
+# With MODELS="dir1,dir2,...": their answers to QUESTIONS are generated first, as one DAG of jobs (launch/dag.py).
+MODELS ?=
+QUESTIONS ?=
+BASELINE ?=
 evaluate: $(ENV_STAMP)
 	$(PYTHON) -m launch.evaluate cluster=$(CLUSTER) model.path=$(MODEL) $(if $(filter command line,$(origin SHARDS)),shards=$(SHARDS)) \
-	  $(run_arg) $(wait_arg) $(ARGS)
+	  $(if $(MODELS),'evaluate.generate=[$(MODELS)]') $(if $(QUESTIONS),evaluate.questions=$(QUESTIONS)) \
+	  $(if $(BASELINE),evaluate.baseline=$(BASELINE)) $(run_arg) $(wait_arg) $(if $(DRY_RUN),dry_run=true) $(ARGS)
+
+# A model's answers to a question set (alpaca_eval, mt_bench or a file) as a job array; default model: the shipped
+# tiny chat model (models/tiny-chat-1/BUILD.md).
+generate: $(ENV_STAMP)
+	$(PYTHON) -m launch.generate $(if $(filter command line environment,$(origin MODEL)),model.path=$(MODEL)) \
+	  $(if $(QUESTIONS),questions.source=$(QUESTIONS)) shards=$(SHARDS) cluster=$(CLUSTER) $(run_arg) $(wait_arg) \
+	  $(if $(DRY_RUN),dry_run=true) $(ARGS)
+
+# The two tiny chat models `make evaluate MODELS=models/tiny-chat-1,models/tiny-chat-2` generates answers with,
+# rebuilt from scratch into artifacts/ (models/tiny-chat-*/BUILD.md).
+tiny-chat: $(ENV_STAMP)
+	$(PYTHON) -m judgelm.train.tiny_chat --out artifacts/tiny-chat-1 --hidden 64 --layers 2 --heads 2 --steps 1500
+	$(PYTHON) -m judgelm.train.tiny_chat --out artifacts/tiny-chat-2 --hidden 128 --layers 4 --heads 4 --steps 600
 
 train: $(ENV_STAMP)
 	$(PYTHON) -m launch.train size=$(SIZE) $(cluster_given) $(run_arg) $(if $(DRY_RUN),dry_run=true) $(ARGS)
 
-test: $(ENV_STAMP)
+test: $(DEV_STAMP)
 	$(PYTHON) -m pytest $(ARGS)
 
 # The style the code is held to (pyproject's [tool.ruff]); CI runs it before the tests.
-lint: $(ENV_STAMP)
+lint: $(DEV_STAMP)
 	$(PYTHON) -m ruff check judgelm launch tests
 
+# make prompts DATA=... [ARGS="judge.profile=NAME prompt.mode=pair|single|multi out=FILE"]: every unit's prompt as JSON
 prompts: $(ENV_STAMP)
-	$(PYTHON) -m judgelm.cli prompts $(DATA) $(ARGS)
+	$(PYTHON) -m launch.prompts data.source=$(DATA) model.path=$(MODEL) $(ARGS)
 
 status: $(ENV_STAMP)
 	$(PYTHON) -m launch.status run=$(RUN) $(ARGS)
+
+verify: $(ENV_STAMP)
+	$(PYTHON) -m launch.verify run=$(RUN) $(ARGS)
 
 resubmit: $(ENV_STAMP)
 	$(PYTHON) -m launch.resubmit run=$(RUN) $(cluster_given) $(wait_arg) $(ARGS)
@@ -114,7 +143,8 @@ bench: $(ENV_STAMP) vllm-env
 
 SUITE ?= default
 benchmark: $(ENV_STAMP)
-	$(PYTHON) -m launch.benchmark model.path=$(MODEL) suite=$(SUITE) cluster=$(CLUSTER) $(run_arg) $(wait_arg) $(ARGS)
+	$(PYTHON) -m launch.benchmark model.path=$(MODEL) suite=$(SUITE) cluster=$(CLUSTER) $(run_arg) $(wait_arg) \
+	  $(if $(DRY_RUN),dry_run=true) $(ARGS)
 
 report: $(ENV_STAMP)
 	$(PYTHON) -m launch.report 'runs=[$(subst $(space),$(comma),$(strip $(RUN)))]' $(ARGS)

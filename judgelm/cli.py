@@ -1,6 +1,5 @@
 """``judgelm``: small tools around runs and data files.
 
-    judgelm prompts DATA [--mode pair|single|multi] [--reference without|with] [--order original|swapped] [-o OUT]
     judgelm judgelm-metrics --gt GT.jsonl --seq PRED.jsonl [--rev PRED_REVERSED.jsonl]
     judgelm merge RUN_DIR [--allow-partial] [--policy primary|majority|mean|first_parseable|expected]
     judgelm calibrate FIT_RUN_DIR APPLY_RUN_DIR [--fit-benchmark B] [--apply-benchmark B] [-o OUT_DIR]
@@ -13,31 +12,6 @@ import json
 import signal
 import sys
 
-from judgelm.data.benchmarks import load_dataset
-from judgelm.profiles.prompts import Mode, build_prompt
-
-
-def cmd_prompts(args) -> int:
-    """Write the exact prompt the judge sees for every record, one JSON object per line."""
-    loaded = load_dataset(args.data, args.skip_invalid)
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-    mode = Mode(args.mode)
-    try:
-        for r in loaded.records:
-            answers = list(r.answers)
-            if args.order == "swapped":
-                answers[0], answers[1] = answers[1], answers[0]
-            reference = r.reference if args.reference == "with" else None
-            out.write(json.dumps({"question_id": r.question_id,
-                                  "prompt": build_prompt(r.question, answers, reference, mode)},
-                                 ensure_ascii=False) + "\n")
-    finally:
-        if args.output:
-            out.close()
-    for rej in loaded.rejects:
-        print(f"skipped {rej.source}: {rej.field or ''} {rej.reason}", file=sys.stderr)
-    return 0
-
 
 def cmd_judgelm_metrics(args) -> int:
     from judgelm.scoring.judgelm_files import metrics_from_judgelm_files
@@ -49,10 +23,11 @@ def cmd_judgelm_metrics(args) -> int:
 def cmd_merge(args) -> int:
     from judgelm.results.merge import IncompleteStore, merge_run
     from judgelm.results.tables import format_table
+    from judgelm.rundir import Fault
 
     try:
         print(format_table(merge_run(args.run_dir, args.allow_partial, args.policy)))
-    except (IncompleteStore, ValueError) as e:
+    except (IncompleteStore, Fault, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
@@ -90,15 +65,6 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="judgelm", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("prompts", help="write each record's judge prompt as JSON lines")
-    p.add_argument("data", help="benchmark name, JudgeLM-format JSON/JSONL file or generic:MAPPING.yaml")
-    p.add_argument("--mode", choices=[m.value for m in Mode], default="pair")
-    p.add_argument("--reference", choices=["without", "with"], default="without",
-                   help="'with' uses the record's reference answer where it has one")
-    p.add_argument("--order", choices=["original", "swapped"], default="original")
-    p.add_argument("--skip-invalid", action="store_true")
-    p.add_argument("-o", "--output")
-    p.set_defaults(fn=cmd_prompts)
     p = sub.add_parser("judgelm-metrics", help="JudgeLM's metrics from JudgeLM's answer files")
     p.add_argument("--gt", required=True, help="ground truth JSONL with 'text' (e.g. judgelm_val_5k_gpt4.jsonl)")
     p.add_argument("--seq", required=True, help="predictions JSONL with 'pred_text', original order")
@@ -118,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--output", help="where calibration-transfer.json and the figure go (default: apply_run)")
     p.set_defaults(fn=cmd_calibrate)
     args = ap.parse_args(argv)
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `judgelm prompts ... | head` should just stop
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `judgelm merge ... | head` should just stop
     try:
         return args.fn(args)
     except (ValueError, OSError) as e:  # bad data or a missing file: the message names it, a traceback would not help

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import math
 import os
 import re
+import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,12 +16,99 @@ from typing import Any
 from judgelm.config import ConfigError
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` in one step: a reader (or a second writer) never sees half a file."""
+class Fault(RuntimeError):
+    """A failure whose message says all there is to say (a damaged store, ...): entry points print it as one line,
+    without a traceback, and exit with 1."""
+
+
+def write_text_atomic(path: Path, text: str, mode: int = 0o666) -> None:
+    """Replace ``path`` in one step: a reader (or a second writer) never sees half a file. ``mode`` (before the
+    umask) is set when the file is created, so a secret is never readable by others, not even for a moment."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.unlink(missing_ok=True)  # left by a killed writer: its permissions must not be kept
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.filename is None:  # a failed write (a full disk) names no file
+            e.filename = str(path)
+        raise
+
+
+@contextlib.contextmanager
+def replaced_atomically(path: Path) -> Iterator[Path]:
+    """A temporary path (same folder, same suffix) to write ``path``'s new content to; it replaces ``path`` in one
+    step when the block ends, and is removed if the block fails. A process killed while writing leaves the old file
+    whole."""
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# What the machine's environment, not the code or the data, can do to a job: one cause line each.
+_CAUSES = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+           errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+           errno.EROFS: "read-only file system", errno.ENOENT: "file not found (moved or deleted while running?)",
+           errno.EIO: "input/output error", errno.ENOMEM: "out of memory", errno.EMFILE: "too many open files",
+           errno.ESTALE: "stale file handle (network file system)"}
+
+
+def _chain(e: BaseException | None):
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__
+
+
+def _free_space(path: str) -> str:
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        st = os.statvfs(p)
+    except OSError:
+        return ""
+    return f" ({st.f_bavail * st.f_frsize / 2**20:.1f} MiB free on that file system)"
+
+
+def environment_fault(e: BaseException) -> str | None:
+    """One line naming what in the environment made ``e`` happen (no space left, a quota, permissions, a read-only
+    file system, a vanished file, memory) and where; ``None`` when it is not such a failure (a bug is not)."""
+    for x in _chain(e):
+        name = type(x).__name__
+        if isinstance(x, MemoryError) or name == "OutOfMemoryError" or (
+                isinstance(x, RuntimeError) and ("out of memory" in str(x).lower()
+                                                 or "can't allocate memory" in str(x).lower())):
+            detail = str(x).strip().splitlines()[0][:120] if str(x).strip() else name
+            return f"out of memory on {socket.gethostname()}: {detail}"
+        if isinstance(x, OSError) and x.errno in _CAUSES:
+            where = x.filename or "(no path given)"
+            space = _free_space(str(x.filename)) if x.filename and x.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+            own = x.strerror and x.strerror != os.strerror(x.errno)  # raised with its own words (a vanished model)
+            return f"{x.strerror if own else _CAUSES[x.errno]}: {where}{space}"
+    return None
+
+
+def environment_hint(path: Path) -> str | None:
+    """What is wrong with the file system holding ``path`` right now, for a job that died without saying why
+    (it could not write its own logs): full, or mounted read-only. ``None`` when nothing is."""
+    try:
+        st = os.statvfs(path)
+    except OSError as e:
+        return environment_fault(e)
+    if st.f_flag & os.ST_RDONLY:
+        return f"read-only file system: {path}"
+    if st.f_bavail * st.f_frsize < 1 << 20:
+        return f"no space left on device: {path}{_free_space(str(path))}"
+    return None
 
 
 def finite(obj: Any) -> Any:
@@ -71,6 +162,16 @@ class RunDir:
     @property
     def store(self) -> Path:
         return self.root / "verdicts.zarr"
+
+    @property
+    def answer_store(self) -> Path:
+        """A generation run's answer store (``judgelm.generation.store``)."""
+        return self.root / "answers.zarr"
+
+    @property
+    def generated(self) -> Path:
+        """An evaluation's generation runs, one folder per model (``make evaluate MODELS=…``)."""
+        return self.root / "generated"
 
     @property
     def progress(self) -> Path:

@@ -15,8 +15,9 @@ For each model and mode (fast: score line only; full: explanation up to N new to
   tokens ours generated), length-sorted, at the best of a few batch sizes, with no generation at all.
 
 Then the merge of a synthetic store of ``merge_units`` units against computing the same metrics from JudgeLM's
-JSONL files. Timings are medians of ``repeats`` runs; the figures, the hardware and the versions go to
-``<runs_dir>/bench-<time>/bench.json``. Nothing here is asserted: timings are reported, not tested.
+JSONL files, and opening a verdict cache of ``cache_entries`` entries as a shard does. Timings are medians of
+``repeats`` runs; the figures, the hardware and the versions go to ``<runs_dir>/bench-<time>/bench.json``.
+Nothing here is asserted: timings are reported, not tested.
 """
 
 from __future__ import annotations
@@ -314,9 +315,10 @@ def bench_model(name: str, args, score_line_tokens: float | None) -> tuple[list[
     return rows, versions
 
 
-def synthetic_store(path: Path, n_units: int, rng) -> tuple[np.ndarray, object, np.ndarray]:
-    """A judged store of ``n_units`` units (PandaLM-like pairs in both orders, 2 % parse failures, 64 shards);
-    returns the ground-truth scores, the unit plan and the verdict scores it holds."""
+def synthetic_store(path: Path, n_units: int, rng, checksums: bool = True) -> tuple[np.ndarray, object, np.ndarray]:
+    """A judged store of ``n_units`` units (PandaLM-like pairs in both orders, 2 % parse failures, 64 shards), with
+    chunk checksums or (as stores were before them) without; returns the ground-truth scores, the unit plan and the
+    verdict scores it holds."""
     from judgelm.data.records import Record
     from judgelm.judging.store import ChunkVerdicts, VerdictStore
     from judgelm.judging.units import plan_units
@@ -327,7 +329,8 @@ def synthetic_store(path: Path, n_units: int, rng) -> tuple[np.ndarray, object, 
     plan = plan_units(records)
     scores = rng.integers(1, 11, (len(plan), 2)).astype(np.float32)
     scores[rng.random(len(plan)) < 0.02] = np.nan  # some parse failures
-    store = VerdictStore.create(path, records, plan, 2, chunk_units=16384, attrs={"n_shards": 64})
+    store = VerdictStore.create(path, records, plan, 2, chunk_units=16384, attrs={"n_shards": 64},
+                                checksums=checksums)
     del records
     for c in range(store.n_chunks):
         sl = store.chunk_slice(c)
@@ -345,8 +348,17 @@ def bench_merge(n_units: int, repeats: int) -> dict:
     from judgelm.scoring.judgelm_files import metrics_from_judgelm_files
 
     with tempfile.TemporaryDirectory() as tmp:
-        gt, plan, scores = synthetic_store(Path(tmp) / "s.zarr", n_units, np.random.default_rng(0))
-        t_merge, m = median_time(lambda: compute_metrics(VerdictStore(Path(tmp) / "s.zarr")), repeats)
+        for name, checksums in (("s.zarr", True), ("plain.zarr", False)):  # the same store, the second as before
+            gt, plan, scores = synthetic_store(Path(tmp) / name, n_units, np.random.default_rng(0), checksums)
+        # with and without checksums interleaved, in wall and CPU time: on a shared machine the load moves
+        times: dict[str, list[tuple[float, float]]] = {"s.zarr": [], "plain.zarr": []}
+        for _ in range(repeats):
+            for name in times:
+                t, cpu = time.perf_counter(), time.process_time()
+                m = compute_metrics(VerdictStore(Path(tmp) / name))
+                times[name].append((time.perf_counter() - t, time.process_time() - cpu))
+        (t_merge, cpu_merge), (t_plain, cpu_plain) = ([statistics.median(x) for x in zip(*times[k])] for k in times)
+        t_verify, _ = median_time(lambda: VerdictStore(Path(tmp) / "s.zarr").verify(), repeats)
         t_same, same_store = median_time(lambda: judgelm_metrics_from_store(Path(tmp) / "s.zarr"), repeats)
 
         def text(s):
@@ -365,9 +377,13 @@ def bench_merge(n_units: int, repeats: int) -> dict:
     keys = ("agreement", "precision", "recall", "f1", "consistency")
     ours = m["groups"]["without_reference"]
     same = all(abs(ours[k] - j[k]) < 1e-12 and abs(same_store[k] - j[k]) < 1e-12 for k in keys)
-    print(f"  merge of {n_units} units: full merge {t_merge:.2f} s; JudgeLM's metrics from the store {t_same:.3f} s, "
+    print(f"  merge of {n_units} units: full merge {t_merge:.2f} s, {cpu_merge:.2f} s CPU ({t_plain:.2f} s, "
+          f"{cpu_plain:.2f} s CPU without chunk checksums; make verify {t_verify:.2f} s); "
+          f"JudgeLM's metrics from the store {t_same:.3f} s, "
           f"from JudgeLM's JSONL files {t_jsonl:.2f} s (x{t_jsonl / t_same:.0f}); same metrics: {same}", flush=True)
-    return {"units": n_units, "merge_s": t_merge, "judgelm_metrics_from_store_s": t_same, "jsonl_s": t_jsonl,
+    return {"units": n_units, "merge_s": t_merge, "merge_cpu_s": cpu_merge, "merge_s_without_checksums": t_plain,
+            "merge_cpu_s_without_checksums": cpu_plain, "verify_s": t_verify,
+            "judgelm_metrics_from_store_s": t_same, "jsonl_s": t_jsonl,
             "speedup_same_metrics": t_jsonl / t_same, "speedup_full_merge": t_jsonl / t_merge, "same_metrics": same}
 
 
@@ -404,6 +420,34 @@ def bench_merge_scale(n_units: int) -> dict:
     print(f"  merge of a {n_units:,}-unit store ({disk_mb:.0f} MB on disk, built in {build_s:.0f} s): "
           f"{r['merge_s']:.2f} s, {r['merge_memory_mb']:.0f} MB beyond the imports", flush=True)
     return r
+
+
+def bench_cache(n_entries: int, per_file: int = 256, lookups: int = 2048) -> dict:
+    """Opening a verdict cache of ``n_entries`` fast-mode verdicts (written by the real writer, ``per_file`` to a
+    file as committed chunks write them) the way a shard opens it, then one chunk's worth of lookups."""
+    from judgelm.judging.verdict_cache import Entry, VerdictCache
+
+    decoding = {"mode": "fast", "max_new_tokens": 16}
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = VerdictCache(Path(tmp), "judge", decoding)
+        for start in range(0, n_entries, per_file):
+            for i in range(start, min(n_entries, start + per_file)):
+                writer.stage(writer.key([i, 17, 4, 9]), Entry(f"{i % 10} {(i * 7) % 10}\n", [23, 7 + i % 3, 12, 2]))
+            writer.flush()
+            writer.flushed.clear()  # a writer keeps what it wrote; this one writes for others
+        size = sum(p.stat().st_size for p in Path(tmp).glob("*.jsonl"))
+        t, cpu = time.perf_counter(), time.process_time()
+        cache = VerdictCache.open(tmp, "judge", decoding)
+        open_s, open_cpu_s = time.perf_counter() - t, time.process_time() - cpu
+        probe = np.random.default_rng(0).integers(0, 2 * n_entries, lookups)  # half of them are misses
+        t = time.perf_counter()
+        hits = sum(cache.get(cache.key([int(i), 17, 4, 9])) is not None for i in probe)
+        lookup_s = time.perf_counter() - t
+    out = {"entries": len(cache), "files": -(-n_entries // per_file), "bytes": size, "open_s": open_s,
+           "open_cpu_s": open_cpu_s, "lookups": lookups, "hits": hits, "lookup_us": 1e6 * lookup_s / lookups}
+    print(f"  verdict cache of {out['entries']:,} entries ({out['files']} files, {size / 2**20:.0f} MiB): opened in "
+          f"{open_s:.2f} s ({open_cpu_s:.2f} s CPU), {out['lookup_us']:.0f} µs per lookup", flush=True)
+    return out
 
 
 def judgelm_metrics_from_store(path: Path) -> dict:
@@ -444,7 +488,7 @@ def vllm_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def table(rows: list[dict], merge: dict | None) -> str:
+def table(rows: list[dict], merge: dict | None, cache: dict | None = None, scale: list[dict] = ()) -> str:
     head = ("| model | mode | units | ours units/s | ours tok/s | reference tok/s | × reference (per token) | "
             "ceiling tok/s (best rows) | % of ceiling |\n|---|---|---|---|---|---|---|---|---|")
     lines = [head]
@@ -462,7 +506,16 @@ def table(rows: list[dict], merge: dict | None) -> str:
                      f"{merge['judgelm_metrics_from_store_s']:.3f} s vs from JudgeLM's JSONL files "
                      f"{merge['jsonl_s']:.2f} s (× {merge['speedup_same_metrics']:.0f}; "
                      f"× {merge['speedup_full_merge']:.1f} for the full merge); "
-                     f"identical: {merge['same_metrics']}")
+                     f"identical: {merge['same_metrics']}; chunk checksums: the full merge "
+                     f"{merge['merge_cpu_s']:.2f} s CPU with them, {merge['merge_cpu_s_without_checksums']:.2f} s "
+                     f"without; make verify {merge['verify_s']:.2f} s")
+    for r in scale:
+        lines.append(f"\nStore of {r['units']:,} units ({r['store_mb']:.0f} MB on disk) merged alone: "
+                     f"{r['merge_s']:.2f} s, {r['merge_memory_mb']:.0f} MB beyond the imports")
+    if cache:
+        lines.append(f"\nVerdict cache of {cache['entries']:,} entries in {cache['files']:,} files "
+                     f"({cache['bytes'] / 2**20:.0f} MiB): opened in {cache['open_s']:.2f} s "
+                     f"({cache['open_cpu_s']:.2f} s CPU), {cache['lookup_us']:.0f} µs per lookup")
     return "\n".join(lines)
 
 
@@ -485,9 +538,12 @@ class BenchConfig:
     repeats: int = 5
     """Timings are medians over this many repeats."""
     merge_units: int = 1_000_000
-    """Units of the synthetic store merged against JudgeLM's JSONL route; 0 skips it."""
+    """Units of the synthetic store merged against JudgeLM's JSONL route (with and without chunk checksums); 0 skips
+    it."""
     merge_scale: list[int] = field(default_factory=lambda: [1_000_000, 10_000_000])
     """Stores merged alone in a fresh process for time and memory (empty: none)."""
+    cache_entries: int = 1_000_000
+    """Entries of the synthetic verdict cache opened; 0 skips the cache benchmark."""
     threads: int = 0
     """torch threads of this process; 0 leaves torch's default."""
     runs_dir: str = "runs"
@@ -539,12 +595,13 @@ def bench(argv: list[str]) -> int:
         hw["vllm"] = versions or hw.get("vllm")
     merge = bench_merge(args.merge_units, args.repeats) if args.merge_units else None
     scale = [bench_merge_scale(n) for n in args.merge_scale]
+    cache = bench_cache(args.cache_entries) if args.cache_entries else None
     out_dir = Path(args.runs_dir) / time.strftime("bench-%Y%m%d-%H%M%S")
     out_dir.mkdir(parents=True)
     report = {"hardware": hw, "args": asdict(args), "end_to_end": e2e, "engine": rows, "merge": merge,
-              "merge_scale": scale}
+              "merge_scale": scale, "cache": cache}
     (out_dir / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
-    print((e2e_table(e2e) + "\n\n" if e2e else "") + vllm_table(rows) + "\n\n" + table(rows, merge))
+    print((e2e_table(e2e) + "\n\n" if e2e else "") + vllm_table(rows) + "\n\n" + table(rows, merge, cache, scale))
     print(f"\nwritten: {out_dir / 'bench.json'}")
     return 0
 

@@ -31,7 +31,7 @@ from judgelm.judging.units import plan_units
 from judgelm.results.report import BENCHMARK_FILE, write_leaderboard
 from launch.cli import run_main
 from launch.configs import JudgeLaunchConfig, load_judge_config
-from launch.submission import finish, follow, print_how_to_follow, submit
+from launch.submission import dry_run_text, finish, follow, print_how_to_follow, submit
 
 DEFAULTS = ("engine.logprobs_topk=5",)
 
@@ -81,6 +81,9 @@ def benchmark(argv: list[str]) -> int:
     cfg = load_judge_config(argv, BenchmarkConfig, DEFAULTS, prefix="bench")
     cfg.engine.validate()
     cfg.merge.validate()
+    if cfg.dry_run:
+        print(dry_run_text(cfg))
+        return 0
     parent = Path(cfg.runs_dir).resolve() / cfg.run
     if parent.exists():
         raise ConfigError(f"{parent} already exists: continue its runs with `make resubmit RUN={cfg.run}/pair` (and "

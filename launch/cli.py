@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from judgelm.config import ConfigError
 from judgelm.data.records import RecordError
+from judgelm.rundir import Fault, environment_fault
 
 USER_ERRORS = (ConfigError, RecordError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
                IsADirectoryError, PermissionError)
@@ -77,6 +78,12 @@ def run_main(main: Callable[[list[str]], int], doc: str | None, schema: type | N
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except (Fault, OSError, MemoryError) as e:  # not the user's mistake, but the message is the whole story
+        cause = str(e) if isinstance(e, Fault) else environment_fault(e)
+        if cause is None or os.environ.get("JUDGELM_DEBUG") == "1":
+            raise
+        print(f"error: {cause}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as e:
         print(f"\ninterrupted. {e}".rstrip(), file=sys.stderr)
         return 130

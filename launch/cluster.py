@@ -23,7 +23,13 @@ class JudgeServerConfig:
     (``engine.backend=hf|vllm``) or call an existing server (``engine.backend=openai engine.base_url=...``)."""
     command: str = "vllm serve {model} --host {host} --port {port} --served-model-name {model} --seed 0"
     """The server command; ``{model}``, ``{host}`` and ``{port}`` are filled in. Any OpenAI-compatible server works
-    (``python -m sglang.launch_server --model-path {model} --host {host} --port {port}``)."""
+    (``python -m sglang.launch_server --model-path {model} --host {host} --port {port} --api-key {api_key}``).
+    ``{api_key}`` is the run's secret key, for servers that take it only on their command line (where others on
+    the node can read it in the process list: prefer ``key_env``)."""
+    key_env: str = "VLLM_API_KEY"
+    """The environment variable the server reads its API key from (vLLM's); the server job sets it to the run's
+    secret key. Empty for a server that reads none: its command must then take ``{api_key}``, or it must listen on
+    127.0.0.1 only (``host``), with the shards on its node."""
     host: str = ""
     """The address written for the shards; empty takes the node's host name."""
     port: int = 0

@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from judgelm.config import CONFIG_DIR, ConfigError, load_config, load_group, load_saved
+from judgelm.generation.config import GenerationConfig
 from judgelm.judging.config import JudgeConfig
 from judgelm.rundir import RunDir, check_run_name
 from judgelm.train.config import TrainConfig, load_train_config
@@ -37,6 +38,11 @@ class LaunchFields:
 @dataclass
 class JudgeLaunchConfig(JudgeConfig, LaunchFields):
     """A judging run plus where it runs."""
+
+
+@dataclass
+class GenerateLaunchConfig(GenerationConfig, LaunchFields):
+    """A generation run plus where it runs."""
 
 
 @dataclass
@@ -71,6 +77,13 @@ def load_judge_config(argv: list[str], schema: type[JudgeLaunchConfig] = JudgeLa
     return cfg
 
 
+def load_generate_config(argv: list[str]) -> GenerateLaunchConfig:
+    """``configs/generate.yaml`` + ``cluster=NAME`` + overrides; the run name defaulted and checked."""
+    cfg = load_config(GenerateLaunchConfig, CONFIG_DIR / "generate.yaml", argv, groups=("cluster",))
+    cfg.run = check_run_name(cfg.run or time.strftime("generate-%Y%m%d-%H%M%S"), nested=True)
+    return cfg
+
+
 def load_train_launch_config(argv: list[str]) -> TrainLaunchConfig:
     """The size's config with its ``default_cluster`` profile unless the command line names one."""
     if not any(a.startswith("cluster=") for a in argv):
@@ -79,15 +92,16 @@ def load_train_launch_config(argv: list[str]) -> TrainLaunchConfig:
     return load_train_config(argv, TrainLaunchConfig, groups=("cluster",))
 
 
-def saved_judge_config(rd: RunDir, overrides: list[str]) -> JudgeLaunchConfig:
-    """A run's own config for a resubmission; only where it runs (``cluster``) and ``wait`` may change."""
+def saved_judge_config(rd: RunDir, overrides: list[str], schema: type = JudgeLaunchConfig) -> JudgeLaunchConfig:
+    """A run's own config for a resubmission; only where it runs (``cluster``) and ``wait`` may change. ``schema``:
+    the run's launcher config (``GenerateLaunchConfig`` for a generation run)."""
     for item in overrides:
         key = item.partition("=")[0]
         if key not in ("cluster", "wait") and not key.startswith("cluster."):
             raise ConfigError(f"{key}: a run's config is fixed when it is created; only cluster.* and wait can change")
     cluster = [o for o in overrides if o.startswith("cluster=")]
     rest = [o for o in overrides if not o.startswith("cluster=")]
-    cfg = load_saved(JudgeLaunchConfig, rd.config)
+    cfg = load_saved(schema, rd.config)
     if cluster:  # a new profile replaces the saved one whole, then its fields may be overridden
         cfg.cluster = load_config(ClusterConfig, load_group("cluster", cluster[-1].split("=", 1)[1]))
-    return load_config(JudgeLaunchConfig, OmegaConf.structured(cfg), rest)
+    return load_config(schema, OmegaConf.structured(cfg), rest)

@@ -2,6 +2,11 @@
 
     python -m launch.evaluate [evaluate.answers='[FORMAT:PATH,...]'] [evaluate.pairing=vs-baseline|all-pairs|single]
         [evaluate.baseline=MODEL] [evaluate.limit=100] [model.path=DIR] [shards=4] [cluster=local] ...
+    python -m launch.evaluate evaluate.generate='[MODEL_DIR,...]' evaluate.questions=alpaca_eval|mt_bench|FILE ...
+
+With ``evaluate.generate`` (``make evaluate MODELS=…``) the models' answers are generated first: one generation
+array per model with answers left to generate, the judging array after them, then the merge, as one DAG of jobs
+(``launch/dag.py``); the question set's own answers and baseline are used unless given.
 
 The default (``configs/evaluate.yaml``): the tiny judge evaluates the six AlpacaEval models shipped in
 ``data/evaluation/alpaca_eval`` against the baseline gpt4_1106_preview in both orders, on 100 of the 805
@@ -13,20 +18,24 @@ resume, Slurm and the merge work as for ``make judge``; verdicts already in the 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 
-from judgelm.config import CONFIG_DIR, load_config, to_yaml
-from judgelm.data.answers import expand_paths, load_answers
+from judgelm.config import CONFIG_DIR, ConfigError, load_config, to_yaml
+from judgelm.data.answers import AnswerSet, expand_paths, load_answers
+from judgelm.data.checklists import Checklists, covered, load_checklists
 from judgelm.data.pairing import pair_records, spread_questions
-from judgelm.data.records import Loaded
-from judgelm.judging.alpaca_eval import import_annotations
+from judgelm.data.records import Loaded, RecordError, iter_dicts
+from judgelm.generation.run import incomplete_shards
+from judgelm.judging.alpaca_eval import import_annotations, read_annotations
 from judgelm.judging.run import create_run, plan_run
-from judgelm.results.leaderboard import LEADERBOARD_MD, REFERENCE_JSON, build_leaderboard
+from judgelm.results.leaderboard import LEADERBOARD_MD, REFERENCE_JSON, REFERENCE_SCORES, build_leaderboard
 from judgelm.rundir import RunDir, check_run_name, write_text_atomic
 from launch.cli import exit_now, run_main
 from launch.configs import JudgeLaunchConfig
-from launch.submission import launch
+from launch.dag import GenerationSettings, create_dag, dag_plan_text, run_dag
+from launch.submission import dry_run_text, launch
 
 
 @dataclass
@@ -37,7 +46,8 @@ class EvaluationConfig:
     """``FORMAT:PATH[,PATH]`` specs (globs allowed): fastchat, alpaca_eval, alpaca_eval_annotations, judgelm, generic
     (``judgelm.data.answers``)."""
     pairing: str = "vs-baseline"
-    """``vs-baseline`` (every model against ``baseline``), ``all-pairs`` or ``single`` (absolute scores)."""
+    """``vs-baseline`` (every model against ``baseline``), ``all-pairs``, ``single`` (absolute scores) or
+    ``checklist`` (RocketEval: every answer graded on its question's checklist, ``judge.profile=rocketeval``)."""
     baseline: str = ""
     """The baseline model (vs-baseline), or the anchor of single-answer grading where a question has no reference."""
     models: list[str] = field(default_factory=list)
@@ -53,6 +63,18 @@ class EvaluationConfig:
     on the evaluated questions is put next to this judge's, with rank correlations (empty: none)."""
     reference_judge: str = "reference judge"
     """The reference judge's name in the report."""
+    checklists: str = ""
+    """pairing=checklist (RocketEval, ``judge.profile=rocketeval``): a checklist file, one row per question
+    (``question_id`` or ``question`` text, ``checklist``: the items; ``judgelm.data.checklists``)."""
+    reference_scores: str = ""
+    """pairing=checklist: a strong judge's scores of some models' answers (JSONL: ``question_id`` or ``question``,
+    ``model``, ``score``), on which RocketEval's per-question predictor is fitted (empty: the plain average)."""
+    generate: list[str] = field(default_factory=list)
+    """Model directories (or hub ids) whose answers are generated first, then judged (``make evaluate MODELS=…``):
+    one generation array each, the judging array after them (``launch/dag.py``)."""
+    questions: str = ""
+    """With ``generate``: the question set the models answer (``alpaca_eval``, ``mt_bench`` or a file; empty:
+    ``alpaca_eval``); ``limit`` of them, spread evenly."""
 
 
 @dataclass
@@ -60,17 +82,57 @@ class EvaluateLaunchConfig(JudgeLaunchConfig):
     """A model evaluation: a judging run whose records come from ``evaluate``."""
 
     evaluate: EvaluationConfig = field(default_factory=EvaluationConfig)
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    """How the models of ``evaluate.generate`` generate their answers."""
 
 
-def evaluation_records(ev: EvaluationConfig) -> Loaded:
+def evaluation_data(ev: EvaluationConfig, turns: int = 0) -> AnswerSet:
+    """The evaluated questions and answers: conversations cut to their first ``turns`` turns (0: every turn), and
+    with pairing checklist only the questions that have a checklist."""
     data = spread_questions(load_answers(ev.answers), ev.limit)
-    return Loaded(records=pair_records(data, ev.pairing, ev.baseline, ev.models, ev.budget, ev.seed))
+    if turns:
+        data = data.first_turns(turns)
+    if ev.pairing == "checklist":  # only the questions that have a checklist are graded
+        checklists = load_checklists(ev.checklists) if ev.checklists else Checklists()
+        keep = covered(checklists, data)
+        data = AnswerSet({k: data.questions[k] for k in keep}, {k: data.answers[k] for k in keep})
+    return data
+
+
+def evaluation_records(ev: EvaluationConfig, data: AnswerSet) -> Loaded:
+    checklists = load_checklists(ev.checklists) if ev.checklists else None
+    return Loaded(records=pair_records(data, ev.pairing, ev.baseline, ev.models, ev.budget, ev.seed, checklists))
+
+
+def write_reference_scores(rd: RunDir, path: str, data: AnswerSet) -> int:
+    """A strong judge's scores, keyed by the run's question ids, for the merge's RocketEval predictor."""
+    ids = {q.text: str(q.question_id) for q in data.questions.values()}
+    rows = []
+    for src, obj in iter_dicts(path):
+        key = obj.get("question_id", obj.get("session_id"))
+        qid = str(key) if key is not None else ids.get(obj.get("question", ""))
+        model = obj.get("model", obj.get("model_test"))
+        score = obj.get("score")
+        if not isinstance(model, str) or isinstance(score, bool) or not isinstance(score, (int, float)):
+            raise RecordError(src, "model" if not isinstance(model, str) else "score",
+                              "expected a model name and a numeric score")
+        if qid in data.answers and model in data.answers[qid]:
+            rows.append({"question_id": qid, "model": model, "score": float(score)})
+    write_text_atomic(rd.root / REFERENCE_SCORES, "".join(json.dumps(r) + "\n" for r in rows))
+    return len(rows)
 
 
 def write_reference(rd: RunDir, ev: EvaluationConfig, loaded: Loaded) -> None:
-    """The reference judge's leaderboard over exactly the evaluated questions, for the merge to compare with."""
+    """The reference judge's leaderboard over exactly the evaluated questions, for the merge to compare with; none,
+    with a warning, when its annotations cover none of them (the default AlpacaEval judge on MT-Bench answers)."""
     questions = {r.question for r in loaded.records}
-    store = import_annotations(rd.root / "reference" / "verdicts.zarr", expand_paths(ev.reference_verdicts),
+    paths = expand_paths(ev.reference_verdicts)
+    if not read_annotations(paths, questions):
+        logging.getLogger("launch.evaluate").warning(
+            "no reference leaderboard: %s annotates none of the %d evaluated questions", ev.reference_judge,
+            len(questions))
+        return
+    store = import_annotations(rd.root / "reference" / "verdicts.zarr", paths,
                                {"run": f"{rd.name}/reference", "model": ev.reference_judge}, questions)
     board = build_leaderboard(store)
     board["judge"] = ev.reference_judge
@@ -82,16 +144,35 @@ def evaluate(argv: list[str]) -> int:
     cfg = load_config(EvaluateLaunchConfig, CONFIG_DIR / "evaluate.yaml", argv, groups=("cluster",))
     cfg.run = check_run_name(cfg.run or time.strftime("evaluate-%Y%m%d-%H%M%S"))
     ev = cfg.evaluate
-    cfg.prompt.mode = "single" if ev.pairing == "single" else "pair"
+    if ev.generate:
+        if ev.pairing == "checklist":
+            raise ConfigError("evaluate.pairing=checklist grades answers already written: generate them with make "
+                              "generate, then pass them as evaluate.answers (MODELS= cannot grade checklists yet)")
+        given = {a.partition("=")[0] for a in argv}
+        if cfg.dry_run:
+            print(dag_plan_text(cfg, given))
+            return 0
+        rd, runs = create_dag(cfg, given)
+        return run_dag(rd, cfg, [(grd, gcfg, incomplete_shards(grd, gcfg.shards)) for grd, gcfg in runs], started)
+    cfg.prompt.mode = "single" if ev.pairing in ("single", "checklist") else "pair"
+    if (ev.pairing == "checklist") != (cfg.judge.profile == "rocketeval"):
+        raise ConfigError("RocketEval grades checklists: use evaluate.pairing=checklist with judge.profile=rocketeval "
+                          f"(got pairing {ev.pairing}, profile {cfg.judge.profile})")
     cfg.data.source = "evaluation: " + " ".join(ev.answers)
     cfg.engine.validate()
-    loaded = evaluation_records(ev)
+    if cfg.dry_run:
+        print(dry_run_text(cfg))
+        return 0
+    data = evaluation_data(ev, cfg.prompt.turns)
+    loaded = evaluation_records(ev, data)
     # All-pairs has no baseline in its leaderboard: every model's win rate is against every other model.
     baseline = "" if ev.pairing == "all-pairs" else ev.baseline
     rd = create_run(plan_run(cfg, loaded), to_yaml(cfg),
                     attrs={"evaluation": {"pairing": ev.pairing, "baseline": baseline}})
     if ev.reference_verdicts:
         write_reference(rd, ev, loaded)
+    if ev.reference_scores:
+        write_reference_scores(rd, ev.reference_scores, data)
     rc = launch(rd, cfg, list(range(cfg.shards)), started)
     if (rd.root / LEADERBOARD_MD).exists():
         print("\n" + (rd.root / LEADERBOARD_MD).read_text(), end="", flush=True)

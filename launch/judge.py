@@ -17,7 +17,7 @@ from judgelm.judging.run import create_run, plan_run
 from launch.cli import exit_now, run_main
 from launch.configs import JudgeLaunchConfig, load_judge_config
 from launch.server import point_shards_at_server
-from launch.submission import gpu_plan_text, launch
+from launch.submission import dry_run_text, launch
 
 
 def judge(argv: list[str]) -> int:
@@ -27,7 +27,7 @@ def judge(argv: list[str]) -> int:
     cfg.engine.validate()
     cfg.merge.validate()
     if cfg.dry_run:
-        print(f"# resolved config (cfg={cfg.fingerprint()})\n{to_yaml(cfg)}\n# plan\n{gpu_plan_text(cfg)}")
+        print(dry_run_text(cfg))
         return 0
     rd = create_run(plan_run(cfg), to_yaml(cfg))
     return launch(rd, cfg, list(range(cfg.shards)), started)

@@ -45,6 +45,45 @@ def sacct(job_ids: list[str]) -> dict[str, dict[str, str]]:
 
 
 def active(job_ids: list[str]) -> list[str]:
-    """The jobs among ``job_ids`` that are queued or running, from one sacct call."""
+    """The jobs among ``job_ids`` that are queued or running, from slurmctld itself (one ``squeue`` call): sacct
+    lags it by a second or two, and a job that another ``make resubmit`` submitted a moment ago must count. Falls
+    back to sacct without squeue."""
+    ids = sorted({j.split("_")[0] for j in job_ids if j})
+    if not ids:
+        return []
+    if shutil.which("squeue") is not None:
+        proc = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T", "-j", ",".join(ids)], capture_output=True,
+                              text=True, timeout=60)
+        # squeue refuses a list whose jobs have all left slurmctld's memory: then none of them is active
+        if proc.returncode == 0 or "Invalid job id" in proc.stderr:
+            states = dict(line.split("|", 1) for line in proc.stdout.splitlines() if "|" in line)
+            return [j for j in job_ids if states.get(j, "") in ACTIVE]
     rows = sacct(job_ids)
     return [j for j in job_ids if rows.get(j, {}).get("State", "").split(" ")[0] in ACTIVE]
+
+
+def pending_reasons(job_ids: list[str]) -> dict[str, str]:
+    """Why each pending job among ``job_ids`` waits (squeue's reason: ``Dependency``, ``DependencyNeverSatisfied``,
+    ...), from one squeue call; jobs that are not pending are left out."""
+    ids = sorted({j for j in job_ids if j})
+    if not ids or shutil.which("squeue") is None:
+        return {}
+    # All pending jobs, filtered here: squeue -j fails whole on an id it no longer knows.
+    proc = subprocess.run(["squeue", "-h", "-t", "PD", "-o", "%i|%r"], capture_output=True, text=True, timeout=60)
+    rows = {}
+    for line in proc.stdout.splitlines():
+        jid, _, reason = line.partition("|")
+        for one in expand_array_id(jid):
+            rows[one] = rows[one.split("_")[0]] = reason
+    return {j: rows[j] for j in ids if j in rows}
+
+
+def queued(job_ids: list[str]) -> set[str]:
+    """The jobs among ``job_ids`` that squeue still lists (pending, running, completing), from one call. An array
+    task cancelled before it started is in neither squeue nor sacct's allocations."""
+    ids = {j for j in job_ids if j}
+    if not ids or shutil.which("squeue") is None:
+        return set()
+    proc = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, timeout=60)
+    listed = {one for line in proc.stdout.split() for one in expand_array_id(line)}
+    return {j for j in ids if j in listed or j.split("_")[0] in listed}

@@ -1,4 +1,4 @@
-"""``make status RUN=…``: one table per run from one ``sacct`` call plus the store.
+"""``make status RUN=…``: one table per run (judging or generation) from one ``sacct`` call plus the store.
 
     python -m launch.status run=NAME [runs_dir=runs] [watch=SECONDS] [all=true]
 
@@ -6,7 +6,9 @@ Per shard: the Slurm state and exit code of its latest job, the node, units done
 only truth about what is done), rate, ETA and start-up (process start, imports and model load: from the shard's
 progress file), and attempts. Works while the
 run is going and after; local runs show the same table without Slurm columns. Past 16 shards, finished shards
-are left out of the table (``all=true`` shows them) and counted in the summary line.
+are left out of the table (``all=true`` shows them) and counted in the summary line. Every chunk is verified
+against its checksum: damaged chunks are not counted as done, and are listed under the table with the command
+that repairs them; a shard whose last attempt failed says why.
 """
 
 from __future__ import annotations
@@ -20,17 +22,20 @@ import numpy as np
 
 from judgelm.config import ConfigError, load_config
 from judgelm.judging.progress import read_progress
-from judgelm.judging.store import VerdictStore
+from judgelm.judging.store import ChunkLayout, Damage
 from judgelm.results.tables import data_line
 from judgelm.rundir import RunDir
 from launch.cli import run_main
 from launch.sacct import sacct
-from launch.submission import latest_jobs, read_submissions
+from launch.submission import kind_of, latest_jobs, read_submissions
 
 
-def shard_done_counts(store: VerdictStore, n_shards: int) -> list[tuple[int, int]]:
-    """(units done, units owned) per shard, from the store's ``done`` marks."""
-    done = store.done()
+def shard_done_counts(store: ChunkLayout, n_shards: int, damage: list[Damage] = ()) -> list[tuple[int, int]]:
+    """(units done, units owned) per shard, from the store's ``done`` marks; units of damaged chunks are not done."""
+    done = store.readable_done()
+    for d in damage:
+        if d.judge == getattr(store, "prefix", None):
+            done[d.start:d.stop] = False
     return [(int(np.count_nonzero(done[sl])), sl.stop - sl.start)
             for sl in (store.shard_slice(k, n_shards) for k in range(n_shards))]
 
@@ -47,7 +52,20 @@ def startup(p) -> str:
 
 
 def status_table(rd: RunDir, show_all: bool = True) -> str:
-    store = VerdictStore(rd.store)
+    """A judging or generation run's table; an evaluation whose answers are generated first (``launch/dag.py``)
+    gets one per model's generation run, then its judging run's (or what the judging jobs wait for)."""
+    if rd.generated.is_dir():
+        from judgelm.generation.evaluation import generation_runs
+        from launch.dag_status import dag_status
+
+        parts = [f"## answers of {r.name} ({r.root})\n{run_table(r, show_all)}" for r in generation_runs(rd)]
+        judging = run_table(rd, show_all) if rd.store.exists() else dag_status(rd)
+        return "\n\n".join(parts + [f"## judging\n{judging}"])
+    return run_table(rd, show_all)
+
+
+def run_table(rd: RunDir, show_all: bool = True) -> str:
+    store = kind_of(rd).open_store(rd)
     n_shards = int(store.attrs["n_shards"])
     subs = read_submissions(rd)
     jobs, merge = latest_jobs(subs)
@@ -57,7 +75,9 @@ def status_table(rd: RunDir, show_all: bool = True) -> str:
         rows = sacct(list(jobs.values()) + ([merge] if merge else [])) if slurm else {}
     except (RuntimeError, OSError, subprocess.SubprocessError) as e:  # slurmdbd trouble: the store still answers
         rows, warning = {}, f"(no Slurm states: {e})"
-    counts = shard_done_counts(store, n_shards)
+    damage = store.verify()
+    counts = shard_done_counts(store, n_shards, damage)
+    damaged = {k: sum(1 for d in damage if d.shard == k) for k in range(n_shards)}
     header = ["shard", "job", "state", "exit", "node", "units", "done", "rate/s", "ETA", "start-up", "attempts"]
     table = [header]
     states: dict[str, int] = {}
@@ -74,6 +94,8 @@ def status_table(rd: RunDir, show_all: bool = True) -> str:
             state = "PENDING" if jid else "NOT SUBMITTED"
         if done == total and total:
             state = state if state == "COMPLETED" else f"{state} (done)"
+        if damaged[k]:
+            state = f"{state}, {damaged[k]} DAMAGED"
         states[state] = states.get(state, 0) + 1
         # A rate only while the shard is really running: its last attempt may have died without a word.
         running = state == "RUNNING" if row else (not slurm and state == "RUNNING" and _alive(p.attempts[-1].job_id))
@@ -87,7 +109,8 @@ def status_table(rd: RunDir, show_all: bool = True) -> str:
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
     done_all = sum(d for d, _ in counts)
-    summary = (f"run {store.attrs.get('run', rd.name)} (cfg {store.attrs.get('config_hash')}): "
+    model = f"model {store.attrs['model_id']}, " if store.attrs.get("model_id") else ""  # a generation run
+    summary = (f"run {store.attrs.get('run', rd.name)} ({model}cfg {store.attrs.get('config_hash')}): "
                f"{done_all}/{store.n_units} units "
                f"({100 * done_all / max(store.n_units, 1):.1f} %); shards: "
                + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
@@ -97,7 +120,30 @@ def status_table(rd: RunDir, show_all: bool = True) -> str:
     if rd.metrics.exists():
         summary += f"; metrics: {rd.table}"
     notes = data_line(store.attrs)
-    return "\n".join(lines + [summary] + ([f"data: {notes}"] if notes else []) + ([warning] if warning else []))
+    return "\n".join(lines + [summary] + ([f"data: {notes}"] if notes else []) + failures(rd, n_shards, counts)
+                     + damage_lines(damage, rd.name) + ([warning] if warning else []))
+
+
+def failures(rd: RunDir, n_shards: int, counts: list[tuple[int, int]]) -> list[str]:
+    """Why each unfinished shard's last attempt failed, when it said."""
+    out = []
+    for k in range(n_shards):
+        p = read_progress(rd.shard_progress(k))
+        if counts[k][0] < counts[k][1] and p and p.attempts and p.attempts[-1].state == "failed" \
+                and p.attempts[-1].error:
+            out.append(f"shard {k} failed: {p.attempts[-1].error}")
+    return out
+
+
+def damage_lines(damage: list[Damage], run: str, shown: int = 8) -> list[str]:
+    if not damage:
+        return []
+    lines = [f"damaged: {d}" for d in damage[:shown]]
+    if len(damage) > shown:
+        lines.append(f"damaged: and {len(damage) - shown} more chunks (make verify RUN={run} lists them all)")
+    fix = ("the run's inputs are damaged: create the run again" if any(d.judge is None for d in damage)
+           else f"make resubmit RUN={run} re-judges exactly the damaged units")
+    return lines + [f"{len(damage)} damaged chunk{'s' if len(damage) > 1 else ''}: {fix}"]
 
 
 @dataclass
@@ -115,8 +161,8 @@ class StatusConfig:
 def status(argv: list[str]) -> int:
     cfg = load_config(StatusConfig, None, argv)
     rd = RunDir.existing(cfg.runs_dir, cfg.run)
-    if not rd.store.exists():
-        raise ConfigError(f"{rd.root} is not a judging run (no verdict store)")
+    if not (rd.store.exists() or rd.answer_store.exists() or rd.generated.is_dir()):
+        raise ConfigError(f"{rd.root} is not a run (no verdict or answer store)")
     while True:
         print(status_table(rd, cfg.all), flush=True)
         if not cfg.watch:

@@ -23,6 +23,7 @@ from judgelm.config import ConfigError, load_saved, to_yaml
 from judgelm.rundir import RunDir
 from judgelm.train.backends import zero_stage
 from judgelm.train.config import TrainConfig, repo_path
+from judgelm.train.memory_plan import plan_memory
 from launch.cli import run_main
 from launch.cluster import ClusterConfig, make_executor
 from launch.configs import TrainLaunchConfig, load_train_launch_config
@@ -68,9 +69,34 @@ def plan_text(cfg: TrainLaunchConfig) -> str:
         f"training     {cfg.backend}{zero}, lr {cfg.optim.lr} cosine, warmup {cfg.optim.warmup_ratio:.0%}, "
         f"wd {cfg.optim.weight_decay}, grad ckpt {cfg.model.gradient_checkpointing}, "
         f"model {cfg.model.path or 'scratch (tiny)'}",
+        f"method       {method_text(cfg)}",
+        f"memory       {memory_text(cfg, c.gpu_mem_gb)}",
+        f"curves       {', '.join(cfg.report_to) or 'metrics.jsonl only'}"
+        + (f"; judges {cfg.eval.data} every {cfg.eval_every} steps, best checkpoint by {cfg.eval.metric}"
+           if cfg.eval_every else ""),
         f"output       {repo_path(cfg.runs_dir) / cfg.run / 'model'}"
+        + (f" (merged) and {repo_path(cfg.runs_dir) / cfg.run / 'adapter'}" if cfg.method != "full" else "")
         + (f", published to {repo_path(cfg.export_dir)}" if cfg.export_dir else ""),
     ])
+
+
+def method_text(cfg: TrainConfig) -> str:
+    if cfg.method == "full":
+        return "full (every weight trains)"
+    lc = cfg.lora
+    base = "4-bit NF4 base (bitsandbytes)" if cfg.method == "qlora" else "frozen base"
+    return (f"{cfg.method}: rank {lc.rank}, alpha {lc.alpha:g}, dropout {lc.dropout:g} on "
+            f"{','.join(lc.target_modules)}, {base}")
+
+
+def memory_text(cfg: TrainConfig, gpu_gb: float | None) -> str:
+    """The planner's per-GPU estimate (``judgelm.train.memory_plan``), or why there is none."""
+    zero = zero_stage(json.loads(repo_path(cfg.deepspeed_config).read_text())) if cfg.backend == "deepspeed" else 0
+    try:
+        plan = plan_memory(cfg, gpu_gb if cfg.resources.gpus_per_node else None, zero)
+    except FileNotFoundError as e:
+        return f"not planned: {e}"
+    return plan.text() if cfg.resources.gpus_per_node else plan.text("process") + " (in RAM: a CPU run)"
 
 
 def code_dir(run_dir: Path) -> Path:

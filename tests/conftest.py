@@ -59,3 +59,30 @@ def write_pairs(path: Path, n: int, with_reference_every: int = 0) -> Path:
         rows.append(row)
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return path
+
+
+TINY_CHAT = Path(__file__).resolve().parents[1] / "models" / "tiny-chat-1"
+
+
+def build_random_chat_model(path: Path, seed: int = 0, hidden: int = 64) -> Path:
+    """A Llama with random weights and the shipped tiny chat model's tokenizer and chat template: a model whose
+    answers differ from every other's, for tests that need several models."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(TINY_CHAT)
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=2048,
+                      initializer_range=0.5, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id)
+    LlamaForCausalLM(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def random_chat_models(tmp_path_factory) -> list[Path]:
+    """Two random chat models, ``chat-a`` and ``chat-b``."""
+    root = tmp_path_factory.mktemp("chat")
+    return [build_random_chat_model(root / name, seed) for seed, name in enumerate(("chat-a", "chat-b"))]

@@ -34,7 +34,7 @@ MAPPING = "path: plain.jsonl\nquestion: prompt\nanswer1: response 1\nanswer2: re
 PLAIN = json.dumps({"prompt": "Say hi", "response 1": "hi", "response 2": "", "label": 0}) + "\n"
 JUDGE = ("launch.judge", "cluster=local", "runs_dir={d}/runs", "model.path={model}", "shards=1", "run=r")
 IMPORT = ("launch.import_verdicts", "data={d}/pairs.jsonl", "runs_dir={d}/runs", "run=imp")
-PROMPTS = ("judgelm.cli", "prompts")
+PROMPTS = ("launch.prompts", "model.path={model}")
 
 
 @dataclass(frozen=True)
@@ -64,18 +64,25 @@ CASES = [
          "data.limit=-1: give how many records to judge", {"pairs.jsonl": pairs_jsonl()}),
     Case("multi-answer grading of labelled pairs", (*JUDGE, "data.source={d}/pairs.jsonl", "prompt.mode=multi"), 2,
          "prompt.mode=multi: 3 records are labelled pairs", {"pairs.jsonl": pairs_jsonl()}),
+    Case("lone surrogate escape in a record", (*JUDGE, "data.source={d}/pairs.jsonl"), 2,
+         "pairs.jsonl:2: field 'question_body': holds a lone UTF-16 surrogate \\ud800 at character 4",
+         {"pairs.jsonl": pairs_jsonl(1) + pairs_jsonl(1, question_body="bad \ud800 here")}, leaves=("runs/r",)),
+    Case("lone surrogate in a nested field of a JSON list", (*PROMPTS, "{d}/pairs.json"), 2,
+         "pairs.json[item 0]: field 'reference.text': holds a lone UTF-16 surrogate \\udfff",
+         {"pairs.json": json.dumps([{"question_id": 0, "question_body": "q", "answer1_body": "a",
+                                     "answer2_body": "b", "reference": {"text": "x\udfff"}}])}),
     # --- odd but valid data: accepted, rendered as JudgeLM renders it (`make prompts`) ---------------------
-    Case("UTF-8 byte-order mark", (*PROMPTS, "{d}/bom.jsonl"), 0, '"question_id": 0',
+    Case("UTF-8 byte-order mark", (*PROMPTS, "data.source={d}/bom.jsonl"), 0, '"question_id": 0',
          {"bom.jsonl": b"\xef\xbb\xbf" + pairs_jsonl().encode()}),
-    Case("empty answer", (*PROMPTS, "{d}/pairs.jsonl"), 0,
+    Case("empty answer", (*PROMPTS, "data.source={d}/pairs.jsonl"), 0,
          "[The Start of Assistant 2's Answer]\\n\\n\\n[The End of Assistant 2's Answer]",
          {"pairs.jsonl": pairs_jsonl(answer2_body="")}),
-    Case("whitespace-only answer and reference", (*PROMPTS, "{d}/pairs.jsonl", "--reference", "with"), 0,
+    Case("whitespace-only answer and reference", (*PROMPTS, "data.source={d}/pairs.jsonl"), 0,
          "[The Start of Assistant 1's Answer]\\n  \\n\\n[The End",  # a blank reference is no reference block
          {"pairs.jsonl": pairs_jsonl(answer1_body="  ", reference=" \n")}),
-    Case("generic data without ids or labels", (*PROMPTS, "generic:{d}/m.yaml"), 0, '"question_id": 1',
+    Case("generic data without ids or labels", (*PROMPTS, "data.source=generic:{d}/m.yaml"), 0, '"question_id": 1',
          {"m.yaml": MAPPING, "plain.jsonl": PLAIN}),
-    Case("make prompts on a bad record", (*PROMPTS, "{d}/pairs.jsonl"), 2,
+    Case("make prompts on a bad record", (*PROMPTS, "data.source={d}/pairs.jsonl"), 2,
          "pairs.jsonl:1: field 'question_body': empty", {"pairs.jsonl": pairs_jsonl(question_body=" ")}),
     # --- `make import` -------------------------------------------------------------------------------------
     Case("verdict for an id not in the data", (*IMPORT, "format=judgelm", "verdicts={d}/v.jsonl"), 2,

@@ -12,7 +12,8 @@ from launch import bench
 def test_bench_writes_the_end_to_end_engine_generation_and_merge_figures(tmp_path, capsys):
     rc = bench.main(["models=[tiny]", "pairs=1", "reference_pairs=1", "instructions=1", "questions=2",
                      "generate_new_tokens=8", "full_new_tokens=8", "repeats=1", "merge_units=200",
-                     "merge_scale=[3000]", "e2e=[judge]", "e2e_repeats=1", "e2e_args=[data.limit=6]",
+                     "merge_scale=[3000]", "cache_entries=2000", "e2e=[judge]", "e2e_repeats=1",
+                     "e2e_args=[data.limit=6]",
                      f"runs_dir={tmp_path}"])
     assert rc == 0
     out = capsys.readouterr().out
@@ -33,3 +34,5 @@ def test_bench_writes_the_end_to_end_engine_generation_and_merge_figures(tmp_pat
     [scale] = report["merge_scale"]
     assert scale["units"] == 3000 and scale["merge_s"] > 0 and scale["merge_memory_mb"] >= 0
     assert report["merge"]["same_metrics"]
+    assert report["merge"]["merge_s_without_checksums"] > 0 and report["merge"]["verify_s"] > 0
+    assert report["cache"]["entries"] == 2000 and report["cache"]["open_s"] > 0

@@ -1,4 +1,4 @@
-"""The command-line tools: prompt dumps and JudgeLM-file metrics agree with the pipeline."""
+"""The command-line tools: JudgeLM-file metrics agree with the pipeline."""
 
 import json
 
@@ -10,27 +10,9 @@ from judgelm.data.records import load_records
 from judgelm.data.verdicts import parse_prediction
 from judgelm.judging.store import ChunkVerdicts, VerdictStore
 from judgelm.judging.units import plan_units
-from judgelm.profiles.prompts import Mode, build_prompt
 from judgelm.results.merge import compute_metrics
 from judgelm.scoring.judgelm_files import metrics_from_judgelm_files
 from tests.conftest import write_pairs
-
-
-@pytest.mark.parametrize("mode, reference, order", [("pair", "without", "original"), ("pair", "with", "swapped"),
-                                                    ("single", "with", "original")])
-def test_prompts_command_writes_every_record_prompt(tmp_path, mode, reference, order):
-    data = write_pairs(tmp_path / "d.jsonl", 7, with_reference_every=2)
-    out = tmp_path / "prompts.jsonl"
-    assert main(["prompts", str(data), "--mode", mode, "--reference", reference, "--order", order, "-o", str(out)]) == 0
-    rows = [json.loads(x) for x in out.read_text().splitlines()]
-    recs = load_records(data).records
-    assert [r["question_id"] for r in rows] == list(range(7))
-    for row, rec in zip(rows, recs):
-        answers = list(rec.answers)[::-1] if order == "swapped" else list(rec.answers)
-        ref = rec.reference if reference == "with" else None
-        assert row["prompt"] == build_prompt(rec.question, answers, ref, Mode(mode))
-    assert ("[Reference Answer]" in rows[0]["prompt"]) == (reference == "with")
-    assert "[Reference Answer]" not in rows[1]["prompt"]  # record 1 has no reference
 
 
 def test_judgelm_files_give_the_same_metrics_as_the_store(tmp_path):

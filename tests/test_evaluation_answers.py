@@ -18,29 +18,65 @@ def jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def test_fastchat_layout_first_turns_and_references(tmp_path):
-    # The shipped MT-Bench files in FastChat's layout: a writing question and question 101, which has a GPT-4
-    # reference answer, with two models' answers.
-    root = tmp_path / "mt_bench"
+def mt_bench_dir(root: Path, question_ids: tuple[int, ...], models: tuple[str, ...]) -> Path:
+    """The shipped MT-Bench questions ``question_ids`` and GPT-4 references in FastChat's layout, with a two-turn
+    answer of each model written as FastChat's gen_model_answer.py writes it."""
     (root / "reference_answer").mkdir(parents=True)
     ref = DATA / "mt_bench" / "reference_answer" / "gpt-4.jsonl"
     (root / "reference_answer" / "gpt-4.jsonl").write_text(ref.read_text())
-    qs = (DATA / "mt_bench" / "question.jsonl").read_text().splitlines()
-    (root / "question.jsonl").write_text(qs[0] + "\n" + next(q for q in qs if '"question_id": 101' in q) + "\n")
-    for model in ("vicuna", "llama"):
+    qs = {json.loads(q)["question_id"]: q for q in (DATA / "mt_bench" / "question.jsonl").read_text().splitlines()}
+    (root / "question.jsonl").write_text("".join(qs[q] + "\n" for q in question_ids))
+    for model in models:
         jsonl(root / "model_answer" / f"{model}.jsonl", [
-            {"question_id": q, "choices": [{"turns": [f"{model} on {q}", "second"]}]} for q in (81, 101)])
+            {"question_id": q, "answer_id": f"{model}-{q}", "model_id": model,
+             "choices": [{"index": 0, "turns": [f"{model} on {q}", f"{model} again on {q}:\n{{x}} ✓"]}],
+             "tstamp": 1700000000.0} for q in question_ids])
+    return root
+
+
+def test_fastchat_loader_round_trips_every_turn_and_the_references(tmp_path):
+    # A writing question, a math question with a GPT-4 reference, and extraction question 131, whose own
+    # `reference` FastChat does not use (extraction is not among the categories judged with a reference).
+    root = mt_bench_dir(tmp_path / "mt_bench", (81, 111, 131), ("vicuna", "llama"))
     data = load_answers(f"fastchat:{root}")
-    assert data.models == ["llama", "vicuna"] and list(data.questions) == ["81", "101"]
-    assert data.questions["81"].category == "writing" and data.questions["81"].reference is None
-    assert data.questions["101"].reference.startswith("If you have just overtaken the second person")
-    assert data.answers["101"]["llama"] == "llama on 101"
+    assert data.models == ["llama", "vicuna"] and list(data.questions) == ["81", "111", "131"]
+    for row in map(json.loads, (root / "question.jsonl").read_text().splitlines()):
+        assert data.questions[str(row["question_id"])].turns == tuple(row["turns"])
+    for model in data.models:
+        for row in map(json.loads, (root / "model_answer" / f"{model}.jsonl").read_text().splitlines()):
+            assert data.answers[str(row["question_id"])][model] == tuple(row["choices"][0]["turns"])
+    gpt4 = {r["question_id"]: r for r in map(json.loads, (root / "reference_answer" / "gpt-4.jsonl").open())}
+    assert data.questions["111"].references == tuple(gpt4[111]["choices"][0]["turns"])
+    assert data.questions["81"].references is None and data.questions["131"].references is None
+    # Pairing keeps every turn: turn 2 of a record holds the second question, both second answers, the reference.
+    (record,) = [r for r in pair_records(data, "all-pairs") if r.question_id == 111]
+    assert [t.question for t in record.turns()] == list(data.questions["111"].turns)
+    assert [t.answers for t in record.turns()] == [("llama on 111", "vicuna on 111"),
+                                                  ("llama again on 111:\n{x} ✓", "vicuna again on 111:\n{x} ✓")]
+    assert [t.reference for t in record.turns()] == list(gpt4[111]["choices"][0]["turns"])
     with pytest.raises(ValueError, match="question 81 has no reference answer"):  # single grading needs a gold answer
         pair_records(data, "single")
-    # The reference is the gold answer where there is one, the baseline's answer elsewhere.
+    # The reference is the gold answer where there is one (and shown as the reference), the baseline's elsewhere.
     anchored = pair_records(data, "single", baseline="llama")
     assert [(r.question_id, r.models) for r in anchored] == [
-        (81, ("llama", "vicuna")), (101, (REFERENCE_MODEL, "llama")), (101, (REFERENCE_MODEL, "vicuna"))]
+        (81, ("llama", "vicuna")), (111, (REFERENCE_MODEL, "llama")), (111, (REFERENCE_MODEL, "vicuna")),
+        (131, ("llama", "vicuna"))]
+    assert anchored[1].later_turns[0].answers[0] == anchored[1].later_turns[0].reference == gpt4[111]["choices"][0][
+        "turns"][1]
+
+
+def test_a_model_missing_a_turn_is_refused_unless_only_first_turns_are_judged(tmp_path):
+    root = mt_bench_dir(tmp_path / "mt_bench", (81,), ("vicuna", "llama"))
+    jsonl(root / "model_answer" / "short.jsonl", [{"question_id": 81, "choices": [{"turns": ["only one"]}]}])
+    data = load_answers(f"fastchat:{root}")
+    with pytest.raises(ValueError, match=r"model 'short' answered 1 of the 2 turns of question 81; .* prompt.turns=1"):
+        pair_records(data, "vs-baseline", baseline="short")
+    records = pair_records(data.first_turns(1), "vs-baseline", baseline="short")
+    assert [r.n_turns for r in records] == [1, 1]
+    jsonl(root / "model_answer" / "long.jsonl", [{"question_id": 81, "choices": [{"turns": ["1", "2", "3"]}]}])
+    with pytest.raises(RecordError, match="3 turns, but question '81' has 2") as e:
+        load_answers(f"fastchat:{root}")
+    assert e.value.field == "choices[0].turns" and e.value.source.line == 1
 
 
 def test_alpaca_eval_files_share_instruction_ids(tmp_path):
@@ -52,7 +88,7 @@ def test_alpaca_eval_files_share_instruction_ids(tmp_path):
     data = load_answers([f"alpaca_eval_annotations:{tmp_path / 'ann.json'}",
                          f"alpaca_eval:{tmp_path / 'outputs.json'}"])
     assert data.models == ["alpaca-7b", "gpt4_1106_preview", "mine"] and len(data.questions) == 4
-    assert data.answers["0"]["mine"] == "mine 3" and data.questions["0"].category == ann[0]["dataset"]
+    assert data.answers["0"]["mine"] == ("mine 3",) and data.questions["0"].category == ann[0]["dataset"]
     records = pair_records(data, "vs-baseline", baseline="gpt4_1106_preview")
     assert len(records) == 8 and all(r.models[0] == "gpt4_1106_preview" for r in records)
     assert records[0].answers == (ann[0]["output_1"], ann[0]["output_2"])
@@ -67,7 +103,7 @@ def test_judgelm_and_generic_formats(tmp_path):
     generic = jsonl(tmp_path / "more.jsonl", [{"question_id": 2, "question": "Q2", "model": m, "answer": m + "!",
                                                "category": "math"} for m in ("m1", "m2", "m3")])
     data = load_answers([f"judgelm:{pairs}", f"generic:{generic}"])
-    assert data.questions["1"].reference == "gold" and data.answers["1"] == {"m1": "a", "m2": "b", "m3": "c"}
+    assert data.questions["1"].reference == "gold" and data.answers["1"] == {"m1": ("a",), "m2": ("b",), "m3": ("c",)}
     every = pair_records(data, "all-pairs")
     assert [(r.question_id, r.models) for r in every][:3] == [(1, ("m1", "m2")), (1, ("m1", "m3")), (1, ("m2", "m3"))]
     budget = pair_records(data, "all-pairs", budget=2, seed=5)

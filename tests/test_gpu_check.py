@@ -32,3 +32,14 @@ def test_three_deepspeed_steps_export_reload_and_judge(tmp_path, stage):
     d = deepspeed_roundtrip("tiny", stage, tmp_path)
     assert d["steps"] == 3 and d["judged"] == 4
     assert "deepspeed on 1 × cpu" in d["log"] and d["export_dtype"] == "float32"
+
+
+@pytest.mark.slow
+def test_the_adapter_checks_run_lora_on_cpu_and_say_why_qlora_cannot(tmp_path):
+    from launch.gpu_check import adapter_roundtrip
+
+    (tmp_path / "lora").mkdir()
+    d = adapter_roundtrip("tiny", "lora", tmp_path / "lora")
+    assert d["steps"] == 3 and d["evals"] == 2 and d["merged_identical"] == 1.0  # fp32 on a CPU: exact
+    assert "%" in d["trainable"]
+    assert "CUDA" in adapter_roundtrip("tiny", "qlora", tmp_path / "qlora")["skipped"]

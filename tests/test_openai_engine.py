@@ -10,7 +10,7 @@ import yaml
 
 from judgelm.inference import BACKENDS
 from judgelm.inference.config import EngineConfig
-from judgelm.inference.openai_engine import ServerUnavailable, resolve_base_url
+from judgelm.inference.openai_engine import ServerUnavailable, resolve_base_url, resolve_server
 from judgelm.inference.usage import Usage, total_usage, write_usage
 from judgelm.judging.progress import read_progress
 from judgelm.judging.shard import run_shard
@@ -40,6 +40,8 @@ def test_base_url_from_a_server_file_and_usage_summed_over_attempts(tmp_path):
         resolve_base_url(f"file:{tmp_path / 'server.url'}", 0)
     (tmp_path / "server.url").write_text("http://node7:8000/v1\n")
     assert resolve_base_url(f"file:{tmp_path / 'server.url'}", 0) == "http://node7:8000/v1"
+    (tmp_path / "server.url").write_text('{"base_url": "http://node8:8000/v1", "api_key": "k3y"}\n')
+    assert resolve_server(f"file:{tmp_path / 'server.url'}", 0) == ("http://node8:8000/v1", "k3y")
     write_usage(tmp_path, 0, 1, Usage(requests=3, retries=1, prompt_tokens=300, completion_tokens=30, cost_usd=0.5))
     write_usage(tmp_path, 0, 2, Usage(requests=2, prompt_tokens=200, completion_tokens=20, cost_usd=0.25))
     assert total_usage(tmp_path) == Usage(5, 1, 500, 50, 0.75)

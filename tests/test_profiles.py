@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from judgelm.data.records import Turn
 from judgelm.inference.encode import encode_prompts
 from judgelm.profiles import PROFILES, JudgeProfileConfig, make_profile, store_attrs
 from judgelm.profiles.autoj import SINGLE
@@ -14,6 +15,8 @@ from judgelm.profiles.prompts import Mode, build_prompt
 
 GOLDEN = Path(__file__).parent / "golden" / "profiles"
 QUESTION, ANSWERS, REFERENCE = "\nWhat is {x}?\n", ("Forty-two.", "{answer_2} 41"), "It is 42."
+# The second turn of the same conversation (braces that str.format must leave alone)
+QUESTION_2, ANSWERS_2, REFERENCE_2 = "And {y} doubled?", ("Eighty-four {a}.", "82 }{ {answer_b_1}"), "It is 84."
 PANDALM_FIRST = " <s>Forty-two.</s> \n"  # PandaLM strips whitespace and special-token strings from responses
 
 
@@ -32,6 +35,19 @@ def test_prompt_is_byte_identical_to_the_authors_template(name, case):
         QUESTION, answers, REFERENCE if case.endswith("w_reference") else None, mode)
     assert (prompt.system, prompt.user) == (expected["system"], expected["user"])
     assert prompt.chat == (name in ("prometheus2", "mtbench-gpt4"))
+
+
+@pytest.mark.parametrize("case", ["pair_turn2", "pair_turn2_w_reference", "single_turn2", "single_turn2_w_reference"])
+def test_mtbench_second_turn_is_byte_identical_to_fastchats_multi_turn_templates(case):
+    """FastChat's run_judge_pair/run_judge_single with multi_turn=True (golden files: tests/golden/profiles/SOURCE.md):
+    both user turns, each assistant's two replies (single: the graded one's, slot 2), both reference replies."""
+    expected = json.loads((GOLDEN / "mtbench-gpt4" / f"{case}.json").read_text())
+    with_ref = case.endswith("w_reference")
+    history = (Turn(QUESTION, ANSWERS, REFERENCE if with_ref else None),)
+    prompt = make_profile(JudgeProfileConfig(profile="mtbench-gpt4")).render_unit(
+        QUESTION_2, ANSWERS_2, REFERENCE_2 if with_ref else None, Mode.PAIR if case.startswith("pair") else Mode.SINGLE,
+        history)
+    assert (prompt.system, prompt.user, prompt.chat) == (expected["system"], expected["user"], True)
 
 
 def test_autoj_single_prompt_matches_its_own_training_data():

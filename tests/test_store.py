@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from judgelm.data.records import Record
-from judgelm.judging.store import NO_LABEL, ChunkVerdicts, VerdictStore, plan_chunks
+from judgelm.judging.store import NO_LABEL, ChunkVerdicts, DamagedStore, VerdictStore, plan_chunks
 from judgelm.judging.units import plan_units
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,3 +90,65 @@ def test_chunks_are_spread_evenly_over_shards(units, shards, limit, expected):
     assert min(per_shard) >= 1 and max(per_shard) - min(per_shard) <= 1
     with pytest.raises(ValueError):
         plan_chunks(units, 0, limit)
+
+
+def written_store(path, n_shards=4):
+    make_store(path, n_records=100, chunk_units=16, n_shards=n_shards)
+    for k in range(n_shards):
+        write_shard(path, k, n_shards)
+    return VerdictStore(path, mode="r+")
+
+
+def test_damaged_and_lost_chunks_are_named_then_repaired_into_not_judged(tmp_path):
+    store = written_store(tmp_path / "s.zarr")
+    before = store.verdicts("scores")
+    assert store.verify() == [] and store.attrs["checksums"] == "crc32c"
+    store._chunk_file("verdicts/scores", 3).write_bytes(b"16 bytes garbage")  # as a bad disk block would
+    store._chunk_file("verdicts/truncated", 5).unlink()  # all False: a file zarr alone would not have missed
+    store._chunk_file("verdicts/done", 9).write_bytes(b"\0" * 40)
+    with pytest.raises(DamagedStore) as e:
+        store.columns()
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"{store.path}: 3 damaged chunks: ")
+    assert "verdicts/scores chunk 3 (units 48-63, shard 0): checksum mismatch" in msg
+    assert "verdicts/truncated chunk 5 (units 80-95, shard 1): chunk file missing" in msg
+    assert "verdicts/done chunk 9 (units 144-159, shard 2): " in msg and msg.endswith("re-judges exactly these units")
+    with pytest.raises(DamagedStore):
+        store.verdicts("scores")
+    assert not store.chunk_done(9) and store.chunk_done(3)  # an unreadable commit marker is no commit
+    assert [(d.array, d.chunk) for d in store.repair(store.verify())] == [
+        ("verdicts/done", 9), ("verdicts/scores", 3), ("verdicts/truncated", 5)]
+    assert store.verify() == []
+    done = store.done()
+    damaged = np.r_[48:64, 80:96, 144:160]
+    assert not done[damaged].any() and done.sum() == store.n_units - len(damaged)
+    assert np.isnan(store.verdicts("scores")[damaged]).all()
+    undamaged = np.setdiff1d(np.arange(store.n_units), damaged)
+    np.testing.assert_array_equal(store.verdicts("scores")[undamaged], before[undamaged])
+    write_shard(store.path, 0, 4)  # the owners judge again: the store is whole, as if never damaged
+    write_shard(store.path, 1, 4)
+    write_shard(store.path, 2, 4)
+    np.testing.assert_array_equal(VerdictStore(store.path).verdicts("scores"), before)
+
+
+def test_damaged_inputs_are_named_and_not_repaired(tmp_path):
+    store = written_store(tmp_path / "s.zarr")
+    path = store.path / "records" / "question" / "c" / "0"
+    path.write_bytes(path.read_bytes()[:-3])  # truncated
+    damage = store.verify()
+    assert [str(d) for d in damage] == ["records/question chunk 0 (records 0-99): checksum mismatch"]
+    with pytest.raises(DamagedStore, match="the run's inputs are damaged: create the run again"):
+        store.chunk_inputs(0)
+    assert store.repair(damage) == []
+
+
+def test_a_store_made_before_checksums_still_reads_and_its_undecodable_chunks_are_found(tmp_path):
+    records = [Record(question_id=i, question=f"q{i}", answers=("a", "b")) for i in range(40)]
+    store = VerdictStore.create(tmp_path / "old.zarr", records, plan_units(records), n_scores=2, chunk_units=16,
+                                attrs={"n_shards": 2}, checksums=False)
+    for k in range(2):
+        write_shard(store.path, k, 2)
+    store = VerdictStore(store.path)
+    assert not store.checksummed and store.verify() == [] and store.done().all()
+    store._chunk_file("verdicts/text", 1).write_bytes(b"16 bytes garbage")
+    assert [str(d) for d in store.verify()][0].startswith("verdicts/text chunk 1 (units 16-31, shard 0): undecodable")

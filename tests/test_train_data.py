@@ -130,7 +130,9 @@ def test_too_long_samples_are_dropped_not_truncated(records, tokenizer):
     kept = [s for s in built if s is not None][:3]
     batch = collate(kept + [None], tokenizer.pad_token_id, tokenizer.bos_token_id)
     assert batch["input_ids"].shape == (3, max(len(s.input_ids) for s in kept))
-    assert batch["attention_mask"].sum().item() == sum(len(s.input_ids) for s in kept)
+    assert set(batch) == {"input_ids", "labels"}  # right-padded for a causal model: no mask needed
+    assert [(row != tokenizer.pad_token_id).sum().item() for row in batch["input_ids"]] == \
+        [len(s.input_ids) for s in kept]
 
 
 def test_batch_plan_splits_the_same_global_batch_for_any_world_size():

@@ -6,6 +6,7 @@ The first DeepSpeed run on a machine JIT-builds its shared-memory op (~30 s, the
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -101,3 +102,36 @@ def test_zero3_two_processes_match_one_process_resume_and_export(base_model):
     assert "resumed from step-00000010" in (resumed / "train.log").read_text()
     assert sorted(again) == list(range(11, STEPS + 1))
     assert [again[s] for s in sorted(again)] == pytest.approx([two[s] for s in sorted(again)], rel=1e-6)
+
+
+@pytest.mark.slow  # two torchrun jobs of 2 processes
+def test_lora_zero2_two_processes_judge_in_parallel_match_one_process_and_resume(base_model):
+    """LoRA under ZeRO-2 on 2 processes: the losses of one process, the validation judged by both ranks, a
+    checkpoint without the frozen base, and a resume from it that continues the same curve."""
+    tmp, data, model_dir = base_model
+    # No adapter dropout here: its masks come from each rank's own RNG stream, which differ from one process's.
+    lora = {"model.path": str(model_dir), "method": "lora", "lora.rank": 4, "lora.alpha": 8, "lora.dropout": 0,
+            "optim.lr": 5e-3, "data.holdout": 8, "eval_every": 8, "keep_checkpoints": 5}
+    assert train(micro_config(tmp, data, "lora-single", **lora), tmp / "runs" / "lora-single").status == "finished"
+    zero2 = {**lora, "backend": "deepspeed", "deepspeed_config": "configs/deepspeed/zero2.json",
+             "resources.cpu_tasks": 2}
+    torchrun(micro_overrides(tmp, data, "lora-zero2", **zero2))
+    run = tmp / "runs" / "lora-zero2"
+    one, two = losses(tmp / "runs" / "lora-single"), losses(run)
+    assert sorted(two) == list(range(1, 17))
+    assert [two[s] for s in sorted(one)] == pytest.approx([one[s] for s in sorted(one)], rel=2e-4)
+    evals = json.loads((run / "metrics.json").read_text())["evals"]
+    assert [e["step"] for e in evals] == [8, 16] and all(e["total_num"] == 8 for e in evals)
+    states = run / "checkpoints" / "step-00000008" / "deepspeed" / "mp_rank_00_model_states.pt"
+    module = torch.load(states, map_location="cpu", weights_only=False)["module"]
+    assert module and all("lora_" in k for k in module)  # exclude_frozen_parameters: the base is not saved
+    resumed = tmp / "runs" / "lora-zero2-resumed"
+    resumed.mkdir()
+    shutil.copytree(run / "checkpoints" / "step-00000008", resumed / "checkpoints" / "step-00000008")
+    torchrun(micro_overrides(tmp, data, "lora-zero2-resumed", **zero2))
+    again = losses(resumed)
+    assert sorted(again) == list(range(9, 17))
+    assert [again[s] for s in sorted(again)] == pytest.approx([two[s] for s in sorted(again)], rel=1e-6)
+    a = load_file(run / "adapter" / "adapter_model.safetensors")
+    b = load_file(resumed / "adapter" / "adapter_model.safetensors")
+    assert all(torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-7) for k in a)

@@ -75,3 +75,37 @@ def test_requeue_signal_checkpoints_requeues_and_resumes(tmp_path):
     steps = [int(m) for m in re.findall(r'"step": (\d+)', (run / "metrics.jsonl").read_text())]
     assert steps == list(range(1, 201))  # nothing lost, nothing repeated
     assert len(losses(run)) == 200 and (run / "model" / "model.safetensors").is_file()
+
+
+@pytest.mark.skipif(shutil.which("srun") is None, reason="submitit renders sbatch scripts only where srun exists")
+def test_dry_run_33b_qlora_plans_one_node_with_trainable_parameters_and_memory(tmp_path, capsys):
+    assert launcher.main(["size=33b", "train.method=qlora", "dry_run=true", "run=q33", f"runs_dir={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    assert "#SBATCH --nodes=1" in out and "#SBATCH --gpus-per-node=8" in out
+    assert "1 node(s) × 8 GPUs" in out and "deepspeed ZeRO-2" in out and "lr 0.0002 cosine" in out
+    assert "qlora: rank 16, alpha 32" in out and "4-bit NF4 base" in out
+    assert re.search(r"trainable 121\.9 M of 32\.53 B parameters \(0\.37 %\); per GPU: .* of 80 GB: fits", out)
+    assert not (tmp_path / "q33").exists()
+
+
+def test_qlora_on_a_cpu_and_validation_under_zero3_are_refused_in_one_line(tmp_path, capsys):
+    assert launcher.main(["size=tiny", "train.method=qlora", "dry_run=true", f"runs_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: method=qlora needs CUDA GPUs")
+    # In-process validation needs whole-model ranks: refused under ZeRO-3 (33b LoRA), before anything is submitted.
+    assert launcher.main(["size=33b", "train.method=lora", "eval_every=50", "dry_run=true",
+                          f"runs_dir={tmp_path}"]) == 2
+    assert "ZeRO-3 partitions it" in capsys.readouterr().err
+
+
+def test_the_planner_counts_the_adapters_peft_builds_and_the_docs_show_its_table():
+    from transformers import AutoModelForCausalLM
+
+    from judgelm.train.adapters import add_adapters, count_trainable
+    from judgelm.train.config import load_train_config
+    from judgelm.train.memory_plan import plan_memory, table
+
+    cfg = load_train_config(["size=tiny", "train.method=lora", "run=p"])
+    model = add_adapters(AutoModelForCausalLM.from_pretrained(REPO_ROOT / cfg.model.path), cfg)
+    assert plan_memory(cfg).trainable == count_trainable(model)[0] == 78_848
+    assert table() in (REPO_ROOT / "docs" / "training.md").read_text()

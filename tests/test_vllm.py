@@ -155,3 +155,41 @@ def test_a_missing_shard_python_is_one_clear_error(tmp_path, capsys):
     rc = launch_judge.main([f"model.path={TINY_JUDGE}", "data.source=pandalm", "data.limit=2", f"runs_dir={tmp_path}",
                             "engine.backend=vllm", "engine.python=/nonexistent/bin/python"])
     assert rc == 2 and "make vllm-env" in capsys.readouterr().err and not any(tmp_path.iterdir())
+
+
+def test_vllm_serves_a_lora_adapter_unmerged_with_the_hf_engines_verdicts(tmp_path, prompts):
+    """An adapter directory as ``model.path``: vLLM serves it on its base (LoRA, not merged), the HF engine loads
+    base + adapter, and both write the same verdicts. The adapter's B matrices are random, so it really acts."""
+    import shutil
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from launch.vllm_peer import Peer
+
+    base = tmp_path / "base"
+    shutil.copytree(TINY_JUDGE, base)
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(
+        r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False))
+    model.peft_config["default"].base_model_name_or_path = str(base)
+    model.save_pretrained(tmp_path / "adapter")
+    shutil.copy(base / "tokenizer.json", tmp_path / "adapter")
+    shutil.copy(base / "tokenizer_config.json", tmp_path / "adapter")
+    ids = prompts[:8]
+    judge = load_judge(ModelConfig(path=str(tmp_path / "adapter"), dtype="float32"))
+    hf = HFEngine(judge.model, judge.tokenizer, judge.device, EngineConfig(mode="fast")).generate(
+        list(range(len(ids))), ids)
+    plain = load_judge(ModelConfig(path=str(base), dtype="float32"))
+    unadapted = HFEngine(plain.model, plain.tokenizer, plain.device, EngineConfig(mode="fast")).generate(
+        list(range(len(ids))), ids)
+    assert [g.text for g in hf] != [g.text for g in unadapted]  # the adapter changes the verdicts
+    peer = Peer(str(VLLM_PYTHON))
+    try:
+        peer.request(load={"model": {"path": str(tmp_path / "adapter")}, "engine": {"backend": "vllm"}})
+        out = peer.request(generate={"units": list(range(len(ids))), "ids": ids, "engine": {"mode": "fast"},
+                                     "outputs": True})["generations"]
+    finally:
+        peer.close()
+    assert [v["text"] for v in out] == [g.text for g in hf]

@@ -8,6 +8,11 @@ judgement strings ``text`` / ``text_w_reference`` (``"s1 s2\\n..."``, re-parsed 
 files, an explicit ``label`` (1: answer 1 better, 0: tie, -1: answer 2 better). ``subset`` and ``category`` are
 optional strings used for breakdowns.
 
+A multi-turn conversation (MT-Bench's two turns) is one record whose ``question_body`` is the list of the user's
+turns; each ``answerK_body`` is then that assistant's list of replies, one per turn, and ``reference`` (when given) the
+list of reference replies. Every turn is judged as its own unit, its prompt showing the turns before it
+(``judgelm.judging.units``). Such a record carries no ground truth yet: its labels would be per turn.
+
 Every record is validated; a bad one raises ``RecordError`` naming the file, the line (or list item) and the
 field, unless the caller asked to skip invalid records, in which case it is returned as a ``Reject``.
 
@@ -20,14 +25,25 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from judgelm.data.verdicts import parse_scores, win
 
 LABELS = (1, 0, -1)
+MAX_TURNS = 100  # turns of one conversation (the store keeps a unit's turn in an int8)
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One turn of a conversation: the user's message, each answer slot's reply to it, the reference reply."""
+
+    question: str
+    answers: tuple[str, ...]
+    reference: str | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +61,19 @@ class Record:
     subset: str = ""
     category: str = ""
     models: tuple[str, ...] = ()  # the generator of each answer, in slot order (model evaluation); empty otherwise
+    later_turns: tuple[Turn, ...] = ()  # a multi-turn record's turns after the first (``question``/``answers``)
+
+    @property
+    def n_turns(self) -> int:
+        return 1 + len(self.later_turns)
+
+    def turns(self) -> tuple[Turn, ...]:
+        """Every turn, the first one from ``question``, ``answers`` and ``reference``."""
+        return (Turn(self.question, self.answers, self.reference), *self.later_turns)
+
+    def first_turns(self, n: int) -> Record:
+        """The record cut to its first ``n`` turns (itself when it has no more)."""
+        return self if self.n_turns <= n else replace(self, later_turns=self.later_turns[: n - 1])
 
     def gt_label(self, with_reference: bool = False) -> int | None:
         """The ground-truth winner for a unit judged with or without the reference, or ``None`` if unknown.
@@ -119,7 +148,7 @@ class Loaded:
     @property
     def empty_answers(self) -> int:
         """Answers that are empty or whitespace only: judged like any other, and shown in the run summary."""
-        return sum(not a.strip() for r in self.records for a in r.answers)
+        return sum(not a.strip() for r in self.records for t in r.turns() for a in t.answers)
 
 
 # --- reading raw objects --------------------------------------------------------------------------------------
@@ -148,8 +177,12 @@ def _iter_items(path: Path) -> Iterator[tuple[Source, Any, str]]:
         if items is None:
             raise RecordError(Source(str(path)), None, "a .json file must hold a list of records "
                                                        "(or an object of such lists, read one after the other)")
+        surrogates = _SURROGATE_ESCAPE.search(data) is not None
         for i, obj in enumerate(items):
-            yield Source(str(path), item=i), obj, json.dumps(obj, ensure_ascii=False)
+            src = Source(str(path), item=i)
+            bad = _lone_surrogate(obj) if surrogates else None
+            yield (src, RecordError(src, bad[0], bad[1]) if bad else obj,
+                   json.dumps(obj, ensure_ascii=bad is not None))
         return
     for lineno, raw in enumerate(data.split(b"\n"), 1):
         if not raw.strip():
@@ -162,9 +195,34 @@ def _iter_items(path: Path) -> Iterator[tuple[Source, Any, str]]:
                    raw.decode("utf-8", "replace"))
             continue
         try:
-            yield src, json.loads(text), text
+            obj = json.loads(text)
         except json.JSONDecodeError as e:
             yield src, RecordError(src, None, f"bad JSON: {e.msg} (column {e.colno})"), text
+            continue
+        bad = _lone_surrogate(obj) if _SURROGATE_ESCAPE.search(raw) else None
+        yield src, RecordError(src, bad[0], bad[1]) if bad else obj, text
+
+
+# JSON may escape half of a UTF-16 surrogate pair (``"\ud800"``); the string it gives can be neither written to the
+# store nor sent to a tokenizer. Only lines with such an escape are searched (a pair is fine: it is one character).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate(obj: Any, where: str = "") -> tuple[str, str] | None:
+    """``(field, reason)`` for the first string of ``obj`` (keys included) holding a lone surrogate, else None."""
+    if isinstance(obj, str):
+        m = _SURROGATE.search(obj)
+        return (where or "(the record)", f"holds a lone UTF-16 surrogate \\u{ord(m.group()):04x} at character "
+                                          f"{m.start()}: not valid Unicode; fix or drop that escape") if m else None
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    for key, value in items:
+        name = f"{where}.{key}" if where and isinstance(key, str) else f"{where}[{key}]" if where else str(key)
+        found = _lone_surrogate(key, name) if isinstance(key, str) and _SURROGATE.search(key) else None
+        found = found or _lone_surrogate(value, name)
+        if found:
+            return found
+    return None
 
 
 def check_data_file(path: str | Path, what: str = "data file") -> Path:
@@ -270,6 +328,8 @@ def record_from_judgelm(obj: Any, src: Source) -> Record:
     if not isinstance(obj, dict):
         raise RecordError(src, None, f"expected a JSON object, got {type(obj).__name__}")
     qid = require_id(obj, "question_id", src, hint=GENERIC_HINT)
+    if isinstance(obj.get("question_body"), list):
+        return _conversation(obj, src, qid)
     question = require_text(obj, "question_body", src)
     answers = [require_text(obj, "answer1_body", src, allow_empty=True),
                require_text(obj, "answer2_body", src, allow_empty=True)]
@@ -289,6 +349,64 @@ def record_from_judgelm(obj: Any, src: Source) -> Record:
         judged_w_reference=obj.get("text_w_reference") is not None or obj.get("score_w_reference") is not None,
         subset=optional_text(obj, "subset", src) or "", category=optional_text(obj, "category", src) or "",
     )
+
+
+def _turn_list(obj: dict, key: str, src: Source, n: int | None, allow_empty: bool) -> list[str]:
+    """A list of one string per turn (``n`` of them when given), each non-empty unless ``allow_empty``."""
+    value = obj.get(key)
+    if value is None:
+        raise RecordError(src, key, "missing")
+    if not isinstance(value, list):
+        raise RecordError(src, key, f"expected a list of {n} turns, as question_body is a list; "
+                                    f"got {type(value).__name__}")
+    if not value or len(value) > MAX_TURNS:
+        raise RecordError(src, key, f"expected 1 to {MAX_TURNS} turns, got {len(value)}")
+    if n is not None and len(value) != n:
+        raise RecordError(src, key, f"has {len(value)} turns, question_body has {n}")
+    for k, v in enumerate(value):
+        if not isinstance(v, str):
+            raise RecordError(src, f"{key}[{k}]", f"expected a string, got {type(v).__name__}")
+        if not allow_empty and not v.strip():
+            raise RecordError(src, f"{key}[{k}]", "empty")
+    return value
+
+
+def _turn_references(obj: dict, src: Source, n: int) -> list[str] | None:
+    """A conversation's reference replies, one per turn (or JudgeLM's ``{"text": [...]}``); all blank is none."""
+    ref = obj.get("reference")
+    if ref is None:
+        return None
+    key = "reference"
+    if isinstance(ref, dict):
+        ref, key = ref.get("text"), "reference.text"
+    refs = _turn_list({key: ref}, key, src, n, allow_empty=True)
+    blank = [not r.strip() for r in refs]
+    if all(blank):
+        return None
+    if any(blank):
+        raise RecordError(src, f"{key}[{blank.index(True)}]", "empty while other turns have a reference; give one "
+                                                              "for every turn or none")
+    return refs
+
+
+def _conversation(obj: dict, src: Source, qid: int | str) -> Record:
+    """A multi-turn record: ``question_body`` lists the user's turns, each answer and the reference one reply per
+    turn."""
+    for key in ("label", "text", "text_w_reference"):
+        if obj.get(key) is not None:
+            raise RecordError(src, key, "ground truth of a multi-turn record is not supported (it would be per "
+                                        "turn); leave it out to judge the turns")
+    questions = _turn_list(obj, "question_body", src, None, allow_empty=False)
+    n = len(questions)
+    keys = ["answer1_body", "answer2_body"]
+    while f"answer{len(keys) + 1}_body" in obj:
+        keys.append(f"answer{len(keys) + 1}_body")
+    answers = [_turn_list(obj, key, src, n, allow_empty=True) for key in keys]
+    refs = _turn_references(obj, src, n)
+    turns = [Turn(q, tuple(a[t] for a in answers), None if refs is None else refs[t]) for t, q in enumerate(questions)]
+    return Record(question_id=qid, question=turns[0].question, answers=turns[0].answers, reference=turns[0].reference,
+                  subset=optional_text(obj, "subset", src) or "", category=optional_text(obj, "category", src) or "",
+                  later_turns=tuple(turns[1:]))
 
 
 # --- loading a whole file -----------------------------------------------------------------------------------------

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 FAST_MAX_NEW_TOKENS = 16
 FULL_MAX_NEW_TOKENS = 512
+
+
+def adapter_base(path: str) -> str | None:
+    """The base model of a PEFT adapter directory (``adapter_config.json``), or ``None`` for a plain model."""
+    f = Path(path) / "adapter_config.json"
+    return json.loads(f.read_text())["base_model_name_or_path"] if f.is_file() else None
 
 
 @dataclass

@@ -86,7 +86,9 @@ def model_config(path_or_config) -> PretrainedConfig:
     if not p.exists() and str(p) in REFERENCE_SHAPES:
         return reference_config(str(p))
     try:
-        return AutoConfig.from_pretrained(str(p)).get_text_config()
+        from judgelm.inference.models import adapter_base
+
+        return AutoConfig.from_pretrained(adapter_base(str(p)) or str(p)).get_text_config()
     except (OSError, ValueError):
         raise FileNotFoundError(f"no model config for {str(p)!r}: give a model directory, its config.json, a hub id "
                                 f"in the local cache or a size ({', '.join(REFERENCE_SHAPES)})") from None

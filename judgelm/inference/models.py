@@ -10,7 +10,9 @@ Precision, attention and placement are chosen at run time from the checkpoint an
 * placement: weights go straight to the GPU (``device_map``, memory-mapped safetensors); a task that sees several
   GPUs spreads one replica over all of them.
 
-A released JudgeLM checkpoint on a cluster and the tiny judge built here go through the same code.
+A released JudgeLM checkpoint on a cluster and the tiny judge built here go through the same code. A PEFT adapter
+directory (``make train ARGS="train.method=lora"`` writes ``runs/<run>/adapter``) loads as its base with the
+adapter applied, unmerged; its ``adapter_config.json`` names the base.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import NamedTuple
 
 import torch
 
-from judgelm.inference.config import ModelConfig, Runtime
+from judgelm.inference.config import ModelConfig, Runtime, adapter_base
 
 log = logging.getLogger("judgelm.inference.models")
 
@@ -45,7 +47,7 @@ def checkpoint_dtype(path: str) -> torch.dtype | None:
     """The dtype a checkpoint was saved in (``dtype``, formerly ``torch_dtype``, in its config), if it says."""
     from transformers import AutoConfig
 
-    cfg = AutoConfig.from_pretrained(path)
+    cfg = AutoConfig.from_pretrained(adapter_base(path) or path)
     dtype = getattr(cfg, "dtype", None) or getattr(cfg.get_text_config(), "dtype", None)
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype, None)
@@ -149,8 +151,11 @@ def load_judge(cfg: ModelConfig) -> LoadedJudge:
     dtype = resolve_dtype(cfg.dtype, cfg.path, device.type)
     attention = pick_attention(cfg.attn_implementation, device, dtype)
     placement = device_map_for(device)
-    model = AutoModelForCausalLM.from_pretrained(cfg.path, dtype=dtype, attn_implementation=attention,
+    base = adapter_base(cfg.path)
+    model = AutoModelForCausalLM.from_pretrained(base or cfg.path, dtype=dtype, attn_implementation=attention,
                                                  device_map=placement)
+    if base:
+        model.load_adapter(cfg.path)  # transformers' PEFT integration: LoRA layers in place, not merged
     if placement is None:
         model.to(device)
     model.eval()

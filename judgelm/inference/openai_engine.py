@@ -5,12 +5,14 @@ engine sends the rendered text. With ``api=completions`` that is the very text t
 (the server adds BOS itself, so a chat-templated prompt is sent without its own); with ``api=chat`` it is the
 profile's messages. Requests run ``concurrency`` at a time; a 429, a 5xx, a timeout or a refused connection is
 retried with exponential backoff, and when retries run out the chunk fails whole (nothing of it is committed),
-so a resubmitted shard resumes there. The API key comes from the environment variable named in the config and
-is handed to the client only.
+so a resubmitted shard resumes there. The API key comes from the environment variable named in the config, or,
+for the run's own judge server (``base_url=file:PATH``), from the file that server's job wrote for the run's
+owner; it is handed to the client only.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -37,16 +39,26 @@ class ServerUnavailable(RuntimeError):
     """Retries ran out: the shard stops, and a resubmission resumes from the last committed chunk."""
 
 
-def resolve_base_url(base_url: str, wait_s: float) -> str:
-    """``base_url`` itself, or, for ``file:PATH``, the URL a judge-server job wrote to PATH once its server answered."""
+def resolve_server(base_url: str, wait_s: float) -> tuple[str, str | None]:
+    """``(base_url, None)``, or, for ``file:PATH``, the address and key a judge-server job wrote to PATH once its
+    server answered (``{"base_url": ..., "api_key": ...}``; a file holding only a URL is read as one, no key)."""
     if not base_url.startswith(FILE_PREFIX):
-        return base_url
+        return base_url, None
     path, deadline = Path(base_url[len(FILE_PREFIX):]), time.monotonic() + wait_s
     while not path.is_file():
         if time.monotonic() > deadline:
             raise ServerUnavailable(f"no judge server address in {path} after {wait_s:.0f} s (is the server job up?)")
         time.sleep(5)
-    return path.read_text().strip()
+    text = path.read_text().strip()
+    if not text.startswith("{"):
+        return text, None
+    server = json.loads(text)
+    return server["base_url"], server.get("api_key")
+
+
+def resolve_base_url(base_url: str, wait_s: float) -> str:
+    """The server's address (``resolve_server`` without the key)."""
+    return resolve_server(base_url, wait_s)[0]
 
 
 def context_length(model_cfg: ModelConfig, cfg: EngineConfig) -> int:
@@ -75,10 +87,13 @@ class OpenAIEngine:
         key = os.environ.get(cfg.api_key_env, "") if cfg.api_key_env else "unused"
         if not key:
             raise ValueError(f"engine.api_key_env={cfg.api_key_env}: that environment variable is empty or unset")
-        self.client = openai.OpenAI(base_url=resolve_base_url(cfg.base_url, cfg.server_wait_s), api_key=key,
-                                    timeout=cfg.request_timeout_s, max_retries=0)
+        url, run_key = resolve_server(cfg.base_url, cfg.server_wait_s)
+        self.client = openai.OpenAI(base_url=url, api_key=run_key or key, timeout=cfg.request_timeout_s,
+                                    max_retries=0)
         self.retryable = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError,
                           openai.APIConnectionError)
+        if cfg.base_url.startswith(FILE_PREFIX):  # the run's own server, requeued, starts with a new key
+            self.retryable += (openai.AuthenticationError,)
         self.usage = Usage()
 
     def generate(self, units: list[int], ids: list[list[int]], prompts: list[Prompt]) -> list[Generation]:
@@ -125,7 +140,8 @@ class OpenAIEngine:
                 delay = min(MAX_BACKOFF_S, self.cfg.backoff_s * 2 ** attempt)
                 attempt += 1
                 if self.cfg.base_url.startswith(FILE_PREFIX):  # a requeued judge server may come back on another node
-                    self.client.base_url = resolve_base_url(self.cfg.base_url, self.cfg.server_wait_s)
+                    url, run_key = resolve_server(self.cfg.base_url, self.cfg.server_wait_s)
+                    self.client.base_url, self.client.api_key = url, run_key or self.client.api_key
                 log.warning("%s from the server, retry %d/%d in %.1f s", type(e).__name__, attempt,
                             self.cfg.max_retries, delay)
                 time.sleep(delay)
@@ -134,6 +150,10 @@ class OpenAIEngine:
         response, retries = self._call(self._request(unit, prompt))
         choice = response.choices[0]
         text = (choice.message.content or "") if self.cfg.api == "chat" else choice.text
+        # A reasoning model's thinking, where the server parses it out of the content (vLLM's reasoning parsers:
+        # ``reasoning_content``, newer servers ``reasoning``); answer generation keeps it apart from the answer.
+        message = choice.message if self.cfg.api == "chat" else None
+        reasoning = getattr(message, "reasoning_content", None) or getattr(message, "reasoning", None)
         if self.cfg.mode == "fast":  # servers that ignore ``stop``: keep the score line, as the local engines do
             text = text[: text.index("\n") + 1] if "\n" in text else text
         u = response.usage
@@ -144,7 +164,7 @@ class OpenAIEngine:
         top_ids, top_lp = self._top_logprobs(choice)
         return Generation(unit=unit, token_ids=self.tokenizer(text, add_special_tokens=False)["input_ids"], text=text,
                           stopped=choice.finish_reason == "stop", top_ids=top_ids, top_logprobs=top_lp,
-                          extra={"usage": usage})
+                          extra={"usage": usage, "reasoning": reasoning})
 
     def _top_logprobs(self, choice) -> tuple[np.ndarray | None, np.ndarray | None]:
         """The server's top-k alternatives per generated position, where it names them by token id (vLLM with

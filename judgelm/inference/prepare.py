@@ -8,6 +8,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from judgelm.data.records import Turn
 from judgelm.inference.encode import encode_prompts
 from judgelm.profiles import Profile, Prompt
 from judgelm.profiles.judgelm_profile import JudgeLM
@@ -27,14 +28,27 @@ class Prepared:
     prompts: list[Prompt | None]  # the rendered prompt of each unit (None: rejected), for engines that take text
 
 
-def unit_texts(inputs: dict, i: int, mode: Mode) -> tuple[str, list[str], str | None]:
-    """Question, answers in the slot order the judge sees, and reference (or None) for unit ``i`` of a chunk."""
+UnitText = tuple[str, list[str], str | None, tuple[Turn, ...]]
+
+
+def unit_texts(inputs: dict, i: int, mode: Mode) -> UnitText:
+    """Question, answers in the slot order the judge sees, reference (or None) and the earlier turns of the
+    conversation (their answers in the same slot order, their references only where the unit shows them) for unit
+    ``i`` of a chunk."""
     r = int(inputs["record"][i]) - inputs["record_offset"]
-    answers = list(inputs["answers"][r][: inputs["n_answers"][r]])
-    if inputs["order"][i] == 1:
-        answers[0], answers[1] = answers[1], answers[0]
-    reference = inputs["reference"][r] if inputs["with_reference"][i] else None
-    return inputs["question"][r], answers, reference
+    n, swap, shown = inputs["n_answers"][r], inputs["order"][i] == 1, bool(inputs["with_reference"][i])
+    turn = 0 if inputs.get("turn") is None else int(inputs["turn"][i])
+    texts = [(inputs["question"][r], inputs["answers"][r], inputs["reference"][r])]
+    texts += [(inputs["later_question"][r][t], inputs["later_answers"][r][t], inputs["later_reference"][r][t])
+              for t in range(turn)]
+    turns = []
+    for question, answers, reference in texts:
+        answers = list(answers[:n])
+        if swap:
+            answers[0], answers[1] = answers[1], answers[0]
+        turns.append(Turn(question, tuple(answers), reference if shown else None))
+    *history, current = turns
+    return current.question, list(current.answers), current.reference, tuple(history)
 
 
 Tokenize = Callable[[str], list[int]]
@@ -65,25 +79,32 @@ def _token_caps(lengths: list[int], budget: int) -> list[int]:
 
 def fit_prompt(tokenizer, question: str, answers: list[str], reference: str | None, mode: Mode,
                limit: int, max_rounds: int = 8, tokenize: Tokenize | None = None,
-               profile: Profile = JUDGELM) -> tuple[list[int], Prompt] | None:
-    """Cut the longest of the answers/reference from their ends until the prompt has at most ``limit`` tokens.
+               profile: Profile = JUDGELM, history: tuple[Turn, ...] = ()) -> tuple[list[int], Prompt] | None:
+    """Cut the longest of the answers/reference (those of the earlier turns too) from their ends until the prompt
+    has at most ``limit`` tokens.
 
     Each field is tokenized once, and only as far as ``limit`` tokens can reach (``max_token_chars``), then cut by
     tokens, so the cost does not grow with the field (a 10 MB answer costs what a ``limit``-token one does). Tokens
     do not add up exactly across a cut (merges at the new boundaries), so the short, cut prompt is re-encoded and,
     while it is still too long, the budget shrinks by the excess. Returns the ids and the prompt, or ``None`` when
-    even empty answers would not fit: the question and template are never cut. ``tokenize`` (text -> ids without
+    even empty answers would not fit: the questions and template are never cut. ``tokenize`` (text -> ids without
     special tokens) lets a caller share the tokenization of a field between units.
     """
     tokenize = tokenize or (lambda text: tokenizer(text, add_special_tokens=False)["input_ids"])
     span = limit * max_token_chars(tokenizer)  # no more of a field than this can be kept, so no more is tokenized
-    if len(question) > span:
+    turns = (Turn(question, tuple(answers), reference), *history)
+    if max(len(t.question) for t in turns) > span:
         return None
-    n = len(answers)
-    fields = list(answers) + ([reference] if reference is not None else [])
+    fields = [f for t in turns for f in (*t.answers, *([t.reference] if t.reference is not None else []))]
 
     def render(texts: list[str]) -> Prompt:
-        return profile.render(question, texts[:n], texts[n] if n < len(texts) else None, mode)
+        cut, k = [], 0
+        for t in turns:  # the fields back into their turns, in the order they were listed
+            n = len(t.answers) + (t.reference is not None)
+            part, k = texts[k:k + n], k + n
+            cut.append(Turn(t.question, tuple(part[:len(t.answers)]), part[-1] if t.reference is not None else None))
+        current, *earlier = cut
+        return profile.render_unit(question, list(current.answers), current.reference, mode, tuple(earlier))
 
     budget = limit - len(encode_prompts(tokenizer, [render([""] * len(fields))])[0])
     field_ids = [tokenize(f[:span]) for f in fields]
@@ -100,6 +121,10 @@ def fit_prompt(tokenizer, question: str, answers: list[str], reference: str | No
     return None
 
 
+def _texts(turn: Turn) -> tuple[str, ...]:
+    return (turn.question, *turn.answers, turn.reference or "")
+
+
 def prepare_chunk(inputs: dict, tokenizer, mode: Mode, limit: int, too_long: str,
                   profile: Profile = JUDGELM) -> Prepared:
     n = len(inputs["unit"])
@@ -107,11 +132,13 @@ def prepare_chunk(inputs: dict, tokenizer, mode: Mode, limit: int, too_long: str
     # A prompt with a text longer than ``span`` characters is too long for sure: it skips the full encoding, which
     # for a 10 MB answer would cost more than judging the whole chunk.
     span = limit * max_token_chars(tokenizer)
-    short = [i for i, (q, a, ref) in enumerate(texts) if max(len(t) for t in (q, *a, ref or "")) <= span]
+    short = [i for i, (q, a, ref, h) in enumerate(texts)
+             if max(len(t) for turn in (Turn(q, tuple(a), ref), *h) for t in _texts(turn)) <= span]
     ids: list[list[int]] = [[] for _ in range(n)]
     prompts: list[Prompt | None] = [None] * n
     for i in short:
-        prompts[i] = profile.render(*texts[i], mode)
+        q, a, ref, h = texts[i]
+        prompts[i] = profile.render_unit(q, a, ref, mode, h)
     for i, x in zip(short, encode_prompts(tokenizer, [prompts[i] for i in short])):
         ids[i] = x
     fits = np.zeros(n, dtype=bool)
@@ -121,7 +148,8 @@ def prepare_chunk(inputs: dict, tokenizer, mode: Mode, limit: int, too_long: str
     # Both answer orders of a record cut the same texts: tokenize each long field once per chunk.
     tokenize = lru_cache(maxsize=16)(lambda text: tokenizer(text, add_special_tokens=False)["input_ids"])
     for i in np.flatnonzero(~fits):
-        fitted = (fit_prompt(tokenizer, *texts[i], mode, limit, tokenize=tokenize, profile=profile)
+        q, a, ref, h = texts[i]
+        fitted = (fit_prompt(tokenizer, q, a, ref, mode, limit, tokenize=tokenize, profile=profile, history=h)
                   if too_long == "truncate" else None)
         if fitted is None:
             ids[i], prompts[i], rejected[i] = [], None, True

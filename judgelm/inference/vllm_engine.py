@@ -20,7 +20,7 @@ import torch
 
 from judgelm.inference.config import EngineConfig, ModelConfig, Runtime
 from judgelm.inference.hf import Generation, newline_token_ids
-from judgelm.inference.models import load_tokenizer, resolve_dtype
+from judgelm.inference.models import adapter_base, load_tokenizer, resolve_dtype
 
 CPU_MEMORY_SHARE = 0.1  # of host RAM for the KV cache: vLLM's default (0.92) fails beside other processes
 GPU_MEMORY_SHARE = 0.9
@@ -34,6 +34,21 @@ def requeue_signal_blocked():
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _lora_rank(adapter_dir: str) -> int:
+    """vLLM's ``max_lora_rank`` for an adapter: its rank rounded up to a size vLLM accepts."""
+    import json
+    from pathlib import Path
+
+    rank = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())["r"]
+    return next(n for n in (1, 8, 16, 32, 64, 128, 256, 320, 512) if n >= rank)
+
+
+def _lora_request(adapter_dir: str):
+    from vllm.lora.request import LoRARequest
+
+    return LoRARequest("judge-adapter", 1, str(adapter_dir))
 
 
 class VLLMEngine:
@@ -51,9 +66,14 @@ class VLLMEngine:
         # against it), and one replica over every GPU the task sees unless told otherwise.
         dtype = str(resolve_dtype(model_cfg.dtype, model_cfg.path, "cpu" if on_cpu else "cuda")).removeprefix("torch.")
         tp = cfg.tensor_parallel_size or (1 if on_cpu else max(1, torch.cuda.device_count()))
+        # A PEFT adapter is served on its base without merging (vLLM's LoRA support, on CPUs too).
+        base = adapter_base(model_cfg.path)
+        lora = {"enable_lora": True, "max_lora_rank": _lora_rank(model_cfg.path), "max_loras": 1} if base else {}
+        self.lora_request = _lora_request(model_cfg.path) if base else None
         with requeue_signal_blocked():
-            self.llm = LLM(model=model_cfg.path, dtype=dtype, seed=cfg.seed, enable_prefix_caching=cfg.prefix_sharing,
-                           tensor_parallel_size=tp, gpu_memory_utilization=share, enforce_eager=on_cpu)
+            self.llm = LLM(model=base or model_cfg.path, dtype=dtype, seed=cfg.seed,
+                           enable_prefix_caching=cfg.prefix_sharing, tensor_parallel_size=tp,
+                           gpu_memory_utilization=share, enforce_eager=on_cpu, **lora)
         self.runtime = Runtime(dtype=dtype, attention="vllm", devices=["cpu"] if on_cpu else
                                [f"cuda:{i}" for i in range(tp)])
         # Prompts are tokenized by the shard (the same code as for HF), so both backends see identical ids.
@@ -82,7 +102,7 @@ class VLLMEngine:
     def generate(self, units: list[int], ids: list[list[int]], prompts: list | None = None) -> list[Generation]:
         """Like ``HFEngine.generate``: the token ids are judged, ``prompts`` are for text-based engines."""
         outs = self.llm.generate([{"prompt_token_ids": x} for x in ids], [self._params(u) for u in units],
-                                 use_tqdm=False)
+                                 use_tqdm=False, lora_request=self.lora_request)
         eos = self.tokenizer.eos_token_id
         results = []
         for unit, out in zip(units, outs):

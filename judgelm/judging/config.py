@@ -39,6 +39,9 @@ class PromptConfig:
     reported separately); ``without``; ``with`` (where available)."""
     orders: str = "both"
     """``both`` judges every pair in both answer orders (needed for consistency); ``original`` only as given."""
+    turns: int = 0
+    """Multi-turn conversations: judge their first N turns, each turn as its own unit showing the turns before it
+    (0: every turn, as MT-Bench does)."""
 
 
 @dataclass
@@ -62,6 +65,43 @@ class MergeConfig:
 
     def validate(self) -> None:
         check_policy(self.policy)
+
+
+@dataclass
+class LeaderboardConfig:
+    """How the merge rates models in a model evaluation: bootstraps and style control
+    (``judgelm.scoring.arena_hard``)."""
+
+    rounds: int = 100
+    """Bootstrap rounds of the Arena-Hard scores and of the style-controlled ratings (Arena-Hard-Auto's 100)."""
+    level: float = 0.90
+    """Level of their intervals: 0.90 gives the 5th and 95th percentiles (Arena-Hard-Auto v2.0's)."""
+    seed: int = 0
+    """Seed of those bootstraps (numpy's RandomState, as Arena-Hard-Auto draws them)."""
+    style: bool = True
+    """Add a style-controlled rating (answer length and markdown as covariates) to every pairwise board."""
+    style_center: bool = True
+    """Centre the style features when standardising them, as Arena-Hard-Auto does: a style-controlled score is then
+    the win rate at the board's average style difference; ``false`` reads it at equal style."""
+    style_frozen: str = ""
+    """The ``style_control.json`` of an earlier run: standardise the style features with its constants, so that
+    scores do not move when a model is added (empty: fit them on this board's battles)."""
+    style_freeze: str = "normalization"
+    """With ``style_frozen``: ``normalization`` (its constants) or ``all`` (its coefficients too)."""
+    checklist_tie_margin: float = 0.1
+    """RocketEval: two answers whose predicted scores differ by at most this are a tie (its ``all_compare``)."""
+
+    def validate(self) -> None:
+        if self.rounds < 1 or not 0 < self.level < 1:
+            raise ValueError(f"leaderboard.rounds must be >= 1 and leaderboard.level in (0, 1), got {self.rounds}, "
+                             f"{self.level}")
+        if self.style_freeze not in ("normalization", "all"):
+            raise ValueError(f"leaderboard.style_freeze must be normalization or all, got {self.style_freeze!r}")
+        if self.style_frozen:
+            if not Path(self.style_frozen).is_file():
+                raise ValueError(f"leaderboard.style_frozen={self.style_frozen}: no such file (give the "
+                                 f"style_control.json of an earlier run)")
+            self.style_frozen = str(Path(self.style_frozen).resolve())  # the merge job may run elsewhere
 
 
 def check_policy(policy: str) -> None:
@@ -91,6 +131,8 @@ class JudgeConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     merge: MergeConfig = field(default_factory=MergeConfig)
     """How the merge turns a unit's verdicts into one (``merge.policy``): changeable without judging again."""
+    leaderboard: LeaderboardConfig = field(default_factory=LeaderboardConfig)
+    """How model evaluations are rated: bootstrap rounds and interval level, style control."""
     judge: JudgeProfileConfig = field(default_factory=JudgeProfileConfig)
     """Which published judge's prompt and parser (``judge.profile=prometheus2``); ``judgelm`` is JudgeLM's own."""
 
@@ -99,6 +141,9 @@ class JudgeConfig:
         profile = PROFILES.get(self.judge.profile)
         if self.engine.mode == "fast" and profile is not None and not profile.verdict_first:
             self.engine.mode = "full"
+        for key, value in (profile.engine_defaults if profile is not None else {}).items():
+            if not getattr(self.engine, key):
+                setattr(self.engine, key, value)
 
     def fingerprint(self) -> str:
         """Hash of the library's fields only, so a launcher's additions (where the run executes) do not change it:

@@ -75,7 +75,8 @@ def import_judge(store: VerdictStore, name: str, original: list[Verdict], swappe
     scores = np.full((store.n_units, store.n_scores), np.nan, dtype=np.float32)
     status = np.full(store.n_units, NOT_ASKED, dtype=np.int8)
     text = [""] * store.n_units
-    for u in np.flatnonzero(~with_reference):
+    # An external verdict names a record, not a turn: it is a verdict on the first (or only) turn.
+    for u in np.flatnonzero(~with_reference & (store.units("turn") == 0)):
         v = by_order[order[u]].get(int(record[u]))
         if v is not None:
             text[u], status[u] = v.text, Status.PARSE_FAILED if v.scores is None else Status.OK

@@ -27,6 +27,8 @@ class Attempt:
     state: str = "running"  # running | finished | interrupted | failed | lost (killed without a word)
     runtime: dict | None = None  # what the engine loaded the judge with (dtype, attention, devices), when it says
     phases: dict | None = None  # wall seconds per phase of this attempt (``judgelm.judging.phases``)
+    error: str | None = None  # why a failed attempt failed, in one line (``judgelm.rundir.environment_fault``)
+    cache_unreadable: list[str] | None = None  # verdict-cache files it found unreadable and set aside
 
 
 @dataclass
@@ -66,3 +68,16 @@ def read_progress(path: Path) -> ShardProgress | None:
         return None
     return ShardProgress(shard=d["shard"], units_total=d["units_total"], units_done=d["units_done"],
                          attempts=[Attempt(**a) for a in d["attempts"]])
+
+
+def cache_unreadable(progress_dir: Path) -> dict[str, int] | None:
+    """Verdict-cache files the run's shards found unreadable and set aside (each once, however many shards saw it),
+    and the entries they held: ``{"files": n, "entries": m}``, or None when there were none."""
+    seen: dict[str, int] = {}
+    for path in sorted(progress_dir.glob("shard-*.json")):
+        p = read_progress(path)
+        for a in p.attempts if p else []:
+            for item in a.cache_unreadable or []:
+                name, _, entries = item.rpartition(":")
+                seen[name] = int(entries)
+    return {"files": len(seen), "entries": sum(seen.values())} if seen else None

@@ -21,6 +21,7 @@ from judgelm.config import ConfigError
 from judgelm.data.benchmarks import absolute_spec, load_dataset
 from judgelm.data.benchmarks.suites import check_mode
 from judgelm.data.records import Loaded, write_rejects
+from judgelm.inference.config import EngineConfig, adapter_base
 from judgelm.judging.config import JudgeConfig
 from judgelm.judging.store import VerdictStore, draw_arrays, logprob_arrays, plan_chunks
 from judgelm.judging.units import UnitPlan, plan_units, spread_records
@@ -34,7 +35,7 @@ log = logging.getLogger("judgelm.judging.run")
 def is_tiny_judge(model_path: str) -> bool:
     """Whether the judge is toy-sized (under 100M parameters by its config), so its metrics carry a warning."""
     try:
-        c = json.loads((Path(model_path) / "config.json").read_text())
+        c = json.loads((Path(adapter_base(model_path) or model_path) / "config.json").read_text())
     except (OSError, ValueError):
         return False
     h, n_layers, vocab = c.get("hidden_size", 0), c.get("num_hidden_layers", 0), c.get("vocab_size", 0)
@@ -61,11 +62,12 @@ def check_model(path: str, weights: bool = True) -> None:
 
     A fast tokenizer (``tokenizer.json``) and the config are read as the files they are, without ``transformers``:
     through it, reading a Llama config imports torch and most of ``transformers`` (seconds of every run's start,
-    paid again by the shards). A tokenizer without ``tokenizer.json`` (SentencePiece only) loads through it."""
+    paid again by the shards). A tokenizer without ``tokenizer.json`` (SentencePiece only) loads through it. A PEFT
+    adapter directory has its base's config (and the tokenizer the trainer saved beside the adapter)."""
     root = Path(path)
 
     def config() -> None:
-        cfg = json.loads((root / "config.json").read_text())
+        cfg = json.loads((Path(adapter_base(path) or path) / "config.json").read_text())
         if not isinstance(cfg, dict) or not isinstance(cfg.get("model_type"), str):
             raise ValueError("config.json has no model_type")
 
@@ -90,6 +92,15 @@ def check_model(path: str, weights: bool = True) -> None:
             raise ConfigError(f"model.path={path}: cannot load its {what}: {first}") from None
 
 
+def check_shard_python(engine: EngineConfig) -> None:
+    """``engine.python``, the shards' interpreter, made an absolute path jobs can start from anywhere."""
+    if engine.python:
+        if not os.access(engine.python, os.X_OK):
+            raise ConfigError(f"engine.python={engine.python} is not an executable Python; for the vllm backend "
+                              f"on a CPU machine run `make vllm-env` first")
+        engine.python = os.path.abspath(engine.python)
+
+
 def n_scores_of(mode: Mode, loaded: Loaded) -> int:
     """Scores per verdict: two for a pair, one for single-answer grading, one per answer for N-answer grading."""
     return {Mode.PAIR: 2, Mode.SINGLE: 1}.get(mode) or len(loaded.records[0].answers)
@@ -111,11 +122,7 @@ class PlannedRun:
 def plan_run(cfg: JudgeConfig, loaded: Loaded | None = None) -> PlannedRun:
     """Load (unless given) and validate the data, lay out the units and size the chunks for ``cfg.shards``."""
     cfg.data.source = absolute_spec(cfg.data.source)  # jobs must not depend on the submitter's directory
-    if cfg.engine.python:  # the shards' interpreter, as an absolute path jobs can start from anywhere
-        if not os.access(cfg.engine.python, os.X_OK):
-            raise ConfigError(f"engine.python={cfg.engine.python} is not an executable Python; for the vllm backend "
-                              f"on a CPU machine run `make vllm-env` first")
-        cfg.engine.python = os.path.abspath(cfg.engine.python)
+    check_shard_python(cfg.engine)
     cfg.model.path = local_model(cfg.model.path)
     # Behind a server (engine.backend=openai) model.path only needs to give the judge's tokenizer.
     check_model(cfg.model.path, weights=cfg.engine.backend != "openai")
@@ -124,11 +131,15 @@ def plan_run(cfg: JudgeConfig, loaded: Loaded | None = None) -> PlannedRun:
     if loaded is None:
         loaded = load_dataset(cfg.data.source, cfg.data.skip_invalid)
     check_run_inputs(cfg, loaded)
-    make_profile(cfg.judge).check_mode(mode)
+    profile = make_profile(cfg.judge)
+    profile.check_mode(mode)
     if cfg.data.limit:
         loaded = dataclasses.replace(loaded, records=loaded.records[: cfg.data.limit])
+    if cfg.prompt.turns:
+        loaded = dataclasses.replace(loaded, records=[r.first_turns(cfg.prompt.turns) for r in loaded.records])
     if not loaded.records:
         raise ConfigError(f"no valid records in {cfg.data.source}")
+    profile.check_turns(max(r.n_turns for r in loaded.records))
     loaded = dataclasses.replace(loaded, records=spread_records(loaded.records))
     plan = plan_units(loaded.records, mode, cfg.prompt.reference, cfg.prompt.orders)
     chunk, shards = plan_chunks(len(plan), cfg.shards, cfg.store.chunk_units)
@@ -151,18 +162,20 @@ def create_run(planned: PlannedRun, saved_config: str, attrs: dict | None = None
                           f"`make resubmit RUN={cfg.run}` or choose another RUN")
     rd.root.mkdir(parents=True)
     try:
-        _write_run(rd, planned, saved_config, attrs or {})
+        rd.logs.mkdir()
+        write_store(rd, planned, attrs or {})
+        rd.config.write_text(saved_config)
     except BaseException:
         shutil.rmtree(rd.root, ignore_errors=True)
         raise
-    log.info("run %s: %d records, %d units in %d chunks of %d, %d shards", cfg.run, len(planned.loaded.records),
-             planned.n_units, math.ceil(planned.n_units / cfg.store.chunk_units), cfg.store.chunk_units, cfg.shards)
     return rd
 
 
-def _write_run(rd: RunDir, planned: PlannedRun, saved_config: str, attrs: dict) -> None:
+def write_store(rd: RunDir, planned: PlannedRun, attrs: dict) -> None:
+    """The rejects and the store of a planned run, in its directory. ``create_run`` calls it; so does the job that
+    builds an evaluation's judging run once its models' answers are generated, in the directory its jobs were
+    submitted from (``judgelm.generation.evaluation``)."""
     cfg, loaded = planned.cfg, planned.loaded
-    rd.logs.mkdir()
     if loaded.rejects:
         write_rejects(loaded.rejects, rd.rejects)
         log.warning("skipped %d invalid records (see %s)", len(loaded.rejects), rd.rejects)
@@ -176,11 +189,10 @@ def _write_run(rd: RunDir, planned: PlannedRun, saved_config: str, attrs: dict) 
         "tiny_judge": is_tiny_judge(cfg.model.path), "created": time.time(), "config_hash": cfg.fingerprint(),
         **attrs,
     })
-    rd.config.write_text(saved_config)
+    log.info("run %s: %d records, %d units in %d chunks of %d, %d shards", cfg.run, len(planned.loaded.records),
+             planned.n_units, math.ceil(planned.n_units / cfg.store.chunk_units), cfg.store.chunk_units, cfg.shards)
 
 
 def incomplete_shards(rd: RunDir, n_shards: int) -> list[int]:
     """Shards owning at least one chunk that is not done, decided from the store alone."""
-    store = VerdictStore(rd.store)
-    done = store.done()
-    return [k for k in range(n_shards) if not done[store.shard_slice(k, n_shards)].all()]
+    return VerdictStore(rd.store).incomplete_shards(n_shards)

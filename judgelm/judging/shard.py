@@ -1,16 +1,21 @@
 """One shard of a judging run: judge the chunks it owns that are not done yet, committing each chunk whole.
+``run_chunks`` is that loop for any store laid out in chunks (answer generation runs it too).
 
 Running a shard again is always safe: finished chunks are skipped, so a killed, cancelled or requeued shard
 resumes where it stopped and never judges a committed unit twice. A stop request (the requeue signal) is
-honoured between chunks, so the work in flight is not thrown away.
+honoured between chunks, so the work in flight is not thrown away, and not before the attempt's first chunk, so
+every attempt makes progress.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import os
+import signal
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +33,11 @@ from judgelm.judging.phases import PhaseTimer, startup_once
 from judgelm.judging.preemption import StopRequest
 from judgelm.judging.progress import ShardProgress, read_progress, write_progress
 from judgelm.judging.resample import ChunkDraws, extra_draws
-from judgelm.judging.store import TOP_IDS, TOP_LOGPROBS, ChunkVerdicts, VerdictStore
+from judgelm.judging.store import TOP_IDS, TOP_LOGPROBS, ChunkLayout, ChunkVerdicts, VerdictStore
 from judgelm.judging.verdict_cache import VerdictCache, generate_with_cache, open_cache
 from judgelm.profiles import make_profile
 from judgelm.profiles.prompts import Mode
-from judgelm.rundir import RunDir
+from judgelm.rundir import RunDir, environment_fault
 
 log = logging.getLogger("judgelm.judging.shard")
 
@@ -91,6 +96,44 @@ def judge_chunk(store: VerdictStore, prep: Prepared, engine, cfg: JudgeConfig,
                          new_tokens=new_tokens, truncated=prep.truncated, extras=extras or None, cached=cached)
 
 
+def load_engine(cfg: JudgeConfig):
+    """The judge's engine. A model directory that lost its files since the run was created (``model.path`` is
+    always a local directory by then) is named as such: a vanished file is the environment's doing."""
+    try:
+        return make_engine(cfg.model, cfg.engine)
+    except OSError as e:
+        path = Path(cfg.model.path)
+        has_weights = any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
+        gone = next((p for p in (path, path / "config.json") if not p.exists()), None if has_weights else path)
+        if gone is not None:
+            what = "the judge's model directory holds no weights" if gone == path and path.exists() else \
+                "the judge's model file is gone"
+            raise FileNotFoundError(errno.ENOENT, what, str(gone)) from e
+        raise
+
+
+@dataclass
+class Started:
+    """What a shard's ``start(timer)`` loaded: its engine, the work of one chunk in three steps, the cache it reads.
+
+    ``prepare(c)`` reads and readies chunk ``c``'s inputs (prompts rendered and tokenized) in a background thread
+    while the engine works on the chunk before; ``compute(c, prepared)`` is the engine's work, on the shard's
+    thread; ``write(c, computed, attempt)`` commits the chunk whole (its arrays, ``done`` last, then the cache
+    entries it made) in another background thread while the engine goes on with the next chunk."""
+
+    engine: object
+    compute: Callable[[int, object], object]
+    write: Callable[[int, object, int], None]
+    cache: VerdictCache | None = None
+    prepare: Callable[[int], object] = lambda c: c
+
+
+def chunk_cache(cache: VerdictCache | None) -> VerdictCache | None:
+    """A view of ``cache`` whose staged entries are one chunk's: the chunk being committed flushes its own entries
+    while the next chunk stages its own."""
+    return None if cache is None else dataclasses.replace(cache, staged={})
+
+
 def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest | None = None,
               job_id: str = "", threads: int = 0, judge: str = "") -> ShardResult:
     """Judge shard ``shard`` of ``n_shards`` of the run in ``run_dir``; ``threads`` overrides the config's.
@@ -100,7 +143,39 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
     store = VerdictStore(rd.store, mode="r+")
     if judge:
         store, cfg = panel_member(store, cfg, judge)
-    progress_path = rd.shard_progress(shard, judge)
+
+    def start(timer: PhaseTimer) -> Started:
+        with timer("model"):
+            set_threads(threads or cfg.engine.threads)
+            engine = load_engine(cfg)
+        with timer("cache"):
+            cache = open_cache(rd.root.parent, cfg)
+
+        def compute(c: int, prep: Prepared) -> tuple[ChunkVerdicts, VerdictCache | None]:
+            mine = chunk_cache(cache)
+            return judge_chunk(store, prep, engine, cfg, mine), mine
+
+        def write(c: int, computed: tuple[ChunkVerdicts, VerdictCache | None], attempt: int) -> None:
+            verdicts, mine = computed
+            store.write_chunk(c, verdicts, attempt)
+            if mine is not None:  # only verdicts of a committed chunk enter the cache
+                mine.flush()
+        return Started(engine, compute, write, cache, lambda c: prepare_prompts(store, c, engine, cfg))
+
+    return run_chunks(rd.root, store, shard, n_shards, rd.shard_progress(shard, judge), start, stop, job_id)
+
+
+def run_chunks(run_root: Path, store: ChunkLayout, shard: int, n_shards: int, progress_path: Path,
+               start: Callable[[PhaseTimer], Started], stop: StopRequest | None = None,
+               job_id: str = "") -> ShardResult:
+    """The loop every shard runs over the chunks it owns that are not done yet, whatever it computes.
+
+    ``start(timer)`` loads what the work needs (only when there is work; ``timer`` takes its phases): the engine,
+    the three steps of a chunk (``Started``) and the cache it opened, whose unreadable files the attempt counts.
+    The engine computes chunk c while chunk c + 1 is prepared and chunk c - 1 committed, each chunk still committed
+    whole and in order. Between chunks the loop honours ``stop``, keeps the shard's progress file (with its phase
+    times, ``judgelm.judging.phases``) and, for server engines, the attempt's usage file.
+    """
     chunks = store.shard_chunks(shard, n_shards)
     todo = [c for c in chunks if not store.chunk_done(c)]
 
@@ -117,19 +192,18 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
              Path(__file__).resolve().parent)
     stop = stop or StopRequest()
     timer = PhaseTimer(startup_once())
+    started: Started | None = None
 
-    def commit(c: int, verdicts: ChunkVerdicts, cache: VerdictCache | None) -> None:
-        store.write_chunk(c, verdicts, attempt.attempt)
-        if cache is not None:  # only verdicts of a committed chunk enter the cache
-            cache.flush()
+    def commit(c: int, computed: object) -> None:
+        started.write(c, computed, attempt.attempt)
         attempt.units_judged += size(c)
         attempt.chunks_judged += 1
         attempt.updated = time.time()
         attempt.phases = dict(timer.seconds)  # a copy (atomic): the main thread goes on adding to them
         progress.units_done += size(c)
         write_progress(progress_path, progress)
-        if hasattr(engine, "usage"):  # server engines report tokens and cost per attempt
-            write_usage(rd.root, shard, attempt.attempt, engine.usage)
+        if hasattr(started.engine, "usage"):  # server engines report tokens and cost per attempt
+            write_usage(run_root, shard, attempt.attempt, started.engine.usage)
         left = progress.units_total - progress.units_done
         rate = progress.rate
         log.info("shard %d: chunk %d done, %d/%d units, %.1f units/s, ETA %.0f s", shard, c,
@@ -137,37 +211,39 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
 
     try:
         if todo:
-            with timer("model"):
-                set_threads(threads or cfg.engine.threads)
-                engine = make_engine(cfg.model, cfg.engine)
-            if getattr(engine, "runtime", None) is not None:
-                attempt.runtime = dataclasses.asdict(engine.runtime)
-                log.info("judge loaded with %s", attempt.runtime)
-            with timer("cache"):
-                cache = open_cache(rd.root.parent, cfg)
-        # The engine judges chunk c while one thread prepares chunk c + 1's prompts and another commits chunk c - 1
-        # (verdicts, ``done`` last, then its cache entries): each chunk is still committed whole, in order.
+            started = start(timer)
+            if getattr(started.engine, "runtime", None) is not None:
+                attempt.runtime = dataclasses.asdict(started.engine.runtime)
+                log.info("model loaded with %s", attempt.runtime)
+            if started.cache is not None and started.cache.unreadable:  # counted in the run's summary
+                attempt.cache_unreadable = [f"{u.path.name}:{u.entries}" for u in started.cache.unreadable]
         with ThreadPoolExecutor(1, "prepare") as preparing, ThreadPoolExecutor(1, "commit") as committing:
             nxt, committed = None, None
             for i, c in enumerate(todo):
-                if stop():
+                # The requeue signal stops the shard after its chunk; one that came while it was starting still
+                # lets it commit one chunk, or a start-up longer than the signal's lead over the time limit would
+                # requeue forever without progress.
+                if stop() and (i or stop.signum != signal.SIGUSR2):
                     break
                 with timer("tokenize"):
-                    prep = (nxt or preparing.submit(prepare_prompts, store, c, engine, cfg)).result()
-                nxt = preparing.submit(prepare_prompts, store, todo[i + 1], engine, cfg) if i + 1 < len(todo) else None
-                chunk_cache = None if cache is None else dataclasses.replace(cache, staged={})  # this chunk's entries
+                    prepared = (nxt or preparing.submit(started.prepare, c)).result()
+                nxt = preparing.submit(started.prepare, todo[i + 1]) if i + 1 < len(todo) else None
                 with timer("engine"):
-                    verdicts = judge_chunk(store, prep, engine, cfg, chunk_cache)
+                    computed = started.compute(c, prepared)
                 with timer("store"):
                     if committed is not None:
                         committed.result()
-                committed = committing.submit(commit, c, verdicts, chunk_cache)
+                committed = committing.submit(commit, c, computed)
             with timer("store"):
                 if committed is not None:
                     committed.result()
-    except BaseException:
+    except BaseException as e:
         attempt.state, attempt.updated, attempt.phases = "failed", time.time(), timer.seconds
-        write_progress(progress_path, progress)
+        attempt.error = environment_fault(e) or f"{type(e).__name__}: {str(e).strip()[:200]}"
+        try:
+            write_progress(progress_path, progress)
+        except OSError:  # the disk that failed the chunk may fail this too; the failure itself is what matters
+            pass
         raise
     finally:
         log.info("%s", timer.line(f"shard {shard}"))

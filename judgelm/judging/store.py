@@ -5,7 +5,11 @@ Layout (``verdicts.zarr``):
 - ``records/*`` (one row per record): question, answers, reference, ground truth, subset, category and the
   generator of each answer (``models``, empty outside model evaluations), so a
   shard needs nothing but the store and a queued run cannot be changed by editing the data file afterwards.
-- ``units/*`` (one row per unit): record index, answer order, with-reference flag.
+  These hold a conversation's first turn; a store with multi-turn records (attribute ``n_turns`` > 1) adds the
+  turns after the first in ``records/later_*`` (question, answers, reference, answer lengths; one column per later
+  turn, empty past a record's last).
+- ``units/*`` (one row per unit): record index, answer order, with-reference flag, turn (0: the first; absent in
+  stores made before multi-turn units, where every unit judges the first turn).
 - ``verdicts/*`` (one row per unit): scores as the judge wrote them (in the order it saw the answers; NaN when
   they did not parse), status, generated text, token counts, the attempt that judged it, whether the verdict came
   from the verdict cache (``cached``, ``judgelm.judging.verdict_cache``), and ``done``.
@@ -14,28 +18,41 @@ Layout (``verdicts.zarr``):
 - ``judges/<name>/*`` (optional, one row per unit): the same verdict arrays for each further judge of a panel
   (``add_judge``, ``judge(name)``); the run's own judge stays in ``verdicts/``.
 
-Concurrency rule: a shard owns whole chunks of the unit axis and writes a chunk in one go, ``done`` last.
-Writers that share a chunk silently lose rows in Zarr (read-modify-write), and a chunk file is replaced
-atomically, so "done is True" means every verdict array of that chunk was written. A killed shard leaves at
-most its current chunk unfinished, and re-running it skips every chunk whose ``done`` is all True.
+Concurrency rule: a shard owns whole chunks of the unit axis and writes a chunk in one go, ``done`` last
+(``commit_chunk``). Writers that share a chunk silently lose rows in Zarr (read-modify-write), and a chunk file is
+replaced atomically, so "done is True" means every verdict array of that chunk was written. A killed shard leaves
+at most its current chunk unfinished, and re-running it skips every chunk whose ``done`` is all True.
+
+Integrity: every chunk file carries a CRC32C of its bytes (Zarr's ``crc32c`` codec, declared on every array at
+creation, so the checksum is written with the chunk, before ``done``), and every committed chunk has a file in
+every verdict array, fill values included, so a lost file is seen too. Reading verifies: a damaged chunk raises
+``DamagedStore`` naming the array, the chunk, its units and the shard that owns it, never a number computed from
+it; ``verify`` lists every damaged chunk; ``repair`` turns damaged chunks back into "not judged", so running their
+shards again re-judges exactly those units. Stores made before checksums (no ``checksums`` attribute) still read,
+and undecodable chunks in them are still found.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
+from zarr.codecs import Crc32cCodec, ZstdCodec
 
-from judgelm.data.records import Record
+from judgelm.data.records import Record, Turn
 from judgelm.judging.units import UnitPlan
+from judgelm.rundir import Fault
 
 FORMAT_VERSION = 1
+CHECKSUMS = "crc32c"  # the ``checksums`` attribute of stores whose chunks carry one (and whose commits write all)
 NO_LABEL = 2  # int8 sentinel in records/label*: the record has no ground truth for that reference mode
 _RECORD_CHUNK = 4096
 # Optional verdict arrays an engine can fill: the top-k log-probabilities at the first generated positions.
@@ -86,7 +103,7 @@ def _text_array(values: list[str]) -> np.ndarray:
 
 
 def _declare_verdicts(g: zarr.Group, prefix: str, n_units: int, chunk_units: int, n_scores: int,
-                      extra_arrays: dict[str, tuple[tuple[int, ...], str, Any]] | None) -> None:
+                      extra_arrays: dict[str, tuple[tuple[int, ...], str, Any]] | None, checksums: bool = True) -> None:
     """The empty per-unit verdict arrays of one judge under ``prefix``, chunked along the unit axis."""
     uc = (chunk_units,)
     for name, shape, dtype, fill in (("scores", (n_scores,), "float32", np.nan), ("status", (), "int8", -1),
@@ -95,7 +112,58 @@ def _declare_verdicts(g: zarr.Group, prefix: str, n_units: int, chunk_units: int
                                      ("truncated", (), bool, False), ("cached", (), bool, False),
                                      ("done", (), bool, False),
                                      *((n, tuple(sh), dt, f) for n, (sh, dt, f) in (extra_arrays or {}).items())):
-        g.create_array(f"{prefix}/{name}", shape=(n_units,) + shape, chunks=uc + shape, dtype=dtype, fill_value=fill)
+        create_array(g, f"{prefix}/{name}", (n_units,) + shape, uc + shape, dtype, fill, checksums)
+
+
+def create_array(g: zarr.Group, name: str, shape: tuple[int, ...], chunks: tuple[int, ...], dtype: Any,
+                 fill: Any, checksums: bool = True) -> zarr.Array:
+    """An array whose every chunk file carries a CRC32C of its compressed bytes, checked whenever it is read.
+
+    Every store of the project creates its arrays here (answer stores too), so damage is always detectable.
+    ``checksums=False`` makes an array as stores made before checksums have them (to measure what they cost)."""
+    return g.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill,
+                          compressors=[ZstdCodec(level=0)] + ([Crc32cCodec()] if checksums else []))
+
+
+@contextmanager
+def _every_chunk_file() -> Iterator[None]:
+    """Zarr skips writing a chunk that holds only fill values; a commit writes them all, so that a committed chunk
+    without its file is known to be damaged rather than read as "never judged"."""
+    with zarr.config.set({"array.write_empty_chunks": True}):
+        yield
+
+
+def commit_chunk(g: zarr.Group, prefix: str, sl: slice, arrays: dict[str, np.ndarray], done: str = "done") -> None:
+    """The one way a chunk is committed, for every store: each array's chunk written whole (each file with its
+    checksum), then ``done``, the commit marker, last."""
+    try:
+        with _every_chunk_file():
+            for name, values in arrays.items():
+                g[f"{prefix}/{name}"][sl] = values
+            g[f"{prefix}/{done}"][sl] = np.ones(sl.stop - sl.start, dtype=bool)
+    except OSError as e:  # a failed write (a full disk) names no file: name what was being written
+        if e.filename is None:
+            e.filename = str(Path(g.store.root) / prefix) if hasattr(g.store, "root") else prefix
+        raise
+
+
+def _put_later_turns(put: Any, records: list[Record], n_turns: int, n_answers: int, rc: tuple[int]) -> None:
+    """The turns after the first of multi-turn records, padded with empty turns past a record's last."""
+    n, later = len(records), n_turns - 1
+    pad = Turn("", ("",) * n_answers, None)
+    turns = [list(r.later_turns) + [pad] * (later - len(r.later_turns)) for r in records]
+    put("records/later_question", _text_array([[t.question for t in ts] for ts in turns]).reshape(n, later), rc,
+        str, "")
+    put("records/later_reference", _text_array([[t.reference or "" for t in ts] for ts in turns]).reshape(n, later),
+        rc, str, "")
+
+    def padded(t: Turn) -> list:
+        return list(t.answers) + [""] * (n_answers - len(t.answers))
+
+    answers = [[padded(t) for t in ts] for ts in turns]
+    put("records/later_answers", _text_array(answers).reshape(n, later, n_answers), rc, str, "")
+    chars = np.array([[[len(a) for a in row] for row in ts] for ts in answers], dtype=np.int32)
+    put("records/later_answer_chars", chars.reshape(n, later, n_answers), rc, "int32", 0)
 
 
 @dataclass(frozen=True)
@@ -115,6 +183,7 @@ class Columns:
     category: np.ndarray
     gt_scores: np.ndarray  # (n_records, n_scores), NaN where the ground truth has no scores
     answer_chars: np.ndarray  # (n_records, 2): lengths of answers 1 and 2, for length bias
+    turn: np.ndarray  # per unit: the turn judged (0: the first)
     cached: np.ndarray  # per unit: the verdict came from the verdict cache
     start: int = 0  # the first unit (of the store) of these columns: ``column_windows`` gives the store in parts
 
@@ -133,7 +202,130 @@ class ChunkVerdicts:
     cached: np.ndarray | None = None  # bool: the verdict was reused from the verdict cache (None: none was)
 
 
-class VerdictStore:
+@dataclass(frozen=True)
+class Damage:
+    """One damaged chunk: the array, the chunk, what it holds (``units`` or ``records`` ``start``..``stop - 1``),
+    the shard that owns it (``None`` for the run's inputs) and what is wrong with it."""
+
+    array: str
+    chunk: int
+    start: int
+    stop: int
+    what: str
+    shard: int | None
+    reason: str
+
+    @property
+    def judge(self) -> str | None:
+        """The verdict arrays it belongs to (``verdicts`` or ``judges/<name>``); ``None`` for the run's inputs."""
+        head, _, _ = self.array.rpartition("/")
+        return head if head == "verdicts" or head.startswith("judges/") else None
+
+    def __str__(self) -> str:
+        owner = f", shard {self.shard}" if self.shard is not None else ""
+        return f"{self.array} chunk {self.chunk} ({self.what} {self.start}-{self.stop - 1}{owner}): {self.reason}"
+
+
+class DamagedStore(Fault):
+    """Chunks of the store cannot be trusted; the message names every one (up to a few, then a count)."""
+
+    def __init__(self, path: Path, damage: list[Damage], run: str | None = None):
+        self.path, self.damage = path, damage
+        shown = "; ".join(str(d) for d in damage[:4]) + (f"; and {len(damage) - 4} more" if len(damage) > 4 else "")
+        if any(d.judge is None for d in damage):
+            fix = "the run's inputs are damaged: create the run again from its data"
+        else:
+            fix = f"repair: make resubmit RUN={run or path.parent.name} re-judges exactly these units"
+        super().__init__(f"{path}: {len(damage)} damaged chunk{'s' if len(damage) != 1 else ''}: {shown}. {fix}")
+
+
+class IncompleteStore(RuntimeError):
+    """The store has units that are not done (the merge refuses it); the message names the shards that own them."""
+
+
+def _reason(e: Exception) -> str:
+    text = str(e).strip().splitlines()[0][:100] if str(e).strip() else type(e).__name__
+    return "checksum mismatch" if "checksum" in text.lower() else f"undecodable ({type(e).__name__}: {text})"
+
+
+def decode_tolerant(arr: zarr.Array) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """A whole array, and its chunks (along the first axis) that do not decode, with why: those are left at the
+    fill value. One read when nothing is wrong; otherwise the failing ranges are halved down to single chunks."""
+    try:
+        return arr[:], []
+    except Exception:  # any decoding error of a chunk file is damage, located below
+        pass
+    values = np.full(arr.shape, arr.fill_value, dtype=arr.dtype)
+    c, n = arr.chunks[0], arr.shape[0]
+    bad: list[tuple[int, str]] = []
+
+    def visit(lo: int, hi: int) -> None:
+        sl = slice(lo * c, min(hi * c, n))
+        try:
+            values[sl] = arr[sl]
+            return
+        except Exception as e:  # damage too: keep halving
+            if hi - lo == 1:
+                bad.append((lo, _reason(e)))
+                return
+        visit(lo, (lo + hi) // 2)
+        visit((lo + hi) // 2, hi)
+
+    visit(0, -(-n // c))
+    return values, bad
+
+
+class ChunkLayout:
+    """How a store's unit axis is cut into chunks and the chunks dealt to shards; every store of the project (the
+    verdict store, the answer store of ``judgelm.generation``) is laid out this way and sets the three sizes."""
+
+    n_units: int
+    chunk_units: int
+    n_chunks: int
+
+    def chunk_slice(self, chunk: int) -> slice:
+        return slice(chunk * self.chunk_units, min((chunk + 1) * self.chunk_units, self.n_units))
+
+    def shard_chunks(self, shard: int, n_shards: int) -> range:
+        """The contiguous run of chunks shard ``shard`` of ``n_shards`` owns; every chunk has exactly one owner."""
+        if not 0 <= shard < n_shards:
+            raise ValueError(f"shard {shard} is outside 0..{n_shards - 1}")
+        return range(shard * self.n_chunks // n_shards, (shard + 1) * self.n_chunks // n_shards)
+
+    def shard_slice(self, shard: int, n_shards: int) -> slice:
+        """The units shard ``shard`` owns: its chunks are contiguous, so they are one slice (empty if none)."""
+        chunks = self.shard_chunks(shard, n_shards)
+        if not chunks:
+            return slice(0, 0)
+        return slice(self.chunk_slice(chunks[0]).start, self.chunk_slice(chunks[-1]).stop)
+
+    def shard_units(self, shard: int, n_shards: int) -> int:
+        sl = self.shard_slice(shard, n_shards)
+        return sl.stop - sl.start
+
+    def done(self) -> np.ndarray:
+        """Per unit: committed."""
+        raise NotImplementedError
+
+    def readable_done(self) -> np.ndarray:
+        """``done`` read past damage, for reports that must still show a damaged store: unreadable chunks of it are
+        not done."""
+        return self.done()
+
+    def verify(self) -> list[Damage]:
+        """Every damaged chunk, named; stores whose chunks carry no checksums (answer stores) find none."""
+        return []
+
+    def chunk_done(self, chunk: int) -> bool:
+        return bool(self.done()[self.chunk_slice(chunk)].all())
+
+    def incomplete_shards(self, n_shards: int) -> list[int]:
+        """Shards owning at least one chunk that is not done, decided from the store alone."""
+        done = self.done()
+        return [k for k in range(n_shards) if not done[self.shard_slice(k, n_shards)].all()]
+
+
+class VerdictStore(ChunkLayout):
     """Open an existing store. ``create`` makes a new one; ``judge(name)`` is the view of a panel judge's verdicts."""
 
     def __init__(self, path: str | Path, mode: str = "r"):
@@ -141,8 +333,11 @@ class VerdictStore:
         self.prefix = "verdicts"  # where this view's verdict arrays live: a panel judge's are judges/<name>/
         if not (self.path / "zarr.json").exists():
             raise FileNotFoundError(f"no verdict store at {self.path}")
-        self.group = zarr.open_group(str(self.path), mode=mode)
-        self.attrs: dict[str, Any] = dict(self.group.attrs)
+        try:
+            self.group = zarr.open_group(str(self.path), mode=mode)
+            self.attrs: dict[str, Any] = dict(self.group.attrs)
+        except (ValueError, KeyError, TypeError) as e:  # the group's zarr.json does not parse
+            raise DamagedStore(self.path, [Damage("zarr.json", 0, 0, 0, "attributes", None, _reason(e))]) from None
         if self.attrs.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{self.path}: store format {self.attrs.get('format_version')} is not {FORMAT_VERSION}")
         self.n_units: int = self.attrs["n_units"]
@@ -150,17 +345,19 @@ class VerdictStore:
         self.chunk_units: int = self.attrs["chunk_units"]
         self.n_chunks: int = self.attrs["n_chunks"]
         self.n_scores: int = self.attrs["n_scores"]
+        self.n_turns: int = self.attrs.get("n_turns", 1)
 
     # --- creation -------------------------------------------------------------------------------------------
 
     @classmethod
     def create(cls, path: str | Path, records: list[Record], plan: UnitPlan, n_scores: int, chunk_units: int,
-               attrs: dict[str, Any] | None = None,
-               extra_arrays: ExtraSchema | None = None) -> VerdictStore:
+               attrs: dict[str, Any] | None = None, extra_arrays: ExtraSchema | None = None,
+               checksums: bool = True) -> VerdictStore:
         """Write a new store for ``records`` and ``plan``; refuses to overwrite an existing one.
 
         ``extra_arrays`` declares additional per-unit verdict arrays as ``name: (trailing shape, dtype, fill)``,
-        for engines that record more than the scores (e.g. score-token log-probabilities).
+        for engines that record more than the scores (e.g. score-token log-probabilities). ``checksums=False``
+        makes a store as they were before chunks carried checksums (to measure their cost, to test old stores).
         """
         path = Path(path)
         if path.exists():
@@ -173,9 +370,10 @@ class VerdictStore:
         rc = (min(_RECORD_CHUNK, max(n_records, 1)),)
 
         def put(name: str, data: np.ndarray, chunks: tuple[int, ...], dtype: Any, fill: Any) -> None:
-            arr = g.create_array(name, shape=data.shape, chunks=chunks + data.shape[1:], dtype=dtype, fill_value=fill)
+            arr = create_array(g, name, data.shape, chunks + data.shape[1:], dtype, fill, checksums)
             if data.size:
-                arr[...] = data
+                with _every_chunk_file():
+                    arr[...] = data
 
         def label(r: Record, w: bool) -> int:
             v = r.gt_label(w)
@@ -204,56 +402,85 @@ class VerdictStore:
         put("records/category", _text_array([r.category for r in records]), rc, str, "")
         models = _text_array([list(r.models) + [""] * (n_answers - len(r.models)) for r in records])
         put("records/models", models.reshape(n_records, n_answers), rc, str, "")
+        n_turns = max((r.n_turns for r in records), default=1)
+        if n_turns > 1:
+            _put_later_turns(put, records, n_turns, n_answers, rc)
 
         uc = (chunk_units,)
         put("units/record", plan.record, uc, "int32", -1)
         put("units/order", plan.order, uc, "int8", 0)
         put("units/with_reference", plan.with_reference, uc, bool, False)
-        _declare_verdicts(g, "verdicts", n_units, chunk_units, n_scores, extra_arrays)
+        put("units/turn", plan.turn, uc, "int8", 0)
+        _declare_verdicts(g, "verdicts", n_units, chunk_units, n_scores, extra_arrays, checksums)
         g.attrs.update({
             **(attrs or {}), "format_version": FORMAT_VERSION, "n_units": n_units, "n_records": n_records,
             "chunk_units": chunk_units, "n_chunks": max(1, -(-n_units // chunk_units)), "n_scores": n_scores,
-            "n_answers": n_answers, "extra_arrays": sorted(extra_arrays or {}),
+            "n_answers": n_answers, "n_turns": n_turns, "extra_arrays": sorted(extra_arrays or {}),
             "records_in_unit_order": bool((np.diff(plan.record) >= 0).all()),
+            **({"checksums": CHECKSUMS} if checksums else {}),
         })
         return cls(path, mode="r+")
 
-    # --- layout -----------------------------------------------------------------------------------------------
-
-    def chunk_slice(self, chunk: int) -> slice:
-        return slice(chunk * self.chunk_units, min((chunk + 1) * self.chunk_units, self.n_units))
-
-    def shard_chunks(self, shard: int, n_shards: int) -> range:
-        """The contiguous run of chunks shard ``shard`` of ``n_shards`` owns; every chunk has exactly one owner."""
-        if not 0 <= shard < n_shards:
-            raise ValueError(f"shard {shard} is outside 0..{n_shards - 1}")
-        return range(shard * self.n_chunks // n_shards, (shard + 1) * self.n_chunks // n_shards)
-
-    def shard_slice(self, shard: int, n_shards: int) -> slice:
-        """The units shard ``shard`` owns: its chunks are contiguous, so they are one slice (empty if none)."""
-        chunks = self.shard_chunks(shard, n_shards)
-        if not chunks:
-            return slice(0, 0)
-        return slice(self.chunk_slice(chunks[0]).start, self.chunk_slice(chunks[-1]).stop)
-
-    def shard_units(self, shard: int, n_shards: int) -> int:
-        sl = self.shard_slice(shard, n_shards)
-        return sl.stop - sl.start
-
     # --- reading ------------------------------------------------------------------------------------------------
+
+    def _read(self, path: str, committed: np.ndarray | None = None) -> np.ndarray:
+        """An array, whole, verified: any damaged chunk (and, with ``committed`` chunks given, any committed chunk
+        whose file is missing) raises ``DamagedStore`` naming every damaged chunk of the store."""
+        values, bad = decode_tolerant(self.group[path])
+        if bad or (committed is not None and self._missing(path, committed)):
+            raise DamagedStore(self.path, self.verify(), self.attrs.get("run"))
+        return values
 
     def records(self, name: str) -> np.ndarray:
         """A per-record column (``question_id``, ``label``, ``answer_chars``...), whole."""
-        return self.group[f"records/{name}"][:]
+        return self._read(f"records/{name}")
 
     def units(self, name: str) -> np.ndarray:
-        """A per-unit column of the plan (``record``, ``order``, ``with_reference``), whole."""
-        return self.group[f"units/{name}"][:]
+        """A per-unit column of the plan (``record``, ``order``, ``with_reference``, ``turn``), whole."""
+        if name == "turn" and "turn" not in self.group["units"]:  # made before multi-turn units: all first turns
+            return np.zeros(self.n_units, dtype=np.int8)
+        return self._read(f"units/{name}")
+
+    def _by_turn(self, first: str, later: str) -> np.ndarray:
+        """A per-answer records column over every turn, ``(n_records, n_turns, n_answers)``."""
+        rows = self.records(first)[:, None, :]
+        return rows if self.n_turns == 1 else np.concatenate([rows, self.records(later)], axis=1)
+
+    def answer_chars_by_turn(self) -> np.ndarray:
+        """Answer lengths in characters, ``(n_records, n_turns, n_answers)`` (0 past a record's last turn)."""
+        return self._by_turn("answer_chars", "later_answer_chars")
+
+    def answers_by_turn(self) -> np.ndarray:
+        """Answer texts, ``(n_records, n_turns, n_answers)`` ("" past a record's last turn)."""
+        return self._by_turn("answers", "later_answers")
 
     def verdicts(self, name: str) -> np.ndarray:
         """A per-unit verdict column (``scores``, ``status``, ``text``, ``attempt``, an extra array...) of this
-        view's judge (the run's own, or a panel judge's: ``judge(name)``), whole."""
-        return self.group[f"{self.prefix}/{name}"][:]
+        view's judge (the run's own, or a panel judge's: ``judge(name)``), whole and verified."""
+        if name == "done":
+            return self.done()
+        return self._read(f"{self.prefix}/{name}", self.committed_chunks() if self.checksummed else None)
+
+    @property
+    def checksummed(self) -> bool:
+        """Chunks carry checksums and committed chunks all their files (stores made since checksums)."""
+        return self.attrs.get("checksums") == CHECKSUMS
+
+    def committed_chunks(self, done: np.ndarray | None = None) -> np.ndarray:
+        """Per chunk: every unit of it is done."""
+        done = self.done() if done is None else done
+        return np.logical_and.reduceat(done, np.arange(0, self.n_units, self.chunk_units)) if self.n_units else done
+
+    def _chunk_file(self, path: str, chunk: int, arr: zarr.Array | None = None) -> Path:
+        arr = self.group[path] if arr is None else arr
+        return self.path / path / arr.metadata.encode_chunk_key((chunk,) + (0,) * (arr.ndim - 1))
+
+    def _missing(self, path: str, chunks: np.ndarray) -> list[int]:
+        """Of ``chunks`` (committed ones: indices, or a mask over every chunk), those whose file in the verdict
+        array ``path`` is gone."""
+        arr = self.group[path]  # opened once: every opening reads its metadata
+        chunks = np.flatnonzero(chunks) if chunks.dtype == bool else chunks
+        return [int(c) for c in chunks if not os.path.exists(self._chunk_file(path, int(c), arr))]
 
     @property
     def extras(self) -> list[str]:
@@ -272,49 +499,63 @@ class VerdictStore:
         return out
 
     def columns(self) -> Columns:
-        return self._columns(self._column_arrays(), slice(0, self.n_units), self.units("record"), 0, self.n_records)
+        return self._columns(slice(0, self.n_units), slice(0, self.n_records))
 
     def column_windows(self, units: int = 0) -> Iterator[Columns]:
         """The columns in windows of about ``units`` units (default: a chunk), each ending with a record's last
         unit and holding only its own records (``record`` indexes them), so that reading a store of any size takes
         the memory of one window. A store whose records are not in unit order (made before they were) comes
-        whole, in one window."""
+        whole, in one window. Damage raises ``DamagedStore`` as ``columns`` does, from the window that reads it."""
         if not self.attrs.get("records_in_unit_order"):
             yield self.columns()
             return
-        arrays = self._column_arrays()
-        step, start, record = max(1, units or self.chunk_units), 0, arrays["units/record"]
+        step, start = max(1, units or self.chunk_units), 0
+
+        def record_at(unit: int) -> int:
+            return int(self._read_slice("units/record", slice(unit, unit + 1))[0])
+
         while start < self.n_units:
             end = min(start + step, self.n_units)
-            rec = record[start:end]
-            if end < self.n_units and record[end] == rec[-1]:  # the last record goes on: it opens the next window
+            rec = self._read_slice("units/record", slice(start, end))
+            if end < self.n_units and record_at(end) == rec[-1]:  # the last record goes on: it opens the next window
                 cut = int(np.searchsorted(rec, rec[-1]))
-                while not cut and end < self.n_units and record[end] == rec[-1]:  # a record longer than a window
+                if cut:
+                    end, rec = start + cut, rec[:cut]
+                while not cut and end < self.n_units and record_at(end) == rec[-1]:  # a record longer than a window
                     end += 1
-                end = start + cut if cut else end
-                rec = record[start:end]
-            yield self._columns(arrays, slice(start, end), rec - rec[0], int(rec[0]), int(rec[-1]) + 1)
+            yield self._columns(slice(start, end), slice(int(rec[0]), int(rec[-1]) + 1))
             start = end
 
-    def _column_arrays(self) -> dict[str, Any]:
-        """The arrays ``Columns`` is read from, opened once (each opening reads metadata)."""
-        names = [f"units/{n}" for n in ("record", "order", "with_reference")] + \
-            [f"records/{n}" for n in ("label", "label_w_reference", "subset", "category", "gt_scores", "answer_chars")]
-        verdicts = ["scores", "status", "truncated", "done"]
-        verdicts += ["cached"] if "cached" in self.group[self.prefix] else []
-        return {**{n: self.group[n] for n in names}, **{n: self.group[f"{self.prefix}/{n}"] for n in verdicts}}
+    def _columns(self, units: slice, records: slice) -> Columns:
+        """The columns of ``units``, whose records are ``records`` (``record`` indexes them from its start), read
+        verified: a damaged chunk, or in a checksummed store a committed chunk without its file, raises
+        ``DamagedStore`` naming every damaged chunk."""
+        names = ["scores", "status", "truncated"] + (["cached"] if "cached" in self.group[self.prefix] else [])
+        done = self._committed_done(units, names)
+        n = units.stop - units.start
+        v = {name: self._read_slice(f"{self.prefix}/{name}", units) for name in names}
+        unit = {name: self._read_slice(f"units/{name}", units) for name in ("record", "order", "with_reference")}
+        turn = self._read_slice("units/turn", units) if "turn" in self.group["units"] else np.zeros(n, np.int8)
+        row = {name: self._read_slice(f"records/{name}", records) for name in
+               ("label", "label_w_reference", "subset", "category", "gt_scores", "answer_chars")}
+        return Columns(record=unit["record"] - records.start, order=unit["order"],
+                       with_reference=unit["with_reference"], scores=v["scores"], status=v["status"],
+                       truncated=v["truncated"], done=done, label=row["label"],
+                       label_w_reference=row["label_w_reference"], subset=row["subset"], category=row["category"],
+                       gt_scores=row["gt_scores"], answer_chars=row["answer_chars"][:, :2], turn=turn,
+                       cached=v.get("cached", np.zeros(n, dtype=bool)), start=units.start)
 
-    @staticmethod
-    def _columns(arrays: dict[str, Any], units: slice, record: np.ndarray, lo: int, hi: int) -> Columns:
-        rs = slice(lo, hi)
-        cached = arrays["cached"][units] if "cached" in arrays else np.zeros(units.stop - units.start, dtype=bool)
-        chars = arrays["records/answer_chars"][rs][:, :2]
-        return Columns(record=record, order=arrays["units/order"][units],
-                       with_reference=arrays["units/with_reference"][units], scores=arrays["scores"][units],
-                       status=arrays["status"][units], truncated=arrays["truncated"][units], done=arrays["done"][units],
-                       label=arrays["records/label"][rs], label_w_reference=arrays["records/label_w_reference"][rs],
-                       subset=arrays["records/subset"][rs], category=arrays["records/category"][rs],
-                       gt_scores=arrays["records/gt_scores"][rs], answer_chars=chars, cached=cached, start=units.start)
+    def _committed_done(self, units: slice, names: list[str]) -> np.ndarray:
+        """``done`` of ``units``; in a checksummed store, first checked that every committed chunk they touch has
+        its file in each verdict array ``names`` (a chunk file deleted after its commit is damage, not fill)."""
+        cu = self.chunk_units
+        lo, hi = units.start // cu * cu, min(-(-units.stop // cu) * cu, self.n_units)
+        done = self._read_slice(f"{self.prefix}/done", slice(lo, hi))
+        if self.checksummed and len(done):
+            committed = lo // cu + np.flatnonzero(np.logical_and.reduceat(done, np.arange(0, len(done), cu)))
+            if any(self._missing(f"{self.prefix}/{name}", committed) for name in names):
+                raise DamagedStore(self.path, self.verify(), self.attrs.get("run"))
+        return done[units.start - lo: units.stop - lo]
 
     def record_models(self) -> np.ndarray | None:
         """The generator of each answer, ``(n_records, n_answers)``; ``None`` unless some record names one (a
@@ -331,7 +572,10 @@ class VerdictStore:
         return self.verdicts("cached")
 
     def done(self) -> np.ndarray:
-        return self.verdicts("done")
+        return self._read(f"{self.prefix}/done")
+
+    def readable_done(self) -> np.ndarray:
+        return decode_tolerant(self.group[f"{self.prefix}/done"])[0]
 
     def unit_labels(self) -> np.ndarray:
         """Each unit's ground-truth label (1, 0, -1) as the unit shows the answers (a swapped unit's is negated),
@@ -342,26 +586,88 @@ class VerdictStore:
         return np.where(label == NO_LABEL, NO_LABEL, flipped).astype(np.int8)
 
     def chunk_done(self, chunk: int) -> bool:
-        return bool(self.group[f"{self.prefix}/done"][self.chunk_slice(chunk)].all())
+        """Whether a chunk is committed; one whose ``done`` cannot be read is not (judging it again heals it)."""
+        try:
+            return bool(self.group[f"{self.prefix}/done"][self.chunk_slice(chunk)].all())
+        except Exception:  # an undecodable commit marker is no commit
+            return False
 
     def chunk_inputs(self, chunk: int) -> dict[str, Any]:
         """Everything needed to build the prompts of one chunk's units."""
         sl = self.chunk_slice(chunk)
-        rec = self.group["units/record"][sl]
+        rec = self._read_slice("units/record", sl)
         lo, hi = int(rec.min()), int(rec.max()) + 1
         rsl = slice(lo, hi)
         n_answers = self.attrs["n_answers"]
 
         def rows(name: str) -> np.ndarray:
-            return self.group[f"records/{name}"][rsl]
+            return self._read_slice(f"records/{name}", rsl)
 
-        return {
-            "unit": np.arange(sl.start, sl.stop), "record": rec, "order": self.group["units/order"][sl],
-            "with_reference": self.group["units/with_reference"][sl], "record_offset": lo,
+        out = {
+            "unit": np.arange(sl.start, sl.stop), "record": rec, "order": self._read_slice("units/order", sl),
+            "with_reference": self._read_slice("units/with_reference", sl), "record_offset": lo,
             "question": rows("question").tolist(),
             "answers": rows("answers").reshape(hi - lo, n_answers).tolist(),
             "reference": rows("reference").tolist(), "n_answers": rows("n_answers"),
+            "turn": self._read_slice("units/turn", sl) if self.n_turns > 1 else None,
         }
+        if self.n_turns > 1:
+            later = self.n_turns - 1
+            out.update(later_question=rows("later_question").reshape(hi - lo, later).tolist(),
+                       later_answers=rows("later_answers").reshape(hi - lo, later, n_answers).tolist(),
+                       later_reference=rows("later_reference").reshape(hi - lo, later).tolist())
+        return out
+
+    def _read_slice(self, path: str, sl: slice) -> np.ndarray:
+        try:
+            return self.group[path][sl]
+        except Exception:  # damage: located and named by verify
+            raise DamagedStore(self.path, self.verify(), self.attrs.get("run")) from None
+
+    # --- integrity ----------------------------------------------------------------------------------------------
+
+    def verify(self) -> list[Damage]:
+        """Every damaged chunk of the store: inputs, unit plan, and the verdicts of every judge (a chunk file that
+        fails its checksum or does not decode; in checksummed stores also a committed chunk without its file)."""
+        damage = []
+        for group in ("records", "units"):
+            for name in sorted(self.group[group].array_keys()):
+                damage += self._damage(f"{group}/{name}", None)
+        for prefix in ["verdicts"] + [f"judges/{j}" for j in self.judges()]:
+            done, bad = decode_tolerant(self.group[f"{prefix}/done"])
+            damage += [self._describe(f"{prefix}/done", k, why) for k, why in bad]
+            committed = self.committed_chunks(done) if self.checksummed else None
+            for name in sorted(self.group[prefix].array_keys()):
+                if name != "done":
+                    damage += self._damage(f"{prefix}/{name}", committed)
+        return damage
+
+    def _damage(self, path: str, committed: np.ndarray | None) -> list[Damage]:
+        _, bad = decode_tolerant(self.group[path])
+        missing = self._missing(path, committed) if committed is not None else []
+        return ([self._describe(path, k, why) for k, why in bad]
+                + [self._describe(path, k, "chunk file missing") for k in missing if k not in dict(bad)])
+
+    def _describe(self, path: str, chunk: int, reason: str) -> Damage:
+        if path.startswith("records/"):
+            c = self.group[path].chunks[0]
+            return Damage(path, chunk, chunk * c, min((chunk + 1) * c, self.n_records), "records", None, reason)
+        sl, n_shards = self.chunk_slice(chunk), int(self.attrs.get("n_shards", 1))
+        shard = next(k for k in range(n_shards) if chunk in self.shard_chunks(k, n_shards))
+        return Damage(path, chunk, sl.start, sl.stop, "units", shard, reason)
+
+    def repair(self, damage: list[Damage]) -> list[Damage]:
+        """Turn the damaged verdict chunks back into "not judged" (every verdict array of the chunk at its fill
+        value, ``done`` False), so running their shard again re-judges exactly those units; returns what was
+        repaired. Damage to the run's inputs (``records/``, ``units/``) cannot be repaired here."""
+        fixed = [d for d in damage if d.judge is not None]
+        with _every_chunk_file():
+            for prefix, chunk in sorted({(d.judge, d.chunk) for d in fixed}):
+                sl = self.chunk_slice(chunk)
+                for name in self.group[prefix].array_keys():
+                    arr = self.group[f"{prefix}/{name}"]
+                    arr[sl] = np.full((sl.stop - sl.start,) + arr.shape[1:], arr.fill_value, dtype=arr.dtype)
+        return fixed
 
     # --- writing ------------------------------------------------------------------------------------------------
 
@@ -372,19 +678,13 @@ class VerdictStore:
         if len(v.status) != n or v.scores.shape != (n, self.n_scores) or len(v.text) != n:
             raise ValueError(f"chunk {chunk} holds {n} units; got {len(v.status)} verdicts "
                              f"with scores of shape {v.scores.shape}")
-        g, p = self.group, self.prefix
-        g[f"{p}/scores"][sl] = v.scores.astype(np.float32)
-        g[f"{p}/status"][sl] = v.status.astype(np.int8)
-        g[f"{p}/text"][sl] = _text_array(v.text)
-        g[f"{p}/prompt_tokens"][sl] = v.prompt_tokens.astype(np.int32)
-        g[f"{p}/new_tokens"][sl] = v.new_tokens.astype(np.int32)
-        g[f"{p}/truncated"][sl] = v.truncated.astype(bool)
-        g[f"{p}/attempt"][sl] = np.full(n, attempt, dtype=np.int16)
-        if "cached" in g[p]:  # stores made before the verdict cache have no such array
-            g[f"{p}/cached"][sl] = np.zeros(n, dtype=bool) if v.cached is None else v.cached.astype(bool)
-        for name, arr in (v.extras or {}).items():
-            g[f"{p}/{name}"][sl] = arr
-        g[f"{p}/done"][sl] = np.ones(n, dtype=bool)
+        arrays = {"scores": v.scores.astype(np.float32), "status": v.status.astype(np.int8),
+                  "text": _text_array(v.text), "prompt_tokens": v.prompt_tokens.astype(np.int32),
+                  "new_tokens": v.new_tokens.astype(np.int32), "truncated": v.truncated.astype(bool),
+                  "attempt": np.full(n, attempt, dtype=np.int16), **(v.extras or {})}
+        if "cached" in self.group[self.prefix]:  # stores made before the verdict cache have no such array
+            arrays["cached"] = np.zeros(n, dtype=bool) if v.cached is None else v.cached.astype(bool)
+        commit_chunk(self.group, self.prefix, sl, arrays)
 
     # --- panels: other judges of the same units ---------------------------------------------------------------
 

@@ -1,8 +1,10 @@
-"""Which judgements a run makes: one unit per (record, answer order, reference mode).
+"""Which judgements a run makes: one unit per (record, turn, reference mode, answer order).
 
 JudgeLM's protocol judges every pair in both orders (for swap consistency) and, where a reference exists, both
-without and with it (reported separately). Units of one record are adjacent, so they usually share a chunk, and
-both orders of a pair, having the same prompt length, usually share a batch.
+without and with it (reported separately). A multi-turn record is judged once per turn, as MT-Bench does: turn
+``t``'s unit shows the conversation up to that turn and is judged on its last reply. Units of one record are
+adjacent, so they usually share a chunk, and both orders of a pair, having the same prompt length, usually share a
+batch.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class UnitPlan:
     record: np.ndarray  # int32 index into the run's records
     order: np.ndarray  # int8: 0 = answers as given, 1 = answers 1 and 2 swapped
     with_reference: np.ndarray  # bool: the prompt includes the record's reference answer
+    turn: np.ndarray  # int8: the turn judged, 0 = the first (the only one of a single-turn record)
 
     def __len__(self) -> int:
         return len(self.record)
@@ -59,19 +62,28 @@ def plan_units(records: list[Record], mode: Mode | str = Mode.PAIR, reference: s
     if orders not in ORDER_POLICIES:
         raise ValueError(f"orders must be one of {ORDER_POLICIES}, got {orders!r}")
     order_values = (0, 1) if orders == "both" and mode is Mode.PAIR else (0,)
-    rec, order, ref = [], [], []
+    rec, order, ref, turn = [], [], [], []
     for i, r in enumerate(records):
         has_ref = r.reference is not None
         ref_modes = {"both": (False, True) if has_ref else (False,), "without": (False,), "with": (has_ref,)}[reference]
-        for w in ref_modes:
-            for o in order_values:
-                rec.append(i)
-                order.append(o)
-                ref.append(w)
-    return UnitPlan(np.asarray(rec, dtype=np.int32), np.asarray(order, dtype=np.int8), np.asarray(ref, dtype=bool))
+        for t in range(r.n_turns):
+            for w in ref_modes:
+                for o in order_values:
+                    rec.append(i)
+                    order.append(o)
+                    ref.append(w)
+                    turn.append(t)
+    return UnitPlan(np.asarray(rec, dtype=np.int32), np.asarray(order, dtype=np.int8), np.asarray(ref, dtype=bool),
+                    np.asarray(turn, dtype=np.int8))
 
 
 _GOLDEN = (5 ** 0.5 - 1) / 2
+
+
+def spread_order(group: np.ndarray) -> np.ndarray:
+    """The permutation that spreads ``group`` (a record or question index per unit) as ``spread_records`` does:
+    groups ordered by ``frac(g × golden ratio)``, each group's units adjacent and in their order."""
+    return np.argsort((group.astype(np.float64) * _GOLDEN) % 1.0, kind="stable")
 
 
 def spread_records(records: list[Record]) -> list[Record]:
@@ -84,5 +96,4 @@ def spread_records(records: list[Record]) -> list[Record]:
     every part. The store keeps the records in this order, so a chunk's units read one short run of records (a
     record is found by its ``question_id``, never by its place in the file).
     """
-    key = (np.arange(len(records), dtype=np.float64) * _GOLDEN) % 1.0
-    return [records[i] for i in np.argsort(key, kind="stable")]
+    return [records[i] for i in spread_order(np.arange(len(records)))]

@@ -25,6 +25,7 @@ def check_run_inputs(cfg: JudgeConfig, loaded: Loaded) -> None:
     _check_choice("prompt.reference", cfg.prompt.reference, REFERENCE_POLICIES)
     _check_choice("prompt.orders", cfg.prompt.orders, ORDER_POLICIES)
     cfg.engine.validate()
+    cfg.leaderboard.validate()
     records = loaded.records[: cfg.data.limit] if cfg.data.limit else loaded.records
     if cfg.prompt.mode == Mode.MULTI.value:
         labelled = sum(len(r.answers) == 2 and r.gt_label() is not None for r in records)
@@ -42,6 +43,9 @@ def _check_numbers(cfg: JudgeConfig) -> None:
         raise ConfigError(f"shards={cfg.shards}: a run needs at least 1 shard")
     if cfg.store.chunk_units < 1:
         raise ConfigError(f"store.chunk_units={cfg.store.chunk_units}: a chunk holds at least 1 unit")
+    if cfg.prompt.turns < 0:
+        raise ConfigError(f"prompt.turns={cfg.prompt.turns}: give how many turns of a conversation to judge (>= 1), "
+                          "or 0 for all")
     if cfg.engine.max_prompt_tokens < 0:
         raise ConfigError(f"engine.max_prompt_tokens={cfg.engine.max_prompt_tokens}: give a token count, "
                           "or 0 for the model's context length")

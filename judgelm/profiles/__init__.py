@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from judgelm.profiles.arena_hard import ArenaHard, ArenaHardCreative
 from judgelm.profiles.autoj import AutoJ
 from judgelm.profiles.base import Profile, Prompt, UnsupportedMode
 from judgelm.profiles.chat import Chat
@@ -15,6 +16,7 @@ from judgelm.profiles.judgelm_profile import JudgeLM
 from judgelm.profiles.mtbench import MTBenchGPT4
 from judgelm.profiles.pandalm import PandaLM
 from judgelm.profiles.prometheus2 import Prometheus2
+from judgelm.profiles.rocketeval import RocketEval
 
 
 @dataclass
@@ -22,7 +24,9 @@ class JudgeProfileConfig:
     """Which judge's prompt and parser to use (``judge.*``)."""
 
     profile: str = "judgelm"
-    """``judgelm`` (default), ``pandalm``, ``prometheus2``, ``autoj``, ``mtbench-gpt4`` or ``chat``."""
+    """``judgelm`` (default), ``pandalm``, ``prometheus2``, ``autoj``, ``mtbench-gpt4``, ``chat``, ``arena-hard``
+    (Arena-Hard-Auto's judge; ``arena-hard-creative`` for v2.0's creative writing) or ``rocketeval`` (RocketEval's
+    checklist grading, with ``evaluate.pairing=checklist``)."""
     rubric: str = "helpfulness"
     """``prometheus2`` only: a prometheus-eval rubric name (helpfulness, harmlessness, honesty, factual_validity,
     reasoning) or a whole rubric text (``[criterion]`` line, then ``Score 1: ...`` to ``Score 5: ...``)."""
@@ -31,7 +35,8 @@ class JudgeProfileConfig:
     which asks for a final ``Verdict: A|B|tie`` (pairs) or ``Score: N`` (single) line."""
 
 
-PROFILES: dict[str, type[Profile]] = {p.name: p for p in (JudgeLM, PandaLM, Prometheus2, AutoJ, MTBenchGPT4, Chat)}
+PROFILES: dict[str, type[Profile]] = {p.name: p for p in (JudgeLM, PandaLM, Prometheus2, AutoJ, MTBenchGPT4, Chat,
+                                                          ArenaHard, ArenaHardCreative, RocketEval)}
 
 
 def profile_class(name: str) -> type[Profile]:

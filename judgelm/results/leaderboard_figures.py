@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from judgelm.rundir import replaced_atomically
+
 
 def _ratings(ax, rows: list[dict[str, Any]]) -> None:
     rows = sorted(rows, key=lambda r: r["rating"])
@@ -50,7 +52,9 @@ def write_figures(run_dir: Path, leaderboard: dict[str, Any]) -> list[str]:
 
     names = []
     for group, board in leaderboard["boards"].items():
-        if group == "single":
+        if group == "checklist":  # RocketEval: the figures of the board its preferences make
+            board = board.get("pairwise") or {}
+        if group.startswith("single") or not board.get("rows"):
             continue
         plots = [("ratings", lambda ax, board=board: _ratings(ax, board["rows"])),
                  ("win_rate_vs_length", lambda ax, board=board: _length(ax, board["rows"], board.get("baseline")))]
@@ -62,7 +66,8 @@ def write_figures(run_dir: Path, leaderboard: dict[str, Any]) -> list[str]:
             ax.set_title(f"{kind.replace('_', ' ')} ({group.replace('_', ' ')})")
             fig.tight_layout()
             name = f"leaderboard_{kind}_{group}.png"
-            fig.savefig(run_dir / name, dpi=100)
+            with replaced_atomically(run_dir / name) as tmp:  # a merge killed while drawing leaves the old figure
+                fig.savefig(tmp, dpi=100)
             plt.close(fig)
             names.append(name)
     return names

@@ -30,12 +30,13 @@ from omegaconf import OmegaConf
 from judgelm.data.benchmarks import benchmark_of
 from judgelm.data.verdicts import win_array
 from judgelm.inference.usage import total_usage
-from judgelm.judging.store import NO_LABEL, TOP_IDS, TOP_LOGPROBS, Columns, VerdictStore
+from judgelm.judging.progress import cache_unreadable
+from judgelm.judging.store import NO_LABEL, TOP_IDS, TOP_LOGPROBS, Columns, IncompleteStore, VerdictStore
 from judgelm.judging.validate import DATA_NOTES
 from judgelm.results.leaderboard import write_leaderboard
 from judgelm.results.tables import TINY_NOTE, format_leaderboard, format_table, leaderboard_rows
 from judgelm.results.tally import RunTally, align_orders
-from judgelm.rundir import RunDir, finite, write_text_atomic
+from judgelm.rundir import RunDir, finite, replaced_atomically, write_text_atomic
 from judgelm.scoring.calibration import UnitConfidence, reliability, unit_confidence
 from judgelm.scoring.panel import panel_agreement, read_panel
 from judgelm.scoring.verdict_policy import (
@@ -53,10 +54,6 @@ log = logging.getLogger("judgelm.results.merge")
 CONFIDENCE_FILE = "confidence.jsonl"
 WINDOW_UNITS = 1 << 18
 """Units the merge reads at a time (whole chunks around it): some 20 MB whatever the store's size."""
-
-
-class IncompleteStore(RuntimeError):
-    """The store has units that are not done; the message names the shards that own them."""
 
 
 def calibration_metrics(a: Columns, conf: UnitConfidence, seq: np.ndarray, rev: np.ndarray | None,
@@ -141,7 +138,8 @@ def panel_section(store: VerdictStore, a: Columns, mode: str, policy: str) -> di
     def on_common(scores: np.ndarray, status: np.ndarray) -> dict[str, Any]:
         # Only the common units, so a judge that saw one answer order is scored on that order alone.
         per_unit = {"record": a.record, "order": a.order, "with_reference": a.with_reference, "scores": scores,
-                    "status": status, "truncated": a.truncated, "done": a.done, "cached": a.cached}
+                    "status": status, "truncated": a.truncated, "done": a.done, "turn": a.turn,
+                    "cached": a.cached}
         return _headline(dataclasses.replace(a, **{k: v[common] for k, v in per_unit.items()}), mode, store.n_scores)
 
     stacked = np.stack([j.scores for j in judges], axis=1)
@@ -194,6 +192,8 @@ def _compute(store: VerdictStore, allow_partial: bool,
     out["data_notes"] = {k: store.attrs[k] for k in DATA_NOTES if k in store.attrs}
     if not store.attrs.get("imported"):  # imported verdicts were neither judged here nor cached
         out["units_from_cache"] = tally.cached
+    if "answers_from_cache" in store.attrs:  # an evaluation whose answers were generated first (make evaluate MODELS=)
+        out["answers"], out["answers_from_cache"] = store.attrs["answers"], store.attrs["answers_from_cache"]
     if store.attrs.get("tiny_judge"):
         out["note"] = TINY_NOTE
     out["verdicts"] = verdicts
@@ -226,7 +226,7 @@ def write_confidence(path: Path, store: VerdictStore, conf: UnitConfidence) -> N
     with_ref, text, truth = store.units("with_reference"), store.verdicts("text"), store.unit_labels()
     subsets, code = np.unique(store.records("subset"), return_inverse=True)
     benchmark = [benchmark_of(str(s)) for s in subsets]
-    with open(path, "w", encoding="utf-8") as f:
+    with replaced_atomically(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for u in np.flatnonzero(conf.available):
             row = {"unit": int(u), "question_id": qid[record[u]], "order": int(order[u]),
                    "with_reference": bool(with_ref[u]), "benchmark": benchmark[code.ravel()[record[u]]],
@@ -258,6 +258,9 @@ def merge_run(run_dir: str | Path, allow_partial: bool = False, policy: str | No
     usage = total_usage(rd.root)
     if usage is not None:
         m["usage"] = asdict(usage)
+    lost = cache_unreadable(rd.progress)
+    if lost:
+        m["verdict_cache_unreadable"] = lost
     if conf is not None:
         write_confidence(rd.root / CONFIDENCE_FILE, store, conf)
     write_text_atomic(rd.metrics, json.dumps(m, indent=2) + "\n")

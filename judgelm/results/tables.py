@@ -78,9 +78,16 @@ def format_table(m: dict[str, Any]) -> str:
         lines += ["", f"Server usage: {u['requests']} requests ({u['retries']} retries), {u['prompt_tokens']} prompt + "
                       f"{u['completion_tokens']} completion tokens"
                       + (f", ${u['cost_usd']:.2f}" if u["cost_usd"] else "")]
+    if m.get("answers_from_cache") is not None:
+        lines += ["", f"{m['answers_from_cache']} of {m['answers']} answers from the answer cache, "
+                      f"{m['answers'] - m['answers_from_cache']} generated."]
     if m.get("units_from_cache") is not None:
         lines += ["", f"{m['units_from_cache']} of {m['units']} units from the verdict cache, "
                       f"{m['units'] - m['units_from_cache']} judged."]
+    lost = m.get("verdict_cache_unreadable")
+    if lost:
+        lines += ["", f"{lost['files']} unreadable verdict-cache file{'s' if lost['files'] > 1 else ''} set aside "
+                      f"({lost['entries']} entries lost, their units judged): see .verdict-cache/unreadable/."]
     if m.get("note"):
         lines += ["", f"Note: {m['note']}"]
     return "\n".join(lines) + "\n" + format_trust(m)

@@ -134,16 +134,24 @@ def judged(a: Columns) -> np.ndarray:
     return a.done & (a.status != Status.PROMPT_TOO_LONG)
 
 
+def comparison_of(a: Columns) -> tuple[np.ndarray, int]:
+    """Each unit's comparison, the pair of answers both its orders judge: its record and turn as one index, and the
+    number of such indices."""
+    n_turns = int(a.turn.max(initial=0)) + 1
+    return a.record.astype(np.int64) * n_turns + a.turn, len(a.label) * n_turns
+
+
 def pairs_of(a: Columns, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Judged original-order units of ``sel`` and the judged swapped unit of the same record (-1: none)."""
+    """Judged original-order units of ``sel`` and the judged swapped unit of the same comparison (-1: none)."""
     ok = judged(a)
     seq_idx = np.flatnonzero(sel & (a.order == 0))
     rev_idx = np.flatnonzero(sel & (a.order == 1))
-    # Align the two orders of each pair by record (units of a record are adjacent, but do not rely on it).
+    # Align the two orders of each pair by record and turn (units of a record are adjacent, but do not rely on it).
     seq = seq_idx[ok[seq_idx]]
-    rev_of_record = np.full(len(a.label), -1, dtype=np.int64)
-    rev_of_record[a.record[rev_idx]] = rev_idx
-    rev = rev_of_record[a.record[seq]]
+    pair, n_pairs = comparison_of(a)
+    rev_of_pair = np.full(n_pairs, -1, dtype=np.int64)
+    rev_of_pair[pair[rev_idx]] = rev_idx
+    rev = rev_of_pair[pair[seq]]
     found = rev >= 0
     rev[found] = np.where(ok[rev[found]], rev[found], -1)
     return seq, rev
@@ -164,10 +172,11 @@ def align_orders(a: Columns, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray | 
 
 def pairs_dropped_unjudged(a: Columns, sel: np.ndarray) -> int:
     """Pairs of ``sel`` whose units are all done but at least one was never judged (prompt too long)."""
-    rec = a.record[sel]
-    n = np.bincount(rec, minlength=len(a.label))
-    n_done = np.bincount(rec, weights=a.done[sel], minlength=len(a.label))
-    n_judged = np.bincount(rec, weights=judged(a)[sel], minlength=len(a.label))
+    pair, n_pairs = comparison_of(a)
+    rec = pair[sel]
+    n = np.bincount(rec, minlength=n_pairs)
+    n_done = np.bincount(rec, weights=a.done[sel], minlength=n_pairs)
+    n_judged = np.bincount(rec, weights=judged(a)[sel], minlength=n_pairs)
     return int(((n > 0) & (n_done == n) & (n_judged < n)).sum())
 
 

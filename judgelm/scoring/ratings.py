@@ -46,14 +46,19 @@ class Comparisons:
     len_b: np.ndarray
     category: np.ndarray  # str
     consistent: np.ndarray  # float: 1 the two orders agree, 0 they do not, NaN only one order judged
+    record: np.ndarray | None = None  # the store record of each comparison (for its answer texts), if known
+    turn: np.ndarray | None = None  # with ``record``: the turn of the record compared (0: the first)
 
     def __len__(self) -> int:
         return len(self.pref_b)
 
     def subset(self, keep: np.ndarray) -> Comparisons:
+        def cut(x: np.ndarray | None) -> np.ndarray | None:
+            return None if x is None else x[keep]
+
         return replace(self, question=self.question[keep], a=self.a[keep], b=self.b[keep], pref_b=self.pref_b[keep],
                        len_a=self.len_a[keep], len_b=self.len_b[keep], category=self.category[keep],
-                       consistent=self.consistent[keep])
+                       consistent=self.consistent[keep], record=cut(self.record), turn=cut(self.turn))
 
     def of_model(self, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(p, own length, opponent's length, question)`` of model ``m`` over its comparisons."""

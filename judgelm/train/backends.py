@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
+from judgelm.train.adapters import inner_model, load_trainable_state, trainable_state
 from judgelm.train.config import OptimConfig, TrainConfig, repo_path
 
 
@@ -48,10 +49,12 @@ def _adamw(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
 
 
 class SingleBackend:
-    """One process, plain PyTorch. On a GPU: fp32 weights with bf16 autocast."""
+    """One process, plain PyTorch. On a GPU: fp32 weights with bf16 autocast (a QLoRA base stays in 4 bits)."""
 
     def __init__(self, model: torch.nn.Module, cfg: TrainConfig, total_steps: int, device: torch.device):
-        self.model = model.to(device)
+        quantized = getattr(inner_model(model), "hf_quantizer", None) is not None
+        self.model = model if quantized else model.to(device)  # a 4-bit model is already on its GPU
+        self.adapters_only = cfg.method != "full"
         self.optimizer = _adamw(model, cfg.optim)
         self.scheduler = LambdaLR(self.optimizer, warmup_cosine(total_steps, cfg.optim.warmup_ratio))
         self.grad_clip = cfg.optim.grad_clip
@@ -76,12 +79,17 @@ class SingleBackend:
         return self.scheduler.get_last_lr()[0]
 
     def save(self, d: Path) -> None:
-        torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        # With adapters the frozen base is not saved: resume reads it again from model.path.
+        weights = trainable_state(self.model) if self.adapters_only else self.model.state_dict()
+        torch.save({"model": weights, "optimizer": self.optimizer.state_dict(),
                     "scheduler": self.scheduler.state_dict()}, d / "state.pt")
 
     def load(self, d: Path) -> None:
         state = torch.load(d / "state.pt", map_location="cpu", weights_only=True)
-        self.model.load_state_dict(state["model"])
+        if self.adapters_only:
+            load_trainable_state(self.model, state["model"])
+        else:
+            self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
 
@@ -123,6 +131,7 @@ class DeepSpeedBackend:
             model=model, optimizer=_adamw(model, cfg.optim), config=ds_config,
             lr_scheduler=lambda opt: LambdaLR(opt, warmup_cosine(total_steps, cfg.optim.warmup_ratio)))
         self.zero3 = zero_stage(ds_config) == 3
+        self.adapters_only = cfg.method != "full"
 
     def forward(self, **batch):
         return self.engine(**batch)
@@ -143,11 +152,14 @@ class DeepSpeedBackend:
         return self.engine.get_lr()[0]
 
     def save(self, d: Path) -> None:
-        self.engine.save_checkpoint(str(d), tag=self.TAG, save_latest=False)
+        # With adapters the frozen base is left out: resume reads it again from model.path.
+        self.engine.save_checkpoint(str(d), tag=self.TAG, save_latest=False,
+                                    exclude_frozen_parameters=self.adapters_only)
 
     def load(self, d: Path) -> None:
         path, _ = self.engine.load_checkpoint(str(d), tag=self.TAG, load_optimizer_states=True,
-                                              load_lr_scheduler_states=True)
+                                              load_lr_scheduler_states=True,
+                                              load_module_strict=not self.adapters_only)
         if path is None:
             raise RuntimeError(f"DeepSpeed could not load the checkpoint in {d}")
 

@@ -98,7 +98,19 @@ def atomic_checkpoint(root: Path, step: int, is_main: bool, info: dict) -> Itera
     distributed.barrier()
 
 
-def prune(root: Path, keep: int) -> None:
-    """Keep the ``keep`` newest complete checkpoints (rank 0)."""
-    for _, d in complete_checkpoints(root)[:-keep] if keep > 0 else []:
-        shutil.rmtree(d, ignore_errors=True)
+def prune(root: Path, keep: int, keep_also: int | None = None) -> None:
+    """Keep the ``keep`` newest complete checkpoints, and step ``keep_also`` (the best) whatever its age (rank 0)."""
+    for step, d in complete_checkpoints(root)[:-keep] if keep > 0 else []:
+        if step != keep_also:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+BEST = "best"
+
+
+def mark_best(root: Path, step: int) -> None:
+    """Point the ``best`` link at ``step-<N>`` (replaced in one rename, so it is never missing)."""
+    tmp = root / f".{BEST}.tmp"
+    tmp.unlink(missing_ok=True)
+    os.symlink(step_dir(root, step).name, tmp)
+    os.replace(tmp, root / BEST)

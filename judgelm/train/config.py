@@ -7,6 +7,7 @@ is saved as ``runs/<run>/config.yaml``; a resumed run must resolve to the same t
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -37,6 +38,9 @@ class DataConfig:
     skip_invalid: bool = True
     """Skip invalid records (written to ``rejects.jsonl`` in the run dir, counted) instead of stopping. Records
     whose judgement text is ``"error"`` or whose first line does not hold two scores are invalid."""
+    holdout: int = 0
+    """Records of the training files set aside as the validation split (a seeded pick, never trained on), which
+    ``eval.data: holdout`` judges during training. 0: none."""
 
 
 @dataclass
@@ -95,6 +99,58 @@ class OptimConfig:
 
 
 @dataclass
+class LoraConfig:
+    """Low-rank adapters (PEFT's LoRA) for ``method: lora|qlora``; the base model stays frozen."""
+
+    rank: int = 16
+    """Rank ``r`` of each adapter pair (A: r × in, B: out × r)."""
+    alpha: float = 32.0
+    """Scaling numerator: the adapter's update is multiplied by ``alpha / rank``."""
+    dropout: float = 0.05
+    """Dropout on the adapter's input during training."""
+    target_modules: list[str] = field(default_factory=lambda: [
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    """Module names that get adapters: every linear layer of a Llama/Vicuna decoder (as the QLoRA paper found
+    best); ``[q_proj, v_proj]`` is the original LoRA paper's choice."""
+    quant_type: str = "nf4"
+    """``qlora``: 4-bit data type of the frozen base (``nf4`` or ``fp4``)."""
+    double_quant: bool = True
+    """``qlora``: also quantize the quantization constants (about 0.4 bits per parameter saved)."""
+
+
+@dataclass
+class EvalConfig:
+    """Judge quality measured while training: the current weights judge a held-out set every ``eval_every`` steps
+    and at the end, with the project's engine and metrics."""
+
+    data: str = "holdout"
+    """``holdout`` (the ``data.holdout`` records set aside from the training files), a benchmark name
+    (``pandalm``, ``llmbar``, ...), ``name@N`` or a JudgeLM-format file with labels."""
+    limit: int = 0
+    """Judge at most this many pairs, the first ones of the set (0: all). Each pair is judged in both orders."""
+    with_reference: bool = False
+    """Show the reference answer (JudgeLM's with-reference mode); records without one are judged without."""
+    metric: str = "agreement"
+    """What picks the best checkpoint: ``agreement``, ``kappa``, ``f1``, ``consistency`` (higher is better) or
+    ``parse_failures`` (lower is better)."""
+    batch_tokens: int = 0
+    """Token budget of one judging batch (0: the engine's default)."""
+
+
+@dataclass
+class WandbConfig:
+    """Weights & Biases, used only when ``report_to`` names it."""
+
+    project: str = "judgelm"
+    """The W&B project."""
+    entity: str = ""
+    """The W&B entity (team or user); empty: your default."""
+    mode: str = ""
+    """``online``, ``offline`` (written under the run, ``wandb sync`` later; no network) or empty: the
+    ``WANDB_MODE`` environment variable, else online."""
+
+
+@dataclass
 class ResourcesConfig:
     """What one training job of this size needs; the cluster profile says where it runs."""
 
@@ -132,6 +188,10 @@ class TrainConfig:
     """Seeds model initialisation, data order and augmentation. Same seed, same config: same run."""
     backend: str = "single"
     """``single`` (plain PyTorch, one process) or ``deepspeed`` (ZeRO, any number of processes)."""
+    method: str = "full"
+    """``full`` (every weight trains), ``lora`` (PEFT low-rank adapters on a frozen base) or ``qlora`` (the same
+    on a 4-bit base through bitsandbytes; CUDA only). A size file's ``methods:`` block holds what changes with the
+    method (learning rate, nodes, ZeRO stage)."""
     deepspeed_config: str = "configs/deepspeed/zero3.json"
     """DeepSpeed JSON for ``backend: deepspeed``; its ``"auto"`` values are filled from this config."""
     epochs: int = 3
@@ -141,7 +201,12 @@ class TrainConfig:
     micro_batch: int = 1
     """Samples per forward pass per process."""
     log_every: int = 1
-    """Log every N optimizer steps."""
+    """Log every N optimizer steps (the curves get every step)."""
+    eval_every: int = 0
+    """Judge the ``eval`` set every N optimizer steps and at the end, and keep the best checkpoint (0: never)."""
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
+    """Where the curves go, from rank 0: ``tensorboard`` (event files in ``<run>/tensorboard``) and ``wandb``;
+    ``[]``: only ``metrics.jsonl``."""
     save_every: int = 0
     """Also checkpoint every N optimizer steps (0: only on preemption and at the end)."""
     keep_checkpoints: int = 2
@@ -153,6 +218,9 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
 
     # --- derived ------------------------------------------------------------------------------------------------
@@ -178,16 +246,51 @@ class TrainConfig:
                               f"= {self.micro_batch} × {self.world_size}")
         if not 0 <= self.data.ref_prob <= 1 or not 0 <= self.data.swap_prob <= 1:
             raise ConfigError("data.ref_prob and data.swap_prob must be probabilities")
+        if self.method not in METHODS:
+            raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.method == "qlora" and not self.resources.gpus_per_node:
+            raise ConfigError("method=qlora needs CUDA GPUs (bitsandbytes 4-bit), but resources.gpus_per_node is 0; "
+                              "on a CPU use method=lora")
+        if self.method != "full" and not self.model.path:
+            raise ConfigError(f"method={self.method} adapts a pretrained model, but model.path is empty; "
+                              "give model.path=DIR (e.g. models/tiny-judge) or use method=full")
+        unknown = set(self.report_to) - set(REPORTERS)
+        if unknown:
+            raise ConfigError(f"report_to takes {', '.join(REPORTERS)}, got {sorted(unknown)}")
+        if self.eval.metric not in EVAL_METRICS:
+            raise ConfigError(f"eval.metric must be one of {', '.join(EVAL_METRICS)}, got {self.eval.metric!r}")
+        if self.eval_every and self.zero_stage() == 3:
+            raise ConfigError("eval_every judges in-process, which needs every rank to hold the whole model; ZeRO-3 "
+                              "partitions it. Use ZeRO-2 (deepspeed_config=configs/deepspeed/zero2.json) or "
+                              "eval_every=0 and judge the exported model with make judge")
+        if self.eval_every and self.eval.data == "holdout" and not self.data.holdout:
+            raise ConfigError("eval_every is set and eval.data=holdout, but data.holdout is 0: hold out some "
+                              "records (data.holdout=200) or name a benchmark (eval.data=pandalm eval.limit=100)")
+
+    def zero_stage(self) -> int:
+        """The ZeRO stage of ``deepspeed_config`` (0 without DeepSpeed or when the file cannot be read yet)."""
+        if self.backend != "deepspeed":
+            return 0
+        try:
+            ds = json.loads(repo_path(self.deepspeed_config).read_text())
+        except (OSError, ValueError):
+            return 0
+        return int(ds.get("zero_optimization", {}).get("stage", 0))
 
     def training_hash(self) -> str:
         """Fingerprint of what determines the trained weights; a resumed run must match it. Where the run
         executes, what it is called and how often it logs or saves may change between attempts."""
         d = {f.name: getattr(self, f.name) for f in fields(TrainConfig)}
         for key in ("run", "runs_dir", "export_dir", "log_every", "save_every", "keep_checkpoints", "threads",
-                    "peak_tflops"):
+                    "peak_tflops", "eval_every", "report_to", "eval", "wandb"):
             d.pop(key)
         d["resources"] = {"world_size": self.world_size}
         return config_hash(d)
+
+
+METHODS = ("full", "lora", "qlora")
+REPORTERS = ("tensorboard", "wandb")
+EVAL_METRICS = {"agreement": 1, "kappa": 1, "f1": 1, "consistency": 1, "parse_failures": -1}  # metric -> direction
 
 
 def repo_path(path: str) -> Path:
@@ -198,10 +301,18 @@ def repo_path(path: str) -> Path:
 
 def load_train_config(argv: list[str], schema: type[T] = TrainConfig, groups: tuple[str, ...] = ()) -> T:  # type: ignore[assignment]
     """``size=NAME`` (default ``tiny``) picks ``configs/train/<size>.yaml``; every other ``key=value`` overrides a
-    field of ``schema`` (the launcher passes its wider schema and ``groups=("cluster",)``)."""
+    field of ``schema`` (the launcher passes its wider schema and ``groups=("cluster",)``). A key may carry a
+    ``train.`` prefix (``train.method=lora``), as the training config's own name. When the method is not ``full``,
+    the size file's ``methods.<method>`` block is merged over the file before the command line."""
+    argv = [a.removeprefix("train.") for a in argv]
     sizes = [a for a in argv if a.startswith("size=")]
     size = sizes[-1].split("=", 1)[1] if sizes else "tiny"
     base = load_group("train", size)
+    methods = base.pop("methods", None) or {}
+    given = [a.split("=", 1)[1] for a in argv if a.startswith("method=")]
+    method = given[-1] if given else base.get("method", "full")
+    if method in methods:
+        base = OmegaConf.merge(base, methods[method])
     known = OmegaConf.structured(schema)
     base = OmegaConf.masked_copy(base, [k for k in base if k in known])  # launcher keys, for a library schema
     cfg = load_config(schema, base, [a for a in argv if not a.startswith("size=")], groups)

@@ -91,6 +91,14 @@ def load_train_records(paths: Sequence[str | Path], skip_invalid: bool) -> Loade
     return load_objects(items(), record_from_json, skip_invalid)
 
 
+def split_holdout(records: Sequence[TrainRecord], n: int, seed: int) -> tuple[list[TrainRecord], list[TrainRecord]]:
+    """(training records, ``n`` held-out records): a seeded pick, each side in the files' order."""
+    if n >= len(records):
+        raise ValueError(f"data.holdout={n} leaves no training records (of {len(records)})")
+    held = set(np.random.default_rng([seed, 3]).permutation(len(records))[:n].tolist()) if n else set()
+    return ([r for i, r in enumerate(records) if i not in held], [r for i, r in enumerate(records) if i in held])
+
+
 # --- augmentation -------------------------------------------------------------------------------------------------
 
 # "Assistant 1 and 2" names both and stays as it is; JudgeLM's literal replace turns it into "Assistant 2 and 2".
@@ -182,18 +190,18 @@ class SampleBuilder:
 
 
 def collate(samples: Sequence[Sample | None], pad_id: int, bos_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded batch. Dropped samples leave no row; a batch left empty becomes one all-ignored row, so
-    every process still runs the same number of forward passes (ZeRO-3 gathers weights collectively)."""
+    """Right-padded batch, without an attention mask: in a causal model no real token attends to the padding
+    after it, and padded positions carry no label. Dropped samples leave no row; a batch left empty becomes one
+    all-ignored row, so every process still runs the same number of forward passes (ZeRO-3 gathers weights
+    collectively)."""
     kept = [s for s in samples if s is not None] or [Sample([bos_id], [IGNORE])]
     width = max(len(s.input_ids) for s in kept)
     ids = torch.full((len(kept), width), pad_id, dtype=torch.long)
     labels = torch.full((len(kept), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(kept), width), dtype=torch.long)
     for i, s in enumerate(kept):
         ids[i, : len(s.input_ids)] = torch.tensor(s.input_ids)
         labels[i, : len(s.labels)] = torch.tensor(s.labels)
-        mask[i, : len(s.input_ids)] = 1
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+    return {"input_ids": ids, "labels": labels}
 
 
 # --- which samples each step uses --------------------------------------------------------------------------------

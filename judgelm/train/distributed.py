@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from judgelm.train import jit_locks
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -92,6 +94,7 @@ def init(use_deepspeed: bool, threads: int = 0) -> DistEnv:
     if use_deepspeed:
         import deepspeed
 
+        jit_locks.clear_stale()  # else a lock left by a killed job stalls DeepSpeed's op build forever
         deepspeed.init_distributed(dist_backend=backend)
     elif world > 1:
         dist.init_process_group(backend=backend)
@@ -105,6 +108,12 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
         dist.all_reduce(on)
         return on.to(t.device)
     return t
+
+
+def rank_and_world() -> tuple[int, int]:
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def barrier() -> None:

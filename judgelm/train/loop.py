@@ -6,8 +6,15 @@ micro-batches: each micro-batch contributes ``sum(token losses) / (target tokens
 long judgement weighs as much in a 1-GPU run as in a 16-GPU run (JudgeLM averages per micro-batch instead).
 Logits are only computed where a label exists; the prompt positions never reach the LM head.
 
+Batches are right-padded and go in without an attention mask: in a causal model a real token never sees the
+padding that follows it, so the mask changes nothing that reaches the loss, while without it SDPA takes its
+causal kernel instead of materialising a mask (measured ~15 % of a tiny-judge step on a CPU).
+
 Between steps the loop asks ``stop()`` (the requeue signal); the answer is agreed across ranks in the same
 all-reduce that counts the step's tokens, then every rank checkpoints and the run returns ``preempted``.
+Every ``eval_every`` steps and at the end the weights judge the validation set (``judgelm.train.validation``);
+that step is checkpointed, and the best one by ``eval.metric`` is kept (never pruned) and named in
+``metrics.json`` and by the ``checkpoints/best`` link. Curves go to TensorBoard / W&B (``judgelm.train.curves``).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +33,15 @@ import torch.nn.functional as F
 
 from judgelm.config import ConfigError, to_yaml
 from judgelm.data.records import write_rejects
-from judgelm.rundir import RunDir
-from judgelm.train import checkpoint, distributed, export
+from judgelm.rundir import RunDir, finite, write_text_atomic
+from judgelm.train import adapters, checkpoint, distributed, export
 from judgelm.train.backends import DeepSpeedBackend, SingleBackend, deepspeed_config, zero_stage
-from judgelm.train.config import TrainConfig, repo_path
-from judgelm.train.data import IGNORE, BatchPlan, SampleBuilder, collate, load_train_records
+from judgelm.train.config import EVAL_METRICS, TrainConfig, repo_path
+from judgelm.train.curves import Curves
+from judgelm.train.data import IGNORE, BatchPlan, SampleBuilder, collate, load_train_records, split_holdout
 from judgelm.train.mfu import FlopCounter, peak_flops
 from judgelm.train.model import build_model, count_params, load_or_build_tokenizer, param_dtype
+from judgelm.train.validation import ValidationSet, eval_records
 
 
 @dataclass
@@ -91,8 +100,7 @@ def target_loss_sum(backend, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     targets = labels[:, 1:]
     keep = torch.zeros_like(labels, dtype=torch.bool)
     keep[:, :-1] = targets != IGNORE  # position p predicts token p + 1
-    out = backend.forward(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                          logits_to_keep=keep)
+    out = backend.forward(input_ids=batch["input_ids"], logits_to_keep=keep)  # no mask: see the module doc
     return F.cross_entropy(out.logits.float(), targets[targets != IGNORE], reduction="sum")
 
 
@@ -106,12 +114,22 @@ def train(cfg: TrainConfig, run_dir: Path, stop: Callable[[], bool] = lambda: Fa
     # exits with the error, and the launcher (torchrun, Slurm) ends the others.
     t = setup(cfg, RunDir(Path(run_dir)), env)
     resume(t)
+    t.curves = Curves(cfg, t.rd.root, env.is_main, t.step)
     builder = SampleBuilder(t.records, t.tokenizer, cfg.data.max_length, cfg.seed, cfg.data.ref_prob,
                             cfg.data.swap_prob)
-    while t.step < t.total_steps and train_step(t, builder, stop):
-        if cfg.save_every and t.step % cfg.save_every == 0 and t.step < t.total_steps:
-            save(t)
-    result = finish(t)
+    try:
+        if cfg.eval_every and 0 < t.step < t.total_steps and t.step % cfg.eval_every == 0 and t.step not in t.evals:
+            evaluate(t)  # stopped after the checkpoint of an evaluated step, before its figures were written
+        while t.step < t.total_steps and train_step(t, builder, stop):
+            if t.step == t.total_steps:
+                break
+            if cfg.eval_every and t.step % cfg.eval_every == 0:
+                evaluate(t)  # checkpoints this step too
+            elif cfg.save_every and t.step % cfg.save_every == 0:
+                save(t)
+        result = finish(t)
+    finally:
+        t.curves.close()
     distributed.teardown()
     return result
 
@@ -132,9 +150,20 @@ class Trainer:
     peak: float
     total_steps: int
     hf_ds: object = None  # transformers consults it while a ZeRO-3 model exists: kept alive until the export
+    validation: ValidationSet | None = None
+    curves: Curves | None = None
     step: int = 0
     dropped_total: int = 0
     saved_step: int | None = None
+    evals: dict[int, dict] = field(default_factory=dict)  # step -> validation figures
+
+    @property
+    def best_step(self) -> int | None:
+        """The evaluated step with the best ``eval.metric`` (the earliest among equals)."""
+        metric = self.cfg.eval.metric
+        sign = EVAL_METRICS[metric]
+        scored = [(-sign * e[metric], s) for s, e in self.evals.items() if e.get(metric) is not None]
+        return min(scored)[1] if scored else None
 
     @property
     def ckpt_root(self) -> Path:
@@ -152,35 +181,60 @@ def setup(cfg: TrainConfig, rd: RunDir, env: distributed.DistEnv) -> Trainer:
     loaded = load_train_records([repo_path(p) for p in cfg.data.train_files], cfg.data.skip_invalid)
     if loaded.rejects and env.is_main:
         write_rejects(loaded.rejects, rd.rejects)
-    tokenizer = load_or_build_tokenizer(cfg, rd.root, loaded.records, env.is_main)
-    plan = BatchPlan(len(loaded.records), cfg.global_batch, cfg.micro_batch, env.world_size, cfg.seed)
+    records, holdout = split_holdout(loaded.records, cfg.data.holdout, cfg.seed)
+    tokenizer = load_or_build_tokenizer(cfg, rd.root, records, env.is_main)
+    plan = BatchPlan(len(records), cfg.global_batch, cfg.micro_batch, env.world_size, cfg.seed)
     if plan.steps_per_epoch == 0:
-        raise ConfigError(f"{len(loaded.records)} valid records do not fill one global batch of {cfg.global_batch}")
+        raise ConfigError(f"{len(records)} valid records do not fill one global batch of {cfg.global_batch}")
     total_steps = plan.steps_per_epoch * cfg.epochs
     dtype = param_dtype(cfg, env.device)
+    ds_config = deepspeed_config(cfg, bf16=dtype == torch.bfloat16) if cfg.backend == "deepspeed" else None
+    zero3 = ds_config is not None and zero_stage(ds_config) == 3
+    check_runnable(cfg)
     hf_ds = None
-    if cfg.backend == "deepspeed":
+    if zero3 and cfg.model.path:
         from transformers.integrations import HfDeepSpeedConfig
 
-        ds_config = deepspeed_config(cfg, bf16=dtype == torch.bfloat16)
         # While this object lives, from_pretrained loads a ZeRO-3 model straight into partitions instead of
         # materialising the full model in every process.
-        hf_ds = HfDeepSpeedConfig(ds_config) if zero_stage(ds_config) == 3 and cfg.model.path else None
-        model = build_model(cfg.model, tokenizer, dtype, env.device, cfg.seed)
+        hf_ds = HfDeepSpeedConfig(ds_config)
+    quant = adapters.quantization_config(cfg.lora) if cfg.method == "qlora" else None
+    model = adapters.add_adapters(build_model(cfg.model, tokenizer, dtype, env.device, cfg.seed, quant), cfg)
+    if ds_config is not None:
         backend = DeepSpeedBackend(model, cfg, total_steps, ds_config)
     else:
-        model = build_model(cfg.model, tokenizer, dtype, env.device, cfg.seed)
         backend = SingleBackend(model, cfg, total_steps, env.device)
-    flops = FlopCounter(model.config, count_params(model))
+    flops = FlopCounter(adapters.inner_model(model).config, count_params(model))
+    trainable, total = adapters.count_trainable(model)
     del model  # the backend owns it now (a stray reference would block the teardown, cpu-stack §3.2)
     log.info(f"run {rd.name}: {cfg.backend} on {env.world_size} × {env.device.type} (pid {os.getpid()}), "
-             f"{dtype}, attention {backend.unwrapped().config._attn_implementation}, "
+             f"{dtype}, attention {adapters.inner_model(backend.unwrapped()).config._attn_implementation}, "
              f"{flops.body_params / 1e6:.2f} M non-embedding params")
-    log.info(f"{len(loaded.records)} records ({len(loaded.rejects)} rejected), {plan.steps_per_epoch} steps/epoch × "
-             f"{cfg.epochs} epochs, global batch {cfg.global_batch} = {cfg.micro_batch} micro × "
-             f"{plan.grad_accum} accum × {env.world_size} procs")
-    return Trainer(cfg, rd, env, log, loaded.records, tokenizer, plan, backend, flops,
-                   peak_flops(env.device, cfg.peak_tflops) * env.world_size, total_steps, hf_ds)
+    log.info(f"method {cfg.method}: {trainable:,} of {total:,} parameters train ({100 * trainable / total:.2f} %)")
+    log.info(f"{len(records)} records ({len(loaded.rejects)} rejected, {len(holdout)} held out), "
+             f"{plan.steps_per_epoch} steps/epoch × {cfg.epochs} epochs, global batch {cfg.global_batch} = "
+             f"{cfg.micro_batch} micro × {plan.grad_accum} accum × {env.world_size} procs")
+    validation = None
+    if cfg.eval_every:
+        inner = adapters.inner_model(backend.unwrapped())
+        validation = ValidationSet.build(eval_records(cfg.eval, holdout), tokenizer,
+                                         int(inner.config.max_position_embeddings), cfg.eval)
+        if not len(validation.gt):
+            raise ConfigError(f"eval.data={cfg.eval.data} gives no labelled pair that fits the model's context "
+                              f"({validation.too_long} too long); name another set or set eval_every=0")
+        log.info(f"validation: {len(validation.gt)} pairs of {cfg.eval.data} judged in both orders every "
+                 f"{cfg.eval_every} steps and at the end ({validation.too_long} too long for the context); "
+                 f"best checkpoint by {cfg.eval.metric}")
+    return Trainer(cfg, rd, env, log, records, tokenizer, plan, backend, flops,
+                   peak_flops(env.device, cfg.peak_tflops) * env.world_size, total_steps, hf_ds, validation)
+
+
+def check_runnable(cfg: TrainConfig) -> None:
+    """What the config cannot do on this machine, said before any model is loaded."""
+    if cfg.method == "qlora":
+        problem = adapters.qlora_problem()
+        if problem:
+            raise ConfigError(f"method=qlora cannot run here: {problem}")
 
 
 def resume(t: Trainer) -> None:
@@ -195,6 +249,9 @@ def resume(t: Trainer) -> None:
     _set_rng_state(torch.load(latest / f"rng-rank{t.env.rank:05d}.pt", weights_only=False))
     t.step, t.dropped_total = marker["step"], marker["dropped"]
     t.saved_step = t.step
+    if t.rd.metrics.is_file():  # evaluations after the checkpoint are redone, so they are dropped here
+        evals = json.loads(t.rd.metrics.read_text()).get("evals", [])
+        t.evals = {e["step"]: e for e in evals if e["step"] <= t.step}
     t.log.info(f"resumed from {latest.name}")
 
 
@@ -204,7 +261,7 @@ def save(t: Trainer) -> None:
         t.backend.save(d)
         torch.save(_rng_state(), d / f"rng-rank{t.env.rank:05d}.pt")
     if t.env.is_main:
-        checkpoint.prune(t.ckpt_root, t.cfg.keep_checkpoints)
+        checkpoint.prune(t.ckpt_root, t.cfg.keep_checkpoints, keep_also=t.best_step)
     t.log.info(f"checkpoint step-{t.step:08d} complete")
     t.saved_step = t.step
 
@@ -243,6 +300,9 @@ def train_step(t: Trainer, builder: SampleBuilder, stop: Callable[[], bool]) -> 
            "tokens_per_s": tokens / dt, "mfu": step_flops / dt / t.peak if t.peak else None,
            "target_tokens": int(n_targets), "dropped": int(n_dropped), "step_time_s": dt}
     t.log.record(row)
+    t.curves.log(t.step, {"train/loss": row["loss"], "train/lr": lr, "train/grad_norm": grad_norm,
+                          "train/tokens_per_s": row["tokens_per_s"], "train/mfu": row["mfu"],
+                          "train/dropped": t.dropped_total, "train/epoch": epoch})
     if t.step % t.cfg.log_every == 0 or t.step == t.total_steps:
         mfu = f"{100 * row['mfu']:.2f}%" if row["mfu"] is not None else "n/a"
         t.log.info(f"step {t.step}/{t.total_steps} | epoch {epoch} | loss {row['loss']:.4f} | lr {row['lr']:.2e} | "
@@ -251,8 +311,36 @@ def train_step(t: Trainer, builder: SampleBuilder, stop: Callable[[], bool]) -> 
     return True
 
 
+def evaluate(t: Trainer) -> None:
+    """Judge the validation set with the current weights (collective), log the figures, checkpoint this step and
+    name the best checkpoint so far."""
+    t0 = time.perf_counter()
+    figures = t.validation.judge(t.backend.unwrapped(), t.tokenizer, t.env.device, t.cfg.eval)
+    t.evals[t.step] = {"step": t.step, **figures, "seconds": round(time.perf_counter() - t0, 1)}
+    t.curves.log(t.step, {f"eval/{k}": figures[k] for k in ("agreement", "consistency", "kappa", "f1",
+                                                             "parse_failures")})
+    t.log.info(f"eval step {t.step}: agreement {figures['agreement']:.3f} | consistency "
+               f"{figures.get('consistency', float('nan')):.3f} | kappa {figures['kappa']:.3f} | "
+               f"f1 {figures['f1']:.3f} | parse failures {figures['parse_failures']} of {2 * figures['total_num']} "
+               f"| {t.evals[t.step]['seconds']:.0f} s")
+    if t.saved_step != t.step:
+        save(t)
+    best = t.best_step
+    if t.env.is_main:
+        checkpoint.mark_best(t.ckpt_root, best)
+        write_text_atomic(t.rd.metrics, json.dumps(finite({
+            "evals": [t.evals[s] for s in sorted(t.evals)], "metric": t.cfg.eval.metric,
+            "best": {"step": best, t.cfg.eval.metric: t.evals[best][t.cfg.eval.metric],
+                     "checkpoint": f"checkpoints/step-{best:08d}"}}), indent=1) + "\n")
+    if best == t.step:
+        t.log.info(f"best checkpoint so far by {t.cfg.eval.metric}: step-{best:08d}")
+
+
 def finish(t: Trainer) -> TrainResult:
-    """Checkpoint unless the last step was saved; if the run is complete, export the Hugging Face model."""
+    """Checkpoint unless the last step was saved; if the run is complete, judge the validation set a last time
+    and export the Hugging Face model (and the best checkpoint's, when another step was better)."""
+    if t.step == t.total_steps and t.cfg.eval_every and t.step not in t.evals:
+        evaluate(t)
     if t.saved_step != t.step:
         save(t)
     if t.step < t.total_steps:
@@ -260,12 +348,24 @@ def finish(t: Trainer) -> TrainResult:
         return TrainResult("preempted", t.step, t.total_steps, None)
     t.log.info(f"training finished: {t.total_steps} steps, {t.dropped_total} samples dropped as too long "
                f"(max_length {t.cfg.data.max_length})")
-    out = t.rd.root / "model"
-    export.export_model(t.backend, t.tokenizer, out, t.env.is_main)
+    out = export_to(t, "")
     if t.env.is_main and t.cfg.export_dir:
         export.publish(out, repo_path(t.cfg.export_dir))
         t.log.info(f"exported {out} and published it to {repo_path(t.cfg.export_dir)}")
     else:
         t.log.info(f"exported {out}")
+    best = t.best_step
+    if best is not None and best != t.step:
+        t.backend.load(checkpoint.step_dir(t.ckpt_root, best))
+        t.log.info(f"exported the best checkpoint (step {best}, {t.cfg.eval.metric} "
+                   f"{t.evals[best][t.cfg.eval.metric]:.4f}) to {export_to(t, '-best')}")
     t.hf_ds = None
     return TrainResult("finished", t.step, t.total_steps, str(out))
+
+
+def export_to(t: Trainer, suffix: str) -> Path:
+    """Export the backend's weights to ``model<suffix>/`` (and ``adapter<suffix>/`` for LoRA); collective."""
+    out = t.rd.root / f"model{suffix}"
+    export.export_model(t.backend, t.tokenizer, out, t.env.is_main, adapter_out=t.rd.root / f"adapter{suffix}",
+                        base_path=t.cfg.model.path or "")
+    return out

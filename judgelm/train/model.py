@@ -21,7 +21,9 @@ from judgelm.train.tokenizer import build_tiny_tokenizer
 def param_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype:
     if cfg.model.dtype != "auto":
         return getattr(torch, cfg.model.dtype)
-    return torch.bfloat16 if device.type == "cuda" and cfg.backend == "deepspeed" else torch.float32
+    # A frozen base (LoRA, QLoRA) needs no fp32 copy: bf16 on a GPU, the adapters stay fp32 (PEFT's choice).
+    bf16 = device.type == "cuda" and (cfg.backend == "deepspeed" or cfg.method != "full")
+    return torch.bfloat16 if bf16 else torch.float32
 
 
 def load_or_build_tokenizer(cfg: TrainConfig, run_dir: Path, records: list, is_main: bool):
@@ -45,12 +47,16 @@ def scratch_config(s: ScratchConfig, tokenizer) -> LlamaConfig:
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False)
 
 
-def build_model(cfg: ModelConfig, tokenizer, dtype: torch.dtype, device: torch.device, seed: int):
+def build_model(cfg: ModelConfig, tokenizer, dtype: torch.dtype, device: torch.device, seed: int,
+                quantization=None):
     """The model on CPU (the backend moves or partitions it). Under ZeRO-3 a pretrained model is loaded
-    straight into partitions when the caller holds an ``HfDeepSpeedConfig``."""
+    straight into partitions when the caller holds an ``HfDeepSpeedConfig``. With ``quantization`` (QLoRA's
+    bitsandbytes config) the base is quantized as it loads, straight onto this process's GPU."""
     attn = pick_attention(cfg.attn_implementation, device, dtype)
     if cfg.path:
-        model = AutoModelForCausalLM.from_pretrained(cfg.path, dtype=dtype, attn_implementation=attn)
+        placement = {"device_map": {"": device.index or 0}} if quantization is not None else {}
+        model = AutoModelForCausalLM.from_pretrained(cfg.path, dtype=dtype, attn_implementation=attn,
+                                                     quantization_config=quantization, **placement)
     else:
         torch.manual_seed(seed)  # the initial weights are part of the run's determinism
         model = AutoModelForCausalLM.from_config(scratch_config(cfg.scratch, tokenizer), dtype=dtype,

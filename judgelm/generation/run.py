@@ -1,0 +1,142 @@
+"""Creating a generation run: check the model and its chat template, load the questions, resolve every setting,
+create the answer store and take from the answer cache every chunk it already holds.
+
+As for judging runs, everything is decided before anything is submitted, so a mistake costs one line at the prompt,
+and the run directory either comes out whole or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from judgelm.config import ConfigError
+from judgelm.generation.answer_cache import open_answer_cache
+from judgelm.generation.chat import check_template, template_text
+from judgelm.generation.config import GenerationConfig, model_id_of
+from judgelm.generation.generate import CacheMiss, CacheOnly, TurnSettings, answer_chunk
+from judgelm.generation.questions import Question, QuestionSet, load_questions, question_set
+from judgelm.generation.store import AnswerStore
+from judgelm.judging.run import check_model, check_shard_python, local_model
+from judgelm.judging.store import plan_chunks
+from judgelm.rundir import RunDir
+
+log = logging.getLogger("judgelm.generation.run")
+_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+TEMPLATE_FILE = "chat_template.jinja"  # a named template, copied into the run so its jobs never read the checkout
+
+
+def model_context(cfg: GenerationConfig) -> int:
+    from judgelm.inference.openai_engine import context_length  # the model's config, or the settings' fallback
+
+    return context_length(cfg.model, cfg.engine)
+
+
+@dataclass
+class PlannedGeneration:
+    cfg: GenerationConfig
+    qset: QuestionSet
+    questions: list[Question]
+    temperatures: list[float]
+    template: str | None = None  # a named chat template's text, copied into the run
+
+    @property
+    def n_units(self) -> int:
+        return len(self.questions) * self.cfg.generate.n
+
+
+def turn_settings(cfg: GenerationConfig) -> TurnSettings:
+    g = cfg.generate
+    return TurnSettings(cfg.engine.max_new_tokens, template_text(g.chat_template), g.system_prompt, g.keep_thinking)
+
+
+def plan_generation(cfg: GenerationConfig) -> PlannedGeneration:
+    """Check and resolve ``cfg`` (model, template, question set, max new tokens, system prompt, temperatures, chunks
+    and shards); ``cfg`` then holds everything the shards need."""
+    from judgelm.inference.models import load_tokenizer
+
+    cfg.validate()
+    qset = question_set(cfg.questions.source)
+    cfg.questions.source = qset.name
+    check_shard_python(cfg.engine)
+    cfg.model_id = cfg.model_id or model_id_of(cfg.model.path)
+    if not _MODEL_ID.match(cfg.model_id):
+        raise ConfigError(f"model_id={cfg.model_id}: answers are filed under it; use letters, digits, '.', '_' "
+                          f"and '-'")
+    cfg.model.path = local_model(cfg.model.path)
+    check_model(cfg.model.path, weights=cfg.engine.backend != "openai")
+    template = template_text(cfg.generate.chat_template)
+    check_template(load_tokenizer(cfg.model.path), template, cfg.model.path)
+    if template is not None:
+        cfg.generate.chat_template = str(Path(cfg.runs_dir).resolve() / cfg.run / TEMPLATE_FILE)
+    cfg.engine.max_new_tokens = cfg.engine.max_new_tokens or qset.max_new_tokens
+    context = model_context(cfg)
+    if cfg.engine.max_new_tokens >= context:
+        raise ConfigError(f"engine.max_new_tokens={cfg.engine.max_new_tokens} leaves no room for a prompt in "
+                          f"{cfg.model_id}'s {context}-token context; give a smaller engine.max_new_tokens")
+    cfg.generate.system_prompt = cfg.generate.system_prompt or qset.system_prompt
+    questions = load_questions(qset, cfg.questions.limit)
+    by_category = qset.temperatures if cfg.generate.category_temperatures else {}
+    temperatures = [by_category.get(q.category, cfg.engine.temperature) for q in questions]
+    chunk, shards = plan_chunks(len(questions) * cfg.generate.n, cfg.shards, cfg.store.chunk_units)
+    if shards < cfg.shards:
+        log.warning("%d answers fill only %d shards, not %d", len(questions) * cfg.generate.n, shards, cfg.shards)
+    cfg.store.chunk_units, cfg.shards = chunk, shards
+    return PlannedGeneration(cfg, qset, questions, temperatures, template)
+
+
+def create_generation(planned: PlannedGeneration, saved_config: str) -> RunDir:
+    """Write the run directory (logs, the answer store, ``config.yaml``) and commit every chunk the answer cache
+    already holds. A failure part-way removes the directory."""
+    cfg = planned.cfg
+    rd = RunDir(Path(cfg.runs_dir).resolve() / cfg.run)
+    if rd.root.exists():
+        raise ConfigError(f"run {cfg.run} already exists in {Path(cfg.runs_dir).resolve()}; continue it with "
+                          f"`make resubmit RUN={cfg.run}` or choose another RUN")
+    rd.root.mkdir(parents=True)
+    try:
+        rd.logs.mkdir()
+        if planned.template is not None:
+            (rd.root / TEMPLATE_FILE).write_text(planned.template)
+        AnswerStore.create(rd.answer_store, planned.questions, planned.temperatures, cfg.generate.n,
+                           cfg.store.chunk_units, attrs={
+                               "run": cfg.run, "model": cfg.model.path, "model_id": cfg.model_id,
+                               "questions": planned.qset.name, "answer_format": planned.qset.answer_format,
+                               "n_shards": cfg.shards, "config_hash": cfg.fingerprint(), "created": time.time()})
+        rd.config.write_text(saved_config)
+        filled = fill_from_cache(rd, cfg)
+    except BaseException:
+        shutil.rmtree(rd.root, ignore_errors=True)
+        raise
+    log.info("run %s: %s, %d questions × %d answers in %d chunks of %d, %d shards; %d chunks from the answer cache",
+             cfg.run, cfg.model_id, len(planned.questions), cfg.generate.n,
+             -(-planned.n_units // cfg.store.chunk_units), cfg.store.chunk_units, cfg.shards, filled)
+    return rd
+
+
+def fill_from_cache(rd: RunDir, cfg: GenerationConfig) -> int:
+    """Commit every chunk whose answers the cache holds whole (attempt -1); returns how many."""
+    from judgelm.inference.models import load_tokenizer
+
+    cache = open_answer_cache(cfg)
+    if cache is None:
+        return 0
+    store = AnswerStore(rd.answer_store, mode="r+")
+    engine = CacheOnly(load_tokenizer(cfg.model.path), model_context(cfg), cfg.engine)
+    settings, filled = turn_settings(cfg), 0
+    for c in range(store.n_chunks):
+        try:
+            answers = answer_chunk(store.chunk_inputs(c), store.n_turns, engine, settings, cache)
+        except CacheMiss:
+            continue
+        store.write_chunk(c, answers, attempt=-1)
+        filled += 1
+    return filled
+
+
+def incomplete_shards(rd: RunDir, n_shards: int) -> list[int]:
+    return AnswerStore(rd.answer_store).incomplete_shards(n_shards)
