@@ -46,7 +46,7 @@ run_arg = $(if $(RUN),run=$(RUN))
 cluster_given = $(if $(filter command line environment,$(origin CLUSTER)),cluster=$(CLUSTER))
 wait_arg = $(if $(WAIT),wait=$(if $(filter 1 true yes,$(WAIT)),true,false))
 
-.PHONY: help env vllm-env judge evaluate generate test lint train tiny-judge tiny-chat bench benchmark report import \
+.PHONY: help env vllm-env judge evaluate generate checklists test lint train tiny-judge tiny-chat bench benchmark report import \
   panel status resubmit verify cluster-up cluster-down prompts clean gpu-check
 
 help:
@@ -106,6 +106,13 @@ evaluate: $(ENV_STAMP)
 # tiny chat model (models/tiny-chat-1/BUILD.md).
 generate: $(ENV_STAMP)
 	$(PYTHON) -m launch.generate $(if $(filter command line environment,$(origin MODEL)),model.path=$(MODEL)) \
+	  $(if $(QUESTIONS),questions.source=$(QUESTIONS)) shards=$(SHARDS) cluster=$(CLUSTER) $(run_arg) $(wait_arg) \
+	  $(if $(DRY_RUN),dry_run=true) $(ARGS)
+
+# RocketEval's grading checklists for a question set, written by MODEL as a generation run; its checklists.jsonl is
+# what `make evaluate ARGS="judge.profile=rocketeval evaluate.pairing=checklist evaluate.checklists=FILE"` takes.
+checklists: $(ENV_STAMP)
+	$(PYTHON) -m launch.checklists $(if $(filter command line environment,$(origin MODEL)),model.path=$(MODEL)) \
 	  $(if $(QUESTIONS),questions.source=$(QUESTIONS)) shards=$(SHARDS) cluster=$(CLUSTER) $(run_arg) $(wait_arg) \
 	  $(if $(DRY_RUN),dry_run=true) $(ARGS)
 

@@ -31,10 +31,11 @@ from judgelm.data.records import Loaded
 from judgelm.generation.config import GenerateConfig, QuestionsConfig, model_id_of
 from judgelm.generation.evaluation import answer_counts, evaluation_answers, generation_runs, model_ids
 from judgelm.generation.export import export_run
-from judgelm.generation.questions import question_set
+from judgelm.generation.questions import QuestionSet, question_set
 from judgelm.generation.run import create_generation, plan_generation
 from judgelm.generation.store import AnswerStore
 from judgelm.inference.config import EngineConfig, ModelConfig
+from judgelm.inference.openai_engine import context_length
 from judgelm.judging.config import StoreConfig
 from judgelm.judging.run import is_tiny_judge, plan_run, write_store
 from judgelm.results.leaderboard import LEADERBOARD_MD
@@ -76,10 +77,13 @@ class GenerationSettings:
 
 def apply_question_set(cfg, given: set[str]) -> None:
     """The question set's own answers (the baseline's), baseline and pairing, unless the command line gave them;
-    ``configs/evaluate.yaml``'s are for its shipped AlpacaEval answers, not for generated ones."""
+    ``configs/evaluate.yaml``'s are for its shipped AlpacaEval answers, not for generated ones. A set judged by its
+    own judge (Arena-Hard-Auto) also sets the profile and the judge's token budget."""
     ev = cfg.evaluate
     qset = question_set(ev.questions or "alpaca_eval")
     ev.questions = qset.name  # a file's absolute path: the jobs start elsewhere
+    if qset.note:
+        log.info("%s", qset.note)
     if "evaluate.answers" not in given:
         ev.answers = [qset.answers] if qset.answers else []
     if "evaluate.baseline" not in given:
@@ -88,8 +92,32 @@ def apply_question_set(cfg, given: set[str]) -> None:
         ev.reference_verdicts = ""
     if "evaluate.pairing" not in given:
         ev.pairing = "vs-baseline" if ev.baseline else "all-pairs"
+    if qset.judge_profile:
+        apply_set_judge(cfg, qset, given)
     cfg.prompt.mode = "single" if ev.pairing == "single" else "pair"
     cfg.data.source = f"evaluation of {', '.join(model_id_of(p) for p in ev.generate)} on {Path(ev.questions).name}"
+
+
+def apply_set_judge(cfg, qset: QuestionSet, given: set[str]) -> None:
+    """The set's judge (profile, full generation, its token budget) for a set whose scores are defined by it; a
+    setting that contradicts it is refused: its numbers would not be the benchmark's."""
+    name = Path(qset.name).name
+    if "judge.profile" in given and cfg.judge.profile != qset.judge_profile:
+        raise ConfigError(f"judge.profile={cfg.judge.profile}: QUESTIONS={name} is judged with judge.profile="
+                          f"{qset.judge_profile}; leave judge.profile out, or give the answers as evaluate.answers "
+                          f"to judge them another way")
+    if cfg.evaluate.pairing != "vs-baseline":
+        raise ConfigError(f"evaluate.pairing={cfg.evaluate.pairing}: QUESTIONS={name} compares every model with a "
+                          f"baseline (vs-baseline); leave evaluate.pairing out")
+    cfg.judge.profile = qset.judge_profile
+    cfg.engine.mode = "full"  # the judge explains before its verdict
+    if "engine.max_new_tokens" not in given:
+        cfg.engine.max_new_tokens = qset.judge_max_new_tokens
+    config = Path(cfg.model.path) / "config.json"  # a local judge: its context is known before anything runs
+    if config.is_file() and cfg.engine.max_new_tokens >= (context := context_length(cfg.model, cfg.engine)):
+        raise ConfigError(f"engine.max_new_tokens={cfg.engine.max_new_tokens} (the {name} judge's) leaves no room for "
+                          f"a prompt in {cfg.model.path}'s {context}-token context; give a smaller "
+                          f"engine.max_new_tokens")
 
 
 def generation_config(cfg, path: str) -> GenerateLaunchConfig:

@@ -95,6 +95,10 @@ def evaluation_data(ev: EvaluationConfig, turns: int = 0) -> AnswerSet:
     if ev.pairing == "checklist":  # only the questions that have a checklist are graded
         checklists = load_checklists(ev.checklists) if ev.checklists else Checklists()
         keep = covered(checklists, data)
+        if not keep:
+            raise ConfigError(f"evaluate.checklists={ev.checklists or '(none)'}: none of the {len(data.questions)} "
+                              f"evaluated questions has a checklist in it ({len(checklists)} checklists); make them "
+                              f"with make checklists, for the same questions")
         data = AnswerSet({k: data.questions[k] for k in keep}, {k: data.answers[k] for k in keep})
     return data
 

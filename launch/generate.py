@@ -13,6 +13,7 @@ and ``make resubmit RUN=NAME`` continues it after a cancel or a failure. Every `
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -33,6 +34,8 @@ def generate(argv: list[str]) -> int:
         print(f"# resolved config (cfg={cfg.fingerprint()})\n{to_yaml(cfg)}\n# plan\n{gpu_plan_text(cfg)}")
         return 0
     planned = plan_generation(cfg)
+    if planned.qset.note:
+        logging.getLogger("launch.generate").info("%s", planned.qset.note)
     rd = create_generation(planned, to_yaml(cfg))
     return launch(rd, cfg, incomplete_shards(rd, cfg.shards), started, kind=GENERATE)
 

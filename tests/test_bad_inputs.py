@@ -67,7 +67,7 @@ CASES = [
     Case("lone surrogate escape in a record", (*JUDGE, "data.source={d}/pairs.jsonl"), 2,
          "pairs.jsonl:2: field 'question_body': holds a lone UTF-16 surrogate \\ud800 at character 4",
          {"pairs.jsonl": pairs_jsonl(1) + pairs_jsonl(1, question_body="bad \ud800 here")}, leaves=("runs/r",)),
-    Case("lone surrogate in a nested field of a JSON list", (*PROMPTS, "{d}/pairs.json"), 2,
+    Case("lone surrogate in a nested field of a JSON list", (*PROMPTS, "data.source={d}/pairs.json"), 2,
          "pairs.json[item 0]: field 'reference.text': holds a lone UTF-16 surrogate \\udfff",
          {"pairs.json": json.dumps([{"question_id": 0, "question_body": "q", "answer1_body": "a",
                                      "answer2_body": "b", "reference": {"text": "x\udfff"}}])}),

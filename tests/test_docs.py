@@ -122,6 +122,8 @@ def check_settings(module: str, args: list[str], where: str) -> None:
     for arg in args:
         key, sep, value = arg.partition("=")
         assert sep, f"{where}: '{arg}' is not key=value"
+        if module == "launch.train":  # it takes its settings with or without the issue's ``train.`` prefix
+            key = key.removeprefix("train.")
         if (REPO / "configs" / key).is_dir():  # a config group: cluster=NAME
             assert (REPO / "configs" / key / f"{value}.yaml").is_file(), f"{where}: no configs/{key}/{value}.yaml"
         else:

@@ -28,6 +28,7 @@ def generated_by(tmp_path, name) -> dict[str, int]:
 @pytest.mark.slow  # two evaluations, each starting generation and judging processes
 def test_models_are_generated_then_judged_and_only_what_is_new_costs(tmp_path, random_judge, random_chat_models,
                                                                       capsys):
+    """``make evaluate MODELS=a,b`` (``launch.evaluate`` through ``run``), then again with a third model."""
     a, b = random_chat_models
     assert run(tmp_path, random_judge, "two", [a, b]) == 0
     out = capsys.readouterr().out

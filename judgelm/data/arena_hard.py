@@ -4,7 +4,8 @@ For answer generation (``QUESTIONS=arena-hard``) and evaluation: ``questions(ver
 answers, ``baseline_answers(version)`` the answers of the version's baseline model that every model is judged
 against, as an ``AnswerSet`` to merge with the generated answers. v2.0's creative-writing prompts are judged
 against gemini-2.0-flash-001 with their own system prompt (``judge.profile=arena-hard-creative``); that baseline's
-answers are not in the shipped snapshot, so ``baseline_answers("v2.0")`` covers the hard prompts only.
+answers are not in the shipped snapshot, so only the hard prompts (``Version.categories``) can be judged as the
+authors judge them.
 """
 
 from __future__ import annotations
@@ -21,12 +22,16 @@ ARENA_HARD_DIR = Path(__file__).resolve().parents[2] / "data" / "evaluation" / "
 class Version:
     folder: str
     baseline: str
+    categories: tuple[str, ...]
+    """The questions judged against ``baseline`` with ``profile``, by ``category``."""
+    judge_max_new_tokens: int
+    """The judge's ``max_tokens`` in the version's ``config/arena-hard-v*.yaml``."""
     profile: str = "arena-hard"
 
 
 VERSIONS = {
-    "v0.1": Version("arena-hard-v0.1", "gpt-4-0314"),
-    "v2.0": Version("arena-hard-v2.0", "o3-mini-2025-01-31"),
+    "v0.1": Version("arena-hard-v0.1", "gpt-4-0314", ("arena-hard-v0.1",), 4096),
+    "v2.0": Version("arena-hard-v2.0", "o3-mini-2025-01-31", ("hard_prompt",), 16000),
 }
 
 

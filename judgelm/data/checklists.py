@@ -66,6 +66,7 @@ def parse_generated(text: str) -> list[str]:
     return _ITEM.findall(text.split("##")[-1])
 
 
-def write_checklists(path: str | Path, rows: dict[str, list[str]]) -> None:
-    """``{question_id: items}`` as a checklist file."""
-    Path(path).write_text("".join(json.dumps({"question_id": k, "checklist": v}) + "\n" for k, v in rows.items()))
+def write_checklists(path: str | Path, rows: dict, key: str = "question_id") -> None:
+    """``{question id (or text, with key="question"): items}`` as a checklist file."""
+    Path(path).write_text("".join(json.dumps({key: k, "checklist": v}, ensure_ascii=False) + "\n"
+                                  for k, v in rows.items()))

@@ -21,7 +21,8 @@ class QuestionsConfig:
     """Which questions are answered."""
 
     source: str = "alpaca_eval"
-    """A question set by name (``alpaca_eval``, ``mt_bench``: ``judgelm.generation.questions.QUESTION_SETS``) or a
+    """A question set by name (``alpaca_eval``, ``mt_bench``, ``arena-hard``, ``arena-hard-v0.1``:
+    ``judgelm.generation.questions.QUESTION_SETS``) or a
     file: JSONL in FastChat's ``question.jsonl`` layout (``question_id``, ``turns``, optional ``category``), or rows
     with ``instruction`` (AlpacaEval's layout)."""
     limit: int = 0
@@ -44,6 +45,10 @@ class GenerateConfig:
     system_prompt: str = ""
     """The system message of every conversation; empty: the benchmark's own where it has one, else none (the
     model's template decides)."""
+    checklists: bool = False
+    """Write RocketEval checklists instead of answers (``make checklists``): each question is replaced by
+    RocketEval's checklist-creation prompt with its reference answer, and the export parses the items into
+    ``checklists.jsonl`` (``judgelm.generation.checklists``)."""
     keep_thinking: bool = False
     """Show a reasoning model's thinking (``<think>…</think>`` in its text, or a server's reasoning field) to the
     judge too. By default it is stored apart (``reasoning`` in the store) and only the answer after it is judged."""

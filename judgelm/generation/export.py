@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from judgelm.generation.checklists import TASK, export_checklists
 from judgelm.generation.store import AnswerStore
 from judgelm.inference.usage import total_usage
 from judgelm.rundir import RunDir, write_text_atomic
@@ -114,6 +115,8 @@ def export_run(run_dir: str | Path, allow_partial: bool = False) -> str:
     if store.n_turns == 1:
         files.append(f"{rd.root / ALPACA_EVAL_FILE} (AlpacaEval)")
     summary = summary_text(store, len(fastchat_rows(store)), files)
+    if store.attrs.get("task") == TASK:
+        summary += "\n" + "\n".join(export_checklists(store, rd.root)) + "\n"
     write_text_atomic(rd.root / SUMMARY_FILE, summary)
     return summary
 

@@ -9,6 +9,10 @@ answers shipped with its questions (a baseline to compare against) and the forma
   ``judgelm.data.answers`` gives them.
 - ``mt_bench``: MT-Bench's 80 two-turn questions (``data/evaluation/mt_bench``) with their categories and GPT-4's
   reference answers, sampled at FastChat's temperature per category.
+- ``arena-hard`` (v2.0) and ``arena-hard-v0.1``: Arena-Hard-Auto's prompts (``data/evaluation/arena_hard``), judged
+  with ``judge.profile=arena-hard`` against the version's baseline (o3-mini-2025-01-31, gpt-4-0314). v2.0's 250
+  creative-writing prompts are left out: their baseline (gemini-2.0-flash-001) is not shipped, and without it they
+  cannot be judged as the authors judge them; the 500 hard prompts remain.
 - a file: JSONL or a JSON list, one question per row: ``question_id`` and ``turns`` (FastChat's layout), or
   ``instruction`` (AlpacaEval's, the id then being the row's position); optional ``category`` (or ``dataset``) and
   ``reference`` (one string, or one per turn).
@@ -21,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from judgelm.config import REPO_ROOT, ConfigError
+from judgelm.data import arena_hard
 from judgelm.data.answers import load_answers
 from judgelm.data.pairing import spread_indices
 from judgelm.data.records import RecordError, Source, iter_dicts, optional_text, require_id, require_text
@@ -62,6 +67,12 @@ class QuestionSet:
     """``FORMAT:PATH`` of answers shipped with the questions, for ``make evaluate`` to compare against."""
     baseline: str = ""
     """The model of ``answers`` that ``make evaluate`` compares every generated model against by default."""
+    judge_profile: str = ""
+    """The judge profile the benchmark's answers are judged with (empty: any, ``judge.profile``'s)."""
+    judge_max_new_tokens: int = 0
+    """The benchmark judge's token budget, taken by ``make evaluate`` unless ``engine.max_new_tokens`` is given."""
+    note: str = ""
+    """Printed when the set is used: what of the benchmark it leaves out, and why."""
 
 
 def _alpaca_eval() -> list[Question]:
@@ -115,12 +126,30 @@ def _mt_bench() -> list[Question]:
             for q in read_question_file(MT_BENCH_DIR / "question.jsonl")]
 
 
+def _arena_hard(version: str) -> list[Question]:
+    keep = arena_hard.version(version).categories
+    return [Question(q.question_id, q.turns, q.category) for q in arena_hard.questions(version) if q.category in keep]
+
+
+def _arena_hard_set(name: str, version: str, note: str = "") -> QuestionSet:
+    v = arena_hard.version(version)
+    # arena-hard-auto's config/api_config.yaml generates with max_tokens 4096 (its non-reasoning models), greedy.
+    return QuestionSet(name, lambda: _arena_hard(version), max_new_tokens=4096,
+                       answers=f"arena_hard:{arena_hard.bench_dir(version) / 'model_answer' / (v.baseline + '.jsonl')}",
+                       baseline=v.baseline, judge_profile=v.profile, judge_max_new_tokens=v.judge_max_new_tokens,
+                       note=note)
+
+
 QUESTION_SETS: dict[str, QuestionSet] = {
     # alpaca_eval's model configs generate up to 2048 new tokens, greedy or at their model's own temperature.
     "alpaca_eval": QuestionSet("alpaca_eval", _alpaca_eval, max_new_tokens=2048, answer_format="alpaca_eval",
                                answers=ALPACA_EVAL_ANSWERS, baseline="gpt4_1106_preview"),
     # FastChat's gen_model_answer.py: --max-new-token 1024, temperature by category.
     "mt_bench": QuestionSet("mt_bench", _mt_bench, max_new_tokens=1024, temperatures=FASTCHAT_TEMPERATURES),
+    "arena-hard": _arena_hard_set("arena-hard", "v2.0", note=(
+        "arena-hard (v2.0): its 500 hard prompts; its 250 creative-writing prompts are left out, as their baseline "
+        "(gemini-2.0-flash-001) is not shipped")),
+    "arena-hard-v0.1": _arena_hard_set("arena-hard-v0.1", "v0.1"),
 }
 FILE_MAX_NEW_TOKENS = 1024  # a user's file: FastChat's default
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from judgelm.config import ConfigError
 from judgelm.generation.answer_cache import open_answer_cache
 from judgelm.generation.chat import check_template, template_text
+from judgelm.generation.checklists import TASK, checklist_questions, write_sources
 from judgelm.generation.config import GenerationConfig, model_id_of
 from judgelm.generation.generate import CacheMiss, CacheOnly, TurnSettings, answer_chunk
 from judgelm.generation.questions import Question, QuestionSet, load_questions, question_set
@@ -43,6 +44,7 @@ class PlannedGeneration:
     questions: list[Question]
     temperatures: list[float]
     template: str | None = None  # a named chat template's text, copied into the run
+    sources: list[dict] | None = None  # a checklist run: the question each prompt was made from
 
     @property
     def n_units(self) -> int:
@@ -78,15 +80,22 @@ def plan_generation(cfg: GenerationConfig) -> PlannedGeneration:
     if cfg.engine.max_new_tokens >= context:
         raise ConfigError(f"engine.max_new_tokens={cfg.engine.max_new_tokens} leaves no room for a prompt in "
                           f"{cfg.model_id}'s {context}-token context; give a smaller engine.max_new_tokens")
-    cfg.generate.system_prompt = cfg.generate.system_prompt or qset.system_prompt
-    questions = load_questions(qset, cfg.questions.limit)
-    by_category = qset.temperatures if cfg.generate.category_temperatures else {}
+    checklists = cfg.generate.checklists
+    # RocketEval sends its checklist prompt alone, at one temperature: the set's answer settings do not apply.
+    cfg.generate.system_prompt = cfg.generate.system_prompt or ("" if checklists else qset.system_prompt)
+    questions, sources = load_questions(qset, cfg.questions.limit), None
+    if checklists:
+        questions, sources = checklist_questions(qset, questions)
+        if not questions:
+            raise ConfigError(f"questions.source={qset.name}: no question has a reference answer to make a "
+                              f"checklist with; give a file whose questions have a 'reference'")
+    by_category = qset.temperatures if cfg.generate.category_temperatures and not checklists else {}
     temperatures = [by_category.get(q.category, cfg.engine.temperature) for q in questions]
     chunk, shards = plan_chunks(len(questions) * cfg.generate.n, cfg.shards, cfg.store.chunk_units)
     if shards < cfg.shards:
         log.warning("%d answers fill only %d shards, not %d", len(questions) * cfg.generate.n, shards, cfg.shards)
     cfg.store.chunk_units, cfg.shards = chunk, shards
-    return PlannedGeneration(cfg, qset, questions, temperatures, template)
+    return PlannedGeneration(cfg, qset, questions, temperatures, template, sources)
 
 
 def create_generation(planned: PlannedGeneration, saved_config: str) -> RunDir:
@@ -106,7 +115,10 @@ def create_generation(planned: PlannedGeneration, saved_config: str) -> RunDir:
                            cfg.store.chunk_units, attrs={
                                "run": cfg.run, "model": cfg.model.path, "model_id": cfg.model_id,
                                "questions": planned.qset.name, "answer_format": planned.qset.answer_format,
+                               "task": TASK if planned.sources is not None else "answers",
                                "n_shards": cfg.shards, "config_hash": cfg.fingerprint(), "created": time.time()})
+        if planned.sources is not None:
+            write_sources(rd.root, planned.sources)
         rd.config.write_text(saved_config)
         filled = fill_from_cache(rd, cfg)
     except BaseException:

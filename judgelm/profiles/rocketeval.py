@@ -3,8 +3,10 @@ Efficient Automated LLM Evaluation via Grading Checklist", ICLR 2025).
 
 One unit grades one checklist item of one answer: a single-answer record whose slot 1 holds the item and slot 2
 the answer (``judgelm.data.pairing.checklist``). The prompt is RocketEval's ``config/template/grading.md`` filled
-with the conversation history (empty for a single turn), the question, the answer and the item, sent as one user
-turn, byte for byte (``tests/test_rocketeval.py``); the judge answers with one token. Its verdict is the first word,
+with the conversation history (empty: a checklist file holds one checklist per question, not per turn, so
+conversations are refused and ``prompt.turns=1`` grades first turns, which have none), the question, the answer
+and the item, sent as one user turn, byte for byte (``tests/test_rocketeval.py``); the judge answers with one
+token. Its verdict is the first word,
 ``Yes`` (stored 1) or ``No`` (stored 0), anything else a parse failure; the probability the merge uses is read from
 the stored top-k log-probabilities of that first token (``judgelm.scoring.checklist``), so the run keeps them
 (``engine.logprobs_topk`` defaults to RocketEval's 5 and ``engine.max_new_tokens`` to 1 with this profile).
