@@ -27,6 +27,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -38,10 +40,12 @@ import torch
 from judgelm.config import ConfigError, load_config
 from judgelm.data.benchmarks import load_dataset
 from judgelm.inference.config import EngineConfig, ModelConfig
+from judgelm.inference.fork_pool import ForkPool
 from judgelm.inference.hf import HFEngine
 from judgelm.inference.models import encode_with_bos, load_judge, load_tokenizer
 from judgelm.inference.reference_method import judge_one_at_a_time
 from judgelm.profiles.prompts import build_prompt
+from launch.bench_e2e import bench_run, e2e_table
 from launch.cli import run_main
 
 
@@ -51,6 +55,22 @@ def hardware() -> dict:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "gpu": gpu,
             "torch": torch.__version__, "python": platform.python_version()}
+
+
+def cpu_seconds(engine=None) -> float:
+    """CPU time of this process and of ``engine``'s forked compute processes, as vLLM's is counted (its whole
+    process tree, ``launch.vllm_peer``); not the vLLM peers, which are children of this process too."""
+    import psutil
+
+    pool = getattr(engine, "pool", None)
+    total = 0.0
+    for p in [psutil.Process(), *(psutil.Process(pid) for pid in (pool.pids if pool else []))]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
 
 
 def median_time(fn, repeats: int) -> tuple[float, object]:
@@ -85,30 +105,43 @@ def pandalm_prompts(tok, pairs: int) -> list[list[int]]:
     return encode_with_bos(tok, texts)
 
 
-@torch.inference_mode()
-def forward_ceiling(model, sequences: list[list[int]], repeats: int) -> dict:
+class Ceiling:
     """The fastest plain forward pass over exactly these sequences (each unit's prompt plus what it generated).
 
     Sequences are length-sorted and grouped ``rows`` at a time, right-padded and mask-free (the cheapest way to run
-    them), with logits only at the last position; no generation loop at all. The best of a few group sizes is
-    timed again ``repeats`` times.
+    them), with logits only at the last position; no generation loop at all. The groups are shared by as many
+    forked processes as the engine judges with (``cpu_processes``), so the ceiling uses the cores ours uses.
     """
-    order = sorted(sequences, key=len, reverse=True)
 
-    def run(rows: int) -> None:
-        for i in range(0, len(order), rows):
-            group = order[i: i + rows]
-            x = torch.full((len(group), len(group[0])), 0, dtype=torch.long)
-            for r, seq in enumerate(group):
-                x[r, : len(seq)] = torch.tensor(seq)
-            model(input_ids=x, logits_to_keep=1)
+    def __init__(self, model, processes: int):
+        self.model = model
+        self.pool = ForkPool(self.forward, processes - 1) if processes > 1 else None
 
-    run(4)  # warm-up
-    trials = {rows: median_time(lambda rows=rows: run(rows), 2)[0] for rows in (1, 4, 16)}
-    rows = min(trials, key=trials.get)
-    t, _ = median_time(lambda: run(rows), repeats)
-    tokens = sum(len(x) for x in sequences)
-    return {"tokens_per_s": tokens / t, "rows": rows, "seconds": t}
+    @torch.inference_mode()
+    def forward(self, group: list[list[int]]) -> None:
+        x = torch.full((len(group), len(group[0])), 0, dtype=torch.long)
+        for r, seq in enumerate(group):
+            x[r, : len(seq)] = torch.tensor(seq)
+        self.model(input_ids=x, logits_to_keep=1)
+
+    def run(self, order: list[list[int]], rows: int) -> None:
+        groups = [order[i: i + rows] for i in range(0, len(order), rows)]
+        if self.pool is None:
+            for g in groups:
+                self.forward(g)
+        else:
+            self.pool.map(self.forward, groups)
+
+    def measure(self, sequences: list[list[int]], repeats: int) -> dict:
+        """The best of a few group sizes, timed again ``repeats`` times."""
+        order = sorted(sequences, key=len, reverse=True)
+        self.run(order, 4)  # warm-up
+        trials = {rows: median_time(lambda rows=rows: self.run(order, rows), 2)[0] for rows in (1, 4, 16)}
+        rows = min(trials, key=trials.get)
+        t, _ = median_time(lambda: self.run(order, rows), repeats)
+        tokens = sum(len(x) for x in sequences)
+        return {"tokens_per_s": tokens / t, "rows": rows, "seconds": t,
+                "processes": 1 if self.pool is None else self.pool.processes}
 
 
 def model_eval_prompts(tok, raw_dir: Path, n_instructions: int, max_tokens: int) -> list[list[int]]:
@@ -134,6 +167,14 @@ def model_eval_prompts(tok, raw_dir: Path, n_instructions: int, max_tokens: int)
             if len(out) == 2 * len(models) * n_instructions:
                 break
     return out
+
+
+def generation_prompts(tok, questions: Path, n: int) -> list[list[int]]:
+    """Answer generation as ``make generate`` does it, at the engine level: MT-Bench's first turns in a plain chat
+    format, both engines given the same ids and generating up to ``generate_new_tokens`` (decode-bound: batching,
+    the KV cache and finished rows leaving the batch are what counts)."""
+    turns = [json.loads(line)["turns"][0] for line in questions.read_text().splitlines() if line.strip()][:n]
+    return encode_with_bos(tok, [f"USER: {q}\nASSISTANT:" for q in turns])
 
 
 @contextlib.contextmanager
@@ -184,9 +225,9 @@ def compare_engines(model, tok, device, peers: dict, ids: list[list[int]], mode:
     for _ in range(repeats):
         for key in runs:
             if key in ours:
-                t, cpu = time.perf_counter(), time.process_time()
+                t, cpu = time.perf_counter(), cpu_seconds(ours[key])
                 new = sum(len(g.token_ids) for g in ours[key].generate(units, ids))
-                runs[key].append((time.perf_counter() - t, time.process_time() - cpu, new))
+                runs[key].append((time.perf_counter() - t, cpu_seconds(ours[key]) - cpu, new))
             else:
                 r = peers[key].request(generate={"units": units, "ids": ids, "engine": engine,
                                                  "reset_prefix_cache": True})
@@ -217,7 +258,7 @@ def reference_and_ceiling(model, tok, device, prompts: list[list[int]], n_ref: i
     new_tokens = sum(len(g.token_ids) for g in gens)
     t_ref, ref_out = median_time(lambda: judge_one_at_a_time(model, tok, ref_prompts, max_new, mode == "fast"),
                                  min(repeats, 3))
-    ceiling = forward_ceiling(model, [p + g.token_ids for p, g in zip(prompts, gens)], repeats)
+    ceiling = Ceiling(model, eng.cpu_processes).measure([p + g.token_ids for p, g in zip(prompts, gens)], repeats)
     ours_tps = (prompt_tokens + new_tokens) / t_ours
     ref_tps = (sum(len(p) for p in ref_prompts) + sum(len(x) for x in ref_out)) / t_ref
     print(f"    {mode:4s}: ours {len(prompts) / t_ours:8.2f} units/s, reference {len(ref_prompts) / t_ref:7.2f} "
@@ -263,36 +304,52 @@ def bench_model(name: str, args, score_line_tokens: float | None) -> tuple[list[
                 if workload == "pandalm":
                     row.update(reference_and_ceiling(model, tok, device, ids, n_ref, mode, max_new, repeats))
                 rows.append(row)
+        if args.questions and Path(args.generation_questions).is_file():
+            ids = generation_prompts(tok, Path(args.generation_questions), args.questions if tiny
+                                     else args.questions_big)
+            rows.append({**head, "mode": "generate", "workload": "generation",
+                         "max_new_tokens": args.generate_new_tokens, "units": len(ids),
+                         **compare_engines(model, tok, device, peers, ids, "full", args.generate_new_tokens,
+                                           repeats)})
         versions = peers.get("versions")
     return rows, versions
 
 
-def bench_merge(n_units: int, repeats: int) -> dict:
-    """Merge of a synthetic store vs the same metrics from JudgeLM's three JSONL files."""
+def synthetic_store(path: Path, n_units: int, rng, checksums: bool = True) -> tuple[np.ndarray, object, np.ndarray]:
+    """A judged store of ``n_units`` units (PandaLM-like pairs in both orders, 2 % parse failures, 64 shards), with
+    chunk checksums or (as stores were before them) without; returns the ground-truth scores, the unit plan and the
+    verdict scores it holds."""
     from judgelm.data.records import Record
     from judgelm.judging.store import ChunkVerdicts, VerdictStore
     from judgelm.judging.units import plan_units
-    from judgelm.results.merge import compute_metrics
-    from judgelm.scoring.judgelm_files import metrics_from_judgelm_files
 
-    rng = np.random.default_rng(0)
-    n_records = n_units // 2
-    gt = rng.integers(1, 11, (n_records, 2))
+    gt = rng.integers(1, 11, (n_units // 2, 2))
     records = [Record(question_id=i, question="q", answers=("a", "b"), gt_scores=(float(a), float(b)))
                for i, (a, b) in enumerate(gt.tolist())]
     plan = plan_units(records)
     scores = rng.integers(1, 11, (len(plan), 2)).astype(np.float32)
     scores[rng.random(len(plan)) < 0.02] = np.nan  # some parse failures
+    store = VerdictStore.create(path, records, plan, 2, chunk_units=16384, attrs={"n_shards": 64},
+                                checksums=checksums)
+    del records
+    for c in range(store.n_chunks):
+        sl = store.chunk_slice(c)
+        n = sl.stop - sl.start
+        store.write_chunk(c, ChunkVerdicts(scores=scores[sl], status=np.isnan(scores[sl, 0]).astype(np.int8),
+                                           text=[""] * n, prompt_tokens=np.zeros(n), new_tokens=np.zeros(n),
+                                           truncated=np.zeros(n, bool)), attempt=0)
+    return gt, plan, scores
+
+
+def bench_merge(n_units: int, repeats: int) -> dict:
+    """Merge of a synthetic store vs the same metrics from JudgeLM's three JSONL files."""
+    from judgelm.judging.store import VerdictStore
+    from judgelm.results.merge import compute_metrics
+    from judgelm.scoring.judgelm_files import metrics_from_judgelm_files
+
     with tempfile.TemporaryDirectory() as tmp:
-        for name, checksums in (("s.zarr", True), ("plain.zarr", False)):  # the second as stores were before
-            store = VerdictStore.create(Path(tmp) / name, records, plan, 2, chunk_units=16384, attrs={"n_shards": 64},
-                                        checksums=checksums)
-            for c in range(store.n_chunks):
-                sl = store.chunk_slice(c)
-                n = sl.stop - sl.start
-                store.write_chunk(c, ChunkVerdicts(scores=scores[sl], status=np.isnan(scores[sl, 0]).astype(np.int8),
-                                                   text=[""] * n, prompt_tokens=np.zeros(n), new_tokens=np.zeros(n),
-                                                   truncated=np.zeros(n, bool)), attempt=0)
+        for name, checksums in (("s.zarr", True), ("plain.zarr", False)):  # the same store, the second as before
+            gt, plan, scores = synthetic_store(Path(tmp) / name, n_units, np.random.default_rng(0), checksums)
         # with and without checksums interleaved, in wall and CPU time: on a shared machine the load moves
         times: dict[str, list[tuple[float, float]]] = {"s.zarr": [], "plain.zarr": []}
         for _ in range(repeats):
@@ -328,6 +385,41 @@ def bench_merge(n_units: int, repeats: int) -> dict:
             "merge_cpu_s_without_checksums": cpu_plain, "verify_s": t_verify,
             "judgelm_metrics_from_store_s": t_same, "jsonl_s": t_jsonl,
             "speedup_same_metrics": t_jsonl / t_same, "speedup_full_merge": t_jsonl / t_merge, "same_metrics": same}
+
+
+_MERGE_ALONE = """
+import json, sys, time
+from judgelm.judging.store import VerdictStore
+from judgelm.results.merge import compute_metrics
+
+def status_mb(key):  # this process's own figures (getrusage's peak would include the parent's, from before exec)
+    return int(next(x for x in open("/proc/self/status") if x.startswith(key)).split()[1]) / 1024
+
+before = status_mb("VmRSS")
+t = time.perf_counter()
+m = compute_metrics(VerdictStore(sys.argv[1]))
+print(json.dumps({"merge_s": time.perf_counter() - t, "rss_before_mb": before, "peak_rss_mb": status_mb("VmHWM"),
+                  "agreement": m["groups"]["without_reference"]["agreement"]}))
+"""
+
+
+def bench_merge_scale(n_units: int) -> dict:
+    """The full merge of a synthetic store of ``n_units`` units in a process of its own: seconds, and memory at
+    its peak beyond what the process held once its imports were done (bounded by a window, not the store)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "s.zarr"
+        t = time.perf_counter()
+        synthetic_store(path, n_units, np.random.default_rng(1))
+        build_s = time.perf_counter() - t
+        disk_mb = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2 ** 20
+        out = subprocess.run([sys.executable, "-c", _MERGE_ALONE, str(path)], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parents[1], check=True)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    r.update(units=n_units, store_mb=round(disk_mb, 1), build_s=build_s,
+             merge_memory_mb=round(r["peak_rss_mb"] - r["rss_before_mb"], 1))
+    print(f"  merge of a {n_units:,}-unit store ({disk_mb:.0f} MB on disk, built in {build_s:.0f} s): "
+          f"{r['merge_s']:.2f} s, {r['merge_memory_mb']:.0f} MB beyond the imports", flush=True)
+    return r
 
 
 def bench_cache(n_entries: int, per_file: int = 256, lookups: int = 2048) -> dict:
@@ -396,7 +488,7 @@ def vllm_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def table(rows: list[dict], merge: dict | None, cache: dict | None = None) -> str:
+def table(rows: list[dict], merge: dict | None, cache: dict | None = None, scale: list[dict] = ()) -> str:
     head = ("| model | mode | units | ours units/s | ours tok/s | reference tok/s | × reference (per token) | "
             "ceiling tok/s (best rows) | % of ceiling |\n|---|---|---|---|---|---|---|---|---|")
     lines = [head]
@@ -417,6 +509,9 @@ def table(rows: list[dict], merge: dict | None, cache: dict | None = None) -> st
                      f"identical: {merge['same_metrics']}; chunk checksums: the full merge "
                      f"{merge['merge_cpu_s']:.2f} s CPU with them, {merge['merge_cpu_s_without_checksums']:.2f} s "
                      f"without; make verify {merge['verify_s']:.2f} s")
+    for r in scale:
+        lines.append(f"\nStore of {r['units']:,} units ({r['store_mb']:.0f} MB on disk) merged alone: "
+                     f"{r['merge_s']:.2f} s, {r['merge_memory_mb']:.0f} MB beyond the imports")
     if cache:
         lines.append(f"\nVerdict cache of {cache['entries']:,} entries in {cache['files']:,} files "
                      f"({cache['bytes'] / 2**20:.0f} MiB): opened in {cache['open_s']:.2f} s "
@@ -443,7 +538,10 @@ class BenchConfig:
     repeats: int = 5
     """Timings are medians over this many repeats."""
     merge_units: int = 1_000_000
-    """Units of the synthetic store merged; 0 skips the merge benchmark."""
+    """Units of the synthetic store merged against JudgeLM's JSONL route (with and without chunk checksums); 0 skips
+    it."""
+    merge_scale: list[int] = field(default_factory=lambda: [1_000_000, 10_000_000])
+    """Stores merged alone in a fresh process for time and memory (empty: none)."""
     cache_entries: int = 1_000_000
     """Entries of the synthetic verdict cache opened; 0 skips the cache benchmark."""
     threads: int = 0
@@ -460,6 +558,20 @@ class BenchConfig:
     """``instructions`` for the 50M model."""
     max_prompt_tokens: int = 1536
     """Model-evaluation instructions must fit in this."""
+    generation_questions: str = "data/evaluation/mt_bench/question.jsonl"
+    """Questions of the generation workload (their first turns)."""
+    questions: int = 32
+    """Answers generated per repeat in the generation workload, tiny model (0: no generation rows)."""
+    questions_big: int = 8
+    """``questions`` for the 50M model."""
+    generate_new_tokens: int = 256
+    """Generation limit of the generation workload (answers of a few hundred tokens)."""
+    e2e: list[str] = field(default_factory=lambda: ["judge", "evaluate"])
+    """End-to-end rows: these default commands (``judge``, ``evaluate``) against their engine alone."""
+    e2e_repeats: int = 2
+    """Runs of each end-to-end command (each against the engine alone, interleaved)."""
+    e2e_args: list[str] = field(default_factory=list)
+    """Settings added to the end-to-end commands (``data.limit=100``); empty: their defaults, as users run them."""
 
 
 def bench(argv: list[str]) -> int:
@@ -470,6 +582,10 @@ def bench(argv: list[str]) -> int:
         torch.set_num_threads(args.threads)
     hw = hardware()
     print(f"hardware: {hw}", flush=True)
+    e2e = []
+    for kind in args.e2e:
+        print(f"  end to end: make {kind}", flush=True)
+        e2e.append(bench_run(kind, args.e2e_repeats, args.e2e_args))
     rows: list[dict] = []
     for name in args.models:
         score_line = next((r["mean_new_tokens"] for r in rows if r["model"] == "tiny" and r["mode"] == "fast"
@@ -478,12 +594,14 @@ def bench(argv: list[str]) -> int:
         rows += model_rows
         hw["vllm"] = versions or hw.get("vllm")
     merge = bench_merge(args.merge_units, args.repeats) if args.merge_units else None
+    scale = [bench_merge_scale(n) for n in args.merge_scale]
     cache = bench_cache(args.cache_entries) if args.cache_entries else None
     out_dir = Path(args.runs_dir) / time.strftime("bench-%Y%m%d-%H%M%S")
     out_dir.mkdir(parents=True)
-    (out_dir / "bench.json").write_text(json.dumps({"hardware": hw, "args": asdict(args), "engine": rows,
-                                                    "merge": merge, "cache": cache}, indent=2) + "\n")
-    print(vllm_table(rows) + "\n\n" + table(rows, merge, cache))
+    report = {"hardware": hw, "args": asdict(args), "end_to_end": e2e, "engine": rows, "merge": merge,
+              "merge_scale": scale, "cache": cache}
+    (out_dir / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    print((e2e_table(e2e) + "\n\n" if e2e else "") + vllm_table(rows) + "\n\n" + table(rows, merge, cache, scale))
     print(f"\nwritten: {out_dir / 'bench.json'}")
     return 0
 

@@ -32,7 +32,7 @@ from judgelm.judging.alpaca_eval import import_annotations, read_annotations
 from judgelm.judging.run import create_run, plan_run
 from judgelm.results.leaderboard import LEADERBOARD_MD, REFERENCE_JSON, REFERENCE_SCORES, build_leaderboard
 from judgelm.rundir import RunDir, check_run_name, write_text_atomic
-from launch.cli import run_main
+from launch.cli import exit_now, run_main
 from launch.configs import JudgeLaunchConfig
 from launch.dag import GenerationSettings, create_dag, dag_plan_text, run_dag
 from launch.submission import dry_run_text, launch
@@ -188,4 +188,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    exit_now(main())

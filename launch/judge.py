@@ -14,7 +14,7 @@ from pathlib import Path
 
 from judgelm.config import to_yaml
 from judgelm.judging.run import create_run, plan_run
-from launch.cli import run_main
+from launch.cli import exit_now, run_main
 from launch.configs import JudgeLaunchConfig, load_judge_config
 from launch.server import point_shards_at_server
 from launch.submission import dry_run_text, launch
@@ -38,4 +38,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    exit_now(main())

@@ -3,7 +3,8 @@
     python -m launch.status run=NAME [runs_dir=runs] [watch=SECONDS] [all=true]
 
 Per shard: the Slurm state and exit code of its latest job, the node, units done/total (from the store, the
-only truth about what is done), rate and ETA (from the shard's progress file), and attempts. Works while the
+only truth about what is done), rate, ETA and start-up (process start, imports and model load: from the shard's
+progress file), and attempts. Works while the
 run is going and after; local runs show the same table without Slurm columns. Past 16 shards, finished shards
 are left out of the table (``all=true`` shows them) and counted in the summary line. Every chunk is verified
 against its checksum: damaged chunks are not counted as done, and are listed under the table with the command
@@ -44,6 +45,12 @@ def _alive(pid: str) -> bool:
     return pid.isdigit() and Path(f"/proc/{pid}").exists()
 
 
+def startup(p) -> str:
+    """The latest attempt's start-up: process start, imports, model load and cache (``judgelm.judging.phases``)."""
+    phases = (p.attempts[-1].phases or {}) if p and p.attempts else {}
+    return f"{sum(phases.get(k, 0.0) for k in ('start', 'model', 'cache')):.1f} s" if "start" in phases else "—"
+
+
 def status_table(rd: RunDir, show_all: bool = True) -> str:
     """A judging or generation run's table; an evaluation whose answers are generated first (``launch/dag.py``)
     gets one per model's generation run, then its judging run's (or what the judging jobs wait for)."""
@@ -71,7 +78,7 @@ def run_table(rd: RunDir, show_all: bool = True) -> str:
     damage = store.verify()
     counts = shard_done_counts(store, n_shards, damage)
     damaged = {k: sum(1 for d in damage if d.shard == k) for k in range(n_shards)}
-    header = ["shard", "job", "state", "exit", "node", "units", "done", "rate/s", "ETA", "attempts"]
+    header = ["shard", "job", "state", "exit", "node", "units", "done", "rate/s", "ETA", "start-up", "attempts"]
     table = [header]
     states: dict[str, int] = {}
     for k in range(n_shards):
@@ -98,7 +105,7 @@ def run_table(rd: RunDir, show_all: bool = True) -> str:
             continue
         table.append([str(k), jid or "—", state, row.get("ExitCode", "—"), row.get("NodeList", "—") or "—",
                       f"{done}/{total}", f"{100 * done / max(total, 1):.1f} %", f"{rate:.1f}" if rate else "—",
-                      eta, str(len(p.attempts)) if p else "0"])
+                      eta, startup(p), str(len(p.attempts)) if p else "0"])
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
     done_all = sum(d for d, _ in counts)

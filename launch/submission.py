@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import json
 import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -26,16 +28,15 @@ from judgelm.config import to_yaml
 from judgelm.generation.config import model_id_of
 from judgelm.generation.export import SUMMARY_FILE, IncompleteAnswers, export_run
 from judgelm.generation.store import AnswerStore
+from judgelm.judging.phases import PhaseTimer, process_age
 from judgelm.judging.progress import read_progress
-from judgelm.judging.store import ChunkLayout, DamagedStore, VerdictStore
-from judgelm.results.merge import IncompleteStore, merge_run
-from judgelm.results.tables import format_table
+from judgelm.judging.store import ChunkLayout, DamagedStore, IncompleteStore, VerdictStore
 from judgelm.rundir import RunDir, environment_hint
 from launch.cluster import ClusterConfig, make_executor
 from launch.configs import GenerateLaunchConfig, JudgeLaunchConfig
 from launch.server import STOP_FILE, request_stop, submit_server
 from launch.snapshot import snapshot_code
-from launch.tasks import JOB_ERROR, GenerateShardTask, JudgeShardTask, export_task, merge_task
+from launch.tasks import JOB_ERROR, GenerateShardTask, JudgeShardTask, ShardsTask, export_task, merge_task
 
 log = logging.getLogger("judgelm.launch")
 
@@ -61,8 +62,14 @@ def evaluated_models(cfg) -> str:
     return f" models={','.join(model_id_of(p) for p in paths)}" if paths else ""
 
 
-JUDGE = RunKind("judge", JudgeShardTask, "merge", merge_task,
-                lambda root, partial: format_table(merge_run(root, partial)), lambda rd: rd.table,
+def merge_here(root: Path, allow_partial: bool) -> str:
+    """A local run's merge, in this process; its modules (scipy...) were loaded while the shards ran."""
+    from judgelm.results.merge import merge_run
+    from judgelm.results.tables import format_table
+    return format_table(merge_run(root, allow_partial))
+
+
+JUDGE = RunKind("judge", JudgeShardTask, "merge", merge_task, merge_here, lambda rd: rd.table,
                 lambda rd: VerdictStore(rd.store), IncompleteStore, evaluated_models)
 GENERATE = RunKind("generate", GenerateShardTask, "export", export_task, export_run,
                    lambda rd: rd.root / SUMMARY_FILE, lambda rd: AnswerStore(rd.answer_store), IncompleteAnswers,
@@ -145,14 +152,28 @@ def ctrl_c_left_to_shards(local: bool):
             signal.signal(signal.SIGINT, previous)
 
 
+def local_workers(shards: list[int], backend: str, running_here: int = 0) -> tuple[list[list[int]], int]:
+    """Shards grouped into local workers, and torch threads per worker. A model judged in this machine's processes
+    gets one worker per submission, judging its shards one after the other on its share of the cores (the engine
+    spreads over them: ``cpu_processes``), so the imports and the model load are paid once and never more
+    processes compute than there are cores; ``running_here`` counts the shards of every submission running here
+    (default: these). Shards that call a server (``openai``) compute nothing here: one worker each, side by side."""
+    cores = os.cpu_count() or 1
+    share = max(1, cores * len(shards) // max(running_here or len(shards), 1))  # this submission's cores
+    if backend == "openai":
+        return [[s] for s in shards], 1
+    return [list(shards)], share
+
+
 @dataclass
 class Submission:
     rd: RunDir
     cfg: JudgeLaunchConfig | GenerateLaunchConfig
     shards: list[int]
-    shard_jobs: list  # submitit jobs, one per shard
+    shard_jobs: list  # the submitit job of each shard (locally a worker's job, shared by its shards)
     merge_job: object | None  # Slurm only: the closing job (merge, export) runs after the array (afterany)
     kind: RunKind = JUDGE
+    judge: str = ""  # a panel judge's shards (``make panel``); empty: the run's own judge
 
     @property
     def array_job_id(self) -> str | None:
@@ -180,10 +201,7 @@ def submit(rd: RunDir, cfg: JudgeLaunchConfig | GenerateLaunchConfig, shards: li
     name = f"judgelm-{kind.name}:{cfg.run}" + (f":{judge}" if judge else "")
     slurm = cfg.cluster.executor == "slurm"
     chdir = (chdir or snapshot_code(rd.root / "code")) if slurm else None
-    # Locally, share this machine's cores between the shards that run at once; Slurm gives each its own. Idle
-    # OpenMP threads must sleep rather than spin, or shards sharing cores slow each other down several-fold.
-    threads = 0 if slurm else max(1, (os.cpu_count() or 1) // max(1, running_here or len(shards)))
-    if not slurm:
+    if not slurm:  # idle OpenMP threads must sleep, or processes sharing cores slow each other down several-fold
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     jobs, merge = [], None
     server = cfg.cluster.server.enabled and shards and not judge
@@ -193,10 +211,17 @@ def submit(rd: RunDir, cfg: JudgeLaunchConfig | GenerateLaunchConfig, shards: li
     if shards:
         ex = make_executor(cfg.cluster, rd.logs, name, comment=comment, chdir=chdir, dependency=after or None,
                            gpus_per_node=task_gpus(cfg), python=cfg.engine.python or None)
-        n = len(shards)
         with ctrl_c_left_to_shards(not slurm):
-            jobs = ex.map_array(kind.task(), [str(rd.root)] * n, shards, [cfg.shards] * n, [threads] * n,
-                                [judge] * n)
+            if slurm:  # Slurm gives every task its own cores
+                n = len(shards)
+                jobs = ex.map_array(kind.task(), [str(rd.root)] * n, shards, [cfg.shards] * n, [0] * n, [judge] * n)
+            else:
+                groups, threads = local_workers(shards, cfg.engine.backend, running_here)
+                n = len(groups)
+                workers = ex.map_array(ShardsTask(kind.task), [str(rd.root)] * n, groups, [cfg.shards] * n,
+                                       [threads] * n, [judge] * n)
+                worker_of = {s: w for w, g in zip(workers, groups) for s in g}
+                jobs = [worker_of[s] for s in shards]
     if slurm and closing:
         closing_after = ([jobs[0].job_id.split("_")[0]] if jobs else []) + list(wait_for)
         ex = make_executor(merge_cluster(cfg.cluster), rd.logs, f"judgelm-{kind.closing}:{cfg.run}", comment=comment,
@@ -204,7 +229,7 @@ def submit(rd: RunDir, cfg: JudgeLaunchConfig | GenerateLaunchConfig, shards: li
         merge = ex.submit(kind.close_job, str(rd.root), cfg.allow_partial, bool(server))
     record_submission(rd, kind.name, cfg.cluster.executor, [j.job_id for j in jobs], shards,
                       merge.job_id if merge else None, judge=judge)
-    return Submission(rd, cfg, shards, jobs, merge, kind)
+    return Submission(rd, cfg, shards, jobs, merge, kind, judge)
 
 
 class ProgressView:
@@ -264,19 +289,21 @@ class ProgressView:
         return f"{left / (per_shard * min(self.parallelism, incomplete)):.0f} s"
 
 
-def follow(sub: Submission, every: float = 5.0) -> None:
-    """Print a progress line whenever it changes until every job of the submission has ended."""
+def follow(sub: Submission, every: float = 5.0, poll: float = 0.2) -> None:
+    """Print a progress line every ``every`` seconds when it changed, until every job of the submission has ended;
+    the jobs' end is noticed within ``poll`` seconds, so the run is closed at once."""
     view = ProgressView(sub.rd, sub.cfg.shards, sub.cfg.cluster.array_parallelism, store=sub.kind.open_store(sub.rd))
-    last = ""
+    last, shown = "", -every
     while True:
         finished = all(j.done() for j in sub.jobs)
-        line = view.line()
-        if line.split("] ", 1)[-1] != last or finished:
-            print(line, flush=True)
-            last = line.split("] ", 1)[-1]
+        if finished or time.monotonic() - shown >= every:
+            line, shown = view.line(), time.monotonic()
+            if line.split("] ", 1)[-1] != last or finished:
+                print(line, flush=True)
+                last = line.split("] ", 1)[-1]
         if finished:
             return
-        time.sleep(every)
+        time.sleep(poll)
 
 
 # Slurm states that say why a job ended when the job itself could not (killed at a limit, a node lost).
@@ -322,10 +349,16 @@ def failure_cause(rd: RunDir, shard: int | None, job) -> str:
     return _exception_line(e) if e is not None else f"ended in state {state}"
 
 
-def finish(sub: Submission, started: float) -> int:
+def finish(sub: Submission, started: float, timer: PhaseTimer | None = None) -> int:
     """After the jobs end: name failed shards and why, then close the run here (local: merge or export) or show the
-    closing job's outcome."""
-    failed = {s: failure_cause(sub.rd, s, j) for s, j in zip(sub.shards, sub.shard_jobs) if j.exception() is not None}
+    closing job's outcome. With ``timer`` (the run's phases so far) the closing is timed too and the phases are
+    printed."""
+    timer = timer or PhaseTimer()
+    # A local worker's failure leaves the shards it had finished complete: the store says which it did not finish.
+    store = sub.kind.open_store(sub.rd)
+    done = (store.judge(sub.judge) if sub.judge else store).readable_done()
+    failed = {s: failure_cause(sub.rd, s, j) for s, j in zip(sub.shards, sub.shard_jobs)
+              if j.exception() is not None and not done[store.shard_slice(s, sub.cfg.shards)].all()}
     for s, cause in failed.items():
         log.error("shard %d failed: %s (log: %s)", s, cause, sub.rd.logs)
     causes = sorted(set(failed.values()))
@@ -335,8 +368,9 @@ def finish(sub: Submission, started: float) -> int:
               file=sys.stderr)
         return 1
     try:
-        text = (sub.kind.close_here(sub.rd.root, sub.cfg.allow_partial) if sub.merge_job is None
-                else sub.kind.result(sub.rd).read_text())
+        with timer(sub.kind.closing):
+            text = (sub.kind.close_here(sub.rd.root, sub.cfg.allow_partial) if sub.merge_job is None
+                    else sub.kind.result(sub.rd).read_text())
     except (sub.kind.incomplete, DamagedStore) as e:
         why = "".join(f"\ncause: {c}" for c in causes)
         print(f"error: {e}{why}\ncontinue with: make resubmit RUN={sub.cfg.run}", file=sys.stderr)
@@ -345,7 +379,7 @@ def finish(sub: Submission, started: float) -> int:
         if sub.merge_job is None and sub.cfg.cluster.server.enabled:
             request_stop(sub.rd.root)
     print(text, flush=True)
-    print(f"run directory: {sub.rd.root}\nwall time: {time.time() - started:.1f} s", flush=True)
+    print(f"run directory: {sub.rd.root}\n{timer.line('run')}\nwall time: {time.time() - started:.1f} s", flush=True)
     return 1 if failed else 0
 
 
@@ -365,23 +399,31 @@ def print_how_to_follow(sub: Submission) -> None:
 def launch(rd: RunDir, cfg: JudgeLaunchConfig | GenerateLaunchConfig, shards: list[int], started: float,
            wait_for: list[str] = (), kind: RunKind = JUDGE) -> int:
     """Submit, then (unless a Slurm run is not waited for) follow to the end and report."""
-    return see_through(submit(rd, cfg, shards, wait_for, kind=kind), started)
+    timer = PhaseTimer()  # the launcher's own phases; "create": from its start (imports included) to submitting
+    timer.seconds["create"] = round(process_age() or time.time() - started, 3)
+    with timer("shards"):
+        sub = submit(rd, cfg, shards, wait_for, kind=kind)
+    return see_through(sub, started, timer)
 
 
-def see_through(sub: Submission, started: float) -> int:
+def see_through(sub: Submission, started: float, timer: PhaseTimer | None = None) -> int:
     """Follow a submission to its end and report, unless it is a Slurm run that is not waited for."""
     cfg = sub.cfg
     if cfg.cluster.executor == "slurm":
         print_how_to_follow(sub)
         if not cfg.wait:
             return 0
-    return follow_to_end(sub, started)
+    return follow_to_end(sub, started, timer)
 
 
-def follow_to_end(sub: Submission, started: float) -> int:
+def follow_to_end(sub: Submission, started: float, timer: PhaseTimer | None = None) -> int:
+    timer = timer or PhaseTimer()
+    if sub.kind is JUDGE:  # the merge's modules (scipy...) load while the shards run, not after them
+        threading.Thread(target=importlib.import_module, args=("judgelm.results.merge",), daemon=True).start()
     try:
-        follow(sub)
+        with timer("shards"):
+            follow(sub)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"Shards stop after their current chunk; nothing done is lost. Continue with: "
                                 f"make resubmit RUN={sub.cfg.run}") from None
-    return finish(sub, started)
+    return finish(sub, started, timer)

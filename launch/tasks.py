@@ -3,7 +3,9 @@ and a training job."""
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -13,8 +15,6 @@ import submitit
 
 from judgelm.judging.preemption import StopRequest
 from judgelm.judging.store import DamagedStore
-from judgelm.results.merge import IncompleteStore, merge_run
-from judgelm.results.tables import format_table
 from judgelm.rundir import environment_fault
 from launch.cli import setup_logging
 from launch.server import request_stop
@@ -28,10 +28,33 @@ log = logging.getLogger("judgelm.tasks")
 JOB_ERROR = "error: "  # the start of the one line a job that fails for a known cause ends with (on stderr)
 
 
+def exit_without_teardown() -> None:
+    """Once the job's result is written, end the process at once: tearing down an interpreter that holds torch,
+    transformers and a model takes seconds (tens on a loaded machine), during which the run waits for the job to end.
+    Everything is written and closed by then; logs are flushed first, and the exit status is kept (1 after an
+    uncaught exception or ``end_job``: a local worker may end that way in a later shard). Only in a job's own
+    process (submitit's runner), never in one that runs tasks in-process."""
+    main = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if getattr(main, "name", "") != "submitit.core._submit":
+        return
+
+    def _exit() -> None:
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        failed = getattr(sys, "last_value", None) is not None or getattr(end_job, "called", False)
+        os._exit(1 if failed else 0)
+
+    if not getattr(exit_without_teardown, "registered", False):
+        exit_without_teardown.registered = True
+        atexit.register(_exit)
+
+
 def end_job(line: str) -> NoReturn:
     """End a job that failed for a known cause (the environment, a damaged or incomplete store) with one line on
     stderr and exit code 1: the cause is the message, so no traceback (submitit prints one for any exception).
     Writing may itself fail (the disk that is full holds the log); the exit code still says it failed."""
+    end_job.called = True  # for exit_without_teardown, whose exit would otherwise be 0
     try:
         print(JOB_ERROR + line, file=sys.stderr, flush=True)
     except OSError:
@@ -63,6 +86,7 @@ class ShardTask(submitit.helpers.Checkpointable):
             log.warning("shard %d stopped after its chunk with %d/%d units done: requeueing", shard,
                         result.units_done, result.units_total)
             stop.hand_over()  # submitit's handler: checkpoint, `scontrol requeue`, exit
+        exit_without_teardown()
         return result
 
     def run_shard(self, run_dir: str, shard: int, n_shards: int, stop: StopRequest, threads: int,
@@ -86,9 +110,38 @@ class GenerateShardTask(ShardTask):
         return run_shard(run_dir, shard, n_shards, stop, threads=threads)
 
 
+class ShardsTask:
+    """A local worker: several shards of a run (judging's or generation's: ``task``) one after the other in one
+    process, so a machine never runs more compute processes than it has cores and the model is loaded once
+    (``make_engine``). Each shard still commits its own chunks and keeps its own progress; a stop (ctrl-C) ends the
+    worker after the current chunk. A shard that fails for a known cause (its one ``error:`` line written) does not
+    keep the next ones from running, as in an array; the worker then exits 1."""
+
+    def __init__(self, task: type[ShardTask] = JudgeShardTask):
+        self.task = task
+
+    def __call__(self, run_dir: str, shards: list[int], n_shards: int, threads: int = 0,
+                 judge: str = "") -> list[ShardResult]:
+        results, failed = [], False
+        for shard in shards:
+            try:
+                results.append(self.task()(run_dir, shard, n_shards, threads, judge))
+            except SystemExit:  # end_job: the cause is written; the other shards may still do their part
+                failed = True
+                continue
+            if results[-1].interrupted:
+                break
+        if failed:
+            raise SystemExit(1)
+        return results
+
+
 def merge_task(run_dir: str, allow_partial: bool = False, stop_server: bool = False) -> dict:
     """The merge job: fails, naming the incomplete shards, unless every unit is done (or partial is allowed).
     With ``stop_server`` it then shuts down the run's judge server, whatever the merge's outcome."""
+    # scipy and more: not for the shards, which unpickle this module
+    from judgelm.results.merge import IncompleteStore, merge_run
+    from judgelm.results.tables import format_table
     setup_logging()
     try:
         m = merge_run(run_dir, allow_partial)

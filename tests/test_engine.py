@@ -1,5 +1,8 @@
 """The batched HF engine: same tokens as one-at-a-time generation, per-row stopping, bounded batches."""
 
+import os
+import signal
+
 import numpy as np
 import pytest
 import torch
@@ -161,3 +164,35 @@ def test_models_that_transform_their_logits_go_through_their_own_head(judge):
     a, b = plain.generate(list(range(5)), ids), own_head.generate(list(range(5)), ids)
     assert [g.token_ids for g in a] == [g.token_ids for g in b]
     assert plain.plain_head  # Llama has no logit transform
+
+
+@pytest.mark.parametrize("settings", [dict(mode="fast", logprobs_topk=3), dict(mode="full", max_new_tokens=12),
+                                      dict(mode="full", max_new_tokens=12, temperature=0.7, top_k=5)])
+def test_forked_compute_processes_give_the_same_generations(judge, settings):
+    """Batches judged side by side in forked processes (``cpu_processes``) give the tokens and texts of one process
+    (log-probabilities to float rounding: the batches are cut smaller), and a process killed between calls is
+    replaced."""
+    model, tok, device = judge
+    ids = prompts(tok, 17)
+    units = list(range(len(ids)))
+    alone = HFEngine(model, tok, device, EngineConfig(cpu_processes=1, **settings)).generate(units, ids)
+    eng = HFEngine(model, tok, device, EngineConfig(cpu_processes=3, **settings))
+    for _ in range(2):
+        out = eng.generate(units, ids)
+        assert eng.pool.processes == 3
+        for a, b in zip(alone, out):
+            assert (a.unit, a.token_ids, a.text, a.stopped) == (b.unit, b.token_ids, b.text, b.stopped)
+            if a.top_ids is not None:
+                assert np.array_equal(a.top_ids, b.top_ids)
+                assert np.allclose(a.top_logprobs, b.top_logprobs, atol=1e-4, equal_nan=True)
+        os.kill(eng.pool.pids[0], signal.SIGKILL)
+        os.waitpid(eng.pool.pids[0], 0)
+
+
+def test_prefills_stay_within_their_token_cap():
+    lengths = [300, 290, 280, 100, 90, 80, 70, 5000]
+    batches = plan_batches(lengths, max_new=10, batch_tokens=100_000, max_batch=64, max_padding=1.0,
+                           prefill_tokens=600)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for b in batches:  # a prompt longer than the cap is prefilled alone
+        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 600

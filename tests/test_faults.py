@@ -90,10 +90,10 @@ def test_a_judge_whose_weights_vanished_is_named_by_the_shards_and_the_summary(t
     assert f"shard 0 failed: {cause}" in out and f"shard 1 failed: {cause}" in out
     assert f"cause: {cause}" in err and "make resubmit RUN=gone" in err
     rd = RunDir(tmp_path / "gone")
-    logs = [log.read_text() for log in rd.logs.rglob("*_log.err")]
-    assert len(logs) == 2 and all("Traceback" not in text for text in logs)
-    assert sorted(text.strip().splitlines()[-1] for text in logs) == [f"error: shard {k} failed: {cause}"
-                                                                       for k in range(2)]
+    logs = [log.read_text() for log in rd.logs.rglob("*_log.err")]  # locally, one worker runs both shards
+    assert logs and all("Traceback" not in text for text in logs)
+    assert sorted(x for text in logs for x in text.strip().splitlines()) == [f"error: shard {k} failed: {cause}"
+                                                                           for k in range(2)]
     assert f"shard 1 failed: {cause}" in status_table(rd)
 
 

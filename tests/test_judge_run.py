@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -40,6 +41,7 @@ def test_local_executor_run_end_to_end(tmp_path, random_judge, capsys):
     assert rc == 0
     out = capsys.readouterr().out
     assert "| Agreement |" in out and "units (100.0 %)" in out
+    assert re.search(r"^phases run: create [\d.]+ s, shards [\d.]+ s, merge [\d.]+ s", out, re.M)
     rd = RunDir(tmp_path / "e2e")
     m = json.loads(rd.metrics.read_text())
     assert m["complete"] and m["units"] == 30 * 2 + 10 * 2
@@ -49,9 +51,16 @@ def test_local_executor_run_end_to_end(tmp_path, random_judge, capsys):
     store = VerdictStore(rd.store)
     assert store.done().all() and set(store.verdicts("status").tolist()) <= {0, 1}
     assert (store.verdicts("prompt_tokens") > 100).all()
-    for k in range(3):
-        p = read_progress(rd.shard_progress(k))
+    # one local worker judged the three shards one after the other: the start-up and the model load once, each
+    # shard with its own progress and the time of each phase
+    [sub] = launch_status.read_submissions(rd)
+    assert len(set(sub["job_ids"])) == 1
+    progress = [read_progress(rd.shard_progress(k)) for k in range(3)]
+    for k, p in enumerate(progress):
         assert p.units_done == p.units_total == store.shard_units(k, 3) and p.attempts[-1].state == "finished"
+        assert set(p.attempts[-1].phases) >= {"start", "model", "tokenize", "engine", "store"}
+    assert progress[0].attempts[-1].phases["start"] > 0
+    assert progress[1].attempts[-1].phases["start"] == progress[2].attempts[-1].phases["start"] == 0
     # 80 units over 3 shards in chunks of at most 8: 12 chunks of 7, four per shard
     assert store.chunk_units == 7 and [len(store.shard_chunks(k, 3)) for k in range(3)] == [4, 4, 4]
     assert "chunk_units: 7" in (rd.root / "config.yaml").read_text()
@@ -64,7 +73,7 @@ def test_local_executor_run_end_to_end(tmp_path, random_judge, capsys):
     assert [s["shards"] for s in launch_status.read_submissions(rd)] == [[0, 1, 2], []]
     table = launch_status.status_table(rd)
     assert table.splitlines()[0].split() == ["shard", "job", "state", "exit", "node", "units", "done", "rate/s",
-                                             "ETA", "attempts"]
+                                             "ETA", "start-up", "attempts"]
     assert "30/30" not in table and "run e2e" in table and "80/80 units (100.0 %)" in table
 
 

@@ -49,3 +49,31 @@ def test_matches_sklearn_on_random_labels():
         assert macro_prf(y_true, y_pred) == pytest.approx((p, r, f))
         assert judgelm_metrics(y_true, y_pred)["agreement"] == pytest.approx(sk.accuracy_score(y_true, y_pred))
         assert confusion(y_true, y_pred).tolist() == sk.confusion_matrix(y_true, y_pred, labels=[-1, 0, 1]).tolist()
+
+
+def test_distinct_rows_with_counts_give_the_numbers_of_the_rows_repeated():
+    """The merge hands every metric the distinct rows of a store and their counts (``w``): the same numbers, the
+    same bootstrap interval, as the rows themselves."""
+    from judgelm.scoring import metrics as m
+
+    rng = np.random.default_rng(3)
+    n = 3000
+    gt, seq, rev = rng.integers(-1, 2, n), rng.integers(-1, 2, n), rng.integers(-1, 2, n)
+    x = rng.integers(1, 6, n).astype(float)
+    y = x + rng.integers(-2, 3, n)
+    x[rng.random(n) < 0.05] = np.nan
+    rows, w = np.unique(np.stack([gt, seq, rev, np.nan_to_num(x, nan=-9), y], axis=1), axis=0, return_counts=True)
+    g, s, r, xs, ys = rows.T
+    xs = np.where(xs == -9, np.nan, xs)
+    g, s, r = g.astype(np.int64), s.astype(np.int64), r.astype(np.int64)
+    assert m.judgelm_metrics(g, s, r, w) == pytest.approx(m.judgelm_metrics(gt, seq, rev))
+    assert m.cohen_kappa(g, s, w) == pytest.approx(m.cohen_kappa(gt, seq))
+    assert (m.confusion(g, s, w) == m.confusion(gt, seq)).all()
+    assert m.position_bias(s, r, w) == pytest.approx(m.position_bias(seq, rev))
+    assert m.agreement_without_ties(g, s, w) == pytest.approx(m.agreement_without_ties(gt, seq))
+    assert m.length_bias(g, s, r, np.zeros(len(r)), w) == pytest.approx(m.length_bias(gt, seq, rev, np.zeros(n)),
+                                                                         nan_ok=True)
+    for f in (m.pearson, m.spearman, m.kendall):
+        assert f(xs, ys, w) == pytest.approx(f(x, y), abs=1e-12)
+    assert m.bootstrap_ci(m.weighted_mean, (g == s).astype(float), w=w) == m.bootstrap_ci(m.weighted_mean,
+                                                                                           (gt == seq).astype(float))

@@ -3,7 +3,9 @@ shard code is shared. ``BACKENDS`` is the one table of them, read by ``make_engi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from dataclasses import asdict
 
 from judgelm.inference.config import EngineConfig, ModelConfig
 
@@ -28,9 +30,18 @@ def _openai(model_cfg: ModelConfig, engine_cfg: EngineConfig):
 
 
 BACKENDS: dict[str, Callable] = {"hf": _hf, "vllm": _vllm, "openai": _openai}
+IN_PROCESS = ("hf", "vllm")  # backends that hold the model in this process; a server engine also counts usage
+_loaded: dict[str, object] = {}  # the last in-process engine made, by its settings
 
 
 def make_engine(model_cfg: ModelConfig, engine_cfg: EngineConfig):
-    """The configured backend, with its model loaded (or its server found)."""
+    """The configured backend, with its model loaded (or its server found). An in-process model is loaded once per
+    process: a worker that runs several shards of a run one after the other asks again with the same settings."""
     engine_cfg.validate()
-    return BACKENDS[engine_cfg.backend](model_cfg, engine_cfg)
+    if engine_cfg.backend not in IN_PROCESS:
+        return BACKENDS[engine_cfg.backend](model_cfg, engine_cfg)
+    key = json.dumps([asdict(model_cfg), asdict(engine_cfg)], sort_keys=True)
+    if key not in _loaded:
+        _loaded.clear()  # one model at a time: a panel judge's shards load theirs in place of the run's
+        _loaded[key] = BACKENDS[engine_cfg.backend](model_cfg, engine_cfg)
+    return _loaded[key]

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 FAST_MAX_NEW_TOKENS = 16
 FULL_MAX_NEW_TOKENS = 512
+
+
+def adapter_base(path: str) -> str | None:
+    """The base model of a PEFT adapter directory (``adapter_config.json``), or ``None`` for a plain model."""
+    f = Path(path) / "adapter_config.json"
+    return json.loads(f.read_text())["base_model_name_or_path"] if f.is_file() else None
 
 
 @dataclass
@@ -65,6 +73,9 @@ class EngineConfig:
     0 uses every GPU the task sees, which ``gpus_per_task`` of the cluster profile sets."""
     max_batch: int = 64
     """At most this many rows per batch."""
+    prefill_tokens: int = 0
+    """Prompt positions computed by one forward pass of the prefill (rows × longest prompt); 0: 2048 on a CPU
+    (activations stay in the cache), no limit on a GPU. Decoding still batches the rows of many prefills."""
     max_padding: float = 0.05
     """At most this share of a batch's prompt positions may be padding (each costs a full forward position);
     lower means more, narrower batches."""
@@ -76,6 +87,10 @@ class EngineConfig:
     counted in the merge."""
     threads: int = 0
     """CPU threads for torch; 0 takes SLURM_CPUS_PER_TASK or this machine's cores divided among local shards."""
+    cpu_processes: int = 0
+    """hf engine on a CPU: processes that judge batches side by side, forked from the shard's process (sharing its
+    weights), one torch thread each. 0: one per thread for a model under 1B parameters (a small model's operations
+    are too small for threads to help), else 1 (threads only). Results do not depend on it."""
     logprobs_topk: int = 0
     """If > 0, store the top-k log-probabilities at each of the first generated positions (fast mode), from
     which the merge derives an expected score and a confidence per verdict."""
@@ -157,8 +172,8 @@ class EngineConfig:
         if not 0 <= self.memory_margin < 1 or self.tensor_parallel_size < 0:
             raise ValueError(f"engine.memory_margin must be in [0, 1) and engine.tensor_parallel_size >= 0, got "
                              f"{self.memory_margin}, {self.tensor_parallel_size}")
-        if self.logprobs_topk < 0:
-            raise ValueError("engine.logprobs_topk must be >= 0")
+        if self.logprobs_topk < 0 or self.cpu_processes < 0 or self.prefill_tokens < 0:
+            raise ValueError("engine.logprobs_topk, engine.cpu_processes and engine.prefill_tokens must be >= 0")
         if self.samples < 1 or self.parse_retries < 0 or self.retry_temperature <= 0:
             raise ValueError(f"engine.samples must be >= 1, engine.parse_retries >= 0 and engine.retry_temperature "
                              f"> 0, got {self.samples}, {self.parse_retries}, {self.retry_temperature}")

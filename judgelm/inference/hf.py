@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from judgelm.inference.config import EngineConfig
+from judgelm.inference.fork_pool import ForkPool
 from judgelm.inference.kv_cache import batch_cache, row_block, seal, share_prefix
 from judgelm.inference.memory import gpu_budget
 from judgelm.inference.prefix import attention_positions_per_token, prefix_groups, worth_sharing
@@ -58,11 +59,12 @@ def end_token_ids(model, tokenizer) -> list[int]:
 
 
 def plan_batches(lengths: list[int], max_new: int, batch_tokens: int, max_batch: int,
-                 max_padding: float) -> list[list[int]]:
+                 max_padding: float, prefill_tokens: int = 0) -> list[list[int]]:
     """Indices grouped into prefill groups, longest prompt first.
 
-    A batch stays within the token budget (rows × (longest prompt + max_new)), at most ``max_batch`` rows, and at
-    most ``max_padding`` of its prompt positions are padding: padded positions cost a full forward pass each.
+    A batch stays within the token budget (rows × (longest prompt + max_new)), at most ``max_batch`` rows, at most
+    ``prefill_tokens`` prompt positions (0: no limit) and at most ``max_padding`` of its prompt positions are
+    padding: padded positions cost a full forward pass each.
     """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
@@ -71,7 +73,7 @@ def plan_batches(lengths: list[int], max_new: int, batch_tokens: int, max_batch:
     for i in order:
         if cur:
             n, width = len(cur) + 1, lengths[cur[0]]
-            if (n > max_batch or n * (width + max_new) > batch_tokens
+            if (n > max_batch or n * (width + max_new) > batch_tokens or 0 < prefill_tokens < n * width
                     or n * width > (1 + max_padding) * (real + lengths[i])):
                 batches.append(cur)
                 cur, real = [], 0
@@ -106,9 +108,10 @@ def decode_batches(groups: list[list[int]], lengths: list[int], max_new: int, ba
 
 
 def prefill_plan(ids: list[list[int]], max_new: int, batch_tokens: int, max_batch: int, max_padding: float,
-                 per_token: float | None) -> tuple[list[list[int]], dict[int, int]]:
+                 per_token: float | None, prefill_tokens: int = 0) -> tuple[list[list[int]], dict[int, int]]:
     """Prefill groups, longest first, and the shared prefix length of each group that has one (keyed by its first
-    row). ``per_token``: the model's ``attention_positions_per_token``; ``None`` shares nothing.
+    row). ``per_token``: the model's ``attention_positions_per_token``; ``None`` shares nothing; ``prefill_tokens``
+    caps the prompt positions of one prefill (0: no cap).
 
     Rows sharing a prefix are grouped by the length of what follows it, under the same padding and token budget
     rules as other rows; a prefix split over several groups is still computed once per decode batch.
@@ -122,14 +125,35 @@ def prefill_plan(ids: list[list[int]], max_new: int, batch_tokens: int, max_batc
             shared.append((p, worth))
         alone += [i for i in rows if i not in worth]
     groups = [[alone[i] for i in g] for g in
-              plan_batches([lengths[i] for i in alone], max_new, batch_tokens, max_batch, max_padding)]
+              plan_batches([lengths[i] for i in alone], max_new, batch_tokens, max_batch, max_padding, prefill_tokens)]
     prefix_of = {}
     for p, rows in shared:  # the budget counts whole rows: the prefix rides along with max_new
-        for g in plan_batches([lengths[i] - p for i in rows], max_new + p, batch_tokens, max_batch, max_padding):
+        for g in plan_batches([lengths[i] - p for i in rows], max_new + p, batch_tokens, max_batch, max_padding,
+                              prefill_tokens):
             groups.append([rows[i] for i in g])
             prefix_of[groups[-1][0]] = p
     groups.sort(key=lambda g: -lengths[g[0]])
     return groups, prefix_of
+
+
+CPU_PREFILL_TOKENS = 2048
+"""Prompt positions of one prefill on a CPU by default: a small judge's activations then stay in the core's cache,
+where its elementwise operations (norms, rotary embeddings, activations) run faster than from memory, and the matrix
+products are as fast at this size (tiny judge, one core: 10-20 % less CPU time than unbounded prefills)."""
+
+SMALL_MODEL = 1_000_000_000
+"""Parameters below which a CPU engine judges in one process per thread by default: a bigger model's matmuls use
+torch's threads well, and every process holds its own activations and KV cache."""
+
+
+def cpu_processes(requested: int, device: torch.device, params: int) -> int:
+    """How many processes judge side by side (``judgelm.inference.fork_pool``): only ever on a CPU; ``requested``
+    (``EngineConfig.cpu_processes``), or for 0 one per torch thread for a small model, else one."""
+    if device.type != "cpu":
+        return 1
+    if requested:
+        return requested
+    return min(torch.get_num_threads(), 8) if params < SMALL_MODEL else 1
 
 
 class HFEngine:
@@ -155,6 +179,9 @@ class HFEngine:
                                   ("final_logit_softcapping", "logit_scale", "logits_scaling"))
         self.window = attention_window(text_cfg, model.config._attn_implementation)
         self.eager = model.config._attn_implementation == "eager"
+        self.cpu_processes = cpu_processes(cfg.cpu_processes, device, sum(p.numel() for p in model.parameters()))
+        self.prefill_tokens = cfg.prefill_tokens or (CPU_PREFILL_TOKENS if device.type == "cpu" else 0)
+        self.pool: ForkPool | None = None
 
     @property
     def context_length(self) -> int:
@@ -165,15 +192,44 @@ class HFEngine:
         that send text to a server; this one judges the token ids."""
         out: list[Generation | None] = [None] * len(ids)
         lengths = [len(x) for x in ids]
-        groups, prefix_of = prefill_plan(ids, self.max_new, self.cfg.batch_tokens, self.cfg.max_batch,
-                                         self.cfg.max_padding, self.per_token if self.cfg.prefix_sharing else None)
-        for batch in decode_batches(groups, lengths, self.max_new, self.cfg.batch_tokens, self.cfg.max_batch):
-            rows = [i for g in batch for i in g]
-            batch_ids = [[ids[i] for i in g] for g in batch]
-            for i, g in zip(rows, self._run_batch([units[i] for i in rows], batch_ids,
-                                                  [prefix_of.get(g[0], 0) for g in batch])):
-                out[i] = g
+        pool = self._pool()
+        # With several processes, batches are kept small enough that each process gets a few of them.
+        max_batch = self.cfg.max_batch if pool is None else max(1, min(self.cfg.max_batch,
+                                                                       -(-len(ids) // (2 * pool.processes))))
+        groups, prefix_of = prefill_plan(ids, self.max_new, self.cfg.batch_tokens, max_batch,
+                                         self.cfg.max_padding, self.per_token if self.cfg.prefix_sharing else None,
+                                         self.prefill_tokens)
+        batches = decode_batches(groups, lengths, self.max_new, self.cfg.batch_tokens, max_batch)
+        jobs = [(self.cfg, [units[i] for g in batch for i in g], [[ids[i] for i in g] for g in batch],
+                 [prefix_of.get(g[0], 0) for g in batch]) for batch in batches]
+        results = pool.map(self._run_job, jobs) if pool is not None else [self._run_job(job) for job in jobs]
+        for batch, result in zip(batches, results):
+            for i, gen in zip((i for g in batch for i in g), result):
+                out[i] = self._finish(gen)
         return out  # type: ignore[return-value]
+
+    def _pool(self) -> ForkPool | None:
+        """The compute processes this engine judges with on a CPU (``EngineConfig.cpu_processes``), forked at
+        first use; ``None``: this process alone."""
+        n = self.cpu_processes
+        if n <= 1:
+            return None
+        if self.pool is None or not self.pool.alive:
+            if self.pool is not None:
+                self.pool.close()
+            self.pool = ForkPool(self._run_job, n - 1)
+        return self.pool
+
+    def _run_job(self, job: tuple) -> list[Generation]:
+        """One decode batch, with the settings the engine has now (they travel with the job to a child)."""
+        self.cfg = job[0]
+        return self._run_batch(*job[1:])
+
+    def _finish(self, g: Generation) -> Generation:
+        """The generation's text, decoded here rather than in a compute process (one tokenizer call per unit)."""
+        eos = self.tokenizer.eos_token_id
+        g.text = self.tokenizer.decode([t for t in g.token_ids if t != eos], skip_special_tokens=True)
+        return g
 
     @torch.inference_mode()
     def _prefill(self, groups: list[list[list[int]]], prefixes: list[int]):
@@ -271,12 +327,6 @@ class HFEngine:
                              past_key_values=cache, use_cache=True)
             cache, logits = out.past_key_values, out.logits[:, -1]
 
-        eos = self.tokenizer.eos_token_id
-        results = []
-        for r in range(b):
-            ids = [t for t in generated[r] if t != eos]
-            results.append(Generation(unit=units[r], token_ids=generated[r],
-                                      text=self.tokenizer.decode(ids, skip_special_tokens=True), stopped=stopped[r],
-                                      top_ids=None if top_ids is None else top_ids[r],
-                                      top_logprobs=None if top_lp is None else top_lp[r]))
-        return results
+        return [Generation(unit=units[r], token_ids=generated[r], text="", stopped=stopped[r],
+                           top_ids=None if top_ids is None else top_ids[r],
+                           top_logprobs=None if top_lp is None else top_lp[r]) for r in range(b)]

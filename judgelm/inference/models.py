@@ -17,15 +17,13 @@ adapter applied, unmerged; its ``adapter_config.json`` names the base.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
 
-from judgelm.inference.config import ModelConfig, Runtime
+from judgelm.inference.config import ModelConfig, Runtime, adapter_base
 
 log = logging.getLogger("judgelm.inference.models")
 
@@ -43,12 +41,6 @@ def pick_device(requested: str = "auto") -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(requested)
-
-
-def adapter_base(path: str) -> str | None:
-    """The base model of a PEFT adapter directory (``adapter_config.json``), or ``None`` for a plain model."""
-    f = Path(path) / "adapter_config.json"
-    return json.loads(f.read_text())["base_model_name_or_path"] if f.is_file() else None
 
 
 def checkpoint_dtype(path: str) -> torch.dtype | None:

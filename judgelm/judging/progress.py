@@ -26,6 +26,7 @@ class Attempt:
     chunks_judged: int = 0
     state: str = "running"  # running | finished | interrupted | failed | lost (killed without a word)
     runtime: dict | None = None  # what the engine loaded the judge with (dtype, attention, devices), when it says
+    phases: dict | None = None  # wall seconds per phase of this attempt (``judgelm.judging.phases``)
     error: str | None = None  # why a failed attempt failed, in one line (``judgelm.rundir.environment_fault``)
     cache_unreadable: list[str] | None = None  # verdict-cache files it found unreadable and set aside
 

@@ -21,8 +21,7 @@ from judgelm.config import ConfigError
 from judgelm.data.benchmarks import absolute_spec, load_dataset
 from judgelm.data.benchmarks.suites import check_mode
 from judgelm.data.records import Loaded, write_rejects
-from judgelm.inference.config import EngineConfig
-from judgelm.inference.models import adapter_base, resolve_model
+from judgelm.inference.config import EngineConfig, adapter_base
 from judgelm.judging.config import JudgeConfig
 from judgelm.judging.store import VerdictStore, draw_arrays, logprob_arrays, plan_chunks
 from judgelm.judging.units import UnitPlan, plan_units, spread_records
@@ -51,22 +50,44 @@ def local_model(path: str) -> str:
         raise ConfigError(f"model.path={path}: no such directory (give a model directory or a hub id)")
     if Path(path).exists() and not Path(path).is_dir():
         raise ConfigError(f"model.path={path}: is a file; give the model's directory (with config.json)")
+    if Path(path).is_dir():
+        return str(Path(path).resolve())
+    from judgelm.inference.models import resolve_model  # torch, for the hub: not for a local directory
     return str(Path(resolve_model(path)).resolve())
 
 
 def check_model(path: str, weights: bool = True) -> None:
-    """Load the judge's config (when the shards load its ``weights``) and tokenizer once, here, so a wrong
-    ``model.path`` is one line at the prompt instead of a Hugging Face traceback in every shard."""
-    from transformers import AutoConfig
+    """Read the judge's config (when the shards load its ``weights``) and tokenizer once, here, so a wrong
+    ``model.path`` is one line at the prompt instead of a Hugging Face traceback in every shard.
 
-    from judgelm.inference.models import load_tokenizer
+    A fast tokenizer (``tokenizer.json``) and the config are read as the files they are, without ``transformers``:
+    through it, reading a Llama config imports torch and most of ``transformers`` (seconds of every run's start,
+    paid again by the shards). A tokenizer without ``tokenizer.json`` (SentencePiece only) loads through it. A PEFT
+    adapter directory has its base's config (and the tokenizer the trainer saved beside the adapter)."""
+    root = Path(path)
 
-    # A PEFT adapter directory has its base's config (and the tokenizer the trainer saved beside the adapter).
-    loaders = (("config", lambda p: AutoConfig.from_pretrained(adapter_base(p) or p)),) if weights else ()
-    for what, load in (*loaders, ("tokenizer", load_tokenizer)):
+    def config() -> None:
+        cfg = json.loads((Path(adapter_base(path) or path) / "config.json").read_text())
+        if not isinstance(cfg, dict) or not isinstance(cfg.get("model_type"), str):
+            raise ValueError("config.json has no model_type")
+
+    def tokenizer() -> None:
+        if not (root / "tokenizer.json").is_file():
+            from judgelm.inference.models import load_tokenizer
+            load_tokenizer(path)
+            return
+        from tokenizers import Tokenizer
+
+        Tokenizer.from_file(str(root / "tokenizer.json"))
+        for name in ("tokenizer_config.json", "special_tokens_map.json"):
+            if (root / name).is_file():
+                json.loads((root / name).read_text())
+
+    loaders = (("config", config),) if weights else ()
+    for what, load in (*loaders, ("tokenizer", tokenizer)):
         try:
-            load(path)
-        except Exception as e:  # transformers raises many kinds; the first line says which file is wrong
+            load()
+        except Exception as e:  # a missing file, bad JSON, a tokenizer library error: the first line says which
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ConfigError(f"model.path={path}: cannot load its {what}: {first}") from None
 
@@ -119,7 +140,8 @@ def plan_run(cfg: JudgeConfig, loaded: Loaded | None = None) -> PlannedRun:
     if not loaded.records:
         raise ConfigError(f"no valid records in {cfg.data.source}")
     profile.check_turns(max(r.n_turns for r in loaded.records))
-    plan = spread_records(plan_units(loaded.records, mode, cfg.prompt.reference, cfg.prompt.orders))
+    loaded = dataclasses.replace(loaded, records=spread_records(loaded.records))
+    plan = plan_units(loaded.records, mode, cfg.prompt.reference, cfg.prompt.orders)
     chunk, shards = plan_chunks(len(plan), cfg.shards, cfg.store.chunk_units)
     if shards < cfg.shards:
         log.warning("%d units fill only %d shards, not %d", len(plan), shards, cfg.shards)

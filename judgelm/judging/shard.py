@@ -16,6 +16,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,10 +25,11 @@ import torch
 
 from judgelm.data.verdicts import Status
 from judgelm.inference import make_engine
-from judgelm.inference.prepare import prepare_chunk
+from judgelm.inference.prepare import Prepared, prepare_chunk
 from judgelm.inference.usage import write_usage
 from judgelm.judging.config import JudgeConfig, load_run_config
 from judgelm.judging.panel import panel_member
+from judgelm.judging.phases import PhaseTimer, startup_once
 from judgelm.judging.preemption import StopRequest
 from judgelm.judging.progress import ShardProgress, read_progress, write_progress
 from judgelm.judging.resample import ChunkDraws, extra_draws
@@ -55,14 +57,19 @@ def set_threads(cfg_threads: int) -> None:
     torch.set_num_threads(max(1, n))
 
 
-def judge_chunk(store: VerdictStore, chunk: int, engine, cfg: JudgeConfig,
-                cache: VerdictCache | None = None) -> ChunkVerdicts:
+def prepare_prompts(store: VerdictStore, chunk: int, engine, cfg: JudgeConfig) -> Prepared:
+    """One chunk's prompts, rendered and tokenized (run in the background while the engine judges the chunk before)."""
     mode = Mode(cfg.prompt.mode)
-    max_new = cfg.engine.new_tokens()
-    limit = cfg.engine.max_prompt_tokens or engine.context_length - max_new
+    limit = cfg.engine.max_prompt_tokens or engine.context_length - cfg.engine.new_tokens()
     profile = make_profile(cfg.judge)
     profile.check_mode(mode)
-    prep = prepare_chunk(store.chunk_inputs(chunk), engine.tokenizer, mode, limit, cfg.engine.too_long, profile)
+    return prepare_chunk(store.chunk_inputs(chunk), engine.tokenizer, mode, limit, cfg.engine.too_long, profile)
+
+
+def judge_chunk(store: VerdictStore, prep: Prepared, engine, cfg: JudgeConfig,
+                cache: VerdictCache | None = None) -> ChunkVerdicts:
+    mode = Mode(cfg.prompt.mode)
+    profile = make_profile(cfg.judge)
     n = len(prep.unit)
     scores = np.full((n, store.n_scores), np.nan, dtype=np.float32)
     status = np.full(n, Status.PROMPT_TOO_LONG, dtype=np.int8)
@@ -107,11 +114,24 @@ def load_engine(cfg: JudgeConfig):
 
 @dataclass
 class Started:
-    """What a shard's ``start()`` loaded: its engine, the commit of one chunk, the cache it reads (or None)."""
+    """What a shard's ``start(timer)`` loaded: its engine, the work of one chunk in three steps, the cache it reads.
+
+    ``prepare(c)`` reads and readies chunk ``c``'s inputs (prompts rendered and tokenized) in a background thread
+    while the engine works on the chunk before; ``compute(c, prepared)`` is the engine's work, on the shard's
+    thread; ``write(c, computed, attempt)`` commits the chunk whole (its arrays, ``done`` last, then the cache
+    entries it made) in another background thread while the engine goes on with the next chunk."""
 
     engine: object
-    commit: Callable[[int, int], None]
+    compute: Callable[[int, object], object]
+    write: Callable[[int, object, int], None]
     cache: VerdictCache | None = None
+    prepare: Callable[[int], object] = lambda c: c
+
+
+def chunk_cache(cache: VerdictCache | None) -> VerdictCache | None:
+    """A view of ``cache`` whose staged entries are one chunk's: the chunk being committed flushes its own entries
+    while the next chunk stages its own."""
+    return None if cache is None else dataclasses.replace(cache, staged={})
 
 
 def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest | None = None,
@@ -124,29 +144,37 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
     if judge:
         store, cfg = panel_member(store, cfg, judge)
 
-    def start() -> Started:
-        set_threads(threads or cfg.engine.threads)
-        engine = load_engine(cfg)
-        cache = open_cache(rd.root.parent, cfg)
+    def start(timer: PhaseTimer) -> Started:
+        with timer("model"):
+            set_threads(threads or cfg.engine.threads)
+            engine = load_engine(cfg)
+        with timer("cache"):
+            cache = open_cache(rd.root.parent, cfg)
 
-        def commit(c: int, attempt: int) -> None:
-            store.write_chunk(c, judge_chunk(store, c, engine, cfg, cache), attempt)
-            if cache is not None:  # only verdicts of a committed chunk enter the cache
-                cache.flush()
-        return Started(engine, commit, cache)
+        def compute(c: int, prep: Prepared) -> tuple[ChunkVerdicts, VerdictCache | None]:
+            mine = chunk_cache(cache)
+            return judge_chunk(store, prep, engine, cfg, mine), mine
+
+        def write(c: int, computed: tuple[ChunkVerdicts, VerdictCache | None], attempt: int) -> None:
+            verdicts, mine = computed
+            store.write_chunk(c, verdicts, attempt)
+            if mine is not None:  # only verdicts of a committed chunk enter the cache
+                mine.flush()
+        return Started(engine, compute, write, cache, lambda c: prepare_prompts(store, c, engine, cfg))
 
     return run_chunks(rd.root, store, shard, n_shards, rd.shard_progress(shard, judge), start, stop, job_id)
 
 
 def run_chunks(run_root: Path, store: ChunkLayout, shard: int, n_shards: int, progress_path: Path,
-               start: Callable[[], Started], stop: StopRequest | None = None,
+               start: Callable[[PhaseTimer], Started], stop: StopRequest | None = None,
                job_id: str = "") -> ShardResult:
     """The loop every shard runs over the chunks it owns that are not done yet, whatever it computes.
 
-    ``start()`` loads what the work needs (only when there is work): the engine, ``commit(chunk, attempt)``, which
-    computes one chunk and writes it to the store whole, and the cache it opened, whose unreadable files the attempt
-    counts. Between chunks the loop honours
-    ``stop``, keeps the shard's progress file and, for server engines, the attempt's usage file.
+    ``start(timer)`` loads what the work needs (only when there is work; ``timer`` takes its phases): the engine,
+    the three steps of a chunk (``Started``) and the cache it opened, whose unreadable files the attempt counts.
+    The engine computes chunk c while chunk c + 1 is prepared and chunk c - 1 committed, each chunk still committed
+    whole and in order. Between chunks the loop honours ``stop``, keeps the shard's progress file (with its phase
+    times, ``judgelm.judging.phases``) and, for server engines, the attempt's usage file.
     """
     chunks = store.shard_chunks(shard, n_shards)
     todo = [c for c in chunks if not store.chunk_done(c)]
@@ -163,44 +191,64 @@ def run_chunks(run_root: Path, store: ChunkLayout, shard: int, n_shards: int, pr
              len(chunks), len(todo), progress.units_done, progress.units_total, attempt.attempt,
              Path(__file__).resolve().parent)
     stop = stop or StopRequest()
+    timer = PhaseTimer(startup_once())
+    started: Started | None = None
+
+    def commit(c: int, computed: object) -> None:
+        started.write(c, computed, attempt.attempt)
+        attempt.units_judged += size(c)
+        attempt.chunks_judged += 1
+        attempt.updated = time.time()
+        attempt.phases = dict(timer.seconds)  # a copy (atomic): the main thread goes on adding to them
+        progress.units_done += size(c)
+        write_progress(progress_path, progress)
+        if hasattr(started.engine, "usage"):  # server engines report tokens and cost per attempt
+            write_usage(run_root, shard, attempt.attempt, started.engine.usage)
+        left = progress.units_total - progress.units_done
+        rate = progress.rate
+        log.info("shard %d: chunk %d done, %d/%d units, %.1f units/s, ETA %.0f s", shard, c,
+                 progress.units_done, progress.units_total, rate, left / rate if rate > 0 else float("nan"))
+
     try:
         if todo:
-            started = start()
-            engine, commit = started.engine, started.commit
-            if getattr(engine, "runtime", None) is not None:
-                attempt.runtime = dataclasses.asdict(engine.runtime)
+            started = start(timer)
+            if getattr(started.engine, "runtime", None) is not None:
+                attempt.runtime = dataclasses.asdict(started.engine.runtime)
                 log.info("model loaded with %s", attempt.runtime)
-            cache = started.cache
-            if cache is not None and cache.unreadable:  # counted in the run's summary
-                attempt.cache_unreadable = [f"{u.path.name}:{u.entries}" for u in cache.unreadable]
-        for c in todo:
-            # The requeue signal stops the shard after its chunk; one that came while it was starting still lets it
-            # commit one chunk, or a start-up longer than the signal's lead over the time limit would requeue
-            # forever without progress.
-            if stop() and (attempt.chunks_judged or stop.signum != signal.SIGUSR2):
-                break
-            commit(c, attempt.attempt)
-            attempt.units_judged += size(c)
-            attempt.chunks_judged += 1
-            attempt.updated = time.time()
-            progress.units_done += size(c)
-            write_progress(progress_path, progress)
-            if hasattr(engine, "usage"):  # server engines report tokens and cost per attempt
-                write_usage(run_root, shard, attempt.attempt, engine.usage)
-            left = progress.units_total - progress.units_done
-            rate = progress.rate
-            log.info("shard %d: chunk %d done, %d/%d units, %.1f units/s, ETA %.0f s", shard, c,
-                     progress.units_done, progress.units_total, rate, left / rate if rate > 0 else float("nan"))
+            if started.cache is not None and started.cache.unreadable:  # counted in the run's summary
+                attempt.cache_unreadable = [f"{u.path.name}:{u.entries}" for u in started.cache.unreadable]
+        with ThreadPoolExecutor(1, "prepare") as preparing, ThreadPoolExecutor(1, "commit") as committing:
+            nxt, committed = None, None
+            for i, c in enumerate(todo):
+                # The requeue signal stops the shard after its chunk; one that came while it was starting still
+                # lets it commit one chunk, or a start-up longer than the signal's lead over the time limit would
+                # requeue forever without progress.
+                if stop() and (i or stop.signum != signal.SIGUSR2):
+                    break
+                with timer("tokenize"):
+                    prepared = (nxt or preparing.submit(started.prepare, c)).result()
+                nxt = preparing.submit(started.prepare, todo[i + 1]) if i + 1 < len(todo) else None
+                with timer("engine"):
+                    computed = started.compute(c, prepared)
+                with timer("store"):
+                    if committed is not None:
+                        committed.result()
+                committed = committing.submit(commit, c, computed)
+            with timer("store"):
+                if committed is not None:
+                    committed.result()
     except BaseException as e:
-        attempt.state, attempt.updated = "failed", time.time()
+        attempt.state, attempt.updated, attempt.phases = "failed", time.time(), timer.seconds
         attempt.error = environment_fault(e) or f"{type(e).__name__}: {str(e).strip()[:200]}"
         try:
             write_progress(progress_path, progress)
         except OSError:  # the disk that failed the chunk may fail this too; the failure itself is what matters
             pass
         raise
+    finally:
+        log.info("%s", timer.line(f"shard {shard}"))
     interrupted = progress.units_done < progress.units_total
     attempt.state = "interrupted" if interrupted else "finished"
-    attempt.updated = time.time()
+    attempt.updated, attempt.phases = time.time(), timer.seconds
     write_progress(progress_path, progress)
     return ShardResult(shard, progress.units_total, progress.units_done, attempt.units_judged, interrupted, stop.signum)

@@ -184,6 +184,8 @@ class Columns:
     gt_scores: np.ndarray  # (n_records, n_scores), NaN where the ground truth has no scores
     answer_chars: np.ndarray  # (n_records, 2): lengths of answers 1 and 2, for length bias
     turn: np.ndarray  # per unit: the turn judged (0: the first)
+    cached: np.ndarray  # per unit: the verdict came from the verdict cache
+    start: int = 0  # the first unit (of the store) of these columns: ``column_windows`` gives the store in parts
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,10 @@ class DamagedStore(Fault):
         else:
             fix = f"repair: make resubmit RUN={run or path.parent.name} re-judges exactly these units"
         super().__init__(f"{path}: {len(damage)} damaged chunk{'s' if len(damage) != 1 else ''}: {shown}. {fix}")
+
+
+class IncompleteStore(RuntimeError):
+    """The store has units that are not done (the merge refuses it); the message names the shards that own them."""
 
 
 def _reason(e: Exception) -> str:
@@ -410,6 +416,7 @@ class VerdictStore(ChunkLayout):
             **(attrs or {}), "format_version": FORMAT_VERSION, "n_units": n_units, "n_records": n_records,
             "chunk_units": chunk_units, "n_chunks": max(1, -(-n_units // chunk_units)), "n_scores": n_scores,
             "n_answers": n_answers, "n_turns": n_turns, "extra_arrays": sorted(extra_arrays or {}),
+            "records_in_unit_order": bool((np.diff(plan.record) >= 0).all()),
             **({"checksums": CHECKSUMS} if checksums else {}),
         })
         return cls(path, mode="r+")
@@ -464,13 +471,16 @@ class VerdictStore(ChunkLayout):
         done = self.done() if done is None else done
         return np.logical_and.reduceat(done, np.arange(0, self.n_units, self.chunk_units)) if self.n_units else done
 
-    def _chunk_file(self, path: str, chunk: int) -> Path:
-        arr = self.group[path]
+    def _chunk_file(self, path: str, chunk: int, arr: zarr.Array | None = None) -> Path:
+        arr = self.group[path] if arr is None else arr
         return self.path / path / arr.metadata.encode_chunk_key((chunk,) + (0,) * (arr.ndim - 1))
 
-    def _missing(self, path: str, committed: np.ndarray) -> list[int]:
-        """Committed chunks of a verdict array whose file is gone."""
-        return [int(c) for c in np.flatnonzero(committed) if not os.path.exists(self._chunk_file(path, int(c)))]
+    def _missing(self, path: str, chunks: np.ndarray) -> list[int]:
+        """Of ``chunks`` (committed ones: indices, or a mask over every chunk), those whose file in the verdict
+        array ``path`` is gone."""
+        arr = self.group[path]  # opened once: every opening reads its metadata
+        chunks = np.flatnonzero(chunks) if chunks.dtype == bool else chunks
+        return [int(c) for c in chunks if not os.path.exists(self._chunk_file(path, int(c), arr))]
 
     @property
     def extras(self) -> list[str]:
@@ -489,19 +499,63 @@ class VerdictStore(ChunkLayout):
         return out
 
     def columns(self) -> Columns:
-        done = self.done()
-        committed = self.committed_chunks(done) if self.checksummed else None
+        return self._columns(slice(0, self.n_units), slice(0, self.n_records))
 
-        def verdicts(name: str) -> np.ndarray:
-            return self._read(f"{self.prefix}/{name}", committed)
+    def column_windows(self, units: int = 0) -> Iterator[Columns]:
+        """The columns in windows of about ``units`` units (default: a chunk), each ending with a record's last
+        unit and holding only its own records (``record`` indexes them), so that reading a store of any size takes
+        the memory of one window. A store whose records are not in unit order (made before they were) comes
+        whole, in one window. Damage raises ``DamagedStore`` as ``columns`` does, from the window that reads it."""
+        if not self.attrs.get("records_in_unit_order"):
+            yield self.columns()
+            return
+        step, start = max(1, units or self.chunk_units), 0
 
-        return Columns(record=self.units("record"), order=self.units("order"),
-                       with_reference=self.units("with_reference"), scores=verdicts("scores"),
-                       status=verdicts("status"), truncated=verdicts("truncated"), done=done,
-                       label=self.records("label"), label_w_reference=self.records("label_w_reference"),
-                       subset=self.records("subset"), category=self.records("category"),
-                       gt_scores=self.records("gt_scores"), answer_chars=self.records("answer_chars")[:, :2],
-                       turn=self.units("turn"))
+        def record_at(unit: int) -> int:
+            return int(self._read_slice("units/record", slice(unit, unit + 1))[0])
+
+        while start < self.n_units:
+            end = min(start + step, self.n_units)
+            rec = self._read_slice("units/record", slice(start, end))
+            if end < self.n_units and record_at(end) == rec[-1]:  # the last record goes on: it opens the next window
+                cut = int(np.searchsorted(rec, rec[-1]))
+                if cut:
+                    end, rec = start + cut, rec[:cut]
+                while not cut and end < self.n_units and record_at(end) == rec[-1]:  # a record longer than a window
+                    end += 1
+            yield self._columns(slice(start, end), slice(int(rec[0]), int(rec[-1]) + 1))
+            start = end
+
+    def _columns(self, units: slice, records: slice) -> Columns:
+        """The columns of ``units``, whose records are ``records`` (``record`` indexes them from its start), read
+        verified: a damaged chunk, or in a checksummed store a committed chunk without its file, raises
+        ``DamagedStore`` naming every damaged chunk."""
+        names = ["scores", "status", "truncated"] + (["cached"] if "cached" in self.group[self.prefix] else [])
+        done = self._committed_done(units, names)
+        n = units.stop - units.start
+        v = {name: self._read_slice(f"{self.prefix}/{name}", units) for name in names}
+        unit = {name: self._read_slice(f"units/{name}", units) for name in ("record", "order", "with_reference")}
+        turn = self._read_slice("units/turn", units) if "turn" in self.group["units"] else np.zeros(n, np.int8)
+        row = {name: self._read_slice(f"records/{name}", records) for name in
+               ("label", "label_w_reference", "subset", "category", "gt_scores", "answer_chars")}
+        return Columns(record=unit["record"] - records.start, order=unit["order"],
+                       with_reference=unit["with_reference"], scores=v["scores"], status=v["status"],
+                       truncated=v["truncated"], done=done, label=row["label"],
+                       label_w_reference=row["label_w_reference"], subset=row["subset"], category=row["category"],
+                       gt_scores=row["gt_scores"], answer_chars=row["answer_chars"][:, :2], turn=turn,
+                       cached=v.get("cached", np.zeros(n, dtype=bool)), start=units.start)
+
+    def _committed_done(self, units: slice, names: list[str]) -> np.ndarray:
+        """``done`` of ``units``; in a checksummed store, first checked that every committed chunk they touch has
+        its file in each verdict array ``names`` (a chunk file deleted after its commit is damage, not fill)."""
+        cu = self.chunk_units
+        lo, hi = units.start // cu * cu, min(-(-units.stop // cu) * cu, self.n_units)
+        done = self._read_slice(f"{self.prefix}/done", slice(lo, hi))
+        if self.checksummed and len(done):
+            committed = lo // cu + np.flatnonzero(np.logical_and.reduceat(done, np.arange(0, len(done), cu)))
+            if any(self._missing(f"{self.prefix}/{name}", committed) for name in names):
+                raise DamagedStore(self.path, self.verify(), self.attrs.get("run"))
+        return done[units.start - lo: units.stop - lo]
 
     def record_models(self) -> np.ndarray | None:
         """The generator of each answer, ``(n_records, n_answers)``; ``None`` unless some record names one (a

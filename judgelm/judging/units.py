@@ -86,14 +86,14 @@ def spread_order(group: np.ndarray) -> np.ndarray:
     return np.argsort((group.astype(np.float64) * _GOLDEN) % 1.0, kind="stable")
 
 
-def spread_records(plan: UnitPlan) -> UnitPlan:
-    """The same units with whole records reordered so that any contiguous run of units samples all the records.
+def spread_records(records: list[Record]) -> list[Record]:
+    """The records reordered so that any contiguous run of them (and so of their units) samples all of them.
 
     Shards own contiguous runs of chunks, and data sets are often concatenations of parts with very different
-    prompt lengths (a benchmark suite, a file sorted by source): in record order one shard would get the longest
+    prompt lengths (a benchmark suite, a file sorted by source): in the file's order one shard would get the longest
     part and finish last, holding up the merge. Records are ordered by ``frac(i × golden ratio)``, whose every
     stretch is spread almost evenly over ``0..n`` (the three-distance theorem), so each shard gets its share of
-    every part. Deterministic, and the units of a record stay adjacent and in their order.
+    every part. The store keeps the records in this order, so a chunk's units read one short run of records (a
+    record is found by its ``question_id``, never by its place in the file).
     """
-    idx = spread_order(plan.record)
-    return UnitPlan(plan.record[idx], plan.order[idx], plan.with_reference[idx], plan.turn[idx])
+    return [records[i] for i in spread_order(np.arange(len(records)))]

@@ -41,9 +41,11 @@ from judgelm.scoring.metrics import (
     kendall,
     pearson,
     spearman,
+    wcount,
     weighted_grouped_mean,
     weighted_mean,
     weighted_pearson,
+    wmean,
 )
 
 
@@ -56,9 +58,14 @@ class Pairs:
     rev: np.ndarray | None  # int64, as the judge wrote it for the swapped pair
     subset: np.ndarray  # str (object)
     category: np.ndarray  # str (object)
+    w: np.ndarray | None = None  # how many pairs each row stands for (the merge's distinct rows); None: one each
 
     def __len__(self) -> int:
         return len(self.gt)
+
+    def count(self, sel: np.ndarray) -> np.ndarray | None:
+        """The counts of the rows ``sel`` selects (None: one each)."""
+        return None if self.w is None else self.w[sel]
 
     def orders(self) -> list[np.ndarray]:
         """The verdicts of each judged order, in the original frame."""
@@ -74,9 +81,13 @@ class Graded:
     subset: np.ndarray
     category: np.ndarray
     expected: np.ndarray | None = None  # the judge's expected score from its log-probabilities (NaN: unavailable)
+    w: np.ndarray | None = None  # how many answers each row stands for; None: one each
 
     def __len__(self) -> int:
         return len(self.gt)
+
+    def count(self, sel: np.ndarray) -> np.ndarray | None:
+        return None if self.w is None else self.w[sel]
 
 
 def _row(benchmark: str, subset: str, metric: str, score: float, ci: tuple[float, float], n: int,
@@ -86,23 +97,26 @@ def _row(benchmark: str, subset: str, metric: str, score: float, ci: tuple[float
             "ci95": list(ci), "n": n, **extra}
 
 
-def _mean_row(benchmark: str, subset: str, metric: str, values: np.ndarray, n_boot: int, **extra: Any) -> dict:
-    score = float(values.mean()) if len(values) else float("nan")
-    return _row(benchmark, subset, metric, score, bootstrap_ci(weighted_mean, values, n_boot), len(values), **extra)
+def _mean_row(benchmark: str, subset: str, metric: str, values: np.ndarray, n_boot: int,
+              w: np.ndarray | None = None, **extra: Any) -> dict:
+    n = wcount(np.ones(len(values), dtype=bool), w)
+    score = wmean(values, w) if n else float("nan")
+    return _row(benchmark, subset, metric, score, bootstrap_ci(weighted_mean, values, n_boot, w=w), n, **extra)
 
 
 def _weighted_row(benchmark: str, subset: str, metric: str, values: np.ndarray, names: np.ndarray,
-                  weights: dict[str, float], n_boot: int, **extra: Any) -> dict:
+                  weights: dict[str, float], n_boot: int, w: np.ndarray | None = None, **extra: Any) -> dict:
     """A row whose score is a weighted mean of per-subset means (``metrics.grouped_mean``)."""
     keys = list(weights)
     codes = np.array([keys.index(s) for s in names], dtype=np.int64)
-    w = np.array([weights[k] for k in keys], dtype=float)
-    ci = bootstrap_ci(weighted_grouped_mean(w), np.stack([codes, values], axis=1), n_boot)
-    return _row(benchmark, subset, metric, grouped_mean(values, codes, w), ci, len(values), **extra)
+    gw = np.array([weights[k] for k in keys], dtype=float)
+    ci = bootstrap_ci(weighted_grouped_mean(gw), np.stack([codes, values], axis=1), n_boot, w=w)
+    return _row(benchmark, subset, metric, grouped_mean(values, codes, gw, w), ci,
+                wcount(np.ones(len(values), dtype=bool), w), **extra)
 
 
 def _consistency(p: Pairs, sel: np.ndarray) -> float | None:
-    return None if p.rev is None or not sel.any() else float((p.seq[sel] == -p.rev[sel]).mean())
+    return None if p.rev is None or not sel.any() else wmean(p.seq[sel] == -p.rev[sel], p.count(sel))
 
 
 def _short(benchmark: str, subset: str) -> str:
@@ -119,11 +133,12 @@ def judgelm_protocol(benchmark: str, p: Pairs, n_boot: int) -> dict[str, Any]:
         groups += [(_short(benchmark, s), p.subset == s) for s in subsets]
     rows, details = [], {}
     for name, sel in groups:
-        m = judgelm_metrics(p.gt[sel], p.seq[sel], None if p.rev is None else p.rev[sel])
-        m["kappa"] = cohen_kappa(p.gt[sel], p.seq[sel])
-        m["agreement_without_ties"], m["pairs_without_ties"] = agreement_without_ties(p.gt[sel], p.seq[sel])
+        w = p.count(sel)
+        m = judgelm_metrics(p.gt[sel], p.seq[sel], None if p.rev is None else p.rev[sel], w)
+        m["kappa"] = cohen_kappa(p.gt[sel], p.seq[sel], w)
+        m["agreement_without_ties"], m["pairs_without_ties"] = agreement_without_ties(p.gt[sel], p.seq[sel], w)
         details[name] = m
-        rows.append(_mean_row(benchmark, name, "agreement", correct[sel], n_boot, f1=m.get("f1"),
+        rows.append(_mean_row(benchmark, name, "agreement", correct[sel], n_boot, w, f1=m.get("f1"),
                               consistency=m.get("consistency")))
     return {"protocol": "judgelm", "rows": rows, "details": details}
 
@@ -135,17 +150,18 @@ def llmbar_protocol(benchmark: str, p: Pairs, n_boot: int) -> dict[str, Any]:
     names = np.array([_short(benchmark, s) for s in p.subset], dtype=object)
     for name in sorted(set(names), key=lambda s: (s.startswith("Adversarial"), s)):
         sel = names == name
-        details[name or "all"] = {"correct_original": float(per_order[0][sel].mean()),
-                                  "correct_swapped": float(per_order[-1][sel].mean()) if p.rev is not None else None,
-                                  "correct_both": float(np.min(per_order, axis=0)[sel].mean()),
+        w = p.count(sel)
+        details[name or "all"] = {"correct_original": wmean(per_order[0][sel], w),
+                                  "correct_swapped": wmean(per_order[-1][sel], w) if p.rev is not None else None,
+                                  "correct_both": wmean(np.min(per_order, axis=0)[sel], w),
                                   "positional_agreement": _consistency(p, sel)}
-        rows.append(_mean_row(benchmark, name or "all", "accuracy (both orders)", value[sel], n_boot,
+        rows.append(_mean_row(benchmark, name or "all", "accuracy (both orders)", value[sel], n_boot, w,
                               consistency=_consistency(p, sel)))
     adversarial = np.array([n.startswith("Adversarial/") for n in names])
     if adversarial.any():
         weights = {n: 1.0 for n in sorted(set(names[adversarial]))}
         rows.append(_weighted_row(benchmark, "Adversarial (mean of subsets)", "accuracy (both orders)",
-                                  value[adversarial], names[adversarial], weights, n_boot,
+                                  value[adversarial], names[adversarial], weights, n_boot, p.count(adversarial),
                                   consistency=_consistency(p, adversarial)))
     return {"protocol": "llmbar", "rows": rows, "details": details}
 
@@ -156,10 +172,11 @@ def judgebench_protocol(benchmark: str, p: Pairs, n_boot: int) -> dict[str, Any]
     names = np.array([_short(benchmark, s) for s in p.subset], dtype=object)
     rows, details = [], {}
     for name, sel in [("all", np.ones(len(p), dtype=bool))] + [(n, names == n) for n in sorted(set(names) - {""})]:
-        details[name] = {"by_category": {cat: float(correct[sel & (p.category == cat)].mean())
+        details[name] = {"by_category": {cat: wmean(correct[sel & (p.category == cat)],
+                                                    p.count(sel & (p.category == cat)))
                                          for cat in sorted(set(p.category[sel]))},
-                         "inconsistent": None if p.rev is None else float((p.seq[sel] != -p.rev[sel]).mean())}
-        rows.append(_mean_row(benchmark, name, "accuracy (both orders agree)", correct[sel], n_boot,
+                         "inconsistent": None if p.rev is None else wmean(p.seq[sel] != -p.rev[sel], p.count(sel))}
+        rows.append(_mean_row(benchmark, name, "accuracy (both orders agree)", correct[sel], n_boot, p.count(sel),
                               consistency=_consistency(p, sel)))
     return {"protocol": "judgebench", "rows": rows, "details": details}
 
@@ -167,14 +184,14 @@ def judgebench_protocol(benchmark: str, p: Pairs, n_boot: int) -> dict[str, Any]
 def rewardbench_protocol(benchmark: str, p: Pairs, n_boot: int) -> dict[str, Any]:
     value = np.mean([np.where(o == p.gt, 1.0, np.where(o == 0, 0.5, 0.0)) for o in p.orders()], axis=0)
     names = np.array([_short(benchmark, s) for s in p.subset], dtype=object)
-    details = {n: float(value[names == n].mean()) for n in sorted(set(names))}
+    details = {n: wmean(value[names == n], p.count(names == n)) for n in sorted(set(names))}
     sections = np.array([SECTION_OF.get(n, "") for n in names], dtype=object)
     present = [s for s in SECTIONS if (sections == s).any()]
     rows = []
     for section in present:
         sel = sections == section
         rows.append(_weighted_row(benchmark, section, "accuracy (both orders)", value[sel], names[sel],
-                                  {n: EXAMPLE_COUNTS[n] for n in SECTIONS[section]}, n_boot,
+                                  {n: EXAMPLE_COUNTS[n] for n in SECTIONS[section]}, n_boot, p.count(sel),
                                   consistency=_consistency(p, sel)))
     if present:
         # The score is the plain mean of the sections; folding each section's total weight into its subsets'
@@ -184,7 +201,7 @@ def rewardbench_protocol(benchmark: str, p: Pairs, n_boot: int) -> dict[str, Any
                    for s in present for n in SECTIONS[s] if n in judged}
         sel = sections != ""
         rows.append(_weighted_row(benchmark, "score (mean of sections)", "accuracy (both orders)", value[sel],
-                                  names[sel], weights, n_boot, consistency=_consistency(p, sel)))
+                                  names[sel], weights, n_boot, p.count(sel), consistency=_consistency(p, sel)))
     return {"protocol": "rewardbench", "rows": rows, "details": details}
 
 
@@ -192,21 +209,22 @@ def correlation_protocol(benchmark: str, g: Graded, n_boot: int) -> dict[str, An
     names = np.array([_short(benchmark, s) for s in g.subset], dtype=object)
     rows, details = [], {}
     for name, sel in [("all", np.ones(len(g), dtype=bool))] + [(n, names == n) for n in sorted(set(names) - {""})]:
-        x, y = g.score[sel], g.gt[sel]
+        x, y, w = g.score[sel], g.gt[sel], g.count(sel)
         parsed = np.isfinite(x)
-        details[name] = {"pearson": pearson(x, y), "spearman": spearman(x, y), "kendall": kendall(x, y),
-                         "parsed": int(parsed.sum()), "graded": int(sel.sum()),
-                         "mean_score": float(x[parsed].mean()) if parsed.any() else None}
+        details[name] = {"pearson": pearson(x, y, w), "spearman": spearman(x, y, w), "kendall": kendall(x, y, w),
+                         "parsed": wcount(parsed, w), "graded": wcount(np.ones(len(x), dtype=bool), w),
+                         "mean_score": wmean(x[parsed], None if w is None else w[parsed]) if parsed.any() else None}
         rows.append(_row(benchmark, name, "pearson r", details[name]["pearson"],
-                         bootstrap_ci(weighted_pearson, np.stack([x, y], axis=1), n_boot), len(x),
-                         spearman=details[name]["spearman"], kendall=details[name]["kendall"]))
+                         bootstrap_ci(weighted_pearson, np.stack([x, y], axis=1), n_boot, w=w),
+                         details[name]["graded"], spearman=details[name]["spearman"],
+                         kendall=details[name]["kendall"]))
         if g.expected is not None:  # a judge whose top score never varies can still rank answers by expectation
             e = g.expected[sel]
-            details[name]["pearson_expected_score"] = pearson(e, y)
-            details[name]["spearman_expected_score"] = spearman(e, y)
+            details[name]["pearson_expected_score"] = pearson(e, y, w)
+            details[name]["spearman_expected_score"] = spearman(e, y, w)
             rows.append(_row(benchmark, name, "pearson r (expected score)", details[name]["pearson_expected_score"],
-                             bootstrap_ci(weighted_pearson, np.stack([e, y], axis=1), n_boot), len(e),
-                             spearman=details[name]["spearman_expected_score"]))
+                             bootstrap_ci(weighted_pearson, np.stack([e, y], axis=1), n_boot, w=w),
+                             details[name]["graded"], spearman=details[name]["spearman_expected_score"]))
     return {"protocol": "correlation", "rows": rows, "details": details}
 
 
