@@ -79,7 +79,7 @@ def generate_cached(engine, cache: AnswerCache | None, requests: list[Request]) 
             g = dataclasses.replace(g, text=with_reasoning(g.text, g.extra.get("reasoning")))
             out[k] = (g, False)
             if cache is not None:
-                cache.stage(keys[k], Entry(g.text, list(g.token_ids), stopped=bool(g.stopped)))
+                cache.stage(keys[k], Entry(g.text, list(g.token_ids), stopped=bool(g.stopped), new_tokens=g.new_tokens))
     return out  # type: ignore[return-value]
 
 
@@ -114,7 +114,7 @@ def answer_chunk(inputs: dict, n_turns: int, engine, settings: TurnSettings,
             thinking, answer = split_thinking(g.text)
             text[i][t], reasoning[i][t] = (g.text if settings.keep_thinking else answer), thinking
             finish[i, t] = STOP if g.stopped else LENGTH
-            new_tokens[i, t], cached[i, t] = len(g.token_ids), hit
+            new_tokens[i, t], cached[i, t] = g.n_new, hit
             history[i] += [("user", inputs["turns"][i][t]), ("assistant", answer)]
     return ChunkAnswers(text, reasoning, finish, prompt_tokens, new_tokens, cached, np.full(n, time.time()))
 

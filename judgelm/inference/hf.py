@@ -39,6 +39,12 @@ class Generation:
     top_ids: np.ndarray | None = None  # (steps, k) top-k token ids at the first generated positions
     top_logprobs: np.ndarray | None = None  # (steps, k), matching top_ids
     extra: dict = field(default_factory=dict)
+    new_tokens: int | None = None  # a server's own count, where its text re-encoded is not its tokens (None: theirs)
+
+    @property
+    def n_new(self) -> int:
+        """How many tokens were generated."""
+        return len(self.token_ids) if self.new_tokens is None else self.new_tokens
 
 
 def newline_token_ids(tokenizer) -> list[int]:

@@ -162,9 +162,11 @@ class OpenAIEngine:
         usage = Usage(requests=1, retries=retries, prompt_tokens=prompt_tokens, completion_tokens=new_tokens,
                       cost_usd=cost)
         top_ids, top_lp = self._top_logprobs(choice)
+        # The text re-encoded stands in for the ids the server does not return; its own count is the true length
+        # (re-encoding can merge tokens).
         return Generation(unit=unit, token_ids=self.tokenizer(text, add_special_tokens=False)["input_ids"], text=text,
                           stopped=choice.finish_reason == "stop", top_ids=top_ids, top_logprobs=top_lp,
-                          extra={"usage": usage, "reasoning": reasoning})
+                          extra={"usage": usage, "reasoning": reasoning}, new_tokens=new_tokens or None)
 
     def _top_logprobs(self, choice) -> tuple[np.ndarray | None, np.ndarray | None]:
         """The server's top-k alternatives per generated position, where it names them by token id (vLLM with

@@ -80,7 +80,7 @@ def judge_chunk(store: VerdictStore, prep: Prepared, engine, cfg: JudgeConfig,
     gens, cached = generate_with_cache(engine, prep, todo, cache)
     for i, g in zip(todo, gens):
         texts[i] = g.text
-        new_tokens[i] = len(g.token_ids)
+        new_tokens[i] = g.n_new
         parsed = profile.parse(g.text, mode, store.n_scores)
         if parsed is None:
             status[i] = Status.PARSE_FAILED

@@ -97,18 +97,20 @@ class Entry:
     top_ids: list | None = None
     top_logprobs: list | None = None
     stopped: bool = True  # ended on EOS (or the score line's newline), not at max_new_tokens
+    new_tokens: int | None = None  # ``Generation.new_tokens``: a server's count of what it generated
 
     @classmethod
     def of(cls, g: Generation) -> Entry:
         return cls(g.text, list(g.token_ids), None if g.top_ids is None else g.top_ids.tolist(),
-                   None if g.top_logprobs is None else g.top_logprobs.tolist(), bool(g.stopped))
+                   None if g.top_logprobs is None else g.top_logprobs.tolist(), bool(g.stopped), g.new_tokens)
 
     def generation(self, unit: int) -> Generation:
         from judgelm.inference.hf import Generation
 
         return Generation(unit=unit, token_ids=self.token_ids, text=self.text, stopped=self.stopped,
                           top_ids=None if self.top_ids is None else np.array(self.top_ids, dtype=np.int32),
-                          top_logprobs=None if self.top_logprobs is None else np.array(self.top_logprobs))
+                          top_logprobs=None if self.top_logprobs is None else np.array(self.top_logprobs),
+                          new_tokens=self.new_tokens)
 
     def fields(self) -> dict[str, Any]:
         """What a cache file holds for this entry, besides its key (fields that are None are left out)."""
