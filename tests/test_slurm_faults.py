@@ -202,14 +202,14 @@ def test_the_merge_job_killed_while_writing_leaves_old_or_new_files(slurm_cluste
         _, merge = jobs_of(rd)
         slurm_cluster.wait_sacct(lambda rows: rows and rows[0]["State"] in ("RUNNING", "COMPLETED"), timeout=300,
                                  job_ids=merge, fields=("JobID", "State"))
-        time.sleep(rng.uniform(0, 12))  # the merge job runs for about 5-20 s: kills land all through it
+        time.sleep(rng.uniform(0, 4))  # the merge job runs for about 3-10 s: kills land all through it
         subprocess.run(["scancel", "--full", "--signal=KILL", merge], capture_output=True, timeout=60)
         state = slurm_cluster.wait_job(merge, timeout=300)[merge]
         killed += state != "COMPLETED"
         for name in METRIC_FILES:
             now = (rd.root / name).read_bytes()
             assert now in (old[name], new[name]), f"{name} is half-written after kill {attempt} ({state})"
-        if state == "COMPLETED":
+        if state == "COMPLETED" and killed:
             break
     assert killed, "no merge job was killed"
     assert launch_resubmit.main(resubmit[:-1] + ["wait=true"]) == 0
@@ -245,7 +245,7 @@ def test_two_resubmits_of_one_run_at_once_submit_each_shard_once(slurm_cluster, 
 
 @pytest.mark.timeout(2400)
 def test_a_task_that_hits_its_time_limit_requeues_and_finishes(slurm_cluster, workdir, judge):
-    data = write_pairs(workdir / "long.jsonl", 40, with_reference_every=4)
+    data = write_pairs(workdir / "long.jsonl", 400, with_reference_every=4)  # ~1000 units: more than one attempt
     args = ("shards=1", "engine.mode=full", "engine.max_new_tokens=96", "store.chunk_units=4")
     ref = reference(workdir, judge, data, "limit", *args)
     rd = submit(slurm_cluster, judge, data, runs(workdir), "limit", *args, "cluster.signal_delay_s=60",
@@ -255,7 +255,7 @@ def test_a_task_that_hits_its_time_limit_requeues_and_finishes(slurm_cluster, wo
     try:
         wait_for_progress(rd, 0, 4)  # started: the limit now comes while it judges, whatever its start-up took
         elapsed = slurm_cluster.sacct([job], ("JobID", "ElapsedRaw"))[0]["ElapsedRaw"]
-        limit = int(elapsed) + 90  # USR2 about 30 s from now (60 s before the limit), on every attempt after
+        limit = int(elapsed) + 75  # USR2 15-45 s from now (60 s before the limit, checked every 30 s), and after
         subprocess.run(["scontrol", "update", f"jobid={job.split('_')[0]}", f"timelimit={limit // 60}:{limit % 60}"],
                        check=True, timeout=60)
         slurm_cluster.wait_job(merge, timeout=2000)

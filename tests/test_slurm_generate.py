@@ -79,7 +79,10 @@ def test_evaluate_models_through_slurm(slurm_cluster: SlurmCluster, tmp_path, ra
     assert len(subs["chat-a"]) == 1 and len(subs["chat-b"]) == 2 and subs["chat-b"][1]["shards"] == [1]
     ids = [j for runs in subs.values() for s in runs for j in [s["array_job_id"] or s["job_ids"][0],
                                                                  s.get("merge_job_id")] if j]
-    rows = slurm_cluster.sacct(ids, ("JobID", "JobName", "State", "Comment"))
+    # The launcher sees a job end before slurmdbd does: wait until the accounting has every job's end.
+    rows = slurm_cluster.wait_sacct(lambda rows: rows and not any(r["State"].split(" ")[0] in ("PENDING", "RUNNING",
+                                                                  "COMPLETING") for r in rows), timeout=120,
+                                    job_ids=ids, fields=("JobID", "JobName", "State", "Comment"))
     states: dict[str, set[str]] = {}
     for r in rows:
         states.setdefault(r["JobName"], set()).add(r["State"].split(" ")[0])
