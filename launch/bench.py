@@ -73,6 +73,20 @@ def cpu_seconds(engine=None) -> float:
     return total
 
 
+def settle(busy_cores: float = 0.2, window: float = 0.1, limit: float = 5.0) -> float:
+    """Wait until the machine is quiet (under ``busy_cores`` cores busy over ``window`` seconds, at most ``limit``
+    seconds); the seconds waited. After each request vLLM's processes spin on a full core for about a second while
+    they wait for the next one (measured here: 0.5 CPU s per 0.5 s, then nothing); the engine timed next would
+    share the machine with that spin, so every timed run starts once it has stopped, whichever engine ran before."""
+    import psutil
+
+    t = time.perf_counter()
+    while time.perf_counter() - t < limit:
+        if psutil.cpu_percent(interval=window) * psutil.cpu_count() / 100 < busy_cores:
+            break
+    return time.perf_counter() - t
+
+
 def median_time(fn, repeats: int) -> tuple[float, object]:
     times, out = [], None
     for _ in range(repeats):
@@ -224,6 +238,7 @@ def compare_engines(model, tok, device, peers: dict, ids: list[list[int]], mode:
         peers[key].request(generate={"units": units[:2], "ids": ids[:2], "engine": engine})
     for _ in range(repeats):
         for key in runs:
+            settle()
             if key in ours:
                 t, cpu = time.perf_counter(), cpu_seconds(ours[key])
                 new = sum(len(g.token_ids) for g in ours[key].generate(units, ids))
