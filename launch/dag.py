@@ -34,8 +34,7 @@ from judgelm.generation.export import export_run
 from judgelm.generation.questions import QuestionSet, question_set
 from judgelm.generation.run import create_generation, plan_generation
 from judgelm.generation.store import AnswerStore
-from judgelm.inference.config import EngineConfig, ModelConfig
-from judgelm.inference.openai_engine import context_length
+from judgelm.inference.config import EngineConfig, ModelConfig, context_length
 from judgelm.judging.config import StoreConfig
 from judgelm.judging.run import is_tiny_judge, plan_run, write_store
 from judgelm.results.leaderboard import LEADERBOARD_MD

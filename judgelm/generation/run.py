@@ -22,6 +22,7 @@ from judgelm.generation.config import GenerationConfig, model_id_of
 from judgelm.generation.generate import CacheMiss, CacheOnly, TurnSettings, answer_chunk
 from judgelm.generation.questions import Question, QuestionSet, load_questions, question_set
 from judgelm.generation.store import AnswerStore
+from judgelm.inference.config import context_length
 from judgelm.judging.run import check_model, check_shard_python, local_model
 from judgelm.judging.store import plan_chunks
 from judgelm.rundir import RunDir
@@ -29,12 +30,6 @@ from judgelm.rundir import RunDir
 log = logging.getLogger("judgelm.generation.run")
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 TEMPLATE_FILE = "chat_template.jinja"  # a named template, copied into the run so its jobs never read the checkout
-
-
-def model_context(cfg: GenerationConfig) -> int:
-    from judgelm.inference.openai_engine import context_length  # the model's config, or the settings' fallback
-
-    return context_length(cfg.model, cfg.engine)
 
 
 @dataclass
@@ -76,7 +71,7 @@ def plan_generation(cfg: GenerationConfig) -> PlannedGeneration:
     if template is not None:
         cfg.generate.chat_template = str(Path(cfg.runs_dir).resolve() / cfg.run / TEMPLATE_FILE)
     cfg.engine.max_new_tokens = cfg.engine.max_new_tokens or qset.max_new_tokens
-    context = model_context(cfg)
+    context = context_length(cfg.model, cfg.engine)
     if cfg.engine.max_new_tokens >= context:
         raise ConfigError(f"engine.max_new_tokens={cfg.engine.max_new_tokens} leaves no room for a prompt in "
                           f"{cfg.model_id}'s {context}-token context; give a smaller engine.max_new_tokens")
@@ -138,7 +133,7 @@ def fill_from_cache(rd: RunDir, cfg: GenerationConfig) -> int:
     if cache is None:
         return 0
     store = AnswerStore(rd.answer_store, mode="r+")
-    engine = CacheOnly(load_tokenizer(cfg.model.path), model_context(cfg), cfg.engine)
+    engine = CacheOnly(load_tokenizer(cfg.model.path), context_length(cfg.model, cfg.engine), cfg.engine)
     settings, filled = turn_settings(cfg), 0
     for c in range(store.n_chunks):
         try:

@@ -193,3 +193,16 @@ class EngineConfig:
         if self.concurrency < 1 or self.max_retries < 0 or self.request_timeout_s <= 0 or self.backoff_s < 0:
             raise ValueError("engine.concurrency and engine.request_timeout_s must be positive, engine.max_retries "
                              "and engine.backoff_s not negative")
+
+
+def context_length(model_cfg: ModelConfig, cfg: EngineConfig) -> int:
+    """The model's context, from its config where the tokenizer's directory has one, else from the settings."""
+    from transformers import AutoConfig
+
+    try:
+        return int(AutoConfig.from_pretrained(model_cfg.path).max_position_embeddings)
+    except (OSError, ValueError, AttributeError) as e:
+        if not cfg.max_prompt_tokens:
+            raise ValueError(f"cannot read the context length of {model_cfg.path}: "
+                             f"set engine.max_prompt_tokens") from e
+        return cfg.max_prompt_tokens + cfg.new_tokens()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from judgelm.inference.config import EngineConfig, ModelConfig
+from judgelm.inference.config import EngineConfig, ModelConfig, context_length
 from judgelm.inference.encode import chat_text
 from judgelm.inference.hf import Generation
 from judgelm.inference.models import load_tokenizer
@@ -59,19 +59,6 @@ def resolve_server(base_url: str, wait_s: float) -> tuple[str, str | None]:
 def resolve_base_url(base_url: str, wait_s: float) -> str:
     """The server's address (``resolve_server`` without the key)."""
     return resolve_server(base_url, wait_s)[0]
-
-
-def context_length(model_cfg: ModelConfig, cfg: EngineConfig) -> int:
-    """The model's context, from its config where the tokenizer's directory has one, else from the settings."""
-    from transformers import AutoConfig
-
-    try:
-        return int(AutoConfig.from_pretrained(model_cfg.path).max_position_embeddings)
-    except (OSError, ValueError, AttributeError) as e:
-        if not cfg.max_prompt_tokens:
-            raise ValueError(f"cannot read the context length of {model_cfg.path}: "
-                             f"set engine.max_prompt_tokens") from e
-        return cfg.max_prompt_tokens + cfg.new_tokens()
 
 
 class OpenAIEngine:
