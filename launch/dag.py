@@ -188,7 +188,7 @@ def create_dag(cfg, given: set[str]) -> tuple[RunDir, list[tuple[RunDir, Generat
 def build_judging(run_dir: str | Path) -> str:
     """The build step: export every generation run (naming the shards of one that is incomplete), then write the
     judging run's store from the answers, with exactly the shape it was sized for. Does nothing the second time."""
-    from launch.evaluate import EvaluateLaunchConfig, write_reference
+    from launch.evaluate import EvaluateLaunchConfig, reference_rows, write_reference
 
     rd = RunDir(Path(run_dir))
     if rd.store.exists():
@@ -205,7 +205,7 @@ def build_judging(run_dir: str | Path) -> str:
     try:
         write_store(rd, planned, evaluation_attrs(cfg, runs))
         if cfg.evaluate.reference_verdicts:
-            write_reference(rd, cfg.evaluate, planned.loaded)
+            write_reference(rd, cfg.evaluate, reference_rows(cfg.evaluate, planned.loaded))
     except BaseException:
         shutil.rmtree(rd.store, ignore_errors=True)  # a store that exists is one the judging array can use
         raise

@@ -17,6 +17,7 @@ resume, Slurm and the merge work as for ``make judge``; verdicts already in the 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -28,7 +29,7 @@ from judgelm.data.checklists import Checklists, covered, load_checklists
 from judgelm.data.pairing import pair_records, spread_questions
 from judgelm.data.records import Loaded, RecordError, iter_dicts
 from judgelm.generation.run import incomplete_shards
-from judgelm.judging.alpaca_eval import import_annotations, read_annotations
+from judgelm.judging.alpaca_eval import Annotation, annotation_store, read_annotations
 from judgelm.judging.run import create_run, plan_run
 from judgelm.results.leaderboard import LEADERBOARD_MD, REFERENCE_JSON, REFERENCE_SCORES, build_leaderboard
 from judgelm.rundir import RunDir, check_run_name, write_text_atomic
@@ -126,18 +127,27 @@ def write_reference_scores(rd: RunDir, path: str, data: AnswerSet) -> int:
     return len(rows)
 
 
-def write_reference(rd: RunDir, ev: EvaluationConfig, loaded: Loaded) -> None:
-    """The reference judge's leaderboard over exactly the evaluated questions, for the merge to compare with; none,
-    with a warning, when its annotations cover none of them (the default AlpacaEval judge on MT-Bench answers)."""
+def reference_rows(ev: EvaluationConfig, loaded: Loaded) -> list[Annotation]:
+    """The reference judge's annotations of the evaluated questions; none, with a warning, when they cover none of
+    them (the default AlpacaEval judge on MT-Bench answers): the run then has no reference leaderboard."""
+    if not ev.reference_verdicts:
+        return []
     questions = {r.question for r in loaded.records}
-    paths = expand_paths(ev.reference_verdicts)
-    if not read_annotations(paths, questions):
+    rows = read_annotations(expand_paths(ev.reference_verdicts), questions)
+    if not rows:
         logging.getLogger("launch.evaluate").warning(
             "no reference leaderboard: %s annotates none of the %d evaluated questions", ev.reference_judge,
             len(questions))
+    return rows
+
+
+def write_reference(rd: RunDir, ev: EvaluationConfig, rows: list[Annotation]) -> None:
+    """The reference judge's leaderboard over exactly the evaluated questions (``reference_rows``), for the merge
+    to compare with."""
+    if not rows:
         return
-    store = import_annotations(rd.root / "reference" / "verdicts.zarr", paths,
-                               {"run": f"{rd.name}/reference", "model": ev.reference_judge}, questions)
+    store = annotation_store(rd.root / "reference" / "verdicts.zarr", rows,
+                             {"run": f"{rd.name}/reference", "model": ev.reference_judge})
     board = build_leaderboard(store)
     board["judge"] = ev.reference_judge
     write_text_atomic(rd.root / REFERENCE_JSON, json.dumps(board, indent=2) + "\n")
@@ -169,15 +179,15 @@ def evaluate(argv: list[str]) -> int:
         return 0
     data = evaluation_data(ev, cfg.prompt.turns)
     loaded = evaluation_records(ev, data)
+    rows = reference_rows(ev, loaded)  # read (and any mistake in them named) before the run is created
     # All-pairs has no baseline in its leaderboard: every model's win rate is against every other model.
     baseline = "" if ev.pairing == "all-pairs" else ev.baseline
     rd = create_run(plan_run(cfg, loaded), to_yaml(cfg),
                     attrs={"evaluation": {"pairing": ev.pairing, "baseline": baseline}})
-    if ev.reference_verdicts:
-        write_reference(rd, ev, loaded)
     if ev.reference_scores:
         write_reference_scores(rd, ev.reference_scores, data)
-    rc = launch(rd, cfg, list(range(cfg.shards)), started)
+    rc = launch(rd, cfg, list(range(cfg.shards)), started,
+                alongside=functools.partial(write_reference, rd, ev, rows) if rows else None)
     if (rd.root / LEADERBOARD_MD).exists():
         print("\n" + (rd.root / LEADERBOARD_MD).read_text(), end="", flush=True)
     return rc

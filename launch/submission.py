@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib
 import json
 import logging
 import os
 import signal
 import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -397,33 +398,46 @@ def print_how_to_follow(sub: Submission) -> None:
 
 
 def launch(rd: RunDir, cfg: JudgeLaunchConfig | GenerateLaunchConfig, shards: list[int], started: float,
-           wait_for: list[str] = (), kind: RunKind = JUDGE) -> int:
-    """Submit, then (unless a Slurm run is not waited for) follow to the end and report."""
+           wait_for: list[str] = (), kind: RunKind = JUDGE, alongside: Callable[[], None] | None = None) -> int:
+    """Submit, then (unless a Slurm run is not waited for) follow to the end and report. ``alongside`` is the
+    launcher's own work that only the close needs (an evaluation's reference leaderboard): a local run does it
+    while its worker starts on the other core; a Slurm run before submitting, as its closing job runs elsewhere."""
     timer = PhaseTimer()  # the launcher's own phases; "create": from its start (imports included) to submitting
+    local = cfg.cluster.executor != "slurm"
+    if alongside and not local:
+        alongside()
     timer.seconds["create"] = round(process_age() or time.time() - started, 3)
     with timer("shards"):
         sub = submit(rd, cfg, shards, wait_for, kind=kind)
-    return see_through(sub, started, timer)
+    return see_through(sub, started, timer, alongside if local else None)
 
 
-def see_through(sub: Submission, started: float, timer: PhaseTimer | None = None) -> int:
+def see_through(sub: Submission, started: float, timer: PhaseTimer | None = None,
+                alongside: Callable[[], None] | None = None) -> int:
     """Follow a submission to its end and report, unless it is a Slurm run that is not waited for."""
     cfg = sub.cfg
     if cfg.cluster.executor == "slurm":
         print_how_to_follow(sub)
         if not cfg.wait:
             return 0
-    return follow_to_end(sub, started, timer)
+    return follow_to_end(sub, started, timer, alongside)
 
 
-def follow_to_end(sub: Submission, started: float, timer: PhaseTimer | None = None) -> int:
+def follow_to_end(sub: Submission, started: float, timer: PhaseTimer | None = None,
+                  alongside: Callable[[], None] | None = None) -> int:
+    """Follow the shards, then close the run; ``alongside`` (and, for a judging run, the merge's imports) runs in
+    a thread meanwhile and is done before the close."""
     timer = timer or PhaseTimer()
-    if sub.kind is JUDGE:  # the merge's modules (scipy...) load while the shards run, not after them
-        threading.Thread(target=importlib.import_module, args=("judgelm.results.merge",), daemon=True).start()
-    try:
-        with timer("shards"):
-            follow(sub)
-    except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"Shards stop after their current chunk; nothing done is lost. Continue with: "
-                                f"make resubmit RUN={sub.cfg.run}") from None
+    steps = ([functools.partial(importlib.import_module, "judgelm.results.merge")] if sub.kind is JUDGE else []) \
+        + ([alongside] if alongside else [])
+    with ThreadPoolExecutor(1, "alongside") as pool:
+        done = [pool.submit(step) for step in steps]
+        try:
+            with timer("shards"):
+                follow(sub)
+        except KeyboardInterrupt:  # the steps are short and finish first: a resubmission's close needs them
+            raise KeyboardInterrupt(f"Shards stop after their current chunk; nothing done is lost. Continue with: "
+                                    f"make resubmit RUN={sub.cfg.run}") from None
+        for f in done:
+            f.result()
     return finish(sub, started, timer)

@@ -56,3 +56,15 @@ def test_a_bad_answers_file_is_one_line(tmp_path, random_judge, capsys):
     assert capsys.readouterr().err.strip() == f"error: {bad}:1: field 'answer': missing"
     with pytest.raises(FileNotFoundError):
         (tmp_path / "bad" / "config.yaml").read_text()
+
+
+@pytest.mark.slow  # one run on the local executor
+def test_the_reference_leaderboard_built_while_the_shards_run_reaches_the_merge(tmp_path, random_judge, capsys):
+    # A local run builds the reference judge's board in the launcher while its worker starts; the merge must see it.
+    assert evaluate.main([f"model.path={random_judge}", f"runs_dir={tmp_path}", "run=ref", "shards=1",
+                          "evaluate.limit=2", "store.chunk_units=8"]) == 0
+    out = capsys.readouterr().out
+    reference = json.loads((tmp_path / "ref" / "reference_leaderboard.json").read_text())
+    assert reference["judge"] == "GPT-4 Turbo (AlpacaEval)"
+    assert "Against GPT-4 Turbo (AlpacaEval) on the same answers" in out
+    assert "| claude-2.1 |" in out.split("Against GPT-4 Turbo (AlpacaEval)")[1]

@@ -116,7 +116,8 @@ def test_a_reference_judge_that_annotated_none_of_the_questions_is_skipped(tmp_p
     rd = RunDir(tmp_path / "run")
     rd.root.mkdir()
     records = load_records(write(tmp_path / "d.jsonl", [CONVERSATION])).records
-    evaluate.write_reference(rd, evaluate.EvaluationConfig(reference_verdicts=str(ALPACA_EVAL)), Loaded(records))
+    ev = evaluate.EvaluationConfig(reference_verdicts=str(ALPACA_EVAL))
+    evaluate.write_reference(rd, ev, evaluate.reference_rows(ev, Loaded(records)))
     assert not (rd.root / REFERENCE_JSON).exists()
     assert "annotates none of the 1 evaluated questions" in caplog.text
 

@@ -68,11 +68,16 @@ def read_annotations(paths: list[Path], instructions: set[str] | None = None) ->
 
 def import_annotations(store_path: str | Path, paths: list[Path], attrs: dict[str, Any] | None = None,
                        instructions: set[str] | None = None) -> VerdictStore:
-    """A complete store of the annotations in ``paths`` (only those of ``instructions`` if given); the baseline is
-    the ``generator_1`` of every row."""
+    """A complete store of the annotations in ``paths`` (only those of ``instructions`` if given)."""
     rows = read_annotations(paths, instructions)
     if not rows:
         raise ValueError(f"no annotated rows in {', '.join(map(str, paths))}")
+    return annotation_store(store_path, rows, attrs)
+
+
+def annotation_store(store_path: str | Path, rows: list[Annotation],
+                     attrs: dict[str, Any] | None = None) -> VerdictStore:
+    """A complete store of annotated rows (``read_annotations``); the baseline is the ``generator_1`` of every row."""
     baselines = {a.record.models[0] for a in rows}
     baseline = baselines.pop() if len(baselines) == 1 else ""
     records = [a.record for a in rows]
