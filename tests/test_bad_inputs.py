@@ -72,6 +72,10 @@ CASES = [
          {"pairs.json": json.dumps([{"question_id": 0, "question_body": "q", "answer1_body": "a",
                                      "answer2_body": "b", "reference": {"text": "x\udfff"}}])}),
     # --- odd but valid data: accepted, rendered as JudgeLM renders it (`make prompts`) ---------------------
+    Case("escaped surrogate pair (an emoji) in a JSON list", (*PROMPTS, "data.source={d}/pairs.json"), 0,
+         "[Question]\\nsmile \U0001F600 0",  # the pair is one character; only a lone half is an error
+         {"pairs.json": json.dumps([{"question_id": 0, "question_body": "smile \U0001F600 0", "answer1_body": "a",
+                                     "answer2_body": "b"}])}),
     Case("UTF-8 byte-order mark", (*PROMPTS, "data.source={d}/bom.jsonl"), 0, '"question_id": 0',
          {"bom.jsonl": b"\xef\xbb\xbf" + pairs_jsonl().encode()}),
     Case("empty answer", (*PROMPTS, "data.source={d}/pairs.jsonl"), 0,
