@@ -48,9 +48,12 @@ class PromptConfig:
 class StoreConfig:
     """The Zarr verdict store."""
 
-    chunk_units: int = 128
-    """Largest chunk, in units: the unit of ownership, commit and resume (a requeued shard redoes at most one).
-    The actual size is chosen so that every shard owns the same number of chunks, give or take one."""
+    chunk_units: int = 512
+    """Largest chunk, in units: the unit of ownership, commit and resume (a requeued shard redoes at most one),
+    and of one engine call. The actual size is chosen so that every shard owns the same number of chunks, give or
+    take one. Bigger calls batch better: the default ``make judge`` spent 13.2 s in its engine with chunks of 128
+    and 11.5 s with 512, as much as the same units in one call (``make bench``, 2-core CPU); on a GPU a 7B judge
+    does 512 units in seconds, so a requeue still loses little."""
 
 
 POLICIES = ("primary", "majority", "mean", "first_parseable", "expected")
