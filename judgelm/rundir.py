@@ -7,6 +7,7 @@ import errno
 import math
 import os
 import re
+import shutil
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -207,3 +208,20 @@ class RunDir:
     def jobs(self) -> Path:
         """Slurm/submitit job ids of the run's submissions, appended by the launcher."""
         return self.root / "jobs.jsonl"
+
+
+@contextlib.contextmanager
+def new_run(runs_dir: str | Path, run: str) -> Iterator[RunDir]:
+    """The directory of a run that does not exist yet, with its logs folder, for the block to fill. A failure
+    part-way removes it whole, so a run directory that exists is always one that can be resumed."""
+    rd = RunDir(Path(runs_dir).resolve() / run)
+    if rd.root.exists():
+        raise ConfigError(f"run {run} already exists in {rd.root.parent}; continue it with "
+                          f"`make resubmit RUN={run}` or choose another RUN")
+    rd.root.mkdir(parents=True)
+    try:
+        rd.logs.mkdir()
+        yield rd
+    except BaseException:
+        shutil.rmtree(rd.root, ignore_errors=True)
+        raise

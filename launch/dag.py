@@ -38,7 +38,7 @@ from judgelm.inference.config import EngineConfig, ModelConfig, context_length
 from judgelm.judging.config import StoreConfig
 from judgelm.judging.run import is_tiny_judge, plan_run, write_store
 from judgelm.results.leaderboard import LEADERBOARD_MD
-from judgelm.rundir import RunDir
+from judgelm.rundir import RunDir, new_run
 from launch.cluster import make_executor
 from launch.configs import GenerateLaunchConfig, saved_judge_config
 from launch.dag_status import NEVER, blocked_generations, dag_jobs
@@ -169,19 +169,10 @@ def create_dag(cfg, given: set[str]) -> tuple[RunDir, list[tuple[RunDir, Generat
         raise ConfigError(f"evaluate.generate: two models would file their answers under one name ({ids}); give "
                           f"each model directory its own name")
     planned = [plan_generation(g) for g in gens]
-    rd = RunDir(Path(cfg.runs_dir).resolve() / cfg.run)
-    if rd.root.exists():
-        raise ConfigError(f"run {cfg.run} already exists in {rd.root.parent}; continue it with "
-                          f"`make resubmit RUN={cfg.run}` or choose another RUN")
-    rd.root.mkdir(parents=True)
-    try:
-        rd.logs.mkdir()
+    with new_run(cfg.runs_dir, cfg.run) as rd:
         runs = [(create_generation(p, to_yaml(p.cfg)), p.cfg) for p in planned]
         plan_run(cfg, judging_records(cfg, [r for r, _ in runs], planning=True))  # sizes cfg.shards and chunks
         rd.config.write_text(to_yaml(cfg))
-    except BaseException:
-        shutil.rmtree(rd.root, ignore_errors=True)
-        raise
     return rd, runs
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from judgelm.generation.store import AnswerStore
 from judgelm.inference.config import context_length
 from judgelm.judging.run import check_model, check_shard_python, local_model
 from judgelm.judging.store import plan_chunks
-from judgelm.rundir import RunDir
+from judgelm.rundir import RunDir, new_run
 
 log = logging.getLogger("judgelm.generation.run")
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -97,13 +96,7 @@ def create_generation(planned: PlannedGeneration, saved_config: str) -> RunDir:
     """Write the run directory (logs, the answer store, ``config.yaml``) and commit every chunk the answer cache
     already holds. A failure part-way removes the directory."""
     cfg = planned.cfg
-    rd = RunDir(Path(cfg.runs_dir).resolve() / cfg.run)
-    if rd.root.exists():
-        raise ConfigError(f"run {cfg.run} already exists in {Path(cfg.runs_dir).resolve()}; continue it with "
-                          f"`make resubmit RUN={cfg.run}` or choose another RUN")
-    rd.root.mkdir(parents=True)
-    try:
-        rd.logs.mkdir()
+    with new_run(cfg.runs_dir, cfg.run) as rd:
         if planned.template is not None:
             (rd.root / TEMPLATE_FILE).write_text(planned.template)
         AnswerStore.create(rd.answer_store, planned.questions, planned.temperatures, cfg.generate.n,
@@ -116,9 +109,6 @@ def create_generation(planned: PlannedGeneration, saved_config: str) -> RunDir:
             write_sources(rd.root, planned.sources)
         rd.config.write_text(saved_config)
         filled = fill_from_cache(rd, cfg)
-    except BaseException:
-        shutil.rmtree(rd.root, ignore_errors=True)
-        raise
     log.info("run %s: %s, %d questions × %d answers in %d chunks of %d, %d shards; %d chunks from the answer cache",
              cfg.run, cfg.model_id, len(planned.questions), cfg.generate.n,
              -(-planned.n_units // cfg.store.chunk_units), cfg.store.chunk_units, cfg.shards, filled)

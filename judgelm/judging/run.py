@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from judgelm.judging.units import UnitPlan, plan_units, spread_records
 from judgelm.judging.validate import check_run_inputs, data_notes
 from judgelm.profiles import make_profile, store_attrs
 from judgelm.profiles.prompts import Mode
-from judgelm.rundir import RunDir
+from judgelm.rundir import RunDir, new_run
 
 log = logging.getLogger("judgelm.judging.run")
 
@@ -155,19 +154,9 @@ def create_run(planned: PlannedRun, saved_config: str, attrs: dict | None = None
     ``saved_config`` is the YAML every shard and the merge read back (the launcher's, a superset of the library's).
     A failure part-way removes the directory, so a run that exists is always one that can be resumed.
     """
-    cfg = planned.cfg
-    rd = RunDir(Path(cfg.runs_dir).resolve() / cfg.run)
-    if rd.root.exists():
-        raise ConfigError(f"run {cfg.run} already exists in {rd.root.parent}; continue it with "
-                          f"`make resubmit RUN={cfg.run}` or choose another RUN")
-    rd.root.mkdir(parents=True)
-    try:
-        rd.logs.mkdir()
+    with new_run(planned.cfg.runs_dir, planned.cfg.run) as rd:
         write_store(rd, planned, attrs or {})
         rd.config.write_text(saved_config)
-    except BaseException:
-        shutil.rmtree(rd.root, ignore_errors=True)
-        raise
     return rd
 
 
