@@ -195,8 +195,7 @@ def build_judging(run_dir: str | Path) -> str:
                            f"submitted for ({sized[0]} shards of chunks of {sized[1]})")
     try:
         write_store(rd, planned, evaluation_attrs(cfg, runs))
-        if cfg.evaluate.reference_verdicts:
-            write_reference(rd, cfg.evaluate, reference_rows(cfg.evaluate, planned.loaded))
+        write_reference(rd, cfg.evaluate, reference_rows(cfg.evaluate, planned.loaded))
     except BaseException:
         shutil.rmtree(rd.store, ignore_errors=True)  # a store that exists is one the judging array can use
         raise
