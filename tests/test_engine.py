@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from judgelm.inference.config import EngineConfig, ModelConfig
-from judgelm.inference.hf import HFEngine, decode_batches, newline_token_ids, plan_batches
+from judgelm.inference.hf import HFEngine, cpu_processes, decode_batches, newline_token_ids, plan_batches
 from judgelm.inference.models import encode_with_bos, load_judge
 from judgelm.inference.prepare import fit_prompt, prepare_chunk
 from judgelm.inference.sampling import uniform_noise
@@ -187,6 +187,17 @@ def test_forked_compute_processes_give_the_same_generations(judge, settings):
                 assert np.allclose(a.top_logprobs, b.top_logprobs, atol=1e-4, equal_nan=True)
         os.kill(eng.pool.pids[0], signal.SIGKILL)
         os.waitpid(eng.pool.pids[0], 0)
+
+
+def test_a_tiny_model_judges_in_processes_and_a_bigger_one_in_threads(monkeypatch):
+    """By default a CPU engine forks one process per thread only for a tiny model; a bigger one (weight- and
+    cache-bound decode steps) computes with threads in one process; a GPU never forks; a setting always wins."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    cpu = torch.device("cpu")
+    assert cpu_processes(0, cpu, 1_900_000) == 2
+    assert cpu_processes(0, cpu, 52_500_000) == 1
+    assert cpu_processes(0, torch.device("cuda"), 1_900_000) == 1
+    assert cpu_processes(3, cpu, 52_500_000) == 3
 
 
 def test_prefills_stay_within_their_token_cap():

@@ -89,8 +89,9 @@ class EngineConfig:
     """CPU threads for torch; 0 takes SLURM_CPUS_PER_TASK or this machine's cores divided among local shards."""
     cpu_processes: int = 0
     """hf engine on a CPU: processes that judge batches side by side, forked from the shard's process (sharing its
-    weights), one torch thread each. 0: one per thread for a model under 1B parameters (a small model's operations
-    are too small for threads to help), else 1 (threads only). Results do not depend on it."""
+    weights), one torch thread each. 0: one per thread for a model under 10M parameters (a tiny model's operations
+    are too small for threads to help), else 1 (threads only: a bigger model's decode reads its weights and KV cache
+    once per step for the whole batch). Results do not depend on it."""
     logprobs_topk: int = 0
     """If > 0, store the top-k log-probabilities at each of the first generated positions (fast mode), from
     which the merge derives an expected score and a confidence per verdict."""

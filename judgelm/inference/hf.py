@@ -147,9 +147,13 @@ CPU_PREFILL_TOKENS = 2048
 where its elementwise operations (norms, rotary embeddings, activations) run faster than from memory, and the matrix
 products are as fast at this size (tiny judge, one core: 10-20 % less CPU time than unbounded prefills)."""
 
-SMALL_MODEL = 1_000_000_000
-"""Parameters below which a CPU engine judges in one process per thread by default: a bigger model's matmuls use
-torch's threads well, and every process holds its own activations and KV cache."""
+SMALL_MODEL = 10_000_000
+"""Parameters below which a CPU engine judges in one process per thread by default. Measured on this project's
+2-core CPU (docs/speed.md, "Processes or threads"): the 1.9M tiny judge is 7-18 % faster in two one-thread processes
+than in one two-thread process (its operations are too small for two threads to share), while the 52.5M bench model
+is up to 2.4× faster with threads (0.95-2.4× over the bench's workloads): its decode steps are bound by reading the
+weights and the KV cache, which one process does once per step for the whole batch and two processes each do for
+their half. Nothing between the two sizes was measured."""
 
 
 def cpu_processes(requested: int, device: torch.device, params: int) -> int:
