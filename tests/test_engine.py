@@ -20,6 +20,13 @@ def judge(random_judge):
     return load_judge(ModelConfig(path=str(random_judge)))[:3]
 
 
+@pytest.fixture(scope="module")
+def eager_judge(random_judge):
+    """The same weights with eager attention: decode steps attend under one mask over the widest row's slots, the
+    path every GPU and every sliding-window model takes."""
+    return load_judge(ModelConfig(path=str(random_judge), attn_implementation="eager"))[:3]
+
+
 def prompts(tok, n=13):
     return encode_with_bos(tok, [build_prompt("Q" * (1 + 3 * i), ["a" * (i % 7), "b" * (i % 5)]) for i in range(n)])
 
@@ -97,13 +104,16 @@ def test_batches_respect_the_token_budget_and_sort_by_length():
     assert decode_batches(batches, lengths, 10, 240, 8) == [[[1, 3], [5, 2]], [[0], [4]]]  # 4 × (50 + 10) = 240
 
 
+@pytest.mark.parametrize("attention", ["rows", "mask"])
 @pytest.mark.parametrize("mode", ["fast", "full"])
-def test_groups_of_different_widths_decode_together_exactly(judge, mode):
-    """Rows prefilled in separate groups and decoded as one batch (their cache padded to the widest with masked
-    zeros) generate what each prompt generates alone."""
-    model, tok, device = judge
+def test_groups_of_different_widths_decode_together_exactly(judge, eager_judge, mode, attention):
+    """Rows prefilled in separate groups and decoded as one batch (each row's tokens in its own slots, the rest
+    masked zeros) generate what each prompt generates alone, whether attention reads spans of rows each over their
+    own slots or the whole batch under one mask."""
+    model, tok, device = judge if attention == "rows" else eager_judge
     ids = prompts(tok)
     eng = HFEngine(model, tok, device, EngineConfig(mode=mode, max_new_tokens=10, max_batch=13, max_padding=0.0))
+    assert eng.row_attention == (attention == "rows")
     lengths = [len(x) for x in ids]
     groups = plan_batches(lengths, 10, eng.cfg.batch_tokens, 13, 0.0)
     assert len(groups) > 3 and len(decode_batches(groups, lengths, 10, eng.cfg.batch_tokens, 13)) == 1

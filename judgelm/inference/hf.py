@@ -8,20 +8,23 @@ newline, and done rows leave the batch with their KV cache rows. Text is decoded
 Units are sorted by prompt length (longest first, so a batch that does not fit in memory fails at once, not an
 hour in). Prefill runs in groups of similar length, so few padded positions are computed; consecutive groups then
 decode together as one batch filled up to a token budget, so each decode step serves many rows and memory stays
-bounded. Rows sharing a long prompt prefix (the question; in model evaluation also the baseline answer) are
-grouped so that the prefix is computed once per batch (``judgelm.inference.prefix``).
+bounded; on a CPU each decode step's attention still reads each row's own tokens only
+(``judgelm.inference.row_attention``). Rows sharing a long prompt prefix (the question; in model evaluation also the
+baseline answer) are grouped so that the prefix is computed once per batch (``judgelm.inference.prefix``).
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
+from judgelm.inference import row_attention
 from judgelm.inference.config import EngineConfig
 from judgelm.inference.fork_pool import ForkPool
-from judgelm.inference.kv_cache import batch_cache, row_block, seal, share_prefix
+from judgelm.inference.kv_cache import batch_cache, decode_at, row_block, seal, share_prefix
 from judgelm.inference.memory import gpu_budget
 from judgelm.inference.prefix import attention_positions_per_token, prefix_groups, worth_sharing
 from judgelm.inference.sampling import next_tokens
@@ -189,6 +192,12 @@ class HFEngine:
                                   ("final_logit_softcapping", "logit_scale", "logits_scaling"))
         self.window = attention_window(text_cfg, model.config._attn_implementation)
         self.eager = model.config._attn_implementation == "eager"
+        # On a GPU, flash-attention already reads each row's own slots only (and SDPA's kernels would be launched
+        # once per span); a sliding window needs its own mask.
+        self.row_attention = (device.type == "cpu" and self.window is None
+                              and model.config._attn_implementation in ("sdpa", row_attention.NAME))
+        if self.row_attention:
+            row_attention.install(model)
         self.cpu_processes = cpu_processes(cfg.cpu_processes, device, sum(p.numel() for p in model.parameters()))
         self.prefill_tokens = cfg.prefill_tokens or (CPU_PREFILL_TOKENS if device.type == "cpu" else 0)
         self.pool: ForkPool | None = None
@@ -287,18 +296,22 @@ class HFEngine:
         out = self.model(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=ends)
         return out.logits[rows, col]
 
-    def _decode_mask(self, mask: torch.Tensor, lengths: torch.Tensor, step: int, width: int) -> torch.Tensor:
-        """The 2-D slot mask, or for a sliding-window model the window counted in each row's own positions."""
-        if self.window is None:
-            return mask
-        return position_mask(mask, lengths, step, width, self.window, self.model.dtype if self.eager else None)
+    def _step_attention(self, lengths: torch.Tensor, finished: torch.Tensor, step: int):
+        """Decode step ``step``'s attention mask, and the context its forward pass runs in. Row i reads slots
+        ``[0, len_i + step]``: spans of live rows each over their own slots (``row_attention``), or one mask over
+        the widest row's slots; for a sliding-window model the window counted from each row's own query."""
+        if self.row_attention:
+            spans = row_attention.row_spans(lengths.tolist(), (~finished).tolist())
+            return None, row_attention.reading_rows(spans, lengths, step)
+        if self.window is not None:
+            return position_mask(lengths, step, self.window, self.model.dtype if self.eager else None), nullcontext()
+        slots = torch.arange(int(lengths.max()) + step + 1, device=self.device)
+        return (slots[None, :] <= (lengths + step)[:, None]).long(), nullcontext()
 
     @torch.inference_mode()
     def _run_batch(self, units: list[int], groups: list[list[list[int]]], prefixes: list[int]) -> list[Generation]:
-        b, width = len(units), max(len(p) for g in groups for p in g)
+        b = len(units)
         cache, lengths, logits = self._prefill(groups, prefixes)
-        # Cache slots [len_i, width) of row i hold pads or zeros and stay masked; generated tokens go after `width`.
-        mask = (torch.arange(width, device=self.device)[None, :] < lengths[:, None]).long()
         unit_t = torch.tensor(units, device=self.device)
         rows = torch.arange(b, device=self.device)  # batch position -> original row
         finished = torch.zeros(b, dtype=torch.bool, device=self.device)  # rows done but not yet dropped
@@ -325,16 +338,18 @@ class HFEngine:
             if bool(finished.all()) or step == self.max_new - 1:
                 break
             # Finished rows leave the batch with their cache rows. Compacting copies the whole cache, so it
-            # waits until a quarter of the batch is finished; until then those rows' outputs are ignored.
+            # waits until a quarter of the batch is finished; until then those rows' outputs are ignored (and with
+            # row_attention their attention is skipped).
             if int(finished.sum()) * 4 >= len(rows):
                 keep = (~finished).nonzero().squeeze(-1)
                 cache.batch_select_indices(keep)
-                rows, tok, mask, lengths = rows[keep], tok[keep], mask[keep], lengths[keep]
+                rows, tok, lengths = rows[keep], tok[keep], lengths[keep]
                 finished = finished[keep]
-            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-            out = self.model(input_ids=tok[:, None], attention_mask=self._decode_mask(mask, lengths, step, width),
-                             position_ids=(lengths + step)[:, None],
-                             past_key_values=cache, use_cache=True)
+            decode_at(cache, lengths + step)
+            mask, attending = self._step_attention(lengths, finished, step)
+            with attending:
+                out = self.model(input_ids=tok[:, None], attention_mask=mask, position_ids=(lengths + step)[:, None],
+                                 past_key_values=cache, use_cache=True)
             cache, logits = out.past_key_values, out.logits[:, -1]
 
         return [Generation(unit=units[r], token_ids=generated[r], text="", stopped=stopped[r],

@@ -8,8 +8,9 @@ a view of the filled part.
 
 A decode batch is assembled from prefill groups of different widths (few padded positions in each prefill, many
 rows per decode step): each group writes its keys and values straight into its rows of the batch's buffers
-(``row_block``), so forming the batch copies nothing. Then ``seal`` makes every row as long as the widest group;
-the slots a narrower row did not fill are masked in attention.
+(``row_block``), so forming the batch copies nothing. Decoding then writes each row's new token right after its own
+tokens (``decode_at``): row i's tokens fill slots ``[0, len_i + step]``, slot and position agree, and attention
+can read each row's own slots only (``judgelm.inference.row_attention``); the slots beyond are masked.
 """
 
 from __future__ import annotations
@@ -25,27 +26,39 @@ class AppendLayer(DynamicLayer):
         super().__init__()
         self.rows, self.capacity = rows, capacity
         self.length = 0
+        self.slots: torch.Tensor | None = None  # decoding: the slot of each row's next token
         self._k: torch.Tensor | None = None
         self._v: torch.Tensor | None = None
 
     def allocate(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         """Uninitialised buffers (zeroing a whole batch cache took a tenth of a prefill): every slot attention reads
-        is written before, except those a narrower prefill group leaves unwritten, which ``seal`` zeroes."""
+        is written before, except those after each prefill group's tokens, which ``seal`` zeroes."""
         shape = (self.rows, key_states.shape[1], self.capacity, key_states.shape[-1])
         self._k, self._v = key_states.new_empty(shape), value_states.new_empty(shape)
         self.lazy_initialization(key_states, value_states)
 
     def seal(self, length: int) -> None:
-        """Every row now counts as ``length`` positions long; decoding appends after them."""
+        """The prefill is written: ``length`` slots (the widest row) are in use."""
         self.length = length
         self.keys, self.values = self._k[..., :length, :], self._v[..., :length, :]
+
+    def at(self, slots: torch.Tensor, furthest: int) -> None:
+        """The next token of row i goes to slot ``slots[i]``; the slots in use, as ``transformers`` counts them
+        for its masks, end before the furthest of them."""
+        self.slots, self.length = slots, furthest
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         n = key_states.shape[-2]
         if self.length + n > self._k.shape[-2]:
             raise RuntimeError(f"KV cache full: {self.length} + {n} positions > capacity {self._k.shape[-2]}")
-        self._k[..., self.length: self.length + n, :] = key_states
-        self._v[..., self.length: self.length + n, :] = value_states
+        if self.slots is None:
+            self._k[..., self.length: self.length + n, :] = key_states
+            self._v[..., self.length: self.length + n, :] = value_states
+        else:
+            rows = torch.arange(key_states.shape[0], device=self._k.device)
+            slots = self.slots.to(self._k.device)  # a replica spread over GPUs keeps each layer on its own
+            self._k[rows, :, slots] = key_states[:, :, 0]
+            self._v[rows, :, slots] = value_states[:, :, 0]
         self.length += n
         self.keys, self.values = self._k[..., : self.length, :], self._v[..., : self.length, :]
         return self.keys, self.values
@@ -102,16 +115,23 @@ def row_block(cache: DynamicCache, start: int) -> DynamicCache:
 
 
 def seal(cache: DynamicCache, width: int, blocks: list[DynamicCache]) -> None:
-    """After the prefill groups (written through ``blocks``): every row of ``cache`` counts as ``width`` long (the
-    widest group). The slots a narrower group left unwritten are masked in attention but must hold finite values
+    """After the prefill groups (written through ``blocks``): ``width`` (the widest group) slots are in use. The slots
+    after each group's prefill are masked in attention until decoding writes them, but must hold finite values
     (uninitialised memory may hold NaN, and NaN times a zero attention weight is still NaN): they are zeroed."""
     for layer in cache.layers:
         layer.seal(width)
     for block in blocks:
         for part in block.layers:
             rows = slice(part.start, part.start + part.rows)
-            part.parent._k[rows, :, part.length: width] = 0
-            part.parent._v[rows, :, part.length: width] = 0
+            part.parent._k[rows, :, part.length:] = 0
+            part.parent._v[rows, :, part.length:] = 0
+
+
+def decode_at(cache: DynamicCache, slots: torch.Tensor) -> None:
+    """The next decode step writes row i's token to slot ``slots[i]``, right after that row's own tokens."""
+    furthest = int(slots.max())
+    for layer in cache.layers:
+        layer.at(slots, furthest)
 
 
 def share_prefix(cache: DynamicCache, block: DynamicCache, src: int, start: int, rows: int, length: int) -> None:

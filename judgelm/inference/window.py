@@ -1,11 +1,11 @@
 """Sliding-window attention (Mistral family) in the engine's decode batches.
 
-A decode batch holds prompts of several widths in one cache: row i's prompt fills slots ``[0, len_i)``, slots up to
-the widest prompt ``W`` stay masked, and its generated tokens go to slots ``W, W+1, ...``. ``transformers`` builds
-a sliding window from slot indices, so a narrower row loses the ``W - len_i`` most recent positions of its window
-and its verdict changes. Here the window is counted in positions instead: a 4-D mask from each row's own positions,
-which SDPA and eager attention take as given. flash-attention needs nothing: it drops the masked slots before
-applying its window, so slot and position agree again.
+A decode batch holds prompts of several widths in one cache: row i's tokens fill slots ``[0, len_i + step]``, so
+its query at decode step ``step`` sits at slot and position ``len_i + step``. ``transformers`` builds a sliding
+window from one query slot for the whole batch, the widest row's, so a narrower row would see too few of its recent
+positions and its verdict would change. Here the window is counted from each row's own query: a 4-D mask, which
+SDPA and eager attention take as given. flash-attention needs nothing: it drops the masked slots and counts each
+row's window from its own last token.
 """
 
 from __future__ import annotations
@@ -27,18 +27,16 @@ def attention_window(text_config, attn_implementation: str) -> int | None:
     return int(window)
 
 
-def position_mask(valid: torch.Tensor, lengths: torch.Tensor, step: int, width: int, window: int,
+def position_mask(lengths: torch.Tensor, step: int, window: int,
                   additive_dtype: torch.dtype | None = None) -> torch.Tensor:
-    """The ``(rows, 1, 1, slots)`` mask of decode step ``step``, whose query sits at position ``len_i + step``.
+    """The ``(rows, 1, 1, slots)`` mask of decode step ``step``, whose query sits at slot ``len_i + step``.
 
-    ``valid``: the 2-D slot mask (1 = a real token); ``width``: the widest prompt, where generated slots begin.
-    A slot is seen when valid and its position is within ``window`` before the query (``transformers``' rule:
-    ``key > query - window``). ``additive_dtype`` gives eager attention's form (0 or the dtype's minimum).
+    A slot is seen when it is within ``window`` before the query (``transformers``' rule: ``key > query - window``).
+    ``additive_dtype`` gives eager attention's form (0 or the dtype's minimum).
     """
-    slots = torch.arange(valid.shape[1], device=valid.device)[None, :]
-    pos = torch.where(slots < width, slots, lengths[:, None] + slots - width)
     query = (lengths + step)[:, None]
-    seen = valid.bool() & (pos <= query) & (pos > query - window)
+    slots = torch.arange(int(query.max()) + 1, device=lengths.device)[None, :]
+    seen = (slots <= query) & (slots > query - window)
     if additive_dtype is not None:
         seen = torch.zeros(seen.shape, dtype=additive_dtype, device=seen.device).masked_fill(
             ~seen, torch.finfo(additive_dtype).min)

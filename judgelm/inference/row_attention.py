@@ -1,0 +1,81 @@
+"""Decode attention that reads each row's own keys and values, not the whole batch's.
+
+A decode batch holds prompts of several widths in one cache (``judgelm.inference.kv_cache``), each row's tokens in
+slots ``[0, len_i + step]``. SDPA over the batch reads every row up to the widest row, padding included, and the
+rows already finished but not yet dropped; on a CPU a decode step's attention is bound by those reads (the 52.5M
+bench model's PandaLM prompts: a quarter of the slots read were padding). Here a decode step's attention runs on
+spans of consecutive live rows of similar length instead, each over its own longest row: an attention function
+registered with ``transformers`` under ``NAME``, which is SDPA for everything but the decode steps the engine runs
+inside ``reading_rows``.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+NAME = "judgelm_rows"
+
+SPAN_PADDING = 0.1
+"""How much padding a span may read, as a fraction of its rows' own prompt tokens, before a row starts a new span:
+each span is one more attention call per layer (tens of microseconds), each padded slot one more key and value read."""
+
+_spans: ContextVar[list | None] = ContextVar("judgelm_row_spans", default=None)
+
+
+def row_spans(lengths: list[int], live: list[bool]) -> list[tuple[int, int]]:
+    """``(start, end)`` runs of consecutive live rows whose longest prompt pads the run by at most ``SPAN_PADDING``."""
+    spans: list[tuple[int, int]] = []
+    start, widest, real = None, 0, 0
+    for r, (n, alive) in enumerate(zip(lengths, live)):
+        if start is not None and (not alive or (r + 1 - start) * max(widest, n) > (1 + SPAN_PADDING) * (real + n)):
+            spans.append((start, r))
+            start = None
+        if alive:
+            if start is None:
+                start, widest, real = r, 0, 0
+            widest, real = max(widest, n), real + n
+    if start is not None:
+        spans.append((start, len(lengths)))
+    return spans
+
+
+@contextmanager
+def reading_rows(spans: list[tuple[int, int]], lengths: torch.Tensor, step: int):
+    """Decode step ``step`` attends over ``spans`` only; rows outside them get zeros (finished rows, ignored).
+    Row ``i`` reads slots ``[0, lengths[i] + step]``; a span whose rows differ in length masks the rest."""
+    ends = (lengths + step).tolist()
+    plan = []
+    for a, b in spans:
+        n = max(ends[a:b]) + 1
+        mask = None if min(ends[a:b]) + 1 == n else (
+            torch.arange(n, device=lengths.device)[None, :] <= (lengths[a:b] + step)[:, None])[:, None, None, :]
+        plan.append((a, b, n, mask))
+    token = _spans.set(plan)
+    try:
+        yield
+    finally:
+        _spans.reset(token)
+
+
+def rows_attention(module, query, key, value, attention_mask, **kwargs):
+    """SDPA, span by span inside ``reading_rows``."""
+    plan = _spans.get()
+    if plan is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    out = query.new_zeros(query.shape[0], query.shape[2], query.shape[1], query.shape[3])
+    for a, b, n, mask in plan:
+        out[a:b] = sdpa_attention_forward(module, query[a:b], key[a:b, :, :n], value[a:b, :, :n], mask, **kwargs)[0]
+    return out, None
+
+
+def install(model) -> None:
+    """``model`` attends with ``rows_attention`` (SDPA, masks made as for SDPA, outside ``reading_rows``)."""
+    AttentionInterface.register(NAME, rows_attention)
+    AttentionMaskInterface.register(NAME, sdpa_mask)
+    model.set_attn_implementation(NAME)
