@@ -23,6 +23,7 @@ import torch
 
 from judgelm.inference import row_attention
 from judgelm.inference.config import EngineConfig
+from judgelm.inference.cpu_memory import keep_freed_memory
 from judgelm.inference.fork_pool import ForkPool
 from judgelm.inference.kv_cache import batch_cache, decode_at, row_block, seal, share_prefix
 from judgelm.inference.memory import gpu_budget
@@ -208,6 +209,8 @@ class HFEngine:
                               and model.config._attn_implementation in ("sdpa", row_attention.NAME))
         if self.row_attention:
             row_attention.install(model)
+        if device.type == "cpu":
+            keep_freed_memory()
         self.cpu_processes = cpu_processes(cfg.cpu_processes, device, sum(p.numel() for p in model.parameters()))
         self.prefill_tokens = cfg.prefill_tokens or (CPU_PREFILL_TOKENS if device.type == "cpu" else 0)
         self.pool: ForkPool | None = None
