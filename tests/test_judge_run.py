@@ -216,7 +216,7 @@ def test_ctrl_c_stops_after_the_chunk_says_how_to_resume_and_loses_nothing(tmp_p
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGINT)  # what ctrl-C at the terminal does: the launcher and its local shards
     _, err = proc.communicate(timeout=240)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, err
     assert "make resubmit RUN=ctrlc" in err and "Traceback" not in err
     time.sleep(1)  # the shards finish their chunk and exit
     done = VerdictStore(rd.store).done()
