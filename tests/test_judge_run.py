@@ -203,12 +203,19 @@ def test_a_shard_that_crashes_says_so_in_its_progress(tmp_path, random_judge):
     assert [a.state for a in read_progress(rd.shard_progress(0)).attempts] == ["failed"]
 
 
+def as_at_a_terminal():
+    """SIGINT as a shell started in a terminal leaves it to a command: handled by default and not blocked. In the
+    full suite an earlier test leaves the pytest process with SIGINT ignored or blocked, which a child inherits."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_ctrl_c_stops_after_the_chunk_says_how_to_resume_and_loses_nothing(tmp_path, random_judge):
     data = write_pairs(tmp_path / "pairs.jsonl", 120)
     args = [f"model.path={random_judge}", f"data.source={data}", "run=ctrlc", f"runs_dir={tmp_path}", "shards=2",
             "store.chunk_units=4", "engine.mode=full", "engine.max_new_tokens=24"]
     proc = subprocess.Popen([sys.executable, "-m", "launch.judge", *args], cwd=REPO, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=as_at_a_terminal)
     rd = RunDir(tmp_path / "ctrlc")
     deadline = time.time() + 240
     while time.time() < deadline and not any(p and p.units_done >= 8 for p in
