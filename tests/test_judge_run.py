@@ -204,8 +204,9 @@ def test_a_shard_that_crashes_says_so_in_its_progress(tmp_path, random_judge):
 
 
 def as_at_a_terminal():
-    """SIGINT as a shell started in a terminal leaves it to a command: handled by default and not blocked. In the
-    full suite an earlier test leaves the pytest process with SIGINT ignored or blocked, which a child inherits."""
+    """SIGINT as a shell started in a terminal leaves it to a command: handled by default and not blocked. A test
+    run started in the background by a non-interactive shell (``bash .ci/run &``) has SIGINT ignored, which the
+    launcher would inherit and keep."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
