@@ -72,11 +72,12 @@ class ShardTask(submitit.helpers.Checkpointable):
     arguments) is right. ctrl-C at a local run's terminal (SIGINT) also stops the shard after its chunk, quietly.
     """
 
-    def __call__(self, run_dir: str, shard: int, n_shards: int, threads: int = 0, judge: str = "") -> ShardResult:
+    def __call__(self, run_dir: str, shard: int, n_shards: int, threads: int = 0, judge: str = "",
+                 then: int | None = None) -> ShardResult:
         setup_logging()
         stop = StopRequest((signal.SIGUSR2, signal.SIGTERM, signal.SIGINT))
         try:
-            result = self.run_shard(run_dir, shard, n_shards, stop, threads, judge)
+            result = self.run_shard(run_dir, shard, n_shards, stop, threads, judge, then)
         except (OSError, MemoryError, RuntimeError) as e:
             cause = environment_fault(e) or (str(e) if isinstance(e, DamagedStore) else None)
             if cause is None:
@@ -90,22 +91,23 @@ class ShardTask(submitit.helpers.Checkpointable):
         return result
 
     def run_shard(self, run_dir: str, shard: int, n_shards: int, stop: StopRequest, threads: int,
-                  judge: str) -> ShardResult:
+                  judge: str, then: int | None) -> ShardResult:
         raise NotImplementedError
 
 
 class JudgeShardTask(ShardTask):
-    """A judging shard; ``judge`` names a panel judge whose arrays it fills (``launch/panel.py``)."""
+    """A judging shard; ``judge`` names a panel judge whose arrays it fills (``launch/panel.py``); ``then``: the
+    shard its local worker runs next (``ShardsTask``), whose first chunk it prepares during its own last one."""
 
-    def run_shard(self, run_dir, shard, n_shards, stop, threads, judge):
+    def run_shard(self, run_dir, shard, n_shards, stop, threads, judge, then):
         from judgelm.judging.shard import run_shard  # torch: loaded where a shard runs, not where jobs are named
-        return run_shard(run_dir, shard, n_shards, stop, threads=threads, judge=judge)
+        return run_shard(run_dir, shard, n_shards, stop, threads=threads, judge=judge, then=then)
 
 
 class GenerateShardTask(ShardTask):
     """A generation shard (``make generate``, and an evaluation's generation arrays)."""
 
-    def run_shard(self, run_dir, shard, n_shards, stop, threads, judge):
+    def run_shard(self, run_dir, shard, n_shards, stop, threads, judge, then):
         from judgelm.generation.shard import run_shard  # as in JudgeShardTask
         return run_shard(run_dir, shard, n_shards, stop, threads=threads)
 
@@ -123,9 +125,9 @@ class ShardsTask:
     def __call__(self, run_dir: str, shards: list[int], n_shards: int, threads: int = 0,
                  judge: str = "") -> list[ShardResult]:
         results, failed = [], False
-        for shard in shards:
+        for shard, then in zip(shards, [*shards[1:], None]):
             try:
-                results.append(self.task()(run_dir, shard, n_shards, threads, judge))
+                results.append(self.task()(run_dir, shard, n_shards, threads, judge, then))
             except SystemExit:  # end_job: the cause is written; the other shards may still do their part
                 failed = True
                 continue

@@ -192,6 +192,33 @@ def test_runs_the_mode_cannot_judge_are_refused_before_anything_is_created(tmp_p
     assert not any((tmp_path / n).exists() for n in ("pair", "multi", "p", "z"))
 
 
+def test_a_worker_prepares_its_next_shards_first_chunk_during_the_last_one(tmp_path, random_judge, monkeypatch):
+    from judgelm.judging import shard as shard_module
+    data = write_pairs(tmp_path / "pairs.jsonl", 12)
+    rd = new_run(tmp_path, random_judge, data, "ahead", "shards=2", "store.chunk_units=6")
+    prepared = []  # (chunk, the shard whose loop was running when its preparation started)
+    running = {"shard": None}
+    real = shard_module.prepare_prompts
+    monkeypatch.setattr(shard_module, "prepare_prompts",
+                        lambda store, c, *a: prepared.append((c, running["shard"])) or real(store, c, *a))
+    store = VerdictStore(rd.store)
+    first_of_1 = store.shard_chunks(1, 2)[0]
+    for shard, then in ((0, 1), (1, None)):
+        running["shard"] = shard
+        shard_module.run_shard(rd.root, shard, 2, threads=1, then=then)
+    # every chunk prepared once; shard 1's first chunk while shard 0 ran, and waited for by shard 1 no longer
+    assert sorted(c for c, _ in prepared) == list(range(store.n_chunks))
+    assert (first_of_1, 0) in prepared
+    assert not shard_module._prepared_ahead
+    assert VerdictStore(rd.store).done().all()
+    # the same verdicts as shards run on their own
+    alone = new_run(tmp_path, random_judge, data, "alone", "shards=2", "store.chunk_units=6")
+    for shard in (0, 1):
+        shard_module.run_shard(alone.root, shard, 2, threads=1)
+    for name in ("status", "scores"):
+        np.testing.assert_array_equal(VerdictStore(alone.store).verdicts(name), VerdictStore(rd.store).verdicts(name))
+
+
 def test_a_shard_that_crashes_says_so_in_its_progress(tmp_path, random_judge):
     data = write_pairs(tmp_path / "pairs.jsonl", 4)
     judge = shutil.copytree(random_judge, tmp_path / "judge")  # checked at creation, then gone when the shard runs

@@ -16,7 +16,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +40,11 @@ from judgelm.profiles.prompts import Mode
 from judgelm.rundir import RunDir, environment_fault
 
 log = logging.getLogger("judgelm.judging.shard")
+
+_prepared_ahead: dict[tuple[str, int], Future] = {}
+"""(whose chunk, chunk) -> its preparation, started by the shard this process ran before, while its last chunk was
+computed: a local worker runs its shards one after the other, and each shard's first chunk would otherwise be
+tokenized with the engine idle."""
 
 
 @dataclass
@@ -135,9 +140,10 @@ def chunk_cache(cache: VerdictCache | None) -> VerdictCache | None:
 
 
 def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest | None = None,
-              job_id: str = "", threads: int = 0, judge: str = "") -> ShardResult:
+              job_id: str = "", threads: int = 0, judge: str = "", then: int | None = None) -> ShardResult:
     """Judge shard ``shard`` of ``n_shards`` of the run in ``run_dir``; ``threads`` overrides the config's.
-    ``judge`` names a panel judge (``judgelm.judging.panel``): its model judges and its verdict arrays are filled."""
+    ``judge`` names a panel judge (``judgelm.judging.panel``): its model judges and its verdict arrays are filled.
+    ``then``: the shard this process runs next, whose first chunk to do is prepared during this shard's last."""
     rd = RunDir(Path(run_dir))
     cfg = load_run_config(rd.root)
     store = VerdictStore(rd.store, mode="r+")
@@ -162,19 +168,23 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
                 mine.flush()
         return Started(engine, compute, write, cache, lambda c: prepare_prompts(store, c, engine, cfg))
 
-    return run_chunks(rd.root, store, shard, n_shards, rd.shard_progress(shard, judge), start, stop, job_id)
+    ahead = [] if then is None else [c for c in store.shard_chunks(then, n_shards) if not store.chunk_done(c)][:1]
+    return run_chunks(rd.root, store, shard, n_shards, rd.shard_progress(shard, judge), start, stop, job_id,
+                      (f"{rd.root}:{judge}", ahead))
 
 
 def run_chunks(run_root: Path, store: ChunkLayout, shard: int, n_shards: int, progress_path: Path,
                start: Callable[[PhaseTimer], Started], stop: StopRequest | None = None,
-               job_id: str = "") -> ShardResult:
+               job_id: str = "", ahead: tuple[str, list[int]] = ("", [])) -> ShardResult:
     """The loop every shard runs over the chunks it owns that are not done yet, whatever it computes.
 
     ``start(timer)`` loads what the work needs (only when there is work; ``timer`` takes its phases): the engine,
     the three steps of a chunk (``Started``) and the cache it opened, whose unreadable files the attempt counts.
     The engine computes chunk c while chunk c + 1 is prepared and chunk c - 1 committed, each chunk still committed
     whole and in order. Between chunks the loop honours ``stop``, keeps the shard's progress file (with its phase
-    times, ``judgelm.judging.phases``) and, for server engines, the attempt's usage file.
+    times, ``judgelm.judging.phases``) and, for server engines, the attempt's usage file. ``ahead``: whose chunks
+    ``prepare`` makes (any key that names the run and what prepares them) and a chunk of the shard this process
+    runs next, prepared during the last one here and kept for it.
     """
     chunks = store.shard_chunks(shard, n_shards)
     todo = [c for c in chunks if not store.chunk_done(c)]
@@ -226,8 +236,11 @@ def run_chunks(run_root: Path, store: ChunkLayout, shard: int, n_shards: int, pr
                 if stop() and (i or stop.signum != signal.SIGUSR2):
                     break
                 with timer("tokenize"):
-                    prepared = (nxt or preparing.submit(started.prepare, c)).result()
+                    prepared = (nxt or _prepared_ahead.pop((ahead[0], c), None)
+                                or preparing.submit(started.prepare, c)).result()
                 nxt = preparing.submit(started.prepare, todo[i + 1]) if i + 1 < len(todo) else None
+                if nxt is None and ahead[1]:
+                    _prepared_ahead[(ahead[0], ahead[1][0])] = preparing.submit(started.prepare, ahead[1][0])
                 with timer("engine"):
                     computed = started.compute(c, prepared)
                 with timer("store"):
