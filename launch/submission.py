@@ -55,6 +55,7 @@ class RunKind:
     open_store: Callable[[RunDir], ChunkLayout]
     incomplete: type[Exception]  # what closing an incomplete store raises
     describe: Callable[[Any], str] = lambda cfg: ""  # more for the jobs' comment
+    close_imports: tuple[str, ...] = ()  # modules ``close_here`` needs, imported while the shards run
 
 
 def evaluated_models(cfg) -> str:
@@ -71,7 +72,8 @@ def merge_here(root: Path, allow_partial: bool) -> str:
 
 
 JUDGE = RunKind("judge", JudgeShardTask, "merge", merge_task, merge_here, lambda rd: rd.table,
-                lambda rd: VerdictStore(rd.store), IncompleteStore, evaluated_models)
+                lambda rd: VerdictStore(rd.store), IncompleteStore, evaluated_models,
+                ("judgelm.results.merge", "scipy.optimize", "scipy.stats"))  # the last two: imported where used
 GENERATE = RunKind("generate", GenerateShardTask, "export", export_task, export_run,
                    lambda rd: rd.root / SUMMARY_FILE, lambda rd: AnswerStore(rd.answer_store), IncompleteAnswers,
                    lambda cfg: f" model={cfg.model_id}")
@@ -428,7 +430,7 @@ def follow_to_end(sub: Submission, started: float, timer: PhaseTimer | None = No
     """Follow the shards, then close the run; ``alongside`` (and, for a judging run, the merge's imports) runs in
     a thread meanwhile and is done before the close."""
     timer = timer or PhaseTimer()
-    steps = ([functools.partial(importlib.import_module, "judgelm.results.merge")] if sub.kind is JUDGE else []) \
+    steps = [functools.partial(importlib.import_module, m) for m in sub.kind.close_imports] \
         + ([alongside] if alongside else [])
     with ThreadPoolExecutor(1, "alongside") as pool:
         done = [pool.submit(step) for step in steps]

@@ -43,7 +43,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import optimize
 from scipy.special import expit
 
 from judgelm.scoring.ratings import ELO_BASE, ELO_SCALE
@@ -136,6 +135,8 @@ def fit_bt(b: Battles, weight: np.ndarray, anchor: int, style: np.ndarray | None
     def hess(theta: np.ndarray) -> np.ndarray:
         p = expit(x @ theta + off)
         return (x * (w * p * (1 - p))[:, None]).T @ x + l2 * np.eye(x.shape[1])
+
+    from scipy import optimize  # where it is used, as in judgelm.scoring.ratings
 
     theta = optimize.minimize(loss, np.zeros(x.shape[1]), jac=True, hess=hess, method="trust-exact",
                               options={"gtol": 1e-10}).x
