@@ -219,6 +219,18 @@ def test_a_worker_prepares_its_next_shards_first_chunk_during_the_last_one(tmp_p
         np.testing.assert_array_equal(VerdictStore(alone.store).verdicts(name), VerdictStore(rd.store).verdicts(name))
 
 
+def test_a_runs_config_is_read_once_per_process_each_caller_getting_its_own(tmp_path, random_judge):
+    from judgelm.judging.config import load_run_config
+    rd = new_run(tmp_path, random_judge, write_pairs(tmp_path / "pairs.jsonl", 4), "cfg", "shards=2")
+    first, second = load_run_config(rd.root), load_run_config(rd.root)
+    assert first == second and first is not second and first.engine is not second.engine
+    first.engine.max_new_tokens = 7  # a caller's change stays its own
+    assert load_run_config(rd.root).engine.max_new_tokens == second.engine.max_new_tokens != 7
+    text = rd.config.read_text()
+    rd.config.write_text(text.replace(f"shards: {second.shards}", "shards: 3") + "\n")  # an edited file is read again
+    assert load_run_config(rd.root).shards == 3
+
+
 def test_a_shard_that_crashes_says_so_in_its_progress(tmp_path, random_judge):
     data = write_pairs(tmp_path / "pairs.jsonl", 4)
     judge = shutil.copytree(random_judge, tmp_path / "judge")  # checked at creation, then gone when the shard runs
