@@ -66,10 +66,13 @@ def attention_positions_per_token(hidden: int, intermediate: int) -> float:
 def worth_sharing(prefix: int, suffix: int, per_token: float) -> bool:
     """Whether a row prefilled after a shared ``prefix`` costs less than the row prefilled whole.
 
-    After a cached prefix the suffix attends through an explicit mask, so attention computes its whole
+    After a cached prefix the suffix attends through an explicit mask, counted here as the whole
     suffix × (prefix + suffix) rectangle, where a whole row computes only the causal half of its square; what
     sharing saves is the prefix's projections and MLP (``per_token`` each). On a small model with long answers
-    (the tiny judge) a short shared question is not worth it; on a 7B judge nearly every shared prefix is.
+    (the tiny judge) a short shared question is not worth it; on a 7B judge nearly every shared prefix is. SDPA's
+    CPU kernel costs less than that rectangle under the mask, yet sharing every prefix made the tiny judge's model
+    evaluation 12-16 % slower (docs/speed.md, 21:01): the rule stands for the costs it does not model, the extra
+    forward calls and the prefix's own pass.
     """
     whole = (prefix + suffix) ** 2 / 2 + per_token * (prefix + suffix)
     shared = suffix * (prefix + suffix) + per_token * suffix
