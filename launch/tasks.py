@@ -20,7 +20,7 @@ from launch.cli import setup_logging
 from launch.server import request_stop
 
 if TYPE_CHECKING:
-    from judgelm.judging.shard import ShardResult
+    from judgelm.judging.progress import ShardResult
     from judgelm.train.config import TrainConfig
     from judgelm.train.loop import TrainResult
 

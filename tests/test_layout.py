@@ -8,6 +8,7 @@ chain, and the merge, status, report and launchers start without torch.
 from __future__ import annotations
 
 import ast
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -118,3 +119,13 @@ def test_a_launcher_submits_before_importing_scipys_solvers(module):
     code = f"import sys, {module}; print(sorted(m for m in ('scipy.optimize', 'scipy.stats') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", f"importing {module} loads {out.stdout.strip()}"
+
+
+def test_a_local_workers_result_unpickles_without_torch():
+    """When a local run ends its launcher reads the worker's result (``ShardResult``s, as a shard returns them):
+    that import of torch (and transformers) was 1.2 s of every local run's close."""
+    from judgelm.judging.shard import ShardResult
+    blob = pickle.dumps([ShardResult(shard=0, units_total=4, units_done=4, units_judged=4, interrupted=False)])
+    code = f"import pickle, sys; pickle.loads({blob!r}); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

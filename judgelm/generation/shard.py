@@ -18,7 +18,8 @@ from judgelm.generation.run import turn_settings
 from judgelm.generation.store import AnswerStore, ChunkAnswers
 from judgelm.judging.phases import PhaseTimer
 from judgelm.judging.preemption import StopRequest
-from judgelm.judging.shard import ShardResult, Started, chunk_cache, run_chunks, set_threads
+from judgelm.judging.progress import ShardResult
+from judgelm.judging.shard import Started, chunk_cache, run_chunks, set_threads
 from judgelm.rundir import RunDir
 
 

@@ -1,7 +1,9 @@
 """Per-shard progress files: what each attempt of a shard did, readable while it runs.
 
 A shard rewrites its own file after every chunk (atomically, so a reader never sees half a file). Operators'
-status view and the launcher's progress line read them; the store stays the truth about what is done.
+status view and the launcher's progress line read them; the store stays the truth about what is done. A shard's
+attempt also returns a ``ShardResult``, which the launcher unpickles from a finished job: defined here, where
+unpickling it imports no torch.
 """
 
 from __future__ import annotations
@@ -13,6 +15,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from judgelm.rundir import write_text_atomic
+
+
+@dataclass
+class ShardResult:
+    shard: int
+    units_total: int
+    units_done: int
+    units_judged: int  # by this attempt
+    interrupted: bool
+    signum: int | None = None
 
 
 @dataclass

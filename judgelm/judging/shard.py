@@ -31,7 +31,7 @@ from judgelm.judging.config import JudgeConfig, load_run_config
 from judgelm.judging.panel import panel_member
 from judgelm.judging.phases import PhaseTimer, startup_once
 from judgelm.judging.preemption import StopRequest
-from judgelm.judging.progress import ShardProgress, read_progress, write_progress
+from judgelm.judging.progress import ShardProgress, ShardResult, read_progress, write_progress
 from judgelm.judging.resample import ChunkDraws, extra_draws
 from judgelm.judging.store import TOP_IDS, TOP_LOGPROBS, ChunkLayout, ChunkVerdicts, VerdictStore
 from judgelm.judging.verdict_cache import VerdictCache, generate_with_cache, open_cache
@@ -45,16 +45,6 @@ _prepared_ahead: dict[tuple[str, int], Future] = {}
 """(whose chunk, chunk) -> its preparation, started by the shard this process ran before, while its last chunk was
 computed: a local worker runs its shards one after the other, and each shard's first chunk would otherwise be
 tokenized with the engine idle."""
-
-
-@dataclass
-class ShardResult:
-    shard: int
-    units_total: int
-    units_done: int
-    units_judged: int  # by this attempt
-    interrupted: bool
-    signum: int | None = None
 
 
 def set_threads(cfg_threads: int) -> None:
