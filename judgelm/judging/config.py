@@ -6,8 +6,6 @@ The launcher adds the cluster profile on top; everything here is fixed when the 
 
 from __future__ import annotations
 
-import copy
-import functools
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -157,15 +155,5 @@ class JudgeConfig:
 
 
 def load_run_config(run_dir: str | Path) -> JudgeConfig:
-    """The library's part of a run's saved ``config.yaml`` (the launcher's keys, like ``cluster``, are ignored).
-    Read once per process while the file is unchanged: a local worker runs several shards of a run one after the
-    other, and once torch is imported omegaconf takes ~0.14 s to read it (0.03 s before), each time with the
-    engine idle. Each caller gets its own copy."""
-    path = RunDir(Path(run_dir)).config
-    st = path.stat()
-    return copy.deepcopy(_read_run_config(path, st.st_mtime_ns, st.st_size))
-
-
-@functools.lru_cache(maxsize=8)
-def _read_run_config(path: Path, mtime_ns: int, size: int) -> JudgeConfig:
-    return load_saved(JudgeConfig, path)
+    """The library's part of a run's saved ``config.yaml`` (the launcher's keys, like ``cluster``, are ignored)."""
+    return load_saved(JudgeConfig, RunDir(Path(run_dir)).config)
