@@ -2,6 +2,7 @@
 
 import os
 import signal
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -197,6 +198,36 @@ def test_forked_compute_processes_give_the_same_generations(judge, settings):
                 assert np.allclose(a.top_logprobs, b.top_logprobs, atol=1e-4, equal_nan=True)
         os.kill(eng.pool.pids[0], signal.SIGKILL)
         os.waitpid(eng.pool.pids[0], 0)
+
+
+def test_an_expected_call_is_queued_during_the_one_before_and_gives_the_same_generations(judge):
+    """``expect`` queues the next call's batches while the current call's last ones end: that call then takes
+    them (nothing computed twice) and gets what it would alone; a call asked otherwise is judged for itself, and a
+    resample's call in between (other settings) neither takes the queue nor changes its settings."""
+    model, tok, device = judge
+    ids = prompts(tok, 17)
+    first, second = (list(range(9)), ids[:9]), (list(range(9, 17)), ids[9:])
+    settings = dict(mode="full", max_new_tokens=12)
+    alone = HFEngine(model, tok, device, EngineConfig(cpu_processes=1, **settings))
+    want = [g.token_ids for g in alone.generate(*first) + alone.generate(*second)]
+    eng = HFEngine(model, tok, device, EngineConfig(cpu_processes=2, **settings))
+    eng.expect(lambda: second)
+    got = eng.generate(*first)
+    assert eng._queued[1] == second[0]  # the second call's batches, queued already
+    saved = eng.cfg
+    eng.cfg = replace(saved, temperature=0.7)  # a resample between the two calls
+    eng.generate([100 + u for u in first[0][:3]], first[1][:3])
+    eng.cfg = saved
+    submitted = len(eng.pool.jobs)
+    got += eng.generate(*second)
+    assert [g.token_ids for g in got] == want
+    assert len(eng.pool.jobs) == submitted and eng._queued is None  # taken from the queue, not submitted again
+    eng.expect(lambda: first)
+    eng.generate(*second)  # queues the first call's batches...
+    eng.expect(lambda: second)  # ...which the next call does not ask for: dropped when its own follower is queued
+    assert [g.token_ids for g in eng.generate(*second)] == want[9:]
+    assert [g.token_ids for g in eng.generate(*second)] == want[9:]
+    assert eng._queued is None and not eng.pool.results
 
 
 def test_a_tiny_model_judges_in_processes_and_a_bigger_one_in_threads(monkeypatch):

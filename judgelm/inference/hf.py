@@ -15,6 +15,7 @@ baseline answer) are grouped so that the prefix is computed once per batch (``ju
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 
@@ -214,6 +215,8 @@ class HFEngine:
         self.cpu_processes = cpu_processes(cfg.cpu_processes, device, sum(p.numel() for p in model.parameters()))
         self.prefill_tokens = cfg.prefill_tokens or (CPU_PREFILL_TOKENS if device.type == "cpu" else 0)
         self.pool: ForkPool | None = None
+        self._following: Callable[[], tuple[list[int], list[list[int]]]] | None = None  # see ``expect``
+        self._queued: tuple | None = None  # (pool, units, ids, batches, job numbers) of a call queued ahead of it
 
     @property
     def context_length(self) -> int:
@@ -223,11 +226,55 @@ class HFEngine:
         """One ``Generation`` per prompt, in the order given. ``prompts`` (the rendered texts) are for engines
         that send text to a server; this one judges the token ids."""
         out: list[Generation | None] = [None] * len(ids)
+        pool, following = self._pool(), self._following
+        self._following = None
+        if pool is None:
+            batches, jobs = self._plan(units, ids, 1)
+            results = [self._run_job(job) for job in jobs]
+        else:
+            batches, numbers = self._queued_for(pool, units, ids)
+            more = (lambda: self._queue(pool, following)) if following is not None else None
+            results = pool.collect(self._run_job, numbers, more)
+        for batch, result in zip(batches, results):
+            for i, gen in zip((i for g in batch for i in g), result):
+                out[i] = self._finish(gen)
+        return out  # type: ignore[return-value]
+
+    def expect(self, following: Callable[[], tuple[list[int], list[list[int]]]]) -> None:
+        """What the call after the next ``generate`` will ask (units, token ids), as a function that may wait for
+        them: with several compute processes, its batches are queued when the next call has none left to hand out,
+        so that the processes done first go on with them instead of idling while its last batches end, and while
+        this process makes texts of the call's results. Results do not depend on it."""
+        self._following = following
+
+    def _queued_for(self, pool: ForkPool, units: list[int], ids: list[list[int]]) -> tuple[list, range]:
+        """This call's batches and their job numbers in ``pool``: queued already if an earlier call expected it
+        (a call in between, a resample's, leaves that queue to the call it was made for)."""
+        q = self._queued
+        if q is not None and q[0] is pool and q[1] == units and q[2] == ids:
+            self._queued = None
+            return q[3], q[4]
+        batches, jobs = self._plan(units, ids, pool.processes)
+        return batches, pool.submit(jobs)
+
+    def _queue(self, pool: ForkPool, following: Callable[[], tuple[list[int], list[list[int]]]]) -> None:
+        try:
+            units, ids = following()
+        except Exception:  # (the preparation failed): its own call shows the error; nothing is queued
+            return
+        if self._queued is not None and self._queued[0] is pool:  # expected, but asked otherwise: never collected
+            pool.drop(self._queued[4])
+        self._queued = None
+        if ids:
+            batches, jobs = self._plan(units, ids, pool.processes)
+            self._queued = (pool, list(units), list(ids), batches, pool.submit(jobs))
+
+    def _plan(self, units: list[int], ids: list[list[int]], processes: int) -> tuple[list, list[tuple]]:
+        """Decode batches (each a list of prefill groups of row indices) and the job of each."""
         lengths = [len(x) for x in ids]
-        pool = self._pool()
         # With several processes, batches are kept small enough that each process gets a few of them.
-        max_batch = self.cfg.max_batch if pool is None else max(1, min(self.cfg.max_batch,
-                                                                       -(-len(ids) // (2 * pool.processes))))
+        max_batch = self.cfg.max_batch if processes == 1 else max(1, min(self.cfg.max_batch,
+                                                                         -(-len(ids) // (2 * processes))))
         groups, prefix_of = prefill_plan(ids, self.max_new, self.cfg.batch_tokens, max_batch,
                                          self.cfg.max_padding, self.per_token if self.cfg.prefix_sharing else None,
                                          self.prefill_tokens)
@@ -235,11 +282,7 @@ class HFEngine:
                    decode_batches(groups, lengths, self.max_new, self.cfg.batch_tokens, max_batch)]
         jobs = [(self.cfg, [units[i] for g in batch for i in g], [[ids[i] for i in g] for g in batch],
                  [prefix_of.get(g[0], 0) for g in batch]) for batch in batches]
-        results = pool.map(self._run_job, jobs) if pool is not None else [self._run_job(job) for job in jobs]
-        for batch, result in zip(batches, results):
-            for i, gen in zip((i for g in batch for i in g), result):
-                out[i] = self._finish(gen)
-        return out  # type: ignore[return-value]
+        return batches, jobs
 
     def _pool(self) -> ForkPool | None:
         """The compute processes this engine judges with on a CPU (``EngineConfig.cpu_processes``), forked at
@@ -254,9 +297,13 @@ class HFEngine:
         return self.pool
 
     def _run_job(self, job: tuple) -> list[Generation]:
-        """One decode batch, with the settings the engine has now (they travel with the job to a child)."""
-        self.cfg = job[0]
-        return self._run_batch(*job[1:])
+        """One decode batch, with the settings it was planned with (they travel with the job to a child; here, a
+        batch queued ahead of a resample's call must not leave its settings behind)."""
+        saved, self.cfg = self.cfg, job[0]
+        try:
+            return self._run_batch(*job[1:])
+        finally:
+            self.cfg = saved
 
     def _finish(self, g: Generation) -> Generation:
         """The generation's text, decoded here rather than in a compute process (one tokenizer call per unit)."""

@@ -34,7 +34,7 @@ from judgelm.judging.preemption import StopRequest
 from judgelm.judging.progress import ShardProgress, ShardResult, read_progress, write_progress
 from judgelm.judging.resample import ChunkDraws, extra_draws
 from judgelm.judging.store import TOP_IDS, TOP_LOGPROBS, ChunkLayout, ChunkVerdicts, VerdictStore
-from judgelm.judging.verdict_cache import VerdictCache, generate_with_cache, open_cache
+from judgelm.judging.verdict_cache import VerdictCache, cache_misses, generate_with_cache, open_cache
 from judgelm.profiles import make_profile
 from judgelm.profiles.prompts import Mode
 from judgelm.rundir import RunDir, environment_fault
@@ -61,6 +61,11 @@ def prepare_prompts(store: VerdictStore, chunk: int, engine, cfg: JudgeConfig) -
     return prepare_chunk(store.chunk_inputs(chunk), engine.tokenizer, mode, limit, cfg.engine.too_long, profile)
 
 
+def to_judge(prep: Prepared) -> np.ndarray:
+    """The units of a prepared chunk the judge is asked about: those whose prompt fits."""
+    return np.flatnonzero(~prep.rejected)
+
+
 def judge_chunk(store: VerdictStore, prep: Prepared, engine, cfg: JudgeConfig,
                 cache: VerdictCache | None = None) -> ChunkVerdicts:
     mode = Mode(cfg.prompt.mode)
@@ -71,7 +76,7 @@ def judge_chunk(store: VerdictStore, prep: Prepared, engine, cfg: JudgeConfig,
     texts = [""] * n
     new_tokens = np.zeros(n, dtype=np.int32)
     extras = store.empty_extras(n)
-    todo = np.flatnonzero(~prep.rejected)
+    todo = to_judge(prep)
     gens, cached = generate_with_cache(engine, prep, todo, cache)
     for i, g in zip(todo, gens):
         texts[i] = g.text
@@ -114,19 +119,23 @@ class Started:
     ``prepare(c)`` reads and readies chunk ``c``'s inputs (prompts rendered and tokenized) in a background thread
     while the engine works on the chunk before; ``compute(c, prepared)`` is the engine's work, on the shard's
     thread; ``write(c, computed, attempt)`` commits the chunk whole (its arrays, ``done`` last, then the cache
-    entries it made) in another background thread while the engine goes on with the next chunk."""
+    entries it made) in another background thread while the engine goes on with the next chunk. Before a chunk's
+    ``compute``, ``expect(prepared, following)`` gives the engine that chunk's preparation and the next one's (a
+    future), whose work the engine may queue while the chunk's last batches end."""
 
     engine: object
     compute: Callable[[int, object], object]
     write: Callable[[int, object, int], None]
     cache: VerdictCache | None = None
     prepare: Callable[[int], object] = lambda c: c
+    expect: Callable[[object, Future], None] = lambda current, following: None
 
 
-def chunk_cache(cache: VerdictCache | None) -> VerdictCache | None:
+def chunk_cache(cache: VerdictCache | None, previous: VerdictCache | None = None) -> VerdictCache | None:
     """A view of ``cache`` whose staged entries are one chunk's: the chunk being committed flushes its own entries
-    while the next chunk stages its own."""
-    return None if cache is None else dataclasses.replace(cache, staged={})
+    while the next chunk stages its own. It finds the ``previous`` chunk's entries too, flushed or not."""
+    return None if cache is None else dataclasses.replace(cache, staged={},
+                                                          pending=previous.staged if previous else {})
 
 
 def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest | None = None,
@@ -147,8 +156,10 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
         with timer("cache"):
             cache = open_cache(rd.root.parent, cfg)
 
+        views: list[VerdictCache | None] = [None]  # the last chunk's view of the cache
+
         def compute(c: int, prep: Prepared) -> tuple[ChunkVerdicts, VerdictCache | None]:
-            mine = chunk_cache(cache)
+            mine = views[0] = chunk_cache(cache, views[0])
             return judge_chunk(store, prep, engine, cfg, mine), mine
 
         def write(c: int, computed: tuple[ChunkVerdicts, VerdictCache | None], attempt: int) -> None:
@@ -156,7 +167,16 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
             store.write_chunk(c, verdicts, attempt)
             if mine is not None:  # only verdicts of a committed chunk enter the cache
                 mine.flush()
-        return Started(engine, compute, write, cache, lambda c: prepare_prompts(store, c, engine, cfg))
+
+        def expect(current: Prepared, following: Future) -> None:
+            """The engine asks, while judging ``current``, for the next chunk's units the cache will not have."""
+            if not hasattr(engine, "expect"):
+                return
+            view = chunk_cache(cache, views[0])  # what the next chunk will see but the one being judged stages
+            coming = set() if cache is None else {cache.key(current.ids[i], current.prompts[i])
+                                                  for i in to_judge(current)}
+            engine.expect(lambda: cache_misses(following.result(), to_judge(following.result()), view, coming))
+        return Started(engine, compute, write, cache, lambda c: prepare_prompts(store, c, engine, cfg), expect)
 
     ahead = [] if then is None else [c for c in store.shard_chunks(then, n_shards) if not store.chunk_done(c)][:1]
     return run_chunks(rd.root, store, shard, n_shards, rd.shard_progress(shard, judge), start, stop, job_id,
@@ -229,8 +249,12 @@ def run_chunks(run_root: Path, store: ChunkLayout, shard: int, n_shards: int, pr
                     prepared = (nxt or _prepared_ahead.pop((ahead[0], c), None)
                                 or preparing.submit(started.prepare, c)).result()
                 nxt = preparing.submit(started.prepare, todo[i + 1]) if i + 1 < len(todo) else None
+                following = nxt
                 if nxt is None and ahead[1]:
-                    _prepared_ahead[(ahead[0], ahead[1][0])] = preparing.submit(started.prepare, ahead[1][0])
+                    following = _prepared_ahead[(ahead[0], ahead[1][0])] = preparing.submit(started.prepare,
+                                                                                            ahead[1][0])
+                if following is not None:
+                    started.expect(prepared, following)
                 with timer("engine"):
                     computed = started.compute(c, prepared)
                 with timer("store"):

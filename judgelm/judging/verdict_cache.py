@@ -294,6 +294,9 @@ class VerdictCache:
     files: CacheFiles | None = None
     staged: dict[str, Entry] = field(default_factory=dict)
     flushed: dict[str, Entry] = field(default_factory=dict)  # written by this process since it opened the cache
+    pending: dict[str, Entry] = field(default_factory=dict)
+    """The previous chunk's staged entries, flushed or not: a chunk finds them whether or not that chunk's commit
+    (in the background) has ended, so what it asks the engine for does not depend on timing."""
 
     @classmethod
     def open(cls, root: str | Path, fingerprint: str, decoding: dict[str, Any]) -> VerdictCache:
@@ -313,7 +316,7 @@ class VerdictCache:
         return cache_key(self.fingerprint, self.decoding, token_ids, prompt)
 
     def get(self, key: str) -> Entry | None:
-        found = self.staged.get(key) or self.flushed.get(key)
+        found = self.staged.get(key) or self.pending.get(key) or self.flushed.get(key)
         if found is None and self.files is not None:
             row = self.files.row(key)
             if row is not None:
@@ -354,18 +357,33 @@ def generate_with_cache(engine, prep: Prepared, todo: np.ndarray,
     """Generations for the units ``todo`` of a prepared chunk (in ``todo`` order), taken from the cache where it has
     them; the others are generated and staged for the cache. Also returns, per unit of the chunk, whether it was a
     hit."""
+    keys, out = cache_hits(prep, todo, cache)
     hit = np.zeros(len(prep.unit), dtype=bool)
-    keys = {i: cache.key(prep.ids[i], prep.prompts[i]) for i in todo} if cache is not None else {}
-    out: dict[int, Generation] = {}
-    for i, key in keys.items():
-        entry = cache.get(key)
-        if entry is not None:
-            out[i], hit[i] = entry.generation(int(prep.unit[i])), True
+    hit[list(out)] = True
     miss = [i for i in todo if i not in out]
-    gens = engine.generate([int(prep.unit[i]) for i in miss], [prep.ids[i] for i in miss],
-                           [prep.prompts[i] for i in miss]) if miss else []
+    gens = engine.generate(*engine_inputs(prep, miss), [prep.prompts[i] for i in miss]) if miss else []
     for i, g in zip(miss, gens):
         out[i] = g
         if cache is not None:
             cache.stage(keys[i], Entry.of(g))
     return [out[i] for i in todo], hit
+
+
+def cache_hits(prep: Prepared, todo: np.ndarray, cache: VerdictCache | None) -> tuple[dict[int, str], dict]:
+    """The cache key of each unit of ``todo`` and, for those the cache has, their generation."""
+    keys = {i: cache.key(prep.ids[i], prep.prompts[i]) for i in todo} if cache is not None else {}
+    found = {i: cache.get(key) for i, key in keys.items()}
+    return keys, {i: entry.generation(int(prep.unit[i])) for i, entry in found.items() if entry is not None}
+
+
+def engine_inputs(prep: Prepared, rows) -> tuple[list[int], list[list[int]]]:
+    """The units and token ids of a chunk's ``rows``, as the engine is asked for them."""
+    return [int(prep.unit[i]) for i in rows], [prep.ids[i] for i in rows]
+
+
+def cache_misses(prep: Prepared, todo: np.ndarray, cache: VerdictCache | None,
+                 coming: set[str] = frozenset()) -> tuple[list[int], list[list[int]]]:
+    """What ``generate_with_cache`` will ask the engine for: the units of ``todo`` the cache does not have, nor will
+    have (``coming``: keys of a chunk being judged)."""
+    keys, out = cache_hits(prep, todo, cache)
+    return engine_inputs(prep, [i for i in todo if i not in out and keys.get(i) not in coming])
