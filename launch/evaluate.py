@@ -36,7 +36,7 @@ from judgelm.rundir import RunDir, check_run_name, write_text_atomic
 from launch.cli import exit_now, run_main
 from launch.configs import JudgeLaunchConfig
 from launch.dag import GenerationSettings, create_dag, dag_plan_text, run_dag
-from launch.submission import dry_run_text, launch
+from launch.submission import EVALUATE, dry_run_text, launch
 
 
 @dataclass
@@ -186,7 +186,7 @@ def evaluate(argv: list[str]) -> int:
                     attrs={"evaluation": {"pairing": ev.pairing, "baseline": baseline}})
     if ev.reference_scores:
         write_reference_scores(rd, ev.reference_scores, data)
-    rc = launch(rd, cfg, list(range(cfg.shards)), started,
+    rc = launch(rd, cfg, list(range(cfg.shards)), started, kind=EVALUATE,
                 alongside=functools.partial(write_reference, rd, ev, rows) if rows else None)
     if (rd.root / LEADERBOARD_MD).exists():
         print("\n" + (rd.root / LEADERBOARD_MD).read_text(), end="", flush=True)

@@ -74,6 +74,8 @@ def merge_here(root: Path, allow_partial: bool) -> str:
 JUDGE = RunKind("judge", JudgeShardTask, "merge", merge_task, merge_here, lambda rd: rd.table,
                 lambda rd: VerdictStore(rd.store), IncompleteStore, evaluated_models,
                 ("judgelm.results.merge", "scipy.optimize", "scipy.stats"))  # the last two: imported where used
+EVALUATE = dataclasses.replace(JUDGE, close_imports=(*JUDGE.close_imports, "matplotlib.pyplot"))
+"""A judging run that evaluates models: its merge draws the leaderboard's figures too."""
 GENERATE = RunKind("generate", GenerateShardTask, "export", export_task, export_run,
                    lambda rd: rd.root / SUMMARY_FILE, lambda rd: AnswerStore(rd.answer_store), IncompleteAnswers,
                    lambda cfg: f" model={cfg.model_id}")
