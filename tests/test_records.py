@@ -148,3 +148,21 @@ def test_a_json_object_of_lists_is_read_list_after_list(tmp_path):
     f.write_text(json.dumps({"a": [good(1)], "b": 3}))
     with pytest.raises(RecordError, match="must hold a list"):
         load_records(f)
+
+
+@pytest.mark.parametrize("text, lone", [("\\ud83d\\ude00 ok", False), ("\\uD83D\\uDE00", False),
+                                        ("\\ud83d\\ud83d\\ude00", True), ("x \\ude00", True),
+                                        ("\\ud83d\\ude00\\ude00", True), ("\\ud83d", True)])
+def test_only_a_lone_escaped_surrogate_half_is_refused_in_a_json_list(tmp_path, text, lone):
+    """A file's escapes are checked pair by pair (most data escapes emoji as pairs, fine); a lone half anywhere,
+    before a pair, after one, or at the end, names its item."""
+    from judgelm.data.records import iter_dicts, iter_json_objects
+    path = tmp_path / "items.json"
+    path.write_text('[{"a": "plain"}, {"b": "' + text + '"}]')
+    objects = [obj for _, obj, _ in iter_json_objects(path)]
+    assert isinstance(objects[1], RecordError) == lone and not isinstance(objects[0], RecordError)
+    if lone:
+        with pytest.raises(RecordError, match=r"items.json\[item 1\]: field 'b': holds a lone UTF-16 surrogate"):
+            list(iter_dicts(path))
+    else:
+        assert [obj for _, obj in iter_dicts(path)][1] == json.loads('{"b": "' + text + '"}')

@@ -153,17 +153,18 @@ class Loaded:
 
 # --- reading raw objects --------------------------------------------------------------------------------------
 
-def iter_json_objects(path: str | Path) -> Iterator[tuple[Source, Any, str]]:
-    """Yield ``(source, object, raw_text)`` for each item of a JSONL file or a JSON list.
+def iter_json_objects(path: str | Path, with_text: bool = True) -> Iterator[tuple[Source, Any, str | None]]:
+    """Yield ``(source, object, raw_text)`` for each item of a JSONL file or a JSON list (``with_text=False``: the
+    text of a JSON list's items is not made again, ``None`` in its place).
 
     A missing file or a directory fails here, at the call, even when invalid records are skipped. Decoding
     problems (bad JSON, non-UTF-8 bytes) are yielded as ``RecordError`` objects in place of the object, so a
     caller that skips invalid records can keep going past them.
     """
-    return _iter_items(check_data_file(path))
+    return _iter_items(check_data_file(path), with_text)
 
 
-def _iter_items(path: Path) -> Iterator[tuple[Source, Any, str]]:
+def _iter_items(path: Path, with_text: bool) -> Iterator[tuple[Source, Any, str | None]]:
     data = path.read_bytes().removeprefix(codecs.BOM_UTF8)  # editors on Windows write one; it is not content
     stripped = data.lstrip()
     if path.suffix == ".json" or stripped.startswith(b"["):
@@ -177,14 +178,15 @@ def _iter_items(path: Path) -> Iterator[tuple[Source, Any, str]]:
         if items is None:
             raise RecordError(Source(str(path)), None, "a .json file must hold a list of records "
                                                        "(or an object of such lists, read one after the other)")
-        surrogates = _SURROGATE_ESCAPE.search(data) is not None
+        surrogates = _lone_surrogate_escape(data)
         for i, obj in enumerate(items):
             src = Source(str(path), item=i)
-            text = json.dumps(obj, ensure_ascii=False)
-            # The item's own text is searched first (one regex in C): escaped pairs (emoji) are common, lone
-            # halves rare, and walking every string of every item in Python cost more than parsing the file.
+            text = json.dumps(obj, ensure_ascii=False) if with_text or surrogates else None
+            # The item's own text is searched first (one regex in C): walking every string of every item in Python
+            # cost more than parsing the file.
             bad = _lone_surrogate(obj) if surrogates and _SURROGATE.search(text) else None
-            yield src, RecordError(src, bad[0], bad[1]) if bad else obj, json.dumps(obj) if bad else text
+            yield src, RecordError(src, bad[0], bad[1]) if bad else obj, json.dumps(obj) if bad else \
+                text if with_text else None
         return
     for lineno, raw in enumerate(data.split(b"\n"), 1):
         if not raw.strip():
@@ -201,7 +203,7 @@ def _iter_items(path: Path) -> Iterator[tuple[Source, Any, str]]:
         except json.JSONDecodeError as e:
             yield src, RecordError(src, None, f"bad JSON: {e.msg} (column {e.colno})"), text
             continue
-        bad = _lone_surrogate(obj) if _SURROGATE_ESCAPE.search(raw) else None
+        bad = _lone_surrogate(obj) if _lone_surrogate_escape(raw) else None
         yield src, RecordError(src, bad[0], bad[1]) if bad else obj, text
 
 
@@ -209,6 +211,22 @@ def _iter_items(path: Path) -> Iterator[tuple[Source, Any, str]]:
 # store nor sent to a tokenizer. Only lines with such an escape are searched (a pair is fine: it is one character).
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate_escape(data: bytes) -> bool:
+    """Whether ``data`` escapes half of a surrogate pair without its other half: pairs (emoji) are common and fine,
+    lone halves rare, and a file's few escapes are checked here rather than every string of every item."""
+    high_end = None  # where an escaped high half ends, waiting for its low half
+    for m in _SURROGATE_ESCAPE.finditer(data):
+        if m.group()[3:4] in b"89abAB":
+            if high_end is not None:
+                return True
+            high_end = m.end()
+        elif high_end != m.start():
+            return True
+        else:
+            high_end = None
+    return high_end is not None
 
 
 def _lone_surrogate(obj: Any, where: str = "") -> tuple[str, str] | None:
@@ -251,7 +269,7 @@ def _list_items(top: Any) -> list | None:
 def iter_dicts(path: str | Path) -> Iterator[tuple[Source, dict]]:
     """Every item of a JSONL/JSON file as an object, stopping at the first one that is not (files of verdicts
     and ground truth, where skipping a row would misalign the rest)."""
-    for src, obj, _ in iter_json_objects(path):
+    for src, obj, _ in iter_json_objects(path, with_text=False):
         if isinstance(obj, RecordError):
             raise obj
         if not isinstance(obj, dict):
