@@ -34,7 +34,7 @@ from judgelm.judging.preemption import StopRequest
 from judgelm.judging.progress import ShardProgress, ShardResult, read_progress, write_progress
 from judgelm.judging.resample import ChunkDraws, extra_draws
 from judgelm.judging.store import TOP_IDS, TOP_LOGPROBS, ChunkLayout, ChunkVerdicts, VerdictStore
-from judgelm.judging.verdict_cache import VerdictCache, cache_misses, generate_with_cache, open_cache
+from judgelm.judging.verdict_cache import VerdictCache, cache_keys, cache_misses, generate_with_cache, open_cache
 from judgelm.profiles import make_profile
 from judgelm.profiles.prompts import Mode
 from judgelm.rundir import RunDir, environment_fault
@@ -173,9 +173,12 @@ def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest 
             if not hasattr(engine, "expect"):
                 return
             view = chunk_cache(cache, views[0])  # what the next chunk will see but the one being judged stages
-            coming = set() if cache is None else {cache.key(current.ids[i], current.prompts[i])
-                                                  for i in to_judge(current)}
-            engine.expect(lambda: cache_misses(following.result(), to_judge(following.result()), view, coming))
+            coming = set(cache_keys(current, to_judge(current), cache).values())
+
+            def misses() -> tuple[list[int], list[list[int]]]:
+                prep = following.result()
+                return cache_misses(prep, to_judge(prep), view, coming)
+            engine.expect(misses)
         return Started(engine, compute, write, cache, lambda c: prepare_prompts(store, c, engine, cfg), expect)
 
     ahead = [] if then is None else [c for c in store.shard_chunks(then, n_shards) if not store.chunk_done(c)][:1]

@@ -369,9 +369,14 @@ def generate_with_cache(engine, prep: Prepared, todo: np.ndarray,
     return [out[i] for i in todo], hit
 
 
+def cache_keys(prep: Prepared, todo: np.ndarray, cache: VerdictCache | None) -> dict[int, str]:
+    """The cache key of each unit of ``todo`` (none without a cache)."""
+    return {i: cache.key(prep.ids[i], prep.prompts[i]) for i in todo} if cache is not None else {}
+
+
 def cache_hits(prep: Prepared, todo: np.ndarray, cache: VerdictCache | None) -> tuple[dict[int, str], dict]:
     """The cache key of each unit of ``todo`` and, for those the cache has, their generation."""
-    keys = {i: cache.key(prep.ids[i], prep.prompts[i]) for i in todo} if cache is not None else {}
+    keys = cache_keys(prep, todo, cache)
     found = {i: cache.get(key) for i, key in keys.items()}
     return keys, {i: entry.generation(int(prep.unit[i])) for i, entry in found.items() if entry is not None}
 
@@ -385,5 +390,5 @@ def cache_misses(prep: Prepared, todo: np.ndarray, cache: VerdictCache | None,
                  coming: set[str] = frozenset()) -> tuple[list[int], list[list[int]]]:
     """What ``generate_with_cache`` will ask the engine for: the units of ``todo`` the cache does not have, nor will
     have (``coming``: keys of a chunk being judged)."""
-    keys, out = cache_hits(prep, todo, cache)
-    return engine_inputs(prep, [i for i in todo if i not in out and keys.get(i) not in coming])
+    keys = cache_keys(prep, todo, cache)
+    return engine_inputs(prep, [i for i in todo if not keys or (keys[i] not in coming and cache.get(keys[i]) is None)])
