@@ -3,6 +3,7 @@ attempts, the answer cache, exports that load back, and the command line."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 
 from judgelm.config import ConfigError, to_yaml
 from judgelm.data.answers import load_answers
-from judgelm.generation.chat import encode, render, split_thinking
+from judgelm.generation.chat import encode, has_chat_template, render, split_thinking
 from judgelm.generation.export import export_run
 from judgelm.generation.questions import FASTCHAT_TEMPERATURES, load_questions, question_set, read_question_file
 from judgelm.generation.run import create_generation, incomplete_shards, plan_generation
@@ -99,6 +100,36 @@ def test_a_tokenizer_without_a_chat_template_is_refused_unless_one_is_named(tmp_
     rd = new_run(tmp_path, judge, "named", "questions.limit=2", "engine.max_new_tokens=4",
                  "generate.chat_template=plain")
     assert (rd.root / "chat_template.jinja").read_text().startswith("{{- bos_token }}")
+
+
+def test_whether_a_model_has_a_chat_template_is_read_from_its_files_as_its_tokenizer_says(tmp_path):
+    """The files answer where they hold a template; the tokenizer decides where they hold none."""
+    in_config = tmp_path / "in-config"
+    shutil.copytree(TINY_CHAT, in_config)
+    template = (in_config / "chat_template.jinja").read_text()
+    (in_config / "chat_template.jinja").unlink()
+    config = json.loads((in_config / "tokenizer_config.json").read_text())
+    (in_config / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": template}))
+    for model in (TINY_CHAT, in_config, REPO / "models" / "tiny-judge"):
+        assert has_chat_template(str(model)) == bool(load_tokenizer(str(model)).chat_template), model
+    assert has_chat_template(str(in_config)) and not has_chat_template(str(REPO / "models" / "tiny-judge"))
+
+
+def test_a_generation_run_is_created_without_torch_unless_its_answer_cache_has_entries(tmp_path):
+    """Loading the tokenizer imports torch and transformers: 2.5 of the 3.1 s make generate spent creating a run.
+    A run only needs it to look up answers the cache may hold."""
+    code = ("import sys; from launch.configs import load_generate_config; from judgelm.config import to_yaml; "
+            "from judgelm.generation.run import create_generation, plan_generation; "
+            f"cfg = load_generate_config(['model.path={TINY_CHAT}', 'runs_dir={tmp_path}', 'run=' + sys.argv[1], "
+            "'questions.limit=2', 'engine.max_new_tokens=4', 'shards=1']); "
+            "create_generation(plan_generation(cfg), to_yaml(cfg)); print('torch' in sys.modules)")
+    def create(name: str) -> str:
+        return subprocess.run([sys.executable, "-c", code, name], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    assert create("first") == "False"
+    run_all(RunDir(tmp_path / "first"))  # its answers fill the cache: the next run looks them up
+    assert create("again") == "True" and incomplete_shards(RunDir(tmp_path / "again"), 1) == []
 
 
 def test_multi_turn_answers_are_the_same_with_one_or_three_shards(tmp_path):

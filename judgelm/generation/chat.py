@@ -8,6 +8,7 @@ does for MT-Bench's second turn). A tokenizer without a template is refused unle
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +38,26 @@ def template_digest(template: str | None) -> str:
     return hashlib.sha256((template or "").encode()).hexdigest()[:16]
 
 
-def check_template(tokenizer, template: str | None, model_path: str) -> None:
+def has_chat_template(model_path: str) -> bool:
+    """Whether the tokenizer in ``model_path`` has a chat template. A template file, or a template in
+    ``tokenizer_config.json``, is what transformers loads, so those files answer without it; only where they say
+    nothing does the tokenizer decide (loading it imports torch and transformers: seconds of a run's creation)."""
+    root = Path(model_path)
+    if (root / "chat_template.jinja").is_file() or any((root / "additional_chat_templates").glob("*.jinja")):
+        return True
+    try:
+        if json.loads((root / "tokenizer_config.json").read_text()).get("chat_template"):
+            return True
+    except (OSError, ValueError, AttributeError):
+        pass  # no readable config: the tokenizer's own loading says what is wrong
+    from judgelm.inference.models import load_tokenizer
+
+    return bool(getattr(load_tokenizer(model_path), "chat_template", None))
+
+
+def check_template(template: str | None, model_path: str) -> None:
     """Refuse a model whose tokenizer has no chat template when none is named."""
-    if template is None and not getattr(tokenizer, "chat_template", None):
+    if template is None and not has_chat_template(model_path):
         raise ConfigError(f"model.path={model_path}: its tokenizer has no chat template, so the conversation's "
                           f"format would be a guess; name one with generate.chat_template=chatml|plain|FILE.jinja")
 

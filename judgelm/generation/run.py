@@ -53,8 +53,6 @@ def turn_settings(cfg: GenerationConfig) -> TurnSettings:
 def plan_generation(cfg: GenerationConfig) -> PlannedGeneration:
     """Check and resolve ``cfg`` (model, template, question set, max new tokens, system prompt, temperatures, chunks
     and shards); ``cfg`` then holds everything the shards need."""
-    from judgelm.inference.models import load_tokenizer
-
     cfg.validate()
     qset = question_set(cfg.questions.source)
     cfg.questions.source = qset.name
@@ -66,7 +64,7 @@ def plan_generation(cfg: GenerationConfig) -> PlannedGeneration:
     cfg.model.path = local_model(cfg.model.path)
     check_model(cfg.model.path, weights=cfg.engine.backend != "openai")
     template = template_text(cfg.generate.chat_template)
-    check_template(load_tokenizer(cfg.model.path), template, cfg.model.path)
+    check_template(template, cfg.model.path)
     if template is not None:
         cfg.generate.chat_template = str(Path(cfg.runs_dir).resolve() / cfg.run / TEMPLATE_FILE)
     cfg.engine.max_new_tokens = cfg.engine.max_new_tokens or qset.max_new_tokens
@@ -117,11 +115,11 @@ def create_generation(planned: PlannedGeneration, saved_config: str) -> RunDir:
 
 def fill_from_cache(rd: RunDir, cfg: GenerationConfig) -> int:
     """Commit every chunk whose answers the cache holds whole (attempt -1); returns how many."""
+    cache = open_answer_cache(cfg)
+    if cache is None or not len(cache.cache):  # nothing to find: no tokenizer to load (seconds of imports)
+        return 0
     from judgelm.inference.models import load_tokenizer
 
-    cache = open_answer_cache(cfg)
-    if cache is None:
-        return 0
     store = AnswerStore(rd.answer_store, mode="r+")
     engine = CacheOnly(load_tokenizer(cfg.model.path), context_length(cfg.model, cfg.engine), cfg.engine)
     settings, filled = turn_settings(cfg), 0

@@ -197,7 +197,15 @@ class EngineConfig:
 
 
 def context_length(model_cfg: ModelConfig, cfg: EngineConfig) -> int:
-    """The model's context, from its config where the tokenizer's directory has one, else from the settings."""
+    """The model's context, from its config where the tokenizer's directory has one, else from the settings.
+    A ``max_position_embeddings`` at the top of ``config.json`` is what transformers would read; only other layouts
+    go through it (which imports torch: seconds of a generation run's creation)."""
+    try:
+        size = json.loads((Path(model_cfg.path) / "config.json").read_text()).get("max_position_embeddings")
+        if isinstance(size, int) and not isinstance(size, bool):
+            return size
+    except (OSError, ValueError, AttributeError):
+        pass  # transformers below says what is wrong, or the settings stand in
     from transformers import AutoConfig
 
     try:
