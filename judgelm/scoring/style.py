@@ -85,10 +85,15 @@ def markdown_counts(text: str) -> tuple[int, int, int]:
 
 def answer_features(texts: list[str] | np.ndarray) -> np.ndarray:
     """``(n, 4)`` float: token_len, header_count, list_count, bold_count per text; each distinct text once."""
-    unique, inverse = np.unique(np.asarray(texts, dtype=object).astype(str), return_inverse=True)
-    lengths = o200k().encode_ordinary_batch(unique.tolist()) if len(unique) else []
-    rows = [(len(ids), *markdown_counts(t)) for ids, t in zip(lengths, unique.tolist())]
-    return np.asarray(rows, dtype=float).reshape(-1, 4)[inverse.ravel()]
+    # A dict finds the distinct texts: np.unique would copy them into a fixed-width array as wide as the longest
+    # (0.24 of make evaluate's 0.9 s merge) and sort it.
+    index: dict[str, int] = {}
+    inverse = np.fromiter((index.setdefault(str(t), len(index)) for t in np.asarray(texts, dtype=object).ravel()),
+                          dtype=np.int64, count=np.size(texts))
+    unique = list(index)
+    lengths = o200k().encode_ordinary_batch(unique) if unique else []
+    rows = [(len(ids), *markdown_counts(t)) for ids, t in zip(lengths, unique)]
+    return np.asarray(rows, dtype=float).reshape(-1, 4)[inverse]
 
 
 def battle_features(own: np.ndarray, other: np.ndarray) -> np.ndarray:
