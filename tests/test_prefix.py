@@ -6,7 +6,7 @@ from judgelm.inference import row_attention
 from judgelm.inference.config import EngineConfig, ModelConfig
 from judgelm.inference.hf import HFEngine, prefill_plan, sharers_together
 from judgelm.inference.models import encode_with_bos, load_judge
-from judgelm.inference.prefix import attention_positions_per_token, prefix_groups, worth_sharing
+from judgelm.inference.prefix import attention_positions_per_token, prefill_cost, prefix_groups, worth_sharing
 from judgelm.profiles.prompts import build_prompt
 from tests.test_engine import reference_generate
 
@@ -27,6 +27,31 @@ def test_a_prefix_is_shared_only_where_it_saves_work():
     tiny, big = attention_positions_per_token(128, 352), attention_positions_per_token(4096, 11008)  # 7B-shaped
     assert worth_sharing(835, 400, tiny) and not worth_sharing(50, 1000, tiny)  # baseline answer vs question
     assert worth_sharing(50, 1000, big)  # on a 7B judge the projections dominate: share even the question
+
+
+def test_a_shared_prefix_is_costed_once():
+    t = attention_positions_per_token(128, 352)
+    whole = prefill_cost([300], 0, t)
+    assert prefill_cost([300, 300], 0, t) == 2 * whole
+    assert prefill_cost([300, 300], 290, t) == prefill_cost([290], 0, t) + 2 * (whole - prefill_cost([290], 0, t))
+    assert prefill_cost([300, 300], 290, t) < 2 * whole
+
+
+def test_with_several_processes_batches_sharing_a_prefix_are_queued_by_cost(judge):
+    """The processes claim jobs in queue order; long prompts that share most of themselves cost less than
+    shorter ones that share nothing, so those go first (claimed last, they would end alone)."""
+    model, tok, device = judge
+    cheap = [[1] * 290 + [10 + r] * 10 for r in range(8)]
+    costly = [[100 + r] + [5 + r] * 249 for r in range(8)]
+    ids, units = cheap + costly, list(range(16))
+    engine = HFEngine(model, tok, device, EngineConfig(mode="fast", max_new_tokens=4, cpu_processes=2))
+    batches, jobs = engine._plan(units, ids, 2)
+    assert [all(i >= 8 for g in b for i in g) for b in batches] == [True, True, False, False]
+    assert [u for job in jobs for u in job[1]] == [units[i] for b in batches for g in b for i in g]
+    assert all(p for job in jobs[2:] for p in job[3])  # the cheap ones do share their prefix
+    plain = HFEngine(model, tok, device, EngineConfig(mode="fast", max_new_tokens=4, cpu_processes=2,
+                                                      prefix_sharing=False))
+    assert [all(i < 8 for g in b for i in g) for b in plain._plan(units, ids, 2)[0]] == [True, True, False, False]
 
 
 def model_eval_prompts(tok):

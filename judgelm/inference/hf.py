@@ -28,7 +28,7 @@ from judgelm.inference.cpu_memory import keep_freed_memory
 from judgelm.inference.fork_pool import ForkPool
 from judgelm.inference.kv_cache import batch_cache, decode_at, row_block, seal, share_prefix
 from judgelm.inference.memory import gpu_budget
-from judgelm.inference.prefix import attention_positions_per_token, prefix_groups, worth_sharing
+from judgelm.inference.prefix import attention_positions_per_token, prefill_cost, prefix_groups, worth_sharing
 from judgelm.inference.sampling import next_tokens
 from judgelm.inference.window import attention_window, position_mask
 
@@ -280,6 +280,13 @@ class HFEngine:
                                          self.prefill_tokens)
         batches = [sharers_together(batch, ids, prefix_of) for batch in
                    decode_batches(groups, lengths, self.max_new, self.cfg.batch_tokens, max_batch)]
+        if processes > 1 and prefix_of:
+            # The processes claim jobs in order. Longest prompts first is costliest first until shared prefixes
+            # make some batches cheaper than their lengths say; then the costliest could be claimed last and end
+            # alone (the tiny judge's PandaLM rows, sharing on: one process idle for the last 15-25 % of a call).
+            cost = {id(b): sum(prefill_cost([lengths[i] for i in g], prefix_of.get(g[0], 0), self.per_token)
+                               for g in b) for b in batches}
+            batches.sort(key=lambda b: -cost[id(b)])
         jobs = [(self.cfg, [units[i] for g in batch for i in g], [[ids[i] for i in g] for g in batch],
                  [prefix_of.get(g[0], 0) for g in batch]) for batch in batches]
         return batches, jobs

@@ -77,3 +77,14 @@ def worth_sharing(prefix: int, suffix: int, per_token: float) -> bool:
     whole = (prefix + suffix) ** 2 / 2 + per_token * (prefix + suffix)
     shared = suffix * (prefix + suffix) + per_token * suffix
     return shared < whole
+
+
+def prefill_cost(lengths: list[int], prefix: int, per_token: float) -> float:
+    """What prefilling rows of ``lengths`` after a ``prefix`` computed once (0: none) costs, in the units of
+    ``worth_sharing``: each row what it would cost whole, less the prefix, which is computed once. (The suffix's
+    attention to the prefix is counted as the useful half of the rectangle ``worth_sharing`` charges: SDPA's CPU
+    kernel costs about that, docs/speed.md 21:39.)"""
+    def whole(n: int) -> float:  # a row prefilled whole: causal attention and a token's projections and MLP
+        return n * n / 2 + per_token * n
+
+    return whole(prefix) + sum(whole(n) - whole(prefix) for n in lengths)
