@@ -2,6 +2,7 @@
 attempts, the answer cache, exports that load back, and the command line."""
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -130,6 +131,19 @@ def test_a_generation_run_is_created_without_torch_unless_its_answer_cache_has_e
     assert create("first") == "False"
     run_all(RunDir(tmp_path / "first"))  # its answers fill the cache: the next run looks them up
     assert create("again") == "True" and incomplete_shards(RunDir(tmp_path / "again"), 1) == []
+
+
+def test_a_sets_token_budget_the_context_cannot_hold_is_halved_and_a_given_one_refused(tmp_path, capsys, caplog):
+    """AlpacaEval's 2048 new tokens leave no room for a prompt in the tiny chat model's 2048-token context: a bare
+    ``make generate`` takes half the context, saying so; the same number given by the user is a mistake."""
+    args = [f"model.path={TINY_CHAT}", f"runs_dir={tmp_path}", "questions.limit=2"]
+    with caplog.at_level(logging.WARNING, "judgelm.generation.run"):
+        planned = plan_generation(load_generate_config([*args, "run=bare"]))
+    assert planned.cfg.engine.max_new_tokens == 1024 and "1024 new tokens instead" in caplog.text
+    capsys.readouterr()  # the warning, where an earlier launcher left its log handler
+    assert launch_generate.main([*args, "run=given", "engine.max_new_tokens=2048"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: engine.max_new_tokens=2048 leaves no room") and len(err.splitlines()) == 1
 
 
 def test_multi_turn_answers_are_the_same_with_one_or_three_shards(tmp_path):

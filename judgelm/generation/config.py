@@ -76,8 +76,8 @@ class GenerationConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     engine: EngineConfig = field(default_factory=lambda: EngineConfig(mode="full"))
     """The engine and its decoding settings. ``engine.max_new_tokens=0`` takes the question set's (AlpacaEval 2048,
-    MT-Bench 1024, as their reference scripts); ``engine.temperature`` is the temperature where the benchmark
-    publishes none (0: greedy)."""
+    MT-Bench 1024, as their reference scripts; half the model's context where the set's leaves no room for a prompt);
+    ``engine.temperature`` is the temperature where the benchmark publishes none (0: greedy)."""
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     store: StoreConfig = field(default_factory=lambda: StoreConfig(chunk_units=16))
 

@@ -67,11 +67,17 @@ def plan_generation(cfg: GenerationConfig) -> PlannedGeneration:
     check_template(template, cfg.model.path)
     if template is not None:
         cfg.generate.chat_template = str(Path(cfg.runs_dir).resolve() / cfg.run / TEMPLATE_FILE)
-    cfg.engine.max_new_tokens = cfg.engine.max_new_tokens or qset.max_new_tokens
+    given = cfg.engine.max_new_tokens
+    cfg.engine.max_new_tokens = given or qset.max_new_tokens
     context = context_length(cfg.model, cfg.engine)
-    if cfg.engine.max_new_tokens >= context:
-        raise ConfigError(f"engine.max_new_tokens={cfg.engine.max_new_tokens} leaves no room for a prompt in "
-                          f"{cfg.model_id}'s {context}-token context; give a smaller engine.max_new_tokens")
+    if cfg.engine.max_new_tokens >= context and given:
+        raise ConfigError(f"engine.max_new_tokens={given} leaves no room for a prompt in {cfg.model_id}'s "
+                          f"{context}-token context; give a smaller engine.max_new_tokens")
+    if cfg.engine.max_new_tokens >= context:  # the set's budget, made for long-context models: half the context
+        cfg.engine.max_new_tokens = context // 2
+        log.warning("%s's %d new tokens leave no room for a prompt in %s's %d-token context: %d new tokens instead "
+                    "(engine.max_new_tokens=N to choose)", qset.name, qset.max_new_tokens, cfg.model_id, context,
+                    cfg.engine.max_new_tokens)
     checklists = cfg.generate.checklists
     # RocketEval sends its checklist prompt alone, at one temperature: the set's answer settings do not apply.
     cfg.generate.system_prompt = cfg.generate.system_prompt or ("" if checklists else qset.system_prompt)
