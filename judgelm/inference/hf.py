@@ -284,9 +284,8 @@ class HFEngine:
             # The processes claim jobs in order. Longest prompts first is costliest first until shared prefixes
             # make some batches cheaper than their lengths say; then the costliest could be claimed last and end
             # alone (the tiny judge's PandaLM rows, sharing on: one process idle for the last 15-25 % of a call).
-            cost = {id(b): sum(prefill_cost([lengths[i] for i in g], prefix_of.get(g[0], 0), self.per_token)
-                               for g in b) for b in batches}
-            batches.sort(key=lambda b: -cost[id(b)])
+            batches.sort(key=lambda b: -sum(prefill_cost([lengths[i] for i in g], prefix_of.get(g[0], 0),
+                                                         self.per_token) for g in b))
         jobs = [(self.cfg, [units[i] for g in batch for i in g], [[ids[i] for i in g] for g in batch],
                  [prefix_of.get(g[0], 0) for g in batch]) for batch in batches]
         return batches, jobs

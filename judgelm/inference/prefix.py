@@ -74,9 +74,13 @@ def worth_sharing(prefix: int, suffix: int, per_token: float) -> bool:
     evaluation 12-16 % slower (docs/speed.md, 21:01): the rule stands for the costs it does not model, the extra
     forward calls and the prefix's own pass.
     """
-    whole = (prefix + suffix) ** 2 / 2 + per_token * (prefix + suffix)
     shared = suffix * (prefix + suffix) + per_token * suffix
-    return shared < whole
+    return shared < whole_row(prefix + suffix, per_token)
+
+
+def whole_row(n: int, per_token: float) -> float:
+    """A row of ``n`` positions prefilled whole: causal attention and each token's projections and MLP."""
+    return n * n / 2 + per_token * n
 
 
 def prefill_cost(lengths: list[int], prefix: int, per_token: float) -> float:
@@ -84,7 +88,5 @@ def prefill_cost(lengths: list[int], prefix: int, per_token: float) -> float:
     ``worth_sharing``: each row what it would cost whole, less the prefix, which is computed once. (The suffix's
     attention to the prefix is counted as the useful half of the rectangle ``worth_sharing`` charges: SDPA's CPU
     kernel costs about that, docs/speed.md 21:39.)"""
-    def whole(n: int) -> float:  # a row prefilled whole: causal attention and a token's projections and MLP
-        return n * n / 2 + per_token * n
-
-    return whole(prefix) + sum(whole(n) - whole(prefix) for n in lengths)
+    once = whole_row(prefix, per_token)
+    return once + sum(whole_row(n, per_token) - once for n in lengths)
