@@ -28,7 +28,7 @@ from typing import Any
 from judgelm.config import ConfigError, load_saved, to_yaml
 from judgelm.data.pairing import pair_records
 from judgelm.data.records import Loaded
-from judgelm.generation.config import GenerateConfig, QuestionsConfig, model_id_of
+from judgelm.generation.config import ANSWER_CHUNK, GenerateConfig, QuestionsConfig, model_id_of
 from judgelm.generation.evaluation import answer_counts, evaluation_answers, generation_runs, model_ids
 from judgelm.generation.export import export_run
 from judgelm.generation.questions import QuestionSet, question_set
@@ -71,7 +71,7 @@ class GenerationSettings:
     engine: EngineConfig = field(default_factory=lambda: EngineConfig(mode="full"))
     """The generating engine (backend, ``max_new_tokens``: 0 takes the question set's, ``temperature``...)."""
     generate: GenerateConfig = field(default_factory=GenerateConfig)
-    store: StoreConfig = field(default_factory=lambda: StoreConfig(chunk_units=16))
+    store: StoreConfig = field(default_factory=lambda: StoreConfig(chunk_units=ANSWER_CHUNK))
 
 
 def apply_question_set(cfg, given: set[str]) -> None:
