@@ -160,3 +160,13 @@ def test_an_unreadable_cache_file_costs_its_units_not_the_run(tmp_path, random_j
     assert m["verdict_cache_unreadable"] == {"files": 1, "entries": 4}
     assert "1 unreadable verdict-cache file set aside (4 entries lost, their units judged)" in again.table.read_text()
     assert (tmp_path / CACHE_DIR / "unreadable" / files[2].name).exists()
+
+
+def test_a_chunk_finds_what_the_chunk_before_staged_even_in_a_cache_that_was_empty(tmp_path):
+    """An empty cache has length 0: the chunk before must still count as one (it once read as none, and the second
+    chunk of a fresh cache judged again what the first had just judged, unless its commit had already ended)."""
+    from judgelm.judging.shard import chunk_cache
+    cache = VerdictCache(tmp_path, "judge", {})
+    first = chunk_cache(cache)
+    first.stage("key", Entry("8 7", [1, 2]))
+    assert len(cache) == 0 and chunk_cache(cache, first).get("key") == Entry("8 7", [1, 2])

@@ -135,7 +135,7 @@ def chunk_cache(cache: VerdictCache | None, previous: VerdictCache | None = None
     """A view of ``cache`` whose staged entries are one chunk's: the chunk being committed flushes its own entries
     while the next chunk stages its own. It finds the ``previous`` chunk's entries too, flushed or not."""
     return None if cache is None else dataclasses.replace(cache, staged={},
-                                                          pending=previous.staged if previous else {})
+                                                          pending=previous.staged if previous is not None else {})
 
 
 def run_shard(run_dir: str | Path, shard: int, n_shards: int, stop: StopRequest | None = None,
