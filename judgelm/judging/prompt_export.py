@@ -2,7 +2,7 @@
 
 The units come from ``plan_run``, so the data, the profile, the mode and every check are those of ``make judge``
 with the same settings; they are listed record by record, in the data's order, instead of in the run's spread order
-(``judgelm.judging.units.spread_records``). A profile that speaks through a chat template gets its system and user
+(``judgelm.judging.units.spread_permutation``). A profile that speaks through a chat template gets its system and user
 parts and, as ``prompt``, the text the judge's tokenizer makes of them (``model.path``'s template); other profiles'
 ``prompt`` is their user text, given to the tokenizer as is. Over-long prompts are shown whole: a run cuts them at
 judging time (``engine.too_long``).
@@ -17,7 +17,6 @@ import numpy as np
 from judgelm.data.records import Turn
 from judgelm.judging.config import JudgeConfig
 from judgelm.judging.run import PlannedRun, plan_run
-from judgelm.judging.units import spread_order
 from judgelm.profiles import make_profile
 from judgelm.profiles.prompts import Mode
 
@@ -34,7 +33,7 @@ def _rows(planned: PlannedRun) -> Iterator[dict]:
     cfg, records, plan = planned.cfg, planned.loaded.records, planned.plan
     mode, profile = Mode(cfg.prompt.mode), make_profile(cfg.judge)
     tokenizer = None
-    file_index = spread_order(np.arange(len(records)))[plan.record]  # the run keeps its records spread
+    file_index = planned.file_index[plan.record]  # the run keeps its records spread
     for u in np.argsort(file_index, kind="stable"):
         r, order, with_reference = records[plan.record[u]], int(plan.order[u]), bool(plan.with_reference[u])
         *history, current = (seen_turn(t, order, with_reference) for t in r.turns()[: int(plan.turn[u]) + 1])

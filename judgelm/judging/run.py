@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from judgelm.config import ConfigError
 from judgelm.data.benchmarks import absolute_spec, load_dataset
 from judgelm.data.benchmarks.suites import check_mode
@@ -23,7 +25,7 @@ from judgelm.data.records import Loaded, write_rejects
 from judgelm.inference.config import EngineConfig, adapter_base
 from judgelm.judging.config import JudgeConfig
 from judgelm.judging.store import VerdictStore, draw_arrays, logprob_arrays, plan_chunks
-from judgelm.judging.units import UnitPlan, plan_units, spread_records
+from judgelm.judging.units import UnitPlan, plan_units, spread_permutation
 from judgelm.judging.validate import check_run_inputs, data_notes
 from judgelm.profiles import make_profile, store_attrs
 from judgelm.profiles.prompts import Mode
@@ -112,6 +114,8 @@ class PlannedRun:
     cfg: JudgeConfig
     loaded: Loaded
     plan: UnitPlan
+    file_index: np.ndarray
+    """Each record's place in the data file (``loaded.records`` are spread: ``units.spread_permutation``)."""
 
     @property
     def n_units(self) -> int:
@@ -139,13 +143,14 @@ def plan_run(cfg: JudgeConfig, loaded: Loaded | None = None) -> PlannedRun:
     if not loaded.records:
         raise ConfigError(f"no valid records in {cfg.data.source}")
     profile.check_turns(max(r.n_turns for r in loaded.records))
-    loaded = dataclasses.replace(loaded, records=spread_records(loaded.records))
+    file_index = spread_permutation(loaded.records)
+    loaded = dataclasses.replace(loaded, records=[loaded.records[i] for i in file_index])
     plan = plan_units(loaded.records, mode, cfg.prompt.reference, cfg.prompt.orders)
     chunk, shards = plan_chunks(len(plan), cfg.shards, cfg.store.chunk_units)
     if shards < cfg.shards:
         log.warning("%d units fill only %d shards, not %d", len(plan), shards, cfg.shards)
     cfg.store.chunk_units, cfg.shards = chunk, shards
-    return PlannedRun(cfg, loaded, plan)
+    return PlannedRun(cfg, loaded, plan, file_index)
 
 
 def create_run(planned: PlannedRun, saved_config: str, attrs: dict | None = None) -> RunDir:
