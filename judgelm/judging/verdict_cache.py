@@ -355,18 +355,31 @@ def open_cache(runs_dir: str | Path, cfg: JudgeConfig) -> VerdictCache | None:
 def generate_with_cache(engine, prep: Prepared, todo: np.ndarray,
                         cache: VerdictCache | None) -> tuple[list[Generation], np.ndarray]:
     """Generations for the units ``todo`` of a prepared chunk (in ``todo`` order), taken from the cache where it has
-    them; the others are generated and staged for the cache. Also returns, per unit of the chunk, whether it was a
-    hit."""
+    them; the others are generated and staged for the cache, a prompt that occurs several times once. Also returns,
+    per unit of the chunk, whether it was taken from the cache (a copy of a prompt generated here included)."""
     keys, out = cache_hits(prep, todo, cache)
-    hit = np.zeros(len(prep.unit), dtype=bool)
-    hit[list(out)] = True
-    miss = [i for i in todo if i not in out]
+    miss = first_of_each([i for i in todo if i not in out], keys)
     gens = engine.generate(*engine_inputs(prep, miss), [prep.prompts[i] for i in miss]) if miss else []
     for i, g in zip(miss, gens):
         out[i] = g
         if cache is not None:
             cache.stage(keys[i], Entry.of(g))
+    hit = np.zeros(len(prep.unit), dtype=bool)
+    hit[list(set(out) - set(miss))] = True
+    for i in todo:
+        if i not in out:  # the same prompt as a unit generated above
+            out[i] = cache.staged[keys[i]].generation(int(prep.unit[i]))
+            hit[i] = True
     return [out[i] for i in todo], hit
+
+
+def first_of_each(rows: list[int], keys: dict[int, str]) -> list[int]:
+    """``rows`` less those whose cache key an earlier one has (all of them without a cache, whose decoding may
+    sample): a data set's duplicate prompts in one chunk are judged once, as they are across chunks."""
+    if not keys:
+        return rows
+    seen: set[str] = set()
+    return [i for i in rows if not (keys[i] in seen or seen.add(keys[i]))]
 
 
 def cache_keys(prep: Prepared, todo: np.ndarray, cache: VerdictCache | None) -> dict[int, str]:
@@ -391,4 +404,5 @@ def cache_misses(prep: Prepared, todo: np.ndarray, cache: VerdictCache | None,
     """What ``generate_with_cache`` will ask the engine for: the units of ``todo`` the cache does not have, nor will
     have (``coming``: keys of a chunk being judged)."""
     keys = cache_keys(prep, todo, cache)
-    return engine_inputs(prep, [i for i in todo if not keys or (keys[i] not in coming and cache.get(keys[i]) is None)])
+    return engine_inputs(prep, first_of_each([i for i in todo if not keys or (keys[i] not in coming
+                                                                              and cache.get(keys[i]) is None)], keys))
