@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from judgelm.inference.config import EngineConfig, ModelConfig
-from judgelm.inference.hf import HFEngine, cpu_processes, decode_batches, newline_token_ids, plan_batches
+from judgelm.inference.hf import HFEngine, cache_keyword, cpu_processes, decode_batches, newline_token_ids, plan_batches
 from judgelm.inference.models import encode_with_bos, load_judge
 from judgelm.inference.prepare import fit_prompt, prepare_chunk
 from judgelm.inference.sampling import uniform_noise
@@ -47,6 +47,23 @@ def test_batched_generation_equals_one_prompt_at_a_time(judge, mode):
     gens = eng.generate(list(range(len(ids))), ids)
     for g, p in zip(gens, ids):
         assert g.token_ids == reference_generate(model, p, eng.stop_ids.tolist(), 12)
+
+
+def test_the_kv_cache_goes_by_the_models_own_name_without_a_deprecation_warning(judge):
+    """transformers 5.24 renamed ``past_key_values`` to ``cache``: with the old name every shard's log filled with
+    FutureWarnings; a model whose forward still takes ``past_key_values`` (vLLM's venv holds 5.19) gets that."""
+    import warnings
+
+    model, tok, device = judge
+    eng = HFEngine(model, tok, device, EngineConfig(mode="full", max_new_tokens=6, max_batch=4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        assert len(eng.generate([0, 1], prompts(tok, 2))) == 2
+
+    class Older:
+        def forward(self, input_ids=None, past_key_values=None, use_cache=None):
+            pass
+    assert cache_keyword(Older()) == "past_key_values"
 
 
 def test_rows_stop_at_their_own_stop_token_and_leave_the_batch(judge):

@@ -15,6 +15,7 @@ baseline answer) are grouped so that the prefix is computed once per batch (``ju
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
@@ -181,6 +182,12 @@ def cpu_processes(requested: int, device: torch.device, params: int) -> int:
     return min(torch.get_num_threads(), 8) if params < SMALL_MODEL else 1
 
 
+def cache_keyword(model) -> str:
+    """The name of a model's KV-cache argument and output: transformers 5.24 renamed ``past_key_values`` to
+    ``cache`` (the old name warns in every shard's log, and goes in 5.40); vLLM's own venv holds 5.19."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 class HFEngine:
     """Judges lists of tokenized prompts with a loaded causal LM."""
 
@@ -203,6 +210,7 @@ class HFEngine:
         self.plain_head = not spread and not any(getattr(text_cfg, k, None) for k in
                                   ("final_logit_softcapping", "logit_scale", "logits_scaling"))
         self.window = attention_window(text_cfg, model.config._attn_implementation)
+        self.cache_kw = cache_keyword(model)
         self.eager = model.config._attn_implementation == "eager"
         # On a GPU, flash-attention already reads each row's own slots only (and SDPA's kernels would be launched
         # once per span); a sliding window needs its own mask.
@@ -358,12 +366,12 @@ class HFEngine:
         lengths = torch.tensor([len(p) for p in prompts], device=self.device)
         input_ids, rows = input_ids.to(self.device), torch.arange(b, device=self.device)
         if self.plain_head:  # logits of the last real token of each row only
-            out = self.model.get_decoder()(input_ids=input_ids, past_key_values=cache, use_cache=True)
+            out = self.model.get_decoder()(input_ids=input_ids, **{self.cache_kw: cache}, use_cache=True)
             return self.model.get_output_embeddings()(out.last_hidden_state[rows, lengths - 1])
         # Models that transform their logits (soft-capping, scaling) go through their own head, at the positions
         # some row ends at.
         ends, col = torch.unique(lengths - 1, return_inverse=True)
-        out = self.model(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=ends)
+        out = self.model(input_ids=input_ids, **{self.cache_kw: cache}, use_cache=True, logits_to_keep=ends)
         return out.logits[rows, col]
 
     def _step_attention(self, lengths: torch.Tensor, finished: torch.Tensor, shared: list[tuple[int, int]],
@@ -421,8 +429,8 @@ class HFEngine:
             mask, attending = self._step_attention(lengths, finished, shared, step)
             with attending:
                 out = self.model(input_ids=tok[:, None], attention_mask=mask, position_ids=(lengths + step)[:, None],
-                                 past_key_values=cache, use_cache=True)
-            cache, logits = out.past_key_values, out.logits[:, -1]
+                                 **{self.cache_kw: cache}, use_cache=True)
+            cache, logits = getattr(out, self.cache_kw), out.logits[:, -1]
 
         return [Generation(unit=units[r], token_ids=generated[r], text="", stopped=stopped[r],
                            top_ids=None if top_ids is None else top_ids[r],
