@@ -378,8 +378,10 @@ def first_of_each(rows: list[int], keys: dict[int, str]) -> list[int]:
     sample): a data set's duplicate prompts in one chunk are judged once, as they are across chunks."""
     if not keys:
         return rows
-    seen: set[str] = set()
-    return [i for i in rows if not (keys[i] in seen or seen.add(keys[i]))]
+    first: dict[str, int] = {}
+    for i in rows:
+        first.setdefault(keys[i], i)
+    return list(first.values())
 
 
 def cache_keys(prep: Prepared, todo: np.ndarray, cache: VerdictCache | None) -> dict[int, str]:
