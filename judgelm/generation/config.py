@@ -57,9 +57,10 @@ class GenerateConfig:
 ANSWER_CHUNK = 256
 """Default largest chunk of answers: a chunk is one engine call per turn, and answers of hundreds of tokens are
 decode-bound, so the rows in flight set the speed. The bare ``make generate`` (805 AlpacaEval answers by the tiny
-chat model, 4 shards, 2 cores) took 200 s with chunks of 16, 65 s with 128 and 54 s with 256 (chunks of 202),
-identical answers. A requeued shard finishes its chunk in the signal's lead (``cluster.signal_delay_s``) or redoes
-it: lower it where a chunk takes the model longer than that."""
+chat model, 4 shards, 2 cores) took 200 s with chunks of 16, 65 s with 128 and 54 s with 256 (chunks of 202); the
+answers were the same wherever compared (16 and 128 on 256 questions, 128 and 256 on all). A requeued shard
+finishes its chunk in the signal's lead (``cluster.signal_delay_s``) or redoes it: lower it where a chunk takes the
+model longer than that."""
 
 
 @dataclass
