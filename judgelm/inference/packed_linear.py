@@ -1,0 +1,66 @@
+"""Linear layers whose weights are packed once for MKL's GEMM while a decode batch keeps its size.
+
+A decode step multiplies a few rows (the batch) by every weight matrix, so on a CPU it is bound by reading the
+weights. ``F.linear`` hands MKL the weight as it is, and MKL repacks it into its GEMM layout on every call: for the
+52.5M bench model's layers at 8-24 rows that costs as much again as the product (1.5-2.3× slower than a weight packed
+beforehand, measured on this project's 2-core CPU). ``torch.ops.mkl._mkl_reorder_linear_weight`` packs a weight once
+for one row count, which is what inductor uses for frozen CPU models; ``_mkl_linear`` then multiplies with it, and
+falls back to ``F.linear`` for any other row count.
+
+A decode batch keeps its rows for many steps (it shrinks only when finished rows leave), so a layer packs its weight
+once it has seen the same row count ``REPEATS`` times in a row, keeps one packed copy, and packs again when the count
+changes. Prefill calls (thousands of rows, where packing gains nothing) and fast mode's two or three decode steps
+per batch never pack. On a model as small as the tiny judge (hidden size 128) the packed call is slower than
+``F.linear``, so the engine packs only models from ``SMALL_MODEL`` parameters up (``judgelm.inference.hf``), and the
+copy doubles the weights' memory, so not beyond ``MAX_PARAMS``.
+
+The packed product rounds differently in the last bits; judged tokens are compared with the unpacked ones in
+``tests/test_packed_linear.py``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+REPEATS = 4
+"""Calls with the same row count before a layer packs its weight (a pack costs about one unpacked call)."""
+
+MIN_ROWS, MAX_ROWS = 2, 256
+"""Row counts that pack: one row is a matrix-vector product, already fast; above ``MAX_ROWS`` the product's own
+work hides the repacking."""
+
+MAX_PARAMS = 1_000_000_000
+"""Models up to this size get packed copies (4 GB more in fp32); larger ones keep ``F.linear``."""
+
+
+def available() -> bool:
+    return torch.backends.mkl.is_available() and hasattr(torch.ops.mkl, "_mkl_linear")
+
+
+class PackedLinear(nn.Linear):
+    """``nn.Linear`` with the packing above; its parameters and state dict are the layer's own, unchanged."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.numel() // x.shape[-1]
+        if rows != self.rows:
+            self.rows, self.calls, self.packed = rows, 0, None
+        self.calls += 1
+        if (self.calls < REPEATS or not MIN_ROWS <= rows <= MAX_ROWS or x.dtype != torch.float32
+                or not torch.is_inference_mode_enabled()):
+            return F.linear(x, self.weight, self.bias)
+        if self.packed is None:
+            self.packed = torch.ops.mkl._mkl_reorder_linear_weight(self.weight, rows)
+        return torch.ops.mkl._mkl_linear(x, self.packed, self.weight, self.bias, rows)
+
+
+def install(model: nn.Module) -> int:
+    """Make ``model``'s fp32 ``nn.Linear`` layers on the CPU pack their weights while decoding; returns how many."""
+    n = 0
+    for layer in model.modules():
+        if type(layer) is nn.Linear and layer.weight.dtype == torch.float32 and layer.weight.device.type == "cpu":
+            layer.__class__ = PackedLinear
+            layer.rows, layer.calls, layer.packed = 0, 0, None
+            n += 1
+    return n

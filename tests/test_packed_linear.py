@@ -1,0 +1,52 @@
+"""Weights packed once for MKL while a decode batch keeps its size (judgelm.inference.packed_linear)."""
+
+import pytest
+import torch
+from torch import nn
+
+from judgelm.inference import hf, packed_linear
+from judgelm.inference.config import EngineConfig, ModelConfig
+from judgelm.inference.hf import HFEngine
+from judgelm.inference.models import load_judge
+from judgelm.inference.packed_linear import REPEATS, PackedLinear, install
+from tests.test_engine import prompts, reference_generate
+
+pytestmark = pytest.mark.skipif(not packed_linear.available(), reason="torch built without MKL")
+
+
+def test_a_layer_packs_once_its_row_count_repeats_and_multiplies_as_before():
+    torch.manual_seed(0)
+    layer = nn.Linear(96, 160)
+    assert install(nn.Sequential(layer)) == 1 and type(layer) is PackedLinear
+    x = torch.randn(8, 96)
+    with torch.inference_mode():
+        for call in range(1, REPEATS + 2):
+            out = layer(x)
+            assert (layer.packed is not None) == (call >= REPEATS)
+            torch.testing.assert_close(out, torch.nn.functional.linear(x, layer.weight, layer.bias))
+        layer(torch.randn(6, 96))  # the batch shrank: the copy for 8 rows is dropped
+        assert layer.packed is None
+        for _ in range(2 * REPEATS):
+            layer(torch.randn(1, 96))  # one row: a matrix-vector product, never packed
+        assert layer.packed is None
+    for _ in range(2 * REPEATS):  # training or autograd: the plain product
+        layer(x)
+    assert layer.packed is None
+    assert set(layer.state_dict()) == {"weight", "bias"}
+
+
+@pytest.mark.parametrize("mode", ["fast", "full"])
+def test_an_engine_on_a_model_from_small_model_up_packs_and_judges_the_same_tokens(random_judge, monkeypatch, mode):
+    model, tok, device = load_judge(ModelConfig(path=str(random_judge)))[:3]  # its own copy: install changes it
+    monkeypatch.setattr(hf, "SMALL_MODEL", 1)  # the random judge is far smaller than a model that gains from it
+    packed = []
+    monkeypatch.setattr(torch.ops.mkl, "_mkl_reorder_linear_weight",
+                        lambda w, rows, pack=torch.ops.mkl._mkl_reorder_linear_weight: packed.append(rows)
+                        or pack(w, rows))
+    eng = HFEngine(model, tok, device, EngineConfig(mode=mode, max_new_tokens=12, max_batch=4))
+    assert all(type(m) is PackedLinear for m in model.modules() if isinstance(m, nn.Linear))
+    ids = prompts(tok)
+    gens = eng.generate(list(range(len(ids))), ids)
+    assert packed or mode == "fast"  # full mode's batches decode long enough to pack
+    for g, p in zip(gens, ids):
+        assert g.token_ids == reference_generate(model, p, eng.stop_ids.tolist(), 12)
