@@ -2,7 +2,7 @@
 
 A decode step multiplies a few rows (the batch) by every weight matrix, so on a CPU it is bound by reading the
 weights. ``F.linear`` hands MKL the weight as it is, and MKL repacks it into its GEMM layout on every call: for the
-52.5M bench model's layers at 8-24 rows that costs as much again as the product (1.5-2.3× slower than a weight packed
+52.5M bench model's layers at 8-24 rows that costs as much again as the product (1.4-2.3× slower than a weight packed
 beforehand, measured on this project's 2-core CPU). ``torch.ops.mkl._mkl_reorder_linear_weight`` packs a weight once
 for one row count, which is what inductor uses for frozen CPU models; ``_mkl_linear`` then multiplies with it, and
 falls back to ``F.linear`` for any other row count.
