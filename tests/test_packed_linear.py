@@ -35,6 +35,27 @@ def test_a_layer_packs_once_its_row_count_repeats_and_multiplies_as_before():
     assert set(layer.state_dict()) == {"weight", "bias"}
 
 
+def test_a_weight_changed_by_training_is_packed_again():
+    """A model judged while it trains (validation): the copy packed before an optimizer step must not outlive it."""
+    torch.manual_seed(1)
+    layer = nn.Linear(64, 64)
+    install(layer)
+    x = torch.randn(8, 64)
+    with torch.inference_mode():
+        for _ in range(REPEATS):
+            layer(x)
+    stale = layer.packed
+    assert stale is not None
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.5)
+    layer(torch.randn(8, 64)).square().sum().backward()  # the same row count, outside inference mode
+    optimizer.step()
+    with torch.inference_mode():
+        for _ in range(REPEATS + 1):
+            out = layer(x)
+    assert layer.packed is not None and layer.packed is not stale
+    torch.testing.assert_close(out, torch.nn.functional.linear(x, layer.weight, layer.bias))
+
+
 @pytest.mark.parametrize("mode", ["fast", "full"])
 def test_an_engine_on_a_model_from_small_model_up_packs_and_judges_the_same_tokens(random_judge, monkeypatch, mode):
     model, tok, device = load_judge(ModelConfig(path=str(random_judge)))[:3]  # its own copy: install changes it

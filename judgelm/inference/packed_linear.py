@@ -9,13 +9,13 @@ falls back to ``F.linear`` for any other row count.
 
 A decode batch keeps its rows for many steps (it shrinks only when finished rows leave), so a layer packs its weight
 once it has seen the same row count ``REPEATS`` times in a row, keeps one packed copy, and packs again when the count
-changes. Prefill calls (thousands of rows, where packing gains nothing) and fast mode's two or three decode steps
-per batch never pack. On a model as small as the tiny judge (hidden size 128) the packed call is slower than
-``F.linear``, so the engine packs only models from ``SMALL_MODEL`` parameters up (``judgelm.inference.hf``), and the
-copy doubles the weights' memory, so not beyond ``MAX_PARAMS``.
+or the weight changes. A prefill's layers (thousands of rows, where packing gains nothing) and fast mode's two or
+three decode steps per batch never pack. On a model as small as the tiny judge (hidden size 128) the packed call is
+slower than ``F.linear``, so the engine packs only models from ``SMALL_MODEL`` parameters up
+(``judgelm.inference.hf``), and the copy doubles the weights' memory, so not beyond ``MAX_PARAMS``.
 
-The packed product rounds differently in the last bits; judged tokens are compared with the unpacked ones in
-``tests/test_packed_linear.py``.
+The packed product rounds differently in the last bits; ``tests/test_packed_linear.py`` compares an engine's tokens
+with packing on against JudgeLM's one-at-a-time generation.
 """
 
 from __future__ import annotations
@@ -44,8 +44,9 @@ class PackedLinear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // x.shape[-1]
-        if rows != self.rows:
-            self.rows, self.calls, self.packed = rows, 0, None
+        key = (rows, *self._weight_key())
+        if key != self.key:
+            self.key, self.calls, self.packed = key, 0, None
         self.calls += 1
         if (self.calls < REPEATS or not MIN_ROWS <= rows <= MAX_ROWS or x.dtype != torch.float32
                 or not torch.is_inference_mode_enabled()):
@@ -54,6 +55,12 @@ class PackedLinear(nn.Linear):
             self.packed = torch.ops.mkl._mkl_reorder_linear_weight(self.weight, rows)
         return torch.ops.mkl._mkl_linear(x, self.packed, self.weight, self.bias, rows)
 
+    def _weight_key(self) -> tuple[int, int]:
+        """Changes with the weight (an optimizer step bumps its version, a ``.data`` swap its address): a model
+        judged while it trains (``judgelm.train.validation``) never multiplies with a stale copy."""
+        w = self.weight
+        return 0 if w.is_inference() else w._version, w.data_ptr()
+
 
 def install(model: nn.Module) -> int:
     """Make ``model``'s fp32 ``nn.Linear`` layers on the CPU pack their weights while decoding; returns how many."""
@@ -61,6 +68,6 @@ def install(model: nn.Module) -> int:
     for layer in model.modules():
         if type(layer) is nn.Linear and layer.weight.dtype == torch.float32 and layer.weight.device.type == "cpu":
             layer.__class__ = PackedLinear
-            layer.rows, layer.calls, layer.packed = 0, 0, None
+            layer.key, layer.calls, layer.packed = None, 0, None
             n += 1
     return n
