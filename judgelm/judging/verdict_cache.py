@@ -364,12 +364,11 @@ def generate_with_cache(engine, prep: Prepared, todo: np.ndarray,
         out[i] = g
         if cache is not None:
             cache.stage(keys[i], Entry.of(g))
-    hit = np.zeros(len(prep.unit), dtype=bool)
-    hit[list(set(out) - set(miss))] = True
     for i in todo:
         if i not in out:  # the same prompt as a unit generated above
             out[i] = cache.staged[keys[i]].generation(int(prep.unit[i]))
-            hit[i] = True
+    hit = np.zeros(len(prep.unit), dtype=bool)
+    hit[list(set(todo) - set(miss))] = True
     return [out[i] for i in todo], hit
 
 
