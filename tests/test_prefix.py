@@ -101,3 +101,37 @@ def test_groups_sharing_a_prefix_decode_side_by_side():
     batch = [[0, 2], [1], [3], [4]]
     assert sharers_together(batch, ids, prefix_of) == [[0, 2], [1], [4], [3]]
     assert sharers_together(batch, ids, {}) == batch
+
+
+def pandalm_prompts(tok):
+    """Two questions, each with every ordered pair of three answers: the question is shared by all six prompts,
+    each answer opens two of them (PandaLM's prefixes nest)."""
+    texts = []
+    for q in range(2):
+        question = f"Question {q}: " + "explain this in detail " * 30
+        answers = [f"answer {a}: " + "because of the reasons given " * (4 + 2 * a) for a in range(3)]
+        texts += [build_prompt(question, [answers[a], answers[b]]) for a in range(3) for b in range(3) if a != b]
+    return encode_with_bos(tok, texts)
+
+
+def test_a_prefix_continues_from_what_an_earlier_row_holds(judge, monkeypatch):
+    model, tok, device = judge
+    ids = pandalm_prompts(tok)
+    engine = HFEngine(model, tok, device, EngineConfig(mode="fast", max_new_tokens=6, cpu_processes=1))
+    [(_, units, groups, prefixes)] = engine._plan(list(range(len(ids))), ids, 1)[1]
+    computed, one_level = set(), 0  # each distinct prefix computed whole, then every row's suffix
+    for g, p in zip(groups, prefixes):
+        one_level += (p if p and tuple(g[0][:p]) not in computed else 0) + sum(len(x) - p for x in g)
+        computed.add(tuple(g[0][:p]))
+    assert len(computed - {()}) >= 2  # prefixes of answers opening a pair, each with its question
+    prefilled = []
+    prefill = engine._prefill_group
+    monkeypatch.setattr(engine, "_prefill_group", lambda prompts, cache: prefilled.append(
+        sum(map(len, prompts))) or prefill(prompts, cache))
+    gens = engine.generate(units, [ids[u] for u in units])
+    assert sum(prefilled) < one_level  # the question is computed once, not once per prefix that starts with it
+    plain = HFEngine(model, tok, device, EngineConfig(mode="fast", max_new_tokens=6, cpu_processes=1,
+                                                      prefix_sharing=False)).generate(units, [ids[u] for u in units])
+    assert [g.token_ids for g in gens] == [g.token_ids for g in plain]
+    for g in gens:
+        assert g.token_ids == reference_generate(model, ids[g.unit], engine.stop_ids.tolist(), 6)
