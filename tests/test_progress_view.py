@@ -1,6 +1,9 @@
 """The launcher's progress line at 64 shards: planned totals from the start, shards by state, a bounded ETA."""
 
+import shutil
+
 import numpy as np
+import pytest
 
 from judgelm.config import to_yaml
 from judgelm.judging.progress import ShardProgress, write_progress
@@ -50,3 +53,14 @@ def test_progress_line_at_63_shards(tmp_path, random_judge):
     assert "slowest: 6 " in line
     # mean running rate 1.5 units/s per shard, 8 shards at a time (array_parallelism): (1000 - done) / 12 s
     assert f"ETA {(1000 - done) / 12:.0f} s" in line
+
+
+def test_a_run_directory_removed_under_the_launcher_is_one_clear_error(tmp_path, random_judge):
+    data = write_pairs(tmp_path / "pairs.jsonl", 40)
+    cfg = load_judge_config([f"model.path={random_judge}", f"data.source={data}", "run=gone", f"runs_dir={tmp_path}"])
+    rd = create_run(plan_run(cfg), to_yaml(cfg))
+    view = ProgressView(rd, cfg.shards, parallelism=4)
+    assert "0/80 units" in view.line()
+    shutil.rmtree(rd.root)
+    with pytest.raises(FileNotFoundError, match="run directory was removed while the run was going"):
+        view.line()
