@@ -249,10 +249,13 @@ class ProgressView:
         self.history: deque[tuple[float, int]] = deque()
 
     def line(self) -> str:
-        if not self.rd.root.is_dir():  # zarr would say KeyError about one of its chunk keys
+        try:
+            done_units = self.store.done()
+        except KeyError:  # zarr's word for an array whose files are gone; a running shard may make the directory
+            # again for its log, so the directory's presence says nothing
             raise FileNotFoundError(f"{self.rd.root}: the run directory was removed while the run was going, and "
-                                    f"its shards cannot finish without it; start the run again (a new run=NAME)")
-        done_units = self.store.done()
+                                    f"its shards cannot finish without it; start the run again (a new run=NAME)"
+                                    ) from None
         owned = [(int(done_units[sl].sum()), sl.stop - sl.start)
                  for sl in (self.store.shard_slice(k, self.n_shards) for k in range(self.n_shards))]
         done, total = sum(d for d, _ in owned), self.store.n_units
