@@ -2,9 +2,8 @@
 
 import pytest
 
-from judgelm.inference import row_attention
 from judgelm.inference.config import EngineConfig, ModelConfig
-from judgelm.inference.hf import HFEngine, prefill_plan, sharers_together
+from judgelm.inference.hf import HFEngine, prefill_plan
 from judgelm.inference.models import encode_with_bos, load_judge
 from judgelm.inference.prefix import attention_positions_per_token, prefill_cost, prefix_groups, worth_sharing
 from judgelm.profiles.prompts import build_prompt
@@ -71,15 +70,11 @@ def judge(random_judge):
 
 
 @pytest.mark.parametrize("mode,max_batch", [("full", 64), ("fast", 5)])
-def test_shared_prefixes_give_the_tokens_of_one_prompt_at_a_time(judge, mode, max_batch, monkeypatch):
+def test_shared_prefixes_give_the_tokens_of_one_prompt_at_a_time(judge, mode, max_batch):
     model, tok, device = judge
     ids = model_eval_prompts(tok)
     cfg = EngineConfig(mode=mode, max_new_tokens=10, max_batch=max_batch, cpu_processes=1)
     engine = HFEngine(model, tok, device, cfg)
-    reads = []  # decode steps whose rows read their shared prefix once (row_attention), in this process
-    read_once = row_attention.shared_prefix_attention
-    monkeypatch.setattr(row_attention, "shared_prefix_attention",
-                        lambda q, *args: reads.append(q.shape[0]) or read_once(q, *args))
     groups, prefix_of = prefill_plan(ids, 10, engine.cfg.batch_tokens, max_batch, cfg.max_padding, engine.per_token)
     shared = {g[0]: g for g in groups if g[0] in prefix_of}
     # the original order shares the baseline answer (four rows each), and rows are really grouped by it
@@ -87,20 +82,11 @@ def test_shared_prefixes_give_the_tokens_of_one_prompt_at_a_time(judge, mode, ma
     for first, g in shared.items():
         assert len({tuple(ids[i][: prefix_of[first]]) for i in g}) == 1
     gens = engine.generate(list(range(len(ids))), ids)
-    assert reads and max(reads) >= 2
     plain = HFEngine(model, tok, device, EngineConfig(mode=mode, max_new_tokens=10, max_batch=max_batch,
                                                       prefix_sharing=False)).generate(list(range(len(ids))), ids)
     assert [g.token_ids for g in gens] == [g.token_ids for g in plain]
     for g, p in zip(gens, ids):
         assert g.token_ids == reference_generate(model, p, engine.stop_ids.tolist(), 10)
-
-
-def test_groups_sharing_a_prefix_decode_side_by_side():
-    ids = [[1, 2, 3, 4], [7, 7, 5], [1, 2, 3], [9], [7, 7, 6]]
-    prefix_of = {1: 2, 4: 2, 0: 3}  # groups [1] and [4] share [7, 7]; group [0, 2] shares [1, 2, 3] with no other
-    batch = [[0, 2], [1], [3], [4]]
-    assert sharers_together(batch, ids, prefix_of) == [[0, 2], [1], [4], [3]]
-    assert sharers_together(batch, ids, {}) == batch
 
 
 def pandalm_prompts(tok):

@@ -155,16 +155,6 @@ def prefill_plan(ids: list[list[int]], max_new: int, batch_tokens: int, max_batc
     return groups, prefix_of
 
 
-def sharers_together(batch: list[list[int]], ids: list[list[int]], prefix_of: dict[int, int]) -> list[list[int]]:
-    """A decode batch's prefill groups, those sharing a prefix moved next to the first of them, so that their rows
-    are adjacent in the cache and read the prefix once per decode step (``row_attention``); longest first otherwise.
-    Groups sharing a prefix are cut by the length of what follows it, so sorting by length scatters them."""
-    first: dict = {}
-    place = [first.setdefault(tuple(ids[g[0]][:prefix_of[g[0]]]) if g[0] in prefix_of else -1 - i, i)
-             for i, g in enumerate(batch)]
-    return [g for _, _, g in sorted(zip(place, range(len(batch)), batch))]
-
-
 CPU_PREFILL_TOKENS = 2048
 """Prompt positions of one prefill on a CPU by default: a small judge's activations then stay in the core's cache,
 where its elementwise operations (norms, rotary embeddings, activations) run faster than from memory, and the matrix
@@ -297,8 +287,7 @@ class HFEngine:
         groups, prefix_of = prefill_plan(ids, self.max_new, self.cfg.batch_tokens, max_batch,
                                          self.cfg.max_padding, self.per_token if self.cfg.prefix_sharing else None,
                                          self.prefill_tokens)
-        batches = [sharers_together(batch, ids, prefix_of) for batch in
-                   decode_batches(groups, lengths, self.max_new, self.cfg.batch_tokens, max_batch)]
+        batches = decode_batches(groups, lengths, self.max_new, self.cfg.batch_tokens, max_batch)
         if processes > 1 and prefix_of:
             # The processes claim jobs in order. Longest prompts first is costliest first until shared prefixes
             # make some batches cheaper than their lengths say; then the costliest could be claimed last and end
@@ -345,8 +334,7 @@ class HFEngine:
         slow path and materialises a rows × length² tensor. A group whose rows share their first ``prefixes[g]``
         tokens gets that prefix's keys and values computed once (or copied from an earlier group of the batch with
         the same prefix, or computed after the part of it an earlier row holds: ``_prefill_prefix``) and prefills
-        only the rest. Returns the cache, each row's length, the logits at each row's last real token, and for each
-        row its shared prefix: the row it was first computed in and its length (``(-1, 0)``: none).
+        only the rest. Returns the cache, each row's length and the logits at each row's last real token.
         """
         lengths = [len(p) for g in groups for p in g]
         width = max(lengths)
@@ -354,7 +342,6 @@ class HFEngine:
         logits, start, blocks = [], 0, []
         computed: dict[tuple[int, ...], int] = {}  # a prefix -> a row of the batch that holds its keys and values
         written: list[tuple[list[int], int]] = []  # each prompt already in the cache, and its row
-        shared: list[tuple[int, int]] = []
         for g, p in zip(groups, prefixes):
             block = row_block(cache, start)
             blocks.append(block)
@@ -364,12 +351,11 @@ class HFEngine:
                     self._prefill_prefix(g[0][:p], cache, block, start, written)
                     computed[key] = start
                 share_prefix(cache, block, computed[key], start, len(g), p)
-            shared += [(computed[key], p) if p else (-1, 0)] * len(g)
             logits.append(self._prefill_group([x[p:] for x in g], block))
             written += [(x, start + r) for r, x in enumerate(g)]
             start += len(g)
         seal(cache, width, blocks)
-        return cache, torch.tensor(lengths, device=self.device), torch.cat(logits), shared
+        return cache, torch.tensor(lengths, device=self.device), torch.cat(logits)
 
     def _prefill_prefix(self, prefix: list[int], cache, block, row: int, written: list[tuple[list[int], int]]):
         """A group's shared ``prefix`` into its first ``row``, continuing from the longest start it has in common
@@ -401,14 +387,12 @@ class HFEngine:
         out = self.model(input_ids=input_ids, **{self.cache_kw: cache}, use_cache=True, logits_to_keep=ends)
         return out.logits[rows, col]
 
-    def _step_attention(self, lengths: torch.Tensor, finished: torch.Tensor, shared: list[tuple[int, int]],
-                        step: int):
+    def _step_attention(self, lengths: torch.Tensor, finished: torch.Tensor, step: int):
         """Decode step ``step``'s attention mask, and the context its forward pass runs in. Row i reads slots
-        ``[0, len_i + step]``: spans of live rows each over their own slots, a shared prefix once per span
-        (``row_attention``), or one mask over the widest row's slots; for a sliding-window model the window counted
-        from each row's own query."""
+        ``[0, len_i + step]``: spans of live rows each over their own slots (``row_attention``), or one mask over
+        the widest row's slots; for a sliding-window model the window counted from each row's own query."""
         if self.row_attention:
-            spans = row_attention.row_spans(lengths.tolist(), (~finished).tolist(), shared)
+            spans = row_attention.row_spans(lengths.tolist(), (~finished).tolist())
             return None, row_attention.reading_rows(spans, lengths, step)
         if self.window is not None:
             return position_mask(lengths, step, self.window, self.model.dtype if self.eager else None), nullcontext()
@@ -418,7 +402,7 @@ class HFEngine:
     @torch.inference_mode()
     def _run_batch(self, units: list[int], groups: list[list[list[int]]], prefixes: list[int]) -> list[Generation]:
         b = len(units)
-        cache, lengths, logits, shared = self._prefill(groups, prefixes)
+        cache, lengths, logits = self._prefill(groups, prefixes)
         unit_t = torch.tensor(units, device=self.device)
         rows = torch.arange(b, device=self.device)  # batch position -> original row
         finished = torch.zeros(b, dtype=torch.bool, device=self.device)  # rows done but not yet dropped
@@ -451,9 +435,9 @@ class HFEngine:
                 keep = (~finished).nonzero().squeeze(-1)
                 cache.batch_select_indices(keep)
                 rows, tok, lengths = rows[keep], tok[keep], lengths[keep]
-                finished, shared = finished[keep], [shared[i] for i in keep.tolist()]
+                finished = finished[keep]
             decode_at(cache, lengths + step)
-            mask, attending = self._step_attention(lengths, finished, shared, step)
+            mask, attending = self._step_attention(lengths, finished, step)
             with attending:
                 out = self.model(input_ids=tok[:, None], attention_mask=mask, position_ids=(lengths + step)[:, None],
                                  **{self.cache_kw: cache}, use_cache=True)
