@@ -93,8 +93,8 @@ def load_saved(schema: type[T], path: str | Path, overrides: list[str] | tuple[s
 
 @functools.lru_cache(maxsize=16)
 def _read_saved(schema: type[T], path: Path, overrides: tuple[str, ...], mtime_ns: int, size: int) -> T:
-    saved = OmegaConf.load(path)
-    mine = OmegaConf.masked_copy(saved, [k for k in saved if k in OmegaConf.structured(schema)])
+    saved, known = OmegaConf.load(path), OmegaConf.structured(schema)
+    mine = OmegaConf.masked_copy(saved, [k for k in saved if k in known])
     return load_config(schema, mine, overrides)  # type: ignore[arg-type]
 
 

@@ -55,7 +55,16 @@ class RunKind:
     open_store: Callable[[RunDir], ChunkLayout]
     incomplete: type[Exception]  # what closing an incomplete store raises
     describe: Callable[[Any], str] = lambda cfg: ""  # more for the jobs' comment
-    close_imports: tuple[str, ...] = ()  # modules ``close_here`` needs, imported while the shards run
+    close_ready: tuple[Callable[[], object], ...] = ()  # what ``close_here`` needs, readied while the shards run
+
+
+def importing(*modules: str) -> tuple[Callable[[], object], ...]:
+    return tuple(functools.partial(importlib.import_module, m) for m in modules)
+
+
+def style_tokenizer() -> None:
+    """The o200k encoding a leaderboard's style features count answer lengths with (0.34 s to read)."""
+    importlib.import_module("judgelm.scoring.style").o200k()
 
 
 def evaluated_models(cfg) -> str:
@@ -73,9 +82,10 @@ def merge_here(root: Path, allow_partial: bool) -> str:
 
 JUDGE = RunKind("judge", JudgeShardTask, "merge", merge_task, merge_here, lambda rd: rd.table,
                 lambda rd: VerdictStore(rd.store), IncompleteStore, evaluated_models,
-                ("judgelm.results.merge", "scipy.optimize", "scipy.stats"))  # the last two: imported where used
-EVALUATE = dataclasses.replace(JUDGE, close_imports=(*JUDGE.close_imports, "matplotlib.pyplot"))
-"""A judging run that evaluates models: its merge draws the leaderboard's figures too."""
+                importing("judgelm.results.merge", "scipy.optimize", "scipy.stats"))  # the last two: lazy imports
+EVALUATE = dataclasses.replace(JUDGE, close_ready=(*JUDGE.close_ready, *importing("matplotlib.pyplot"),
+                                                   style_tokenizer))
+"""A judging run that evaluates models: its merge draws the leaderboard's figures and counts its answers' style."""
 GENERATE = RunKind("generate", GenerateShardTask, "export", export_task, export_run,
                    lambda rd: rd.root / SUMMARY_FILE, lambda rd: AnswerStore(rd.answer_store), IncompleteAnswers,
                    lambda cfg: f" model={cfg.model_id}")
@@ -435,11 +445,10 @@ def see_through(sub: Submission, started: float, timer: PhaseTimer | None = None
 
 def follow_to_end(sub: Submission, started: float, timer: PhaseTimer | None = None,
                   alongside: Callable[[], None] | None = None) -> int:
-    """Follow the shards, then close the run; ``alongside`` (and, for a judging run, the merge's imports) runs in
+    """Follow the shards, then close the run; ``alongside`` (and what the close needs readied: ``close_ready``) runs in
     a thread meanwhile and is done before the close."""
     timer = timer or PhaseTimer()
-    steps = [functools.partial(importlib.import_module, m) for m in sub.kind.close_imports] \
-        + ([alongside] if alongside else [])
+    steps = [*sub.kind.close_ready, *([alongside] if alongside else [])]
     with ThreadPoolExecutor(1, "alongside") as pool:
         done = [pool.submit(step) for step in steps]
         try:

@@ -113,7 +113,7 @@ def test_reading_a_run_needs_no_torch(module):
 
 
 # scipy.optimize and scipy.stats took 0.6 of the 2.1 s make evaluate spent before submitting; the launcher imports
-# them in the background while the shards run (launch.submission.RunKind.close_imports).
+# them in the background while the shards run (launch.submission.RunKind.close_ready).
 @pytest.mark.parametrize("module", ["launch.judge", "launch.evaluate"])
 def test_a_launcher_submits_before_importing_scipys_solvers(module):
     code = f"import sys, {module}; print(sorted(m for m in ('scipy.optimize', 'scipy.stats') if m in sys.modules))"
