@@ -1,4 +1,4 @@
-"""Weights packed once for MKL while a decode batch keeps its size (judgelm.inference.packed_linear)."""
+"""Weights packed once for oneDNN (or MKL) while a decode batch keeps its size (judgelm.inference.packed_linear)."""
 
 import pytest
 import torch
@@ -11,7 +11,7 @@ from judgelm.inference.models import load_judge
 from judgelm.inference.packed_linear import REPEATS, PackedLinear, install
 from tests.test_engine import prompts, reference_generate
 
-pytestmark = pytest.mark.skipif(not packed_linear.available(), reason="torch built without MKL")
+pytestmark = pytest.mark.skipif(not packed_linear.available(), reason="torch built without oneDNN and MKL")
 
 
 def test_a_layer_packs_once_its_row_count_repeats_and_multiplies_as_before():
@@ -33,6 +33,22 @@ def test_a_layer_packs_once_its_row_count_repeats_and_multiplies_as_before():
         layer(x)
     assert layer.packed is None
     assert set(layer.state_dict()) == {"weight", "bias"}
+
+
+@pytest.mark.parametrize("onednn", [True, False])
+def test_either_backend_multiplies_as_f_linear(monkeypatch, onednn):
+    """oneDNN's pair where torch has it, MKL's otherwise: both give F.linear's product (up to rounding)."""
+    if onednn and not packed_linear.ONEDNN or not onednn and not torch.backends.mkl.is_available():
+        pytest.skip("torch built without this backend")
+    monkeypatch.setattr(packed_linear, "ONEDNN", onednn)
+    torch.manual_seed(2)
+    layer = nn.Linear(80, 48)
+    install(layer)
+    x = torch.randn(5, 80)
+    with torch.inference_mode():
+        outs = [layer(x) for _ in range(REPEATS + 1)]
+    assert layer.packed is not None
+    torch.testing.assert_close(outs[-1], torch.nn.functional.linear(x, layer.weight, layer.bias))
 
 
 def test_a_weight_changed_by_training_is_packed_again():
@@ -61,8 +77,7 @@ def test_an_engine_on_a_model_from_small_model_up_packs_and_judges_the_same_toke
     model, tok, device = load_judge(ModelConfig(path=str(random_judge)))[:3]  # its own copy: install changes it
     monkeypatch.setattr(hf, "SMALL_MODEL", 1)  # the random judge is far smaller than a model that gains from it
     packed = []
-    monkeypatch.setattr(torch.ops.mkl, "_mkl_reorder_linear_weight",
-                        lambda w, rows, pack=torch.ops.mkl._mkl_reorder_linear_weight: packed.append(rows)
+    monkeypatch.setattr(packed_linear, "pack", lambda w, rows, pack=packed_linear.pack: packed.append(rows)
                         or pack(w, rows))
     eng = HFEngine(model, tok, device, EngineConfig(mode=mode, max_new_tokens=12, max_batch=4))
     assert all(type(m) is PackedLinear for m in model.modules() if isinstance(m, nn.Linear))

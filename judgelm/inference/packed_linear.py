@@ -1,11 +1,15 @@
-"""Linear layers whose weights are packed once for MKL's GEMM while a decode batch keeps its size.
+"""Linear layers whose weights are packed once for oneDNN's (or MKL's) GEMM while a decode batch keeps its size.
 
 A decode step multiplies a few rows (the batch) by every weight matrix, so on a CPU it is bound by reading the
 weights. ``F.linear`` hands MKL the weight as it is, and MKL repacks it into its GEMM layout on every call: for the
 52.5M bench model's layers at 8-24 rows that costs as much again as the product (1.4-2.3× slower than a weight packed
-beforehand, measured on this project's 2-core CPU). ``torch.ops.mkl._mkl_reorder_linear_weight`` packs a weight once
-for one row count, which is what inductor uses for frozen CPU models; ``_mkl_linear`` then multiplies with it, and
-falls back to ``F.linear`` for any other row count.
+beforehand, measured on this project's 2-core Intel VM). ``torch.ops.mkldnn._reorder_linear_weight`` packs a weight
+once for one row count, which is what inductor uses for frozen CPU models, and ``_linear_pointwise`` multiplies with
+it; a torch without oneDNN gets MKL's pair (``torch.ops.mkl._mkl_reorder_linear_weight``, ``_mkl_linear``, which this
+module used until 2026-12-07). On the 2-core AMD EPYC (AVX2) VM of that day, oneDNN's product was 1.5× faster than
+MKL's packed one on the 52.5M model's layers at 8 rows and 2.9× on its 32,000-word head, and that model's 256-token
+generation went from 15.0 to 9.3 s (docs/speed.md); prefills (hundreds of rows and more) gained nothing, so they
+still use ``F.linear``.
 
 A decode batch keeps its rows for many steps (it shrinks only when finished rows leave), so a layer packs its weight
 once it has seen the same row count ``REPEATS`` times in a row, keeps one packed copy, and packs again when the count
@@ -35,8 +39,25 @@ MAX_PARAMS = 1_000_000_000
 """Models up to this size get packed copies (4 GB more in fp32); larger ones keep ``F.linear``."""
 
 
+ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+"""Whether layers pack for oneDNN (else MKL)."""
+
+
 def available() -> bool:
-    return torch.backends.mkl.is_available() and hasattr(torch.ops.mkl, "_mkl_linear")
+    return ONEDNN or (torch.backends.mkl.is_available() and hasattr(torch.ops.mkl, "_mkl_linear"))
+
+
+def pack(weight: torch.Tensor, rows: int) -> torch.Tensor:
+    """``weight`` in the layout of the GEMM that multiplies ``rows`` rows by it."""
+    if ONEDNN:
+        return torch.ops.mkldnn._reorder_linear_weight(weight, rows)
+    return torch.ops.mkl._mkl_reorder_linear_weight(weight, rows)
+
+
+def multiply(x: torch.Tensor, packed: torch.Tensor, layer: nn.Linear, rows: int) -> torch.Tensor:
+    if ONEDNN:
+        return torch.ops.mkldnn._linear_pointwise(x, packed, layer.bias, "none", [], "")
+    return torch.ops.mkl._mkl_linear(x, packed, layer.weight, layer.bias, rows)
 
 
 class PackedLinear(nn.Linear):
@@ -52,8 +73,8 @@ class PackedLinear(nn.Linear):
                 or not torch.is_inference_mode_enabled()):
             return F.linear(x, self.weight, self.bias)
         if self.packed is None:
-            self.packed = torch.ops.mkl._mkl_reorder_linear_weight(self.weight, rows)
-        return torch.ops.mkl._mkl_linear(x, self.packed, self.weight, self.bias, rows)
+            self.packed = pack(self.weight, rows)
+        return multiply(x, self.packed, self, rows)
 
     def _weight_key(self) -> tuple[int, int]:
         """Changes with the weight (an optimizer step bumps its version, a ``.data`` swap its address): a model
