@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 import zarr
 
+import judgelm.judging.store as store_layout
 import judgelm.results.merge as merge
 from judgelm.data.records import Record, Turn
 from judgelm.data.verdicts import Status
 from judgelm.judging.store import ChunkVerdicts, DamagedStore, IncompleteStore, VerdictStore
 from judgelm.judging.units import plan_units
+from judgelm.results.tally import factorize
 
 SUBSETS = ["pandalm", "llmbar/Natural", "llmbar/Adversarial/Neighbor", "rewardbench/alpacaeval-easy",
            "rewardbench/mt-bench-hard", "judgebench/gpt", "prometheus", "mine", ""]
@@ -56,6 +58,9 @@ def judged_store(path, mode: str, n_records: int, seed: int, partial: bool = Fal
                                                 ("single", False, 1), ("multi", False, 1)])
 def test_a_store_read_in_windows_merges_to_the_metrics_of_the_whole_store(tmp_path, monkeypatch, mode, partial,
                                                                           turns):
+    # Records' texts and short columns in chunks of their own sizes, neither a multiple of the other nor of a window.
+    monkeypatch.setattr(store_layout, "_RECORD_CHUNK", 16)
+    monkeypatch.setattr(store_layout, "_RECORD_META_CHUNK", 24)
     store = judged_store(tmp_path / "s.zarr", mode, 80, seed=7, partial=partial, n_answers=3 if mode == "multi" else 2,
                          turns=turns)
     assert store.attrs["records_in_unit_order"]
@@ -88,3 +93,16 @@ def test_windows_refuse_a_damaged_or_incomplete_store_as_the_whole_read_does(tmp
     partial = judged_store(tmp_path / "p.zarr", "pair", 120, seed=3, partial=True)
     with pytest.raises(IncompleteStore, match=r"units are not judged; missing in shard 0 \(\d+ units\)"):
         merge.compute_metrics(VerdictStore(partial.path))
+
+
+@pytest.mark.parametrize("dtype", [object, np.dtypes.StringDType()])
+@pytest.mark.parametrize("runs", [True, False])
+def test_strings_factorize_to_codes_that_give_them_back(dtype, runs):
+    rng = np.random.default_rng(3)
+    words = rng.choice(["pandalm", "llmbar/Natural", "", "mine", "b\u00e9"], 500)
+    c = np.array(np.sort(words) if runs else words, dtype=dtype)
+    values, codes = factorize(c)
+    assert values.dtype == object and len(set(values.tolist())) == len(values)
+    assert values[codes].tolist() == c.tolist()
+    values, codes = factorize(c[:0])
+    assert len(values) == 0 and len(codes) == 0

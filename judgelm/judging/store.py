@@ -54,7 +54,10 @@ from judgelm.rundir import Fault
 FORMAT_VERSION = 1
 CHECKSUMS = "crc32c"  # the ``checksums`` attribute of stores whose chunks carry one (and whose commits write all)
 NO_LABEL = 2  # int8 sentinel in records/label*: the record has no ground truth for that reference mode
-_RECORD_CHUNK = 4096
+_RECORD_CHUNK = 4096  # records' texts: a shard decodes the chunks around its own records
+# Records' short columns (labels, scores, lengths, names) are read whole by the merge, window by window; zarr's cost
+# is per chunk (0.7 ms each here), so 4,096-row chunks made a 10M-unit merge spend 6 s reading them.
+_RECORD_META_CHUNK = 1 << 16
 # Optional verdict arrays an engine can fill: the top-k log-probabilities at the first generated positions.
 TOP_IDS, TOP_LOGPROBS = "top_ids", "top_logprobs"
 ExtraSchema = dict[str, tuple[tuple[int, ...], str, Any]]  # name: (trailing shape, dtype, fill)
@@ -367,7 +370,7 @@ class VerdictStore(ChunkLayout):
         n_units, n_records = len(plan), len(records)
         n_answers = max((len(r.answers) for r in records), default=2)
         g = zarr.open_group(str(path), mode="w-")
-        rc = (min(_RECORD_CHUNK, max(n_records, 1)),)
+        rc, mc = ((min(c, max(n_records, 1)),) for c in (_RECORD_CHUNK, _RECORD_META_CHUNK))
 
         def put(name: str, data: np.ndarray, chunks: tuple[int, ...], dtype: Any, fill: Any) -> None:
             arr = create_array(g, name, data.shape, chunks + data.shape[1:], dtype, fill, checksums)
@@ -383,25 +386,25 @@ class VerdictStore(ChunkLayout):
         for i, r in enumerate(records):
             if r.gt_scores is not None and len(r.gt_scores) == n_scores:
                 gt[i] = r.gt_scores
-        put("records/question_id", _text_array([str(r.question_id) for r in records]), rc, str, "")
+        put("records/question_id", _text_array([str(r.question_id) for r in records]), mc, str, "")
         put("records/question", _text_array([r.question for r in records]), rc, str, "")
         answers = _text_array([list(r.answers) + [""] * (n_answers - len(r.answers)) for r in records])
         put("records/answers", answers.reshape(n_records, n_answers), rc, str, "")
         put("records/reference", _text_array([r.reference or "" for r in records]), rc, str, "")
-        put("records/n_answers", np.array([len(r.answers) for r in records], dtype=np.int8), rc, "int8", 2)
+        put("records/n_answers", np.array([len(r.answers) for r in records], dtype=np.int8), mc, "int8", 2)
         # Answer lengths in characters, so the merge's length-bias figures need not read the answer texts.
         chars = np.array([[len(a) for a in r.answers] + [0] * (n_answers - len(r.answers)) for r in records],
                          dtype=np.int32).reshape(n_records, n_answers)
-        put("records/answer_chars", chars, rc, "int32", 0)
-        put("records/has_reference", np.array([r.reference is not None for r in records], dtype=bool), rc, bool, False)
-        put("records/label", np.array([label(r, False) for r in records], dtype=np.int8), rc, "int8", NO_LABEL)
-        put("records/label_w_reference", np.array([label(r, True) for r in records], dtype=np.int8), rc, "int8",
+        put("records/answer_chars", chars, mc, "int32", 0)
+        put("records/has_reference", np.array([r.reference is not None for r in records], dtype=bool), mc, bool, False)
+        put("records/label", np.array([label(r, False) for r in records], dtype=np.int8), mc, "int8", NO_LABEL)
+        put("records/label_w_reference", np.array([label(r, True) for r in records], dtype=np.int8), mc, "int8",
             NO_LABEL)
-        put("records/gt_scores", gt, rc, "float32", np.nan)
-        put("records/subset", _text_array([r.subset for r in records]), rc, str, "")
-        put("records/category", _text_array([r.category for r in records]), rc, str, "")
+        put("records/gt_scores", gt, mc, "float32", np.nan)
+        put("records/subset", _text_array([r.subset for r in records]), mc, str, "")
+        put("records/category", _text_array([r.category for r in records]), mc, str, "")
         models = _text_array([list(r.models) + [""] * (n_answers - len(r.models)) for r in records])
-        put("records/models", models.reshape(n_records, n_answers), rc, str, "")
+        put("records/models", models.reshape(n_records, n_answers), mc, str, "")
         n_turns = max((r.n_turns for r in records), default=1)
         if n_turns > 1:
             _put_later_turns(put, records, n_turns, n_answers, rc)

@@ -52,12 +52,8 @@ def factorize(c) -> tuple[np.ndarray, np.ndarray]:
     sorting. A ``(values, codes)`` pair is taken as it is."""
     if isinstance(c, tuple):
         return c
-    if c.dtype == object:
-        table: dict = {}
-        codes = np.fromiter((table.setdefault(v, len(table)) for v in c), dtype=np.int64, count=len(c))
-        values = np.empty(len(table), dtype=object)
-        values[:] = list(table)
-        return values, codes
+    if c.dtype == object or c.dtype.kind == "T":
+        return _factorize_strings(c)
     if c.dtype.kind in "biuf" and len(c):
         finite = np.isfinite(c) if c.dtype.kind == "f" else np.ones(len(c), dtype=bool)
         whole = c[finite]
@@ -69,6 +65,22 @@ def factorize(c) -> tuple[np.ndarray, np.ndarray]:
                 return (np.append(values, np.nan) if c.dtype.kind == "f" else values), codes
     values, inv = np.unique(c, return_inverse=True)
     return values, inv.ravel()
+
+
+def _factorize_strings(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``factorize`` of strings (objects or numpy's StringDType, as zarr reads them) through a dictionary of the
+    first string of each run of equal neighbours: a window's records come grouped by subset and category, so it
+    looks up a few runs rather than every row, and never sorts strings (what ``np.unique`` would do, 2x slower
+    than the dictionary on every row)."""
+    if not len(c):
+        return np.empty(0, dtype=object), np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.concatenate(([True], c[1:] != c[:-1])))
+    table: dict = {}
+    heads = np.fromiter((table.setdefault(v, len(table)) for v in c[starts].tolist()), dtype=np.int64,
+                        count=len(starts))
+    values = np.empty(len(table), dtype=object)
+    values[:] = list(table)
+    return values, np.repeat(heads, np.diff(np.append(starts, len(c))))
 
 
 class Tally:
