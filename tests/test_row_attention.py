@@ -1,22 +1,23 @@
 """Decode attention over spans of rows (judgelm.inference.row_attention): which rows share a span, and that spans
 attend as SDPA over the whole batch under a mask."""
 
-import math
 
 import torch
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from judgelm.inference.row_attention import SPAN_PADDING, reading_rows, row_spans, rows_attention
+from judgelm.inference.row_attention import reading_rows, row_spans, rows_attention
 
 
 def test_spans_hold_live_rows_of_similar_length():
-    assert row_spans([100, 98, 95, 60, 59], [True] * 5) == [(0, 3), (3, 5)]
-    assert row_spans([100, 98, 95, 60, 59], [True, False, True, True, False]) == [(0, 1), (2, 3), (3, 4)]
-    assert row_spans([10, 10], [False, False]) == []
-    # A row joins a span while the span reads at most SPAN_PADDING more slots than its rows' own tokens.
-    joins = math.ceil(300 / (1 + SPAN_PADDING) - 200)
-    assert row_spans([100, 100, joins], [True] * 3) == [(0, 3)]
-    assert row_spans([100, 100, joins - 1], [True] * 3) == [(0, 2), (2, 3)]
+    assert row_spans([100, 98, 95, 60, 59], [True] * 5, 20) == [(0, 3), (3, 5)]
+    assert row_spans([100, 98, 95, 60, 59], [True, False, True, True, False], 20) == [(0, 1), (2, 3), (3, 4)]
+    assert row_spans([10, 10], [False, False], 20) == []
+    # A row joins a span while the span reads at most call_slots padded slots: here 2 + 5 + 40 = 47.
+    assert row_spans([100, 98, 95, 60], [True] * 4, 47) == [(0, 4)]
+    assert row_spans([100, 98, 95, 60], [True] * 4, 46) == [(0, 3), (3, 4)]
+    # A wider row pads the rows before it too.
+    assert row_spans([60, 60, 100], [True] * 3, 79) == [(0, 2), (2, 3)]
+    assert row_spans([60, 60, 100], [True] * 3, 80) == [(0, 3)]
 
 
 class Head:
@@ -34,7 +35,7 @@ def test_spans_attend_as_one_masked_call_and_finished_rows_get_zeros():
     mask = (torch.arange(n)[None, :] <= (lengths + step)[:, None])[:, None, None, :]
     whole = sdpa_attention_forward(Head(), q, k[:, :, :n], v[:, :, :n], mask)[0]
     live = [True, True, True, True, False]
-    spans = row_spans(lengths.tolist(), live)
+    spans = row_spans((lengths + step).tolist(), live, 2)
     assert len(spans) == 2
     with reading_rows(spans, lengths, step):
         out = rows_attention(Head(), q, k, v, None)[0]

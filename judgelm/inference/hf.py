@@ -217,6 +217,9 @@ class HFEngine:
                               and model.config._attn_implementation in ("sdpa", row_attention.NAME))
         if self.row_attention:
             row_attention.install(model)
+            kv_width = getattr(text_cfg, "num_key_value_heads", None) or text_cfg.num_attention_heads
+            head_dim = getattr(text_cfg, "head_dim", None) or text_cfg.hidden_size // text_cfg.num_attention_heads
+            self.call_slots = row_attention.CALL_ELEMENTS // (kv_width * head_dim)
         if device.type == "cpu":
             keep_freed_memory()
         params = sum(p.numel() for p in model.parameters())
@@ -393,7 +396,7 @@ class HFEngine:
         ``[0, len_i + step]``: spans of live rows each over their own slots (``row_attention``), or one mask over
         the widest row's slots; for a sliding-window model the window counted from each row's own query."""
         if self.row_attention:
-            spans = row_attention.row_spans(lengths.tolist(), (~finished).tolist())
+            spans = row_attention.row_spans((lengths + step).tolist(), (~finished).tolist(), self.call_slots)
             return None, row_attention.reading_rows(spans, lengths, step)
         if self.window is not None:
             return position_mask(lengths, step, self.window, self.model.dtype if self.eager else None), nullcontext()

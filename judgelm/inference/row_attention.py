@@ -6,7 +6,7 @@ rows already finished but not yet dropped; on a CPU a decode step's attention is
 bench model's PandaLM prompts: a quarter of the slots read were padding). Here a decode step's attention runs on
 spans of consecutive live rows of similar length instead, each over its own longest row: an attention function
 registered with ``transformers`` under ``NAME``, which is SDPA for everything but the decode steps the engine runs
-inside ``reading_rows``.
+inside ``reading_rows``. A span ends where its padding would cost more than a call of its own (``CALL_ELEMENTS``).
 
 Rows that share a prompt prefix (``judgelm.inference.prefix``) hold copies of its keys and values and read them as
 their own. Reading the prefix once for a span's rows instead (small products per span, a joint softmax) read fewer
@@ -27,20 +27,23 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 NAME = "judgelm_rows"
 
-SPAN_PADDING = 0.1
-"""How much padding a span may read, as a fraction of its rows' own prompt tokens, before a row starts a new span:
-each span is one more attention call per layer (tens of microseconds), each padded slot one more key and value read."""
+CALL_ELEMENTS = 1 << 19
+"""What one more attention call per layer is worth, in key and value elements of padding (about 900 slots of the
+52.5M bench model's 9 heads of 64): a row joins the span before it unless the span would then read more padding
+than this. The rule it replaces (padding up to 10 % of the rows' own prompt slots) kept three calls per layer for
+the whole of that model's 8-answer generation, 188 µs each on the 2-core AMD EPYC VM of docs/speed.md, where one
+call over all eight rows costs 517 µs; counted at every step, a batch's spans merge as its answers grow."""
 
 _spans: ContextVar[list | None] = ContextVar("judgelm_row_spans", default=None)
 
 
-def row_spans(lengths: list[int], live: list[bool]) -> list[tuple[int, int]]:
-    """``(start, end)``: runs of consecutive live rows whose longest row pads the others by at most
-    ``SPAN_PADDING`` of their own slots."""
+def row_spans(ends: list[int], live: list[bool], call_slots: int) -> list[tuple[int, int]]:
+    """``(start, end)``: runs of consecutive live rows, row ``i`` reading slots ``[0, ends[i]]``, each run ended
+    where its next row would make it read more than ``call_slots`` padded slots (what a call of its own costs)."""
     spans: list[tuple[int, int]] = []
     start, widest, real = None, 0, 0
-    for r, (n, alive) in enumerate(zip(lengths, live)):
-        if start is not None and (not alive or (r + 1 - start) * max(widest, n) > (1 + SPAN_PADDING) * (real + n)):
+    for r, (n, alive) in enumerate(zip(ends, live)):
+        if start is not None and (not alive or (r + 1 - start) * max(widest, n) - real - n > call_slots):
             spans.append((start, r))
             start = None
         if alive:
@@ -48,7 +51,7 @@ def row_spans(lengths: list[int], live: list[bool]) -> list[tuple[int, int]]:
                 start, widest, real = r, 0, 0
             widest, real = max(widest, n), real + n
     if start is not None:
-        spans.append((start, len(lengths)))
+        spans.append((start, len(ends)))
     return spans
 
 
