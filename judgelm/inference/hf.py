@@ -28,7 +28,7 @@ from judgelm.inference.config import EngineConfig
 from judgelm.inference.cpu_memory import keep_freed_memory
 from judgelm.inference.fork_pool import ForkPool
 from judgelm.inference.kv_cache import batch_cache, decode_at, row_block, seal, share_prefix
-from judgelm.inference.memory import gpu_budget
+from judgelm.inference.memory import gpu_budget, kv_width
 from judgelm.inference.prefix import (
     MIN_PREFIX,
     attention_positions_per_token,
@@ -217,9 +217,7 @@ class HFEngine:
                               and model.config._attn_implementation in ("sdpa", row_attention.NAME))
         if self.row_attention:
             row_attention.install(model)
-            kv_width = getattr(text_cfg, "num_key_value_heads", None) or text_cfg.num_attention_heads
-            head_dim = getattr(text_cfg, "head_dim", None) or text_cfg.hidden_size // text_cfg.num_attention_heads
-            self.call_slots = row_attention.CALL_ELEMENTS // (kv_width * head_dim)
+            self.call_slots = row_attention.CALL_ELEMENTS // kv_width(text_cfg)
         if device.type == "cpu":
             keep_freed_memory()
         params = sum(p.numel() for p in model.parameters())

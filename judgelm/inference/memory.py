@@ -19,17 +19,21 @@ def head_dim(text_config) -> int:
     return int(getattr(text_config, "head_dim", None) or text_config.hidden_size // text_config.num_attention_heads)
 
 
+def kv_width(text_config) -> int:
+    """Values one token keeps per layer for its keys (as many again for its values): key/value heads × head dim."""
+    kv_heads = getattr(text_config, "num_key_value_heads", None) or text_config.num_attention_heads
+    return int(kv_heads) * head_dim(text_config)
+
+
 def kv_bytes_per_token(text_config, dtype: torch.dtype) -> int:
     """Cache bytes one token costs: layers × 2 (keys, values) × key/value heads × head dim × bytes per value."""
-    kv_heads = getattr(text_config, "num_key_value_heads", None) or text_config.num_attention_heads
-    return text_config.num_hidden_layers * 2 * kv_heads * head_dim(text_config) * dtype.itemsize
+    return text_config.num_hidden_layers * 2 * kv_width(text_config) * dtype.itemsize
 
 
 def activation_bytes_per_token(text_config, dtype: torch.dtype) -> int:
     """Peak working memory of one token in a prefill (one layer at a time): the residual stream and its normed
     copy, the query/key/value projections and attention output, and the MLP's gate, up and activated tensors."""
-    kv_heads = getattr(text_config, "num_key_value_heads", None) or text_config.num_attention_heads
-    qkv = (text_config.num_attention_heads + 2 * kv_heads) * head_dim(text_config)
+    qkv = text_config.num_attention_heads * head_dim(text_config) + 2 * kv_width(text_config)
     return (3 * text_config.hidden_size + qkv + 3 * text_config.intermediate_size) * dtype.itemsize
 
 
